@@ -1,0 +1,158 @@
+//! `EngineCoroutine`: a lazily-run coroutine for operations that must happen inside a
+//! running event loop (`start()`, `stop()`) or that fail before any loop is bound.
+//!
+//! Nothing runs until the first `send(None)`; the body then either finishes at once
+//! or returns a [`PyLeaseFuture`] to wait on, which the coroutine yields until done.
+//! This keeps `loop.run_until_complete(manager.start())` and `asyncio.run(...)`
+//! working, where the awaitable is created before the loop runs.
+
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::prelude::*;
+
+use crate::future::{make_exception, PyLeaseFuture};
+
+/// What a coroutine body produced.
+pub(crate) enum Step {
+    /// Finished with this value.
+    Done(Py<PyAny>),
+    /// Wait for this future, then run the continuation with the loop thread's `py`.
+    Await(Py<PyLeaseFuture>, Option<Body>),
+}
+
+pub(crate) type Body = Box<dyn FnOnce(Python<'_>) -> PyResult<Step> + Send>;
+
+enum State {
+    Fresh(Body),
+    Waiting(Py<PyLeaseFuture>, Option<Body>),
+    Finished,
+}
+
+#[pyclass(name = "EngineCoroutine", module = "leasepool._engine", frozen)]
+pub(crate) struct PyEngineCoroutine {
+    name: &'static str,
+    state: Mutex<State>,
+}
+
+impl PyEngineCoroutine {
+    pub(crate) fn new(py: Python<'_>, name: &'static str, body: Body) -> PyResult<Py<Self>> {
+        Py::new(
+            py,
+            Self {
+                name,
+                state: Mutex::new(State::Fresh(body)),
+            },
+        )
+    }
+
+    /// A coroutine that raises `err` when first resumed.
+    pub(crate) fn failing(py: Python<'_>, name: &'static str, err: PyErr) -> PyResult<Py<Self>> {
+        Self::new(py, name, Box::new(move |_| Err(err)))
+    }
+
+    /// A coroutine that returns `value` when first resumed.
+    pub(crate) fn ready(py: Python<'_>, name: &'static str, value: Py<PyAny>) -> PyResult<Py<Self>> {
+        Self::new(py, name, Box::new(move |_| Ok(Step::Done(value))))
+    }
+
+    fn take(&self) -> State {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        std::mem::replace(&mut *guard, State::Finished)
+    }
+
+    fn put(&self, state: State) {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *guard = state;
+    }
+
+    fn resume(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let mut state = self.take();
+        loop {
+            let step = match state {
+                State::Finished => {
+                    return Err(PyRuntimeError::new_err(
+                        "cannot reuse already awaited coroutine",
+                    ))
+                }
+                State::Fresh(body) => crate::errors::guard_panics(|| body(py))?,
+                State::Waiting(future, next) => {
+                    if !future.get().done_flag() {
+                        let yielded = future.clone_ref(py).into_any();
+                        future.get().mark_blocking();
+                        self.put(State::Waiting(future, next));
+                        return Ok(yielded);
+                    }
+                    let value = future.bind(py).call_method0("result")?.unbind();
+                    match next {
+                        None => Step::Done(value),
+                        Some(body) => crate::errors::guard_panics(|| body(py))?,
+                    }
+                }
+            };
+            state = match step {
+                Step::Done(value) => return Err(PyStopIteration::new_err((value,))),
+                Step::Await(future, next) => State::Waiting(future, next),
+            };
+        }
+    }
+}
+
+#[pymethods]
+impl PyEngineCoroutine {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.resume(py)
+    }
+
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.resume(py)
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        &self,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = tb;
+        if let State::Waiting(future, _) = self.take() {
+            let _ = future.bind(typ.py()).call_method0("cancel");
+        }
+        Err(make_exception(typ, val))
+    }
+
+    fn close(&self, py: Python<'_>) {
+        if let State::Waiting(future, _) = self.take() {
+            let _ = future.bind(py).call_method0("cancel");
+        }
+    }
+
+    #[getter]
+    fn __name__(&self) -> &'static str {
+        self.name
+    }
+
+    #[getter]
+    fn __qualname__(&self) -> &'static str {
+        self.name
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<EngineCoroutine {}>", self.name)
+    }
+}

@@ -1,0 +1,530 @@
+//! `LeaseFuture`: the awaitable every engine operation returns.
+//!
+//! It speaks both asyncio protocols at once:
+//!
+//! * **future** — `_asyncio_future_blocking`, `get_loop`, `add_done_callback`,
+//!   `result`, `cancel`, ... — so `await`, `asyncio.gather` (no Task per call),
+//!   `wait_for`, `wait` and `shield` treat it as a native future;
+//! * **coroutine** — `send`/`throw`/`close`, registered with
+//!   `collections.abc.Coroutine` — so `asyncio.create_task`, `TaskGroup.create_task`
+//!   and `asyncio.run` accept it where leasepool 0.1.1 returned a coroutine.
+//!
+//! # States
+//!
+//! `PENDING → CLAIMED → DONE`. Whoever wins the `PENDING → CLAIMED` compare-exchange
+//! (a worker with a result, the manager handing over a pool, `cancel()`, a timeout)
+//! is the only one allowed to set the outcome. The state is an atomic so the manager
+//! can claim a waiter under its own lock without touching Python.
+//!
+//! # Hooks
+//!
+//! An acquire future carries a [`FutureHook`]: cancelling a queued waiter removes it
+//! from the manager's queue, and a granted lease that nobody will ever see (the task
+//! was cancelled after the grant, or the awaitable was dropped unawaited) is released
+//! so the pool is handed on instead of leaking.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+use crate::bridge::{Completion, LoopBridge};
+use crate::py_cache::{cancelled_error, invalid_state_error};
+
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const DONE: u8 = 2;
+
+/// Final state of a future.
+pub(crate) enum Outcome {
+    Value(Py<PyAny>),
+    Error(PyErr),
+    Cancelled(Option<Py<PyAny>>),
+}
+
+/// Reactions to lifecycle events of a future (see module docs).
+pub(crate) trait FutureHook: Send + Sync {
+    /// The pending future was cancelled (or timed out).
+    fn on_cancel(&self, _py: Python<'_>) {}
+    /// The future settled (any outcome).
+    fn on_settled(&self, _py: Python<'_>) {}
+    /// A value was produced that no consumer will ever receive.
+    fn on_discard(&self, _py: Python<'_>, _value: &Py<PyAny>) {}
+}
+
+struct Inner {
+    outcome: Option<Outcome>,
+    callbacks: Vec<(Py<PyAny>, Option<Py<PyAny>>)>,
+    /// `result()`/`exception()` or the await protocol handed the outcome out.
+    consumed: bool,
+    /// The awaiting coroutine was thrown into or closed before the value was delivered.
+    abandoned: bool,
+}
+
+#[pyclass(name = "LeaseFuture", module = "leasepool._engine", frozen, weakref)]
+pub(crate) struct PyLeaseFuture {
+    state: AtomicU8,
+    blocking: AtomicBool,
+    inner: Mutex<Inner>,
+    bridge: Arc<LoopBridge>,
+    hook: Option<Box<dyn FutureHook>>,
+}
+
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    match inner.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl PyLeaseFuture {
+    fn build(bridge: Arc<LoopBridge>, hook: Option<Box<dyn FutureHook>>, outcome: Option<Outcome>) -> Self {
+        Self {
+            state: AtomicU8::new(if outcome.is_some() { DONE } else { PENDING }),
+            blocking: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                outcome,
+                callbacks: Vec::new(),
+                consumed: false,
+                abandoned: false,
+            }),
+            bridge,
+            hook,
+        }
+    }
+
+    /// A pending future bound to `bridge`'s loop.
+    pub(crate) fn pending(
+        py: Python<'_>,
+        bridge: Arc<LoopBridge>,
+        hook: Option<Box<dyn FutureHook>>,
+    ) -> PyResult<Py<Self>> {
+        Py::new(py, Self::build(bridge, hook, None))
+    }
+
+    /// An already-settled future: awaiting it costs no loop round trip.
+    pub(crate) fn ready(
+        py: Python<'_>,
+        bridge: Arc<LoopBridge>,
+        outcome: Outcome,
+        hook: Option<Box<dyn FutureHook>>,
+    ) -> PyResult<Py<Self>> {
+        Py::new(py, Self::build(bridge, hook, Some(outcome)))
+    }
+
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PENDING
+    }
+
+    /// Claims the right to settle the future. Lock-free and Python-free, so the
+    /// manager can call it under its own lock.
+    pub(crate) fn try_claim(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Stores the outcome of a claimed future and marks it done; returns whether the
+    /// value must be discarded because its consumer already went away.
+    fn store(&self, py: Python<'_>, outcome: Outcome) -> Option<Py<PyAny>> {
+        let mut inner = lock(&self.inner);
+        let discard = match (&outcome, inner.abandoned) {
+            (Outcome::Value(v), true) => Some(v.clone_ref(py)),
+            _ => None,
+        };
+        inner.outcome = Some(outcome);
+        self.state.store(DONE, Ordering::Release);
+        discard
+    }
+
+    /// Settles a claimed future and gets its callbacks scheduled on the loop: right
+    /// away when called on the loop thread, else through the bridge's queue.
+    pub(crate) fn settle_claimed(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) {
+        let this = slf.get();
+        let discard = this.store(py, outcome);
+        if let Some(hook) = &this.hook {
+            hook.on_settled(py);
+            if let Some(value) = discard {
+                hook.on_discard(py, &value);
+            }
+        }
+        if this.bridge.on_loop_thread() {
+            this.schedule_callbacks(py, slf);
+        } else {
+            this.bridge.push(Completion::Settled(slf.clone_ref(py)));
+        }
+    }
+
+    /// Like [`settle_claimed`](Self::settle_claimed) from a worker thread, leaving the
+    /// doorbell to the caller: returns whether it must be rung.
+    pub(crate) fn settle_claimed_deferred(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) -> bool {
+        let this = slf.get();
+        let discard = this.store(py, outcome);
+        if let Some(hook) = &this.hook {
+            hook.on_settled(py);
+            if let Some(value) = discard {
+                hook.on_discard(py, &value);
+            }
+        }
+        this.bridge.push_deferred(Completion::Settled(slf.clone_ref(py)))
+    }
+
+    /// Claims and settles; `false` if someone else settled it first.
+    pub(crate) fn settle(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) -> bool {
+        if !slf.get().try_claim() {
+            return false;
+        }
+        Self::settle_claimed(slf, py, outcome);
+        true
+    }
+
+    pub(crate) fn done_flag(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    pub(crate) fn mark_blocking(&self) {
+        self.blocking.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bridge(&self) -> &Arc<LoopBridge> {
+        &self.bridge
+    }
+
+    /// Hands every registered callback to `loop.call_soon` (loop thread only).
+    pub(crate) fn schedule_callbacks(&self, py: Python<'_>, slf: &Py<Self>) {
+        let callbacks = std::mem::take(&mut lock(&self.inner).callbacks);
+        for (callback, context) in callbacks {
+            self.call_soon(py, slf, callback, context);
+        }
+    }
+
+    fn call_soon(&self, py: Python<'_>, slf: &Py<Self>, callback: Py<PyAny>, context: Option<Py<PyAny>>) {
+        let call_soon = self.bridge.call_soon().bind(py);
+        let result = match context {
+            None => call_soon.call1((callback, slf)),
+            Some(ctx) => {
+                let kwargs = PyDict::new(py);
+                match kwargs.set_item(pyo3::intern!(py, "context"), ctx) {
+                    Ok(()) => call_soon.call((callback, slf), Some(&kwargs)),
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        if let Err(err) = result {
+            // The loop is closed: there is nobody left to call back.
+            err.write_unraisable(py, Some(call_soon));
+        }
+    }
+
+    fn cancelled_exception(py: Python<'_>, msg: Option<&Py<PyAny>>) -> PyErr {
+        match cancelled_error(py) {
+            Ok(cls) => {
+                let made = match msg {
+                    Some(m) => cls.call1((m,)),
+                    None => cls.call0(),
+                };
+                match made {
+                    Ok(exc) => PyErr::from_value(exc),
+                    Err(err) => err,
+                }
+            }
+            Err(err) => err,
+        }
+    }
+
+    fn invalid_state(py: Python<'_>, msg: &str) -> PyErr {
+        match invalid_state_error(py).and_then(|cls| cls.call1((msg,))) {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        }
+    }
+
+    /// The coroutine/iterator step: yield ourselves while pending, else finish.
+    fn step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.state.load(Ordering::Acquire) != DONE {
+            this.blocking.store(true, Ordering::Relaxed);
+            return Ok(slf.clone().into_any().unbind());
+        }
+        let mut inner = lock(&this.inner);
+        inner.consumed = true;
+        match inner.outcome.as_ref() {
+            Some(Outcome::Value(v)) => Err(PyStopIteration::new_err((v.clone_ref(py),))),
+            Some(Outcome::Error(e)) => Err(e.clone_ref(py)),
+            Some(Outcome::Cancelled(msg)) => {
+                let msg = msg.as_ref().map(|m| m.clone_ref(py));
+                drop(inner);
+                Err(Self::cancelled_exception(py, msg.as_ref()))
+            }
+            None => Err(Self::invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    /// The awaiting coroutine is going away without the value (throw/close).
+    fn abandon(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        match this.state.load(Ordering::Acquire) {
+            PENDING => {
+                let _ = Self::cancel_impl(slf, None);
+            }
+            CLAIMED => {
+                let mut inner = lock(&this.inner);
+                if this.state.load(Ordering::Acquire) == CLAIMED {
+                    inner.abandoned = true;
+                    return;
+                }
+                drop(inner);
+                Self::discard_if_undelivered(this, py, false);
+            }
+            _ => Self::discard_if_undelivered(this, py, false),
+        }
+    }
+
+    /// Releases an undelivered value through the hook. With `only_unconsumed`, a
+    /// value handed out by `result()` counts as delivered (gather/wait_for read it);
+    /// without it (the awaiting coroutine was thrown into), only the await counts.
+    fn discard_if_undelivered(this: &Self, py: Python<'_>, only_unconsumed: bool) {
+        let Some(hook) = &this.hook else { return };
+        let value = {
+            let mut inner = lock(&this.inner);
+            if inner.abandoned || (only_unconsumed && inner.consumed) {
+                return;
+            }
+            let Some(Outcome::Value(v)) = inner.outcome.as_ref() else {
+                return;
+            };
+            let v = v.clone_ref(py);
+            inner.abandoned = true;
+            v
+        };
+        hook.on_discard(py, &value);
+    }
+
+    fn cancel_impl(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
+        Self::abort(&slf.clone().unbind(), slf.py(), Outcome::Cancelled(msg))
+    }
+
+    /// Settles a pending future early (cancel, timeout): the hook withdraws it first,
+    /// e.g. removes a waiter from the manager's queue.
+    pub(crate) fn abort(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) -> bool {
+        let this = slf.get();
+        if !this.try_claim() {
+            return false;
+        }
+        if let Some(hook) = &this.hook {
+            hook.on_cancel(py);
+        }
+        Self::settle_claimed(slf, py, outcome);
+        true
+    }
+}
+
+#[pymethods]
+impl PyLeaseFuture {
+    #[getter]
+    fn _asyncio_future_blocking(&self) -> bool {
+        self.blocking.load(Ordering::Relaxed)
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_asyncio_future_blocking(&self, value: bool) {
+        self.blocking.store(value, Ordering::Relaxed);
+    }
+
+    #[getter]
+    fn _log_traceback(&self) -> bool {
+        false
+    }
+
+    #[setter(_log_traceback)]
+    fn set_log_traceback(&self, _value: bool) {}
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.bridge.event_loop().clone_ref(py)
+    }
+
+    fn get_loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.bridge.event_loop().clone_ref(py)
+    }
+
+    fn done(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DONE
+    }
+
+    fn cancelled(&self) -> bool {
+        self.done() && matches!(lock(&self.inner).outcome, Some(Outcome::Cancelled(_)))
+    }
+
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if !self.done() {
+            return Err(Self::invalid_state(py, "Result is not set."));
+        }
+        let mut inner = lock(&self.inner);
+        inner.consumed = true;
+        match inner.outcome.as_ref() {
+            Some(Outcome::Value(v)) => Ok(v.clone_ref(py)),
+            Some(Outcome::Error(e)) => Err(e.clone_ref(py)),
+            Some(Outcome::Cancelled(msg)) => {
+                let msg = msg.as_ref().map(|m| m.clone_ref(py));
+                drop(inner);
+                Err(Self::cancelled_exception(py, msg.as_ref()))
+            }
+            None => Err(Self::invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if !self.done() {
+            return Err(Self::invalid_state(py, "Exception is not set."));
+        }
+        let mut inner = lock(&self.inner);
+        inner.consumed = true;
+        match inner.outcome.as_ref() {
+            Some(Outcome::Value(_)) | None => Ok(None),
+            Some(Outcome::Error(e)) => Ok(Some(e.value(py).clone().into_any().unbind())),
+            Some(Outcome::Cancelled(msg)) => {
+                let msg = msg.as_ref().map(|m| m.clone_ref(py));
+                drop(inner);
+                Err(Self::cancelled_exception(py, msg.as_ref()))
+            }
+        }
+    }
+
+    #[pyo3(signature = (callback, *, context = None))]
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        callback: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) {
+        let this = slf.get();
+        {
+            let mut inner = lock(&this.inner);
+            if this.state.load(Ordering::Acquire) != DONE {
+                inner.callbacks.push((callback, context));
+                return;
+            }
+        }
+        this.call_soon(slf.py(), &slf.clone().unbind(), callback, context);
+    }
+
+    fn remove_done_callback(&self, py: Python<'_>, callback: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let removed = {
+            let mut inner = lock(&self.inner);
+            let before = inner.callbacks.len();
+            let mut kept = Vec::with_capacity(before);
+            let mut gone = Vec::new();
+            for (cb, ctx) in inner.callbacks.drain(..) {
+                if cb.bind(py).eq(callback)? {
+                    gone.push((cb, ctx));
+                } else {
+                    kept.push((cb, ctx));
+                }
+            }
+            inner.callbacks = kept;
+            gone
+        };
+        Ok(removed.len())
+    }
+
+    #[pyo3(signature = (msg = None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
+        Self::cancel_impl(slf, msg)
+    }
+
+    #[getter]
+    fn _cancel_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match lock(&self.inner).outcome.as_ref() {
+            Some(Outcome::Cancelled(msg)) => msg.as_ref().map(|m| m.clone_ref(py)),
+            _ => None,
+        }
+    }
+
+    fn _make_cancelled_error(&self, py: Python<'_>) -> Py<PyAny> {
+        let msg = self._cancel_message(py);
+        Self::cancelled_exception(py, msg.as_ref()).value(py).clone().into_any().unbind()
+    }
+
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::step(slf)
+    }
+
+    fn send(slf: &Bound<'_, Self>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Self::step(slf)
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = tb;
+        Self::abandon(slf);
+        Err(make_exception(typ, val))
+    }
+
+    fn close(slf: &Bound<'_, Self>) {
+        Self::abandon(slf);
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match self.state.load(Ordering::Acquire) {
+            PENDING => "pending",
+            CLAIMED => "settling",
+            _ => match lock(&self.inner).outcome {
+                Some(Outcome::Cancelled(_)) => "cancelled",
+                Some(Outcome::Error(_)) => "finished (exception)",
+                _ => "finished",
+            },
+        };
+        format!("<LeaseFuture {state}>")
+    }
+}
+
+impl Drop for PyLeaseFuture {
+    fn drop(&mut self) {
+        if self.hook.is_none() || self.state.load(Ordering::Acquire) != DONE {
+            return;
+        }
+        // A granted lease dropped unawaited: hand the pool on instead of leaking it.
+        let _ = Python::try_attach(|py| Self::discard_if_undelivered(self, py, true));
+    }
+}
+
+/// Builds the exception `throw(typ, val)` must raise (generator semantics).
+pub(crate) fn make_exception(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAny>>) -> PyErr {
+    if let Ok(cls) = typ.cast::<PyType>() {
+        let made = match val {
+            Some(v) if v.is_instance(cls).unwrap_or(false) => Ok(v.clone()),
+            Some(v) if v.is_none() => cls.call0(),
+            Some(v) if v.is_instance_of::<PyTuple>() => cls.call1(v.cast::<PyTuple>().map_or_else(
+                |_| PyTuple::empty(typ.py()),
+                Clone::clone,
+            )),
+            Some(v) => cls.call1((v,)),
+            None => cls.call0(),
+        };
+        return match made {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        };
+    }
+    if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        return PyErr::from_value(typ.clone());
+    }
+    PyTypeError::new_err("exceptions must be classes or instances deriving from BaseException")
+}

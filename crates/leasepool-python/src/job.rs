@@ -1,0 +1,120 @@
+//! A queued call: the callable, its arguments, the caller's context, and where the
+//! outcome goes.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::future::{Outcome, PyLeaseFuture};
+
+/// Where a job's outcome is delivered.
+pub(crate) enum Target {
+    /// An asyncio-side [`PyLeaseFuture`] (`lease.run`).
+    Future(Py<PyLeaseFuture>),
+    /// A `concurrent.futures.Future` (`lease.executor.submit`).
+    Concurrent(Py<PyAny>),
+}
+
+/// One call to run on a worker.
+pub(crate) struct Job {
+    func: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    context: Py<PyAny>,
+    pub(crate) target: Target,
+}
+
+/// The exception object of `err`, carrying its traceback (Python 3.11 keeps the
+/// traceback beside the value until it is raised again).
+pub(crate) fn exception_value(py: Python<'_>, err: &PyErr) -> Py<PyAny> {
+    let value = err.value(py);
+    if let Some(tb) = err.traceback(py) {
+        let _ = value.setattr("__traceback__", tb);
+    }
+    value.clone().into_any().unbind()
+}
+
+impl Job {
+    /// Captures a call, copying the caller's `contextvars` context (as
+    /// `asyncio.to_thread` does) so the call sees the caller's context variables.
+    pub(crate) fn capture(
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+        target: Target,
+    ) -> PyResult<Self> {
+        // SAFETY: attached to the interpreter; returns a new reference or NULL with
+        // an exception set.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+        Ok(Self {
+            func,
+            args,
+            kwargs,
+            context: context.unbind(),
+            target,
+        })
+    }
+
+    /// Whether the outcome still has a taker (a cancelled future's call never runs).
+    pub(crate) fn is_wanted(&self, py: Python<'_>) -> bool {
+        match &self.target {
+            Target::Future(fut) => fut.get().is_pending(),
+            Target::Concurrent(fut) => fut
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "set_running_or_notify_cancel"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false),
+        }
+    }
+
+    /// Calls the function inside the captured context.
+    pub(crate) fn invoke(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let ctx = self.context.as_ptr();
+        // SAFETY: `ctx` is a live Context object owned by this job; each job has its
+        // own copy, so it is never entered by two threads at once.
+        if unsafe { ffi::PyContext_Enter(ctx) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let result = self
+            .func
+            .bind(py)
+            .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
+        // SAFETY: balanced with the successful enter above, on the same thread.
+        if unsafe { ffi::PyContext_Exit(ctx) } != 0 {
+            PyErr::fetch(py).write_unraisable(py, None);
+        }
+        result.map(Bound::unbind)
+    }
+
+    /// Settles the target as cancelled (pool shut down before the call started).
+    pub(crate) fn cancel(self, py: Python<'_>) {
+        match self.target {
+            Target::Future(fut) => {
+                PyLeaseFuture::settle(&fut, py, Outcome::Cancelled(None));
+            }
+            Target::Concurrent(fut) => {
+                let _ = fut.bind(py).call_method0("cancel");
+            }
+        }
+    }
+
+    /// Settles the target with `err` (the pool could not run it).
+    pub(crate) fn fail(self, py: Python<'_>, err: PyErr) {
+        match self.target {
+            Target::Future(fut) => {
+                PyLeaseFuture::settle(&fut, py, Outcome::Error(err));
+            }
+            Target::Concurrent(fut) => {
+                let fut = fut.bind(py);
+                if fut
+                    .call_method0("set_running_or_notify_cancel")
+                    .and_then(|v| v.is_truthy())
+                    .unwrap_or(false)
+                {
+                    let _ = fut.call_method1("set_exception", (exception_value(py, &err),));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! `ExecutorLease`: the temporary right to run work on one leased pool.
+//!
+//! A lease carries its pool and a liveness flag shared with the engine, so `run()`
+//! and `executor.submit()` check and submit without taking the manager's lock; only
+//! an expired lease goes through the manager (to be revoked).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use leasepool::expiry::monotonic;
+use leasepool::manager::Grant;
+use leasepool::{LeaseError, LeaseKey, LeaseTiming};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::bridge::LoopBridge;
+use crate::errors::lease_error;
+use crate::future::{Outcome, PyLeaseFuture};
+use crate::job::{Job, Target};
+use crate::manager::{ManagerCore, Owner, Pool};
+use crate::py_cache::{concurrent_future, leased_executor_cls};
+
+#[pyclass(name = "ExecutorLease", module = "leasepool.manager", frozen, weakref)]
+pub(crate) struct PyExecutorLease {
+    core: Arc<ManagerCore>,
+    key: LeaseKey,
+    id: Py<PyString>,
+    owner: Owner,
+    timing: LeaseTiming,
+    pool: Pool,
+    live: Arc<AtomicBool>,
+    released: AtomicBool,
+    bridge: Arc<LoopBridge>,
+    executor: PyOnceLock<Py<PyAny>>,
+}
+
+impl PyExecutorLease {
+    pub(crate) fn new(
+        py: Python<'_>,
+        core: Arc<ManagerCore>,
+        grant: Grant<Pool>,
+        owner: Owner,
+        bridge: Arc<LoopBridge>,
+    ) -> PyResult<Py<Self>> {
+        Py::new(
+            py,
+            Self {
+                core,
+                key: grant.key,
+                id: PyString::new(py, &grant.id).unbind(),
+                owner,
+                timing: grant.timing,
+                pool: grant.pool,
+                live: grant.live,
+                released: AtomicBool::new(false),
+                bridge,
+                executor: PyOnceLock::new(),
+            },
+        )
+    }
+
+    /// Returns the lease to the manager (idempotent).
+    pub(crate) fn release_now(&self, py: Python<'_>) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.core.release_key(py, self.key);
+        }
+    }
+
+    /// Whether new work may be submitted; revokes the lease if it hard-expired.
+    fn admit(&self, py: Python<'_>) -> Result<(), LeaseError> {
+        // Acquire pairs with the engine's Release store when it removes the lease.
+        if !self.live.load(Ordering::Acquire) {
+            return Err(LeaseError::Inactive);
+        }
+        if self.timing.is_hard_expired(monotonic()) {
+            return self.core.check_lease(py, self.key);
+        }
+        Ok(())
+    }
+
+    fn job(
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        target: Target,
+    ) -> PyResult<Job> {
+        let kwargs = kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind());
+        Job::capture(py, func, args.clone().unbind(), kwargs, target)
+    }
+}
+
+#[pymethods]
+impl PyExecutorLease {
+    #[getter]
+    fn lease_id(&self, py: Python<'_>) -> Py<PyString> {
+        self.id.clone_ref(py)
+    }
+
+    #[getter]
+    fn owner(&self, py: Python<'_>) -> Py<PyAny> {
+        self.owner.clone_ref(py)
+    }
+
+    #[getter]
+    fn lease_seconds(&self) -> f64 {
+        self.timing.lease_seconds
+    }
+
+    #[getter]
+    fn grace_seconds(&self) -> f64 {
+        self.timing.grace_seconds
+    }
+
+    #[getter]
+    fn leased_at(&self) -> f64 {
+        self.timing.leased_at
+    }
+
+    #[getter]
+    fn soft_expires_at(&self) -> f64 {
+        self.timing.soft_expires_at()
+    }
+
+    #[getter]
+    fn hard_expires_at(&self) -> f64 {
+        self.timing.hard_expires_at()
+    }
+
+    /// A `concurrent.futures.Executor` that submits through this lease.
+    #[getter]
+    fn executor(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        slf.get()
+            .executor
+            .get_or_try_init(py, || {
+                let submit = slf.getattr("_submit")?;
+                Ok::<_, PyErr>(leased_executor_cls(py)?.call1((submit,))?.unbind())
+            })
+            .map(|e| e.clone_ref(py))
+    }
+
+    /// Run `fn(*args, **kwargs)` on the leased pool; await the result.
+    #[pyo3(signature = (fn_, /, *args, **kwargs))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyLeaseFuture>> {
+        crate::errors::guard_panics(|| {
+            if let Err(err) = self.admit(py) {
+                let err = lease_error(py, &err);
+                return PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Error(err), None);
+            }
+            let future = PyLeaseFuture::pending(py, self.bridge.clone(), None)?;
+            let job = Self::job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
+            if let Err((job, err)) = self.pool.submit(py, job) {
+                job.fail(py, err);
+            }
+            Ok(future)
+        })
+    }
+
+    /// `Executor.submit` for `lease.executor`: returns a `concurrent.futures.Future`.
+    #[pyo3(signature = (fn_, /, *args, **kwargs))]
+    fn _submit(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| {
+            self.admit(py).map_err(|e| lease_error(py, &e))?;
+            let future = concurrent_future(py)?.call0()?.unbind();
+            let job = Self::job(py, fn_, args, kwargs, Target::Concurrent(future.clone_ref(py)))?;
+            if let Err((job, err)) = self.pool.submit(py, job) {
+                drop(job);
+                return Err(err);
+            }
+            Ok(future)
+        })
+    }
+
+    /// Return the lease to the manager (awaitable; idempotent).
+    fn release(&self, py: Python<'_>) -> PyResult<Py<PyLeaseFuture>> {
+        self.release_now(py);
+        PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Value(py.None()), None)
+    }
+
+    fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyLeaseFuture>> {
+        let this = slf.get();
+        PyLeaseFuture::ready(
+            slf.py(),
+            this.bridge.clone(),
+            Outcome::Value(slf.clone().into_any().unbind()),
+            None,
+        )
+    }
+
+    fn __aexit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyLeaseFuture>> {
+        self.release(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<ExecutorLease lease_id={} owner={} live={}>",
+            self.id.bind(py),
+            self.owner.bind(py).repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()),
+            self.live.load(Ordering::Acquire),
+        )
+    }
+}

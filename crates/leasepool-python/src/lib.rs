@@ -1,0 +1,40 @@
+//! `leasepool._engine`: the PyO3 binding of the leasepool engine.
+//!
+//! One module per concern: [`manager`] (LeasedExecutorManager), [`lease`]
+//! (ExecutorLease), [`future`] (the awaitable), [`coroutine`] (start/stop),
+//! [`bridge`] (worker → event-loop wake-ups), [`thread_pool`] (native worker
+//! threads), [`job`] (a queued call), [`errors`], [`logging`], [`py_cache`].
+
+mod bridge;
+mod coroutine;
+mod errors;
+mod future;
+mod job;
+mod lease;
+mod logging;
+mod manager;
+mod py_cache;
+mod thread_pool;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<manager::PyLeasedExecutorManager>()?;
+    m.add_class::<lease::PyExecutorLease>()?;
+    m.add_class::<future::PyLeaseFuture>()?;
+    m.add_class::<coroutine::PyEngineCoroutine>()?;
+    m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;
+
+    // asyncio.create_task()/TaskGroup accept what collections.abc.Coroutine accepts.
+    let coroutine_abc = py.import("collections.abc")?.getattr("Coroutine")?;
+    coroutine_abc.call_method1("register", (py.get_type::<future::PyLeaseFuture>(),))?;
+    coroutine_abc.call_method1("register", (py.get_type::<coroutine::PyEngineCoroutine>(),))?;
+
+    // Like ThreadPoolExecutor: at interpreter exit, stop taking work before the
+    // interpreter joins the (non-daemon) worker threads.
+    py.import("threading")?
+        .call_method1("_register_atexit", (m.getattr("_shutdown_all_pools")?,))?;
+    Ok(())
+}

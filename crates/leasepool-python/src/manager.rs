@@ -1,0 +1,860 @@
+//! `LeasedExecutorManager`: the Python face of the engine's lease manager.
+//!
+//! [`ManagerCore`] is shared (via `Arc`) by the manager object, its leases, their
+//! futures and the checker clock. It holds the engine state machine behind one mutex
+//! and follows one rule: lock, mutate, unlock, *then* perform the effects (log,
+//! settle futures, shut pools down). No Python code ever runs under the engine lock.
+
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+
+use leasepool::expiry::{monotonic, CheckerClock};
+use leasepool::manager::{Acquired, Effects, Event, Grant, Manager};
+use leasepool::waiters::Ticket;
+use leasepool::{LeaseError, LeaseKey, PoolLimits};
+use pyo3::exceptions::{PyTimeoutError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
+
+use crate::bridge::{Completion, LoopBridge};
+use crate::coroutine::{PyEngineCoroutine, Step};
+use crate::errors::{config_error, lease_error, unsupported_backend};
+use crate::future::{FutureHook, Outcome, PyLeaseFuture};
+use crate::lease::PyExecutorLease;
+use crate::logging::{Logger, DEBUG, INFO, WARNING};
+use crate::py_cache::{
+    coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
+    resolve_executor_cls,
+};
+use crate::thread_pool::{DrainBarrier, ThreadPool, ThreadPoolSettings};
+
+pub(crate) type Owner = Arc<Py<PyAny>>;
+pub(crate) type Pool = Arc<ThreadPool>;
+type Engine = Manager<Pool, Owner, QueuedAcquire>;
+type Fx = Effects<Pool, Owner, QueuedAcquire>;
+
+/// A queued `acquire()`: its future and the owner the lease will carry.
+pub(crate) struct QueuedAcquire {
+    future: Py<PyLeaseFuture>,
+    owner: Owner,
+}
+
+impl leasepool::Waiter for QueuedAcquire {
+    fn try_claim(&self) -> bool {
+        self.future.get().try_claim()
+    }
+}
+
+struct Running {
+    bridge: Arc<LoopBridge>,
+    clock: CheckerClock,
+}
+
+/// Immutable configuration.
+struct Config {
+    backend: Py<PyAny>,
+    backend_name: String,
+    limits: PoolLimits,
+    check_interval: f64,
+    default_lease_seconds: f64,
+    workers_per_pool: usize,
+    name_prefix: String,
+    executor_kwargs: Py<PyDict>,
+}
+
+pub(crate) struct ManagerCore {
+    engine: Mutex<Engine>,
+    cfg: Config,
+    logger: Logger,
+    size_provider: Option<Py<PyAny>>,
+    running: RwLock<Option<Running>>,
+    /// Resolved at the first `start()`; shared with the engine's pool factory.
+    pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ManagerCore {
+    fn bridge(&self) -> Option<Arc<LoopBridge>> {
+        let guard = match self.running.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.as_ref().map(|r| r.bridge.clone())
+    }
+
+    fn with_clock(&self, f: impl FnOnce(&CheckerClock)) {
+        let guard = match self.running.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(running) = guard.as_ref() {
+            f(&running.clock);
+        }
+    }
+
+    /// The load signal: `size_provider()` as a non-negative int; 0 if it raises.
+    fn units(&self, py: Python<'_>) -> u64 {
+        let Some(provider) = &self.size_provider else {
+            return 0;
+        };
+        let read = provider
+            .bind(py)
+            .call0()
+            .and_then(|v| py.get_type::<PyInt>().call1((v,)))
+            .and_then(|v| {
+                if v.lt(0)? {
+                    Ok(0)
+                } else {
+                    Ok(v.extract::<u64>().unwrap_or(u64::MAX))
+                }
+            });
+        match read {
+            Ok(units) => units,
+            Err(err) => {
+                self.logger
+                    .log(py, DEBUG, "Could not read size_provider", (), Some(&err));
+                0
+            }
+        }
+    }
+
+    fn target(&self, py: Python<'_>) -> usize {
+        self.cfg.limits.desired(self.units(py))
+    }
+
+    fn settings(&self, py: Python<'_>) -> PyResult<Arc<ThreadPoolSettings>> {
+        if let Some(settings) = self.pool_settings.get() {
+            return Ok(settings.clone());
+        }
+        let kwargs = self.cfg.executor_kwargs.bind(py);
+        let mut initializer = None;
+        let mut initargs = None;
+        let mut thread_name_prefix = None;
+        for (key, value) in kwargs.iter() {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "initializer" => initializer = (!value.is_none()).then(|| value.unbind()),
+                "initargs" => {
+                    initargs = Some(
+                        py.get_type::<PyTuple>()
+                            .call1((value,))?
+                            .cast_into::<PyTuple>()?
+                            .unbind(),
+                    );
+                }
+                "thread_name_prefix" => {
+                    thread_name_prefix = (!value.is_none()).then(|| value.str().map(|s| s.to_string())).transpose()?;
+                }
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "ThreadPoolExecutor.__init__() got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            }
+        }
+        let settings = Arc::new(ThreadPoolSettings {
+            workers: self.cfg.workers_per_pool,
+            name_prefix: self.cfg.name_prefix.clone(),
+            thread_name_prefix,
+            initializer,
+            initargs,
+        });
+        Ok(self.pool_settings.get_or_init(|| settings).clone())
+    }
+
+    /// Performs the effects of an engine operation (after the lock was dropped).
+    fn perform(self: &Arc<Self>, py: Python<'_>, fx: Fx, bridge: Option<&Arc<LoopBridge>>) {
+        let Effects {
+            granted,
+            refused,
+            dropped,
+            retired,
+            events,
+        } = fx;
+        self.log_events(py, events);
+        for (waiter, grant) in granted {
+            let QueuedAcquire { future, owner } = waiter;
+            let outcome = match bridge {
+                Some(bridge) => match self.make_lease(py, grant, owner, bridge) {
+                    Ok(lease) => Outcome::Value(lease.into_any()),
+                    Err(err) => Outcome::Error(err),
+                },
+                None => Outcome::Error(lease_error(py, &LeaseError::NotStarted)),
+            };
+            PyLeaseFuture::settle_claimed(&future, py, outcome);
+        }
+        for waiter in refused {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            PyLeaseFuture::settle(&waiter.future, py, Outcome::Error(err));
+        }
+        drop(dropped);
+        for pool in retired {
+            pool.shutdown(py, None);
+        }
+    }
+
+    fn log_events(&self, py: Python<'_>, events: Vec<Event<Owner>>) {
+        if events.is_empty() {
+            return;
+        }
+        let info = self.logger.enabled(py, INFO);
+        for event in events {
+            match event {
+                Event::Created { seq } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Created executor backend=%s seq=%s workers=%s",
+                    (&self.cfg.backend_name, seq, self.cfg.workers_per_pool),
+                    None,
+                ),
+                Event::Leased {
+                    id,
+                    meta,
+                    lease_seconds,
+                    grace_seconds,
+                } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Leased executor backend=%s lease_id=%s owner=%s seconds=%s grace=%s",
+                    (
+                        &self.cfg.backend_name,
+                        &*id,
+                        meta.clone_ref(py),
+                        lease_seconds,
+                        grace_seconds,
+                    ),
+                    None,
+                ),
+                Event::Released { id, meta, kept } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Released executor lease_id=%s owner=%s kept=%s",
+                    (&*id, meta.clone_ref(py), kept),
+                    None,
+                ),
+                Event::Revoked {
+                    id,
+                    meta,
+                    lease_seconds,
+                    grace_seconds,
+                } => self.logger.log(
+                    py,
+                    WARNING,
+                    "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
+                    (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
+                    None,
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    fn make_lease(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        grant: Grant<Pool>,
+        owner: Owner,
+        bridge: &Arc<LoopBridge>,
+    ) -> PyResult<Py<PyExecutorLease>> {
+        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        PyExecutorLease::new(py, self.clone(), grant, owner, bridge.clone())
+    }
+
+    /// Releases `key` (idempotent).
+    pub(crate) fn release_key(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) {
+        let target = self.target(py);
+        let now = monotonic();
+        let mut fx = Fx::default();
+        let found = lock(&self.engine).release(key, now, target, &mut fx);
+        if found {
+            let bridge = self.bridge();
+            self.perform(py, fx, bridge.as_ref());
+        }
+    }
+
+    /// The submit-path expiry check: revokes the lease if it passed its hard expiry.
+    pub(crate) fn check_lease(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) -> Result<(), LeaseError> {
+        let now = monotonic();
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        let result = lock(&self.engine).check_lease(key, now, target, &mut fx);
+        let bridge = self.bridge();
+        self.perform(py, fx, bridge.as_ref());
+        result
+    }
+
+    /// The periodic check (runs on the loop thread when the clock rings).
+    fn tick(self: &Arc<Self>, py: Python<'_>) {
+        let Some(bridge) = self.bridge() else { return };
+        let target = self.target(py);
+        let now = monotonic();
+        let mut fx = Fx::default();
+        let next = {
+            let mut engine = lock(&self.engine);
+            engine.check(now, target, &mut fx);
+            engine.next_hard_expiry()
+        };
+        self.perform(py, fx, Some(&bridge));
+        let next_check = now + self.cfg.check_interval;
+        self.with_clock(|clock| clock.reset(next.map_or(next_check, |t| t.min(next_check))));
+    }
+
+    fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        if self.bridge().is_some() {
+            return Ok(());
+        }
+        match self.cfg.backend_name.as_str() {
+            "thread" => {}
+            "interpreter" => {
+                resolve_executor_cls(py)?.call1((self.cfg.backend.bind(py),))?;
+                return Err(unsupported_backend(
+                    py,
+                    "The interpreter backend is not available in this build.".to_owned(),
+                ));
+            }
+            other => {
+                return Err(unsupported_backend(
+                    py,
+                    format!("The {other} backend is not available in this build."),
+                ))
+            }
+        }
+        self.settings(py)?;
+        let event_loop = get_running_loop(py)?.call0()?;
+        let bridge = LoopBridge::attach(py, &event_loop)?;
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        lock(&self.engine).start(target, &mut fx);
+        let weak_core: Weak<Self> = Arc::downgrade(self);
+        let weak_bridge = Arc::downgrade(&bridge);
+        let clock = CheckerClock::start(
+            format!("{}-checker", self.cfg.name_prefix),
+            monotonic() + self.cfg.check_interval,
+            move || {
+                let (Some(bridge), core) = (weak_bridge.upgrade(), weak_core.clone()) else {
+                    return;
+                };
+                bridge.push(Completion::Call(Box::new(move |py| {
+                    if let Some(core) = core.upgrade() {
+                        core.tick(py);
+                    }
+                })));
+            },
+        )?;
+        {
+            let mut running = match self.running.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *running = Some(Running {
+                bridge: bridge.clone(),
+                clock,
+            });
+        }
+        self.perform(py, fx, Some(&bridge));
+        if self.logger.enabled(py, INFO) {
+            let (total, available, leased) = self.counts();
+            let target = self.target(py);
+            self.logger.log(
+                py,
+                INFO,
+                "LeasedExecutorManager started backend=%s total=%s available=%s leased=%s target=%s",
+                (&self.cfg.backend_name, total, available, leased, target),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    fn stop_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<Step> {
+        let running = {
+            let mut guard = match self.running.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            guard.take()
+        };
+        let Some(Running { bridge, clock }) = running else {
+            self.logger.log(py, INFO, "LeasedExecutorManager stopped", (), None);
+            return Ok(Step::Done(py.None()));
+        };
+        drop(clock);
+        let mut fx = Fx::default();
+        lock(&self.engine).stop(&mut fx);
+        let retired = std::mem::take(&mut fx.retired);
+        self.perform(py, fx, Some(&bridge));
+        let stopped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+        let to_settle = stopped.clone_ref(py);
+        let barrier = DrainBarrier::new(
+            retired.len(),
+            Box::new(move |py| {
+                PyLeaseFuture::settle(&to_settle, py, Outcome::Value(py.None()));
+            }),
+        );
+        for pool in &retired {
+            pool.shutdown(py, Some(barrier.clone()));
+        }
+        barrier.arrive(py);
+        let core = self.clone();
+        Ok(Step::Await(
+            stopped,
+            Some(Box::new(move |py| {
+                for pool in &retired {
+                    pool.join_threads(py);
+                }
+                bridge.detach(py);
+                core.logger
+                    .log(py, INFO, "LeasedExecutorManager stopped", (), None);
+                Ok(Step::Done(py.None()))
+            })),
+        ))
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let engine = lock(&self.engine);
+        (
+            engine.total_count(),
+            engine.available_count(),
+            engine.leased_count(),
+        )
+    }
+
+    fn acquire(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        lease_seconds: Option<f64>,
+        owner: Py<PyAny>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(bridge) = self.bridge() else {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+        };
+        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
+        let owner: Owner = Arc::new(owner);
+        let now = monotonic();
+        let mut fx = Fx::default();
+        let first = lock(&self.engine).acquire(now, lease_seconds, owner.clone(), None, &mut fx);
+        let result = match first {
+            Ok(Acquired::Granted(grant)) => {
+                self.perform(py, fx, Some(&bridge));
+                let lease = self.make_lease(py, grant, owner, &bridge)?;
+                let hook = AcquireHook::boxed(self);
+                return Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(lease.into_any()), Some(hook))?.into_any());
+            }
+            Ok(Acquired::Queued(_)) => unreachable!("no waiter was offered"),
+            Err(LeaseError::Unavailable { .. }) if wait => None,
+            Err(err) => Some(err),
+        };
+        if let Some(err) = result {
+            self.perform(py, fx, Some(&bridge));
+            return Ok(ready_error(py, bridge, lease_error(py, &err))?.into_any());
+        }
+        let timeout = match timeout {
+            Some(t) if !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
+            _ => None,
+        };
+        if let Some((seconds, text)) = &timeout {
+            if *seconds <= 0.0 {
+                self.perform(py, fx, Some(&bridge));
+                let err = PyTimeoutError::new_err(timeout_message(text));
+                return Ok(ready_error(py, bridge, err)?.into_any());
+            }
+        }
+        let hook = Arc::new(AcquireHookInner {
+            core: Arc::downgrade(self),
+            ticket: OnceLock::new(),
+            timer: Mutex::new(None),
+        });
+        let future = PyLeaseFuture::pending(py, bridge.clone(), Some(Box::new(AcquireHook(hook.clone()))))?;
+        let waiter = QueuedAcquire {
+            future: future.clone_ref(py),
+            owner: owner.clone(),
+        };
+        let second = lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
+        match second {
+            Ok(Acquired::Queued(ticket)) => {
+                let _ = hook.ticket.set(ticket);
+            }
+            Ok(Acquired::Granted(grant)) => {
+                // A pool came free between our two looks.
+                let outcome = match self.make_lease(py, grant, owner, &bridge) {
+                    Ok(lease) => Outcome::Value(lease.into_any()),
+                    Err(err) => Outcome::Error(err),
+                };
+                PyLeaseFuture::settle(&future, py, outcome);
+            }
+            Err(err) => {
+                PyLeaseFuture::settle(&future, py, Outcome::Error(lease_error(py, &err)));
+            }
+        }
+        self.perform(py, fx, Some(&bridge));
+        if let Some((seconds, text)) = timeout {
+            if future.get().is_pending() {
+                let fire = Py::new(
+                    py,
+                    AcquireTimeout {
+                        future: future.clone_ref(py),
+                        message: timeout_message(&text),
+                    },
+                )?;
+                let handle = bridge
+                    .event_loop()
+                    .bind(py)
+                    .call_method1("call_later", (seconds, fire))?;
+                *lock(&hook.timer) = Some(handle.unbind());
+            }
+        }
+        Ok(future.into_any())
+    }
+}
+
+fn timeout_message(text: &str) -> String {
+    format!("Timed out waiting for an executor after {text}s")
+}
+
+fn ready_error(py: Python<'_>, bridge: Arc<LoopBridge>, err: PyErr) -> PyResult<Py<PyLeaseFuture>> {
+    PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)
+}
+
+struct AcquireHookInner {
+    core: Weak<ManagerCore>,
+    ticket: OnceLock<Ticket>,
+    timer: Mutex<Option<Py<PyAny>>>,
+}
+
+/// Keeps a waiter's queue entry, timer and granted lease consistent with its future.
+struct AcquireHook(Arc<AcquireHookInner>);
+
+impl AcquireHook {
+    fn boxed(core: &Arc<ManagerCore>) -> Box<dyn FutureHook> {
+        Box::new(Self(Arc::new(AcquireHookInner {
+            core: Arc::downgrade(core),
+            ticket: OnceLock::new(),
+            timer: Mutex::new(None),
+        })))
+    }
+}
+
+impl FutureHook for AcquireHook {
+    fn on_cancel(&self, _py: Python<'_>) {
+        let (Some(core), Some(ticket)) = (self.0.core.upgrade(), self.0.ticket.get()) else {
+            return;
+        };
+        let removed = lock(&core.engine).cancel_waiter(*ticket);
+        drop(removed);
+    }
+
+    fn on_settled(&self, py: Python<'_>) {
+        let timer = lock(&self.0.timer).take();
+        if let Some(timer) = timer {
+            let Some(core) = self.0.core.upgrade() else { return };
+            let Some(bridge) = core.bridge() else { return };
+            bridge.run_on_loop(
+                py,
+                Box::new(move |py| {
+                    let _ = timer.bind(py).call_method0("cancel");
+                }),
+            );
+        }
+    }
+
+    fn on_discard(&self, py: Python<'_>, value: &Py<PyAny>) {
+        if let Ok(lease) = value.bind(py).cast::<PyExecutorLease>() {
+            lease.get().release_now(py);
+        }
+    }
+}
+
+#[pyclass(module = "leasepool._engine", frozen)]
+struct AcquireTimeout {
+    future: Py<PyLeaseFuture>,
+    message: String,
+}
+
+#[pymethods]
+impl AcquireTimeout {
+    fn __call__(&self, py: Python<'_>) {
+        let err = PyTimeoutError::new_err(self.message.clone());
+        PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
+    }
+}
+
+/// Bounded async manager of leased executors (see the package docs).
+#[pyclass(name = "LeasedExecutorManager", module = "leasepool.manager", frozen, subclass, weakref)]
+pub(crate) struct PyLeasedExecutorManager {
+    core: Arc<ManagerCore>,
+}
+
+#[pymethods]
+impl PyLeasedExecutorManager {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        backend = None,
+        max_pools,
+        min_pools = 1,
+        units_per_pool = 10,
+        size_provider = None,
+        check_interval = 120.0,
+        default_lease_seconds = 300.0,
+        lease_grace_seconds = 15.0,
+        workers_per_pool = 4,
+        name_prefix = "leasepool".to_owned(),
+        logger = None,
+        process_logging = None,
+        forward_process_logs = false,
+        process_log_level = None,
+        process_log_target_logger = None,
+        clear_process_log_handlers = true,
+        **executor_kwargs
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        backend: Option<Bound<'_, PyAny>>,
+        max_pools: i64,
+        min_pools: i64,
+        units_per_pool: i64,
+        size_provider: Option<Py<PyAny>>,
+        check_interval: f64,
+        default_lease_seconds: f64,
+        lease_grace_seconds: f64,
+        workers_per_pool: i64,
+        name_prefix: String,
+        logger: Option<Py<PyAny>>,
+        process_logging: Option<Bound<'_, PyAny>>,
+        forward_process_logs: bool,
+        process_log_level: Option<Bound<'_, PyAny>>,
+        process_log_target_logger: Option<Bound<'_, PyAny>>,
+        clear_process_log_handlers: bool,
+        executor_kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let limits = PoolLimits::new(max_pools, min_pools, units_per_pool, workers_per_pool)
+            .map_err(|e| config_error(&e))?;
+        let backend = match backend {
+            Some(b) => normalize_backend(py)?.call1((b,))?,
+            None => normalize_backend(py)?.call1(("thread",))?,
+        };
+        let backend_name: String = backend.getattr("value")?.extract()?;
+        let logger = match logger {
+            Some(l) if !l.is_none(py) => l,
+            _ => get_logger(py)?.call1(("leasepool.manager",))?.unbind(),
+        };
+        let level = match process_log_level {
+            Some(l) => l,
+            None => INFO.into_pyobject(py)?.into_any(),
+        };
+        let process_logging = match process_logging {
+            Some(cfg) if !cfg.is_none() => {
+                if forward_process_logs
+                    || level.ne(INFO)?
+                    || process_log_target_logger.as_ref().is_some_and(|l| !l.is_none())
+                    || !clear_process_log_handlers
+                {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        "Pass either process_logging or the forward_process_logs/process_log_* arguments, not both.",
+                    ));
+                }
+                cfg
+            }
+            _ => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("enabled", forward_process_logs)?;
+                kwargs.set_item("level", &level)?;
+                kwargs.set_item("target_logger", process_log_target_logger)?;
+                kwargs.set_item("clear_child_handlers", clear_process_log_handlers)?;
+                process_logging_config(py)?.call((), Some(&kwargs))?
+            }
+        };
+        if process_logging.getattr("enabled")?.is_truthy()? && backend_name != "process" {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "process log forwarding is only supported for process backend",
+            ));
+        }
+        coerce_log_level(py)?.call1((process_logging.getattr("level")?,))?;
+        let workers = usize::try_from(workers_per_pool).unwrap_or(1);
+        let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
+        let factory_settings = settings_cell.clone();
+        let factory = Box::new(move |seq: u64| {
+            // Pools are only created after start() resolved the settings; the default
+            // is a defensive fallback, never a panic under the engine lock.
+            let settings = factory_settings.get().cloned().unwrap_or_else(|| {
+                Arc::new(ThreadPoolSettings {
+                    workers,
+                    name_prefix: String::from("leasepool"),
+                    thread_name_prefix: None,
+                    initializer: None,
+                    initargs: None,
+                })
+            });
+            ThreadPool::new(seq, settings)
+        });
+        let _ = process_logging;
+        let core = Arc::new(ManagerCore {
+            engine: Mutex::new(Manager::new(limits, lease_grace_seconds, factory)),
+            cfg: Config {
+                backend: backend.unbind(),
+                backend_name,
+                limits,
+                check_interval,
+                default_lease_seconds,
+                workers_per_pool: workers,
+                name_prefix,
+                executor_kwargs: executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
+            },
+            logger: Logger::new(logger),
+            size_provider: size_provider.filter(|p| !p.is_none(py)),
+            running: RwLock::new(None),
+            pool_settings: settings_cell,
+        });
+        Ok(Self { core })
+    }
+
+    /// The backend, as an `ExecutorBackend`.
+    #[getter]
+    fn backend(&self, py: Python<'_>) -> Py<PyAny> {
+        self.core.cfg.backend.clone_ref(py)
+    }
+
+    /// Start the manager on the running event loop (idempotent).
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "LeasedExecutorManager.start",
+            Box::new(move |py| {
+                core.start_now(py)?;
+                Ok(Step::Done(py.None()))
+            }),
+        )
+    }
+
+    /// Stop: shut every pool down, fail every waiter, wait for the worker threads.
+    fn stop(&self, py: Python<'_>) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "LeasedExecutorManager.stop",
+            Box::new(move |py| core.stop_now(py)),
+        )
+    }
+
+    /// Acquire an executor lease (awaitable).
+    #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        lease_seconds: Option<f64>,
+        owner: Option<Py<PyAny>>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let owner = owner.unwrap_or_else(|| py.None());
+        crate::errors::guard_panics(|| self.core.acquire(py, lease_seconds, owner, wait, timeout))
+    }
+
+    /// Release a lease by id (awaitable; idempotent; unknown ids are ignored).
+    fn release(&self, py: Python<'_>, lease_id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if let Ok(id) = lease_id.extract::<&str>() {
+            let key = lock(&self.core.engine).key_of(id);
+            if let Some(key) = key {
+                self.core.release_key(py, key);
+            }
+        }
+        ready_none(py, self.core.bridge())
+    }
+
+    /// Wake the checker so it re-reads `size_provider` now.
+    fn notify_scale_changed(&self) {
+        self.core.with_clock(CheckerClock::poke);
+    }
+
+    /// `min(max_pools, max(min_pools, ceil(size_provider() / units_per_pool)))`.
+    fn desired_executor_count(&self, py: Python<'_>) -> usize {
+        self.core.target(py)
+    }
+
+    #[getter]
+    fn available_count(&self) -> usize {
+        self.core.counts().1
+    }
+
+    #[getter]
+    fn leased_count(&self) -> usize {
+        self.core.counts().2
+    }
+
+    #[getter]
+    fn total_count(&self) -> usize {
+        self.core.counts().0
+    }
+
+    /// Diagnostics, with the same keys as leasepool 0.1.1.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let desired = self.core.target(py);
+        let (available, leased, total, leases) = {
+            let engine = lock(&self.core.engine);
+            let leases: Vec<_> = engine
+                .leases()
+                .map(|(id, owner, timing)| (id.clone(), owner.clone(), timing))
+                .collect();
+            (
+                engine.available_count(),
+                engine.leased_count(),
+                engine.total_count(),
+                leases,
+            )
+        };
+        let now = monotonic();
+        let limits = self.core.cfg.limits;
+        let out = PyDict::new(py);
+        out.set_item("backend", &self.core.cfg.backend_name)?;
+        out.set_item("desired", desired)?;
+        out.set_item("max_pools", limits.max_pools())?;
+        out.set_item("min_pools", limits.min_pools())?;
+        out.set_item("available", available)?;
+        out.set_item("leased", leased)?;
+        out.set_item("total", total)?;
+        out.set_item("workers_per_pool", self.core.cfg.workers_per_pool)?;
+        let list = PyList::empty(py);
+        for (id, owner, timing) in leases {
+            let entry = PyDict::new(py);
+            entry.set_item("lease_id", &*id)?;
+            entry.set_item("owner", owner.clone_ref(py))?;
+            entry.set_item(
+                "seconds_until_soft_expiry",
+                (timing.soft_expires_at() - now).max(0.0),
+            )?;
+            entry.set_item(
+                "seconds_until_hard_expiry",
+                (timing.hard_expires_at() - now).max(0.0),
+            )?;
+            list.append(entry)?;
+        }
+        out.set_item("leases", list)?;
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        let (total, available, leased) = self.core.counts();
+        format!(
+            "<LeasedExecutorManager backend={} total={total} available={available} leased={leased}>",
+            self.core.cfg.backend_name
+        )
+    }
+}
+
+/// An awaitable that yields `None` at once.
+pub(crate) fn ready_none(py: Python<'_>, bridge: Option<Arc<LoopBridge>>) -> PyResult<Py<PyAny>> {
+    match bridge {
+        Some(bridge) => Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(py.None()), None)?.into_any()),
+        None => Ok(PyEngineCoroutine::ready(py, "release", py.None())?.into_any()),
+    }
+}

@@ -1,0 +1,40 @@
+//! Python objects the engine looks up once per interpreter.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+/// `module.attr`, imported on first use and cached for the interpreter's life.
+macro_rules! cached_attr {
+    ($fn_name:ident, $module:literal, $attr:literal) => {
+        pub(crate) fn $fn_name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CELL.get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import($module)?.getattr($attr)?.unbind())
+            })
+            .map(|obj| obj.bind(py))
+        }
+    };
+}
+
+cached_attr!(cancelled_error, "asyncio", "CancelledError");
+cached_attr!(invalid_state_error, "asyncio", "InvalidStateError");
+cached_attr!(get_running_loop, "asyncio", "get_running_loop");
+cached_attr!(concurrent_future, "concurrent.futures", "Future");
+cached_attr!(broken_thread_pool, "concurrent.futures.thread", "BrokenThreadPool");
+cached_attr!(threading_thread, "threading", "Thread");
+cached_attr!(leased_executor_cls, "leasepool._executor", "LeasedExecutor");
+cached_attr!(normalize_backend, "leasepool.backends", "normalize_backend");
+cached_attr!(resolve_executor_cls, "leasepool.backends", "resolve_executor_cls");
+cached_attr!(process_logging_config, "leasepool._process_logging", "ProcessLoggingConfig");
+cached_attr!(coerce_log_level, "leasepool._process_logging", "coerce_log_level");
+cached_attr!(get_logger, "logging", "getLogger");
+
+/// The exception classes of `leasepool.exceptions` (plain Python classes, so users
+/// can subclass and catch them exactly as before).
+pub(crate) fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
+    Ok(py
+        .import("leasepool.exceptions")?
+        .getattr(name)?
+        .cast_into::<PyType>()?)
+}

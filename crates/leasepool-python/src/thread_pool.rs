@@ -1,0 +1,310 @@
+//! The native thread backend: one pool of `workers_per_pool` worker threads.
+//!
+//! Workers are `threading.Thread`s (real names, thread-locals, joined by the
+//! interpreter at exit) whose target is the Rust loop in [`ThreadPool::work`]. A
+//! worker stays attached to the interpreter while the queue has work and detaches
+//! only to park on an empty queue, so the GIL's switch interval bounds event-loop lag
+//! instead of every job paying a release/re-acquire (ENGINE-NOTES "starvation trap").
+//! The completion doorbell is rung after detaching when possible.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use leasepool::worker_pool::{Exit, JobQueue, Push};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::bridge::LoopBridge;
+use crate::errors::guard_panics;
+use crate::future::{Outcome, PyLeaseFuture};
+use crate::job::{Job, Target};
+use crate::py_cache::{broken_thread_pool, threading_thread};
+
+/// Settings shared by every pool of one manager.
+pub(crate) struct ThreadPoolSettings {
+    pub(crate) workers: usize,
+    pub(crate) name_prefix: String,
+    /// `thread_name_prefix` from the executor kwargs, if the user set one.
+    pub(crate) thread_name_prefix: Option<String>,
+    pub(crate) initializer: Option<Py<PyAny>>,
+    pub(crate) initargs: Option<Py<PyTuple>>,
+}
+
+/// Counts down pool drains; runs its action once everything has drained.
+pub(crate) struct DrainBarrier {
+    remaining: AtomicUsize,
+    action: Mutex<Option<Box<dyn FnOnce(Python<'_>) + Send>>>,
+}
+
+impl DrainBarrier {
+    /// A barrier that needs `parts + 1` arrivals; the extra one is the creator's,
+    /// given with [`arrive`](Self::arrive) once every part is registered.
+    pub(crate) fn new(parts: usize, action: Box<dyn FnOnce(Python<'_>) + Send>) -> Arc<Self> {
+        Arc::new(Self {
+            remaining: AtomicUsize::new(parts + 1),
+            action: Mutex::new(Some(action)),
+        })
+    }
+
+    pub(crate) fn arrive(&self, py: Python<'_>) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let action = match self.action.lock() {
+                Ok(mut g) => g.take(),
+                Err(p) => p.into_inner().take(),
+            };
+            if let Some(action) = action {
+                action(py);
+            }
+        }
+    }
+}
+
+/// One leased executor of the thread backend.
+pub(crate) struct ThreadPool {
+    queue: JobQueue<Job>,
+    thread_prefix: String,
+    settings: Arc<ThreadPoolSettings>,
+    threads: Mutex<Vec<Py<PyAny>>>,
+    on_drained: Mutex<Option<Arc<DrainBarrier>>>,
+    broken: AtomicBool,
+}
+
+static LIVE_POOLS: Mutex<Vec<Weak<ThreadPool>>> = Mutex::new(Vec::new());
+
+#[pyclass(module = "leasepool._engine", frozen)]
+pub(crate) struct PoolHandle {
+    pool: Arc<ThreadPool>,
+}
+
+/// Thread target of every worker.
+#[pyfunction]
+pub(crate) fn _thread_pool_worker(py: Python<'_>, handle: &Bound<'_, PoolHandle>) {
+    let pool = handle.get().pool.clone();
+    pool.work(py);
+}
+
+/// `threading` atexit hook: stop taking work so the interpreter can join the workers
+/// (calls already running finish; queued ones are cancelled).
+#[pyfunction]
+pub(crate) fn _shutdown_all_pools(py: Python<'_>) {
+    let pools: Vec<Arc<ThreadPool>> = match LIVE_POOLS.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    }
+    .iter()
+    .filter_map(Weak::upgrade)
+    .collect();
+    for pool in pools {
+        pool.shutdown(py, None);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ThreadPool {
+    pub(crate) fn new(seq: u64, settings: Arc<ThreadPoolSettings>) -> Arc<Self> {
+        let thread_prefix = settings
+            .thread_name_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}-{seq}", settings.name_prefix));
+        let pool = Arc::new(Self {
+            queue: JobQueue::new(settings.workers),
+            thread_prefix,
+            settings,
+            threads: Mutex::new(Vec::new()),
+            on_drained: Mutex::new(None),
+            broken: AtomicBool::new(false),
+        });
+        let mut live = lock(&LIVE_POOLS);
+        live.retain(|weak| weak.strong_count() > 0);
+        live.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Queues a job, starting a worker if needed. Hands the job back if the pool is
+    /// shut down or broken.
+    pub(crate) fn submit(self: &Arc<Self>, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+        match self.queue.push(job) {
+            Push::Queued => Ok(()),
+            Push::StartWorker(index) => {
+                self.start_worker(py, index);
+                Ok(())
+            }
+            Push::Closed(job) => Err((job, self.closed_error(py))),
+        }
+    }
+
+    fn closed_error(&self, py: Python<'_>) -> PyErr {
+        if self.broken.load(Ordering::Acquire) {
+            broken_error(py)
+        } else {
+            crate::errors::lease_error(py, &leasepool::LeaseError::Inactive)
+        }
+    }
+
+    fn start_worker(self: &Arc<Self>, py: Python<'_>, index: usize) {
+        let started = (|| -> PyResult<Py<PyAny>> {
+            let handle = Py::new(py, PoolHandle { pool: self.clone() })?;
+            let target = wrap_pyfunction!(_thread_pool_worker, py)?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("target", target)?;
+            kwargs.set_item("args", (handle,))?;
+            kwargs.set_item("name", format!("{}_{index}", self.thread_prefix))?;
+            let thread = threading_thread(py)?.call((), Some(&kwargs))?;
+            thread.call_method0("start")?;
+            Ok(thread.unbind())
+        })();
+        match started {
+            Ok(thread) => lock(&self.threads).push(thread),
+            Err(err) => {
+                // No thread could be started (e.g. interpreter shutdown). If no worker
+                // is left to take the queue, fail what is queued instead of hanging.
+                self.queue.worker_failed_to_start();
+                if self.queue.running_workers() == 0 {
+                    for job in self.queue.close() {
+                        job.fail(py, err.clone_ref(py));
+                    }
+                    self.fire_drained(py);
+                }
+            }
+        }
+    }
+
+    /// The worker loop (runs on a worker thread, attached).
+    fn work(&self, py: Python<'_>) {
+        if let Some(init) = &self.settings.initializer {
+            let args = match &self.settings.initargs {
+                Some(args) => args.bind(py).clone(),
+                None => PyTuple::empty(py),
+            };
+            if let Err(err) = init.bind(py).call1(args) {
+                self.break_pool(py, &err);
+            }
+        }
+        let mut ring: Option<Arc<LoopBridge>> = None;
+        loop {
+            let job = if let Some(job) = self.queue.try_pop() {
+                // Deliver the previous result before starting a possibly long call.
+                if let Some(bridge) = ring.take() {
+                    bridge.ring();
+                }
+                Some(job)
+            } else {
+                let pending = ring.take();
+                py.detach(|| {
+                    if let Some(bridge) = pending {
+                        bridge.ring();
+                    }
+                    self.queue.pop_wait()
+                })
+            };
+            let Some(job) = job else { break };
+            if let Some(bridge) = self.run(py, job) {
+                if let Some(previous) = ring.replace(bridge) {
+                    previous.ring();
+                }
+            }
+        }
+        if let Some(bridge) = ring {
+            bridge.ring();
+        }
+        if self.queue.worker_exited() == Exit::Last {
+            self.fire_drained(py);
+        }
+    }
+
+    /// Runs one job; returns the bridge whose doorbell must be rung, if any.
+    fn run(&self, py: Python<'_>, job: Job) -> Option<Arc<LoopBridge>> {
+        if !job.is_wanted(py) {
+            return None;
+        }
+        let outcome = guard_panics(|| job.invoke(py));
+        match &job.target {
+            Target::Future(fut) => {
+                if !fut.get().try_claim() {
+                    return None;
+                }
+                let outcome = match outcome {
+                    Ok(value) => Outcome::Value(value),
+                    Err(err) => Outcome::Error(err),
+                };
+                PyLeaseFuture::settle_claimed_deferred(fut, py, outcome)
+                    .then(|| fut.get().bridge().clone())
+            }
+            Target::Concurrent(fut) => {
+                let fut = fut.bind(py);
+                let delivered = match outcome {
+                    Ok(value) => fut.call_method1("set_result", (value,)),
+                    Err(err) => fut.call_method1(
+                        "set_exception",
+                        (crate::job::exception_value(py, &err),),
+                    ),
+                };
+                if let Err(err) = delivered {
+                    err.write_unraisable(py, Some(fut));
+                }
+                None
+            }
+        }
+    }
+
+    /// An initializer failed: like `ThreadPoolExecutor`, the pool becomes unusable and
+    /// everything queued fails with `BrokenThreadPool`.
+    fn break_pool(&self, py: Python<'_>, err: &PyErr) {
+        if let Ok(logger) = py
+            .import("concurrent.futures._base")
+            .and_then(|m| m.getattr("LOGGER"))
+        {
+            let kwargs = PyDict::new(py);
+            let _ = kwargs.set_item("exc_info", crate::job::exception_value(py, err));
+            let _ = logger.call_method("critical", ("Exception in initializer:",), Some(&kwargs));
+        }
+        self.broken.store(true, Ordering::Release);
+        for job in self.queue.close() {
+            job.fail(py, broken_error(py));
+        }
+    }
+
+    /// Stops accepting work and cancels what is queued; running calls finish. The
+    /// barrier (if any) is told once every worker has left.
+    pub(crate) fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>) {
+        if let Some(barrier) = barrier {
+            *lock(&self.on_drained) = Some(barrier);
+        }
+        for job in self.queue.close() {
+            job.cancel(py);
+        }
+        if self.queue.running_workers() == 0 {
+            self.fire_drained(py);
+        }
+    }
+
+    fn fire_drained(&self, py: Python<'_>) {
+        let barrier = lock(&self.on_drained).take();
+        if let Some(barrier) = barrier {
+            barrier.arrive(py);
+        }
+    }
+
+    /// Joins worker threads that have already left their loop (after a drain).
+    pub(crate) fn join_threads(&self, py: Python<'_>) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
+            let _ = thread.bind(py).call_method1("join", (5.0,));
+        }
+    }
+}
+
+fn broken_error(py: Python<'_>) -> PyErr {
+    match broken_thread_pool(py).and_then(|cls| {
+        cls.call1(("A thread initializer failed, the thread pool is not usable anymore",))
+    }) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}

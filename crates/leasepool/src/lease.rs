@@ -1,0 +1,134 @@
+//! Lease identity and timing.
+//!
+//! A lease id is a 32-character lowercase hex string, shaped like the `uuid4().hex`
+//! ids of leasepool 0.1.1 but costing no randomness per lease: the first 16 digits
+//! are a salt drawn once per manager, the last 16 a counter. The counter is the
+//! lease's [`LeaseKey`], so turning an id back into a key is a parse, not a lookup.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+
+/// The engine's handle on a lease: unique within one manager for its whole life.
+pub type LeaseKey = u64;
+
+/// Mints lease ids for one manager.
+#[derive(Debug, Clone)]
+pub struct LeaseIdMint {
+    salt: u64,
+    next: LeaseKey,
+}
+
+impl Default for LeaseIdMint {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LeaseIdMint {
+    /// A mint with a fresh random salt.
+    #[must_use]
+    pub fn new() -> Self {
+        // RandomState is seeded from the OS once per process and then perturbed per
+        // instance, which is all the unpredictability an id needs.
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(0x6c65_6173_6570_6f6f);
+        Self {
+            salt: hasher.finish(),
+            next: 1,
+        }
+    }
+
+    /// The next key and its id string.
+    pub fn mint(&mut self) -> (LeaseKey, String) {
+        let key = self.next;
+        self.next += 1;
+        (key, self.format(key))
+    }
+
+    /// The id string of `key`.
+    #[must_use]
+    pub fn format(&self, key: LeaseKey) -> String {
+        let mut id = String::with_capacity(32);
+        let _ = write!(id, "{:016x}{:016x}", self.salt, key);
+        id
+    }
+
+    /// The key of an id minted here, or `None` for any other string.
+    #[must_use]
+    pub fn parse(&self, id: &str) -> Option<LeaseKey> {
+        if id.len() != 32 || !id.is_ascii() {
+            return None;
+        }
+        let (salt, key) = id.split_at(16);
+        let salt_ok = u64::from_str_radix(salt, 16).ok() == Some(self.salt);
+        let key = u64::from_str_radix(key, 16).ok()?;
+        // Reject non-canonical spellings (upper case) so parse(format(k)) is the only way in.
+        (salt_ok && key < self.next && self.format(key) == id).then_some(key)
+    }
+}
+
+/// When a lease was granted and when it stops accepting work.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeaseTiming {
+    /// Monotonic seconds at the grant.
+    pub leased_at: f64,
+    /// Soft lifetime in seconds.
+    pub lease_seconds: f64,
+    /// Extra seconds after the soft expiry before the lease is revoked.
+    pub grace_seconds: f64,
+}
+
+impl LeaseTiming {
+    /// End of the soft lifetime.
+    #[must_use]
+    pub fn soft_expires_at(&self) -> f64 {
+        self.leased_at + self.lease_seconds
+    }
+
+    /// The moment the lease stops accepting work and may be revoked.
+    #[must_use]
+    pub fn hard_expires_at(&self) -> f64 {
+        self.soft_expires_at() + self.grace_seconds
+    }
+
+    /// Whether the hard expiry has passed at `now`.
+    #[must_use]
+    pub fn is_hard_expired(&self, now: f64) -> bool {
+        now >= self.hard_expires_at()
+    }
+}
+
+/// A live lease as the manager tracks it: the pool it holds and the caller's metadata.
+#[derive(Debug)]
+pub struct LeaseRecord<P, M> {
+    /// The engine key.
+    pub key: LeaseKey,
+    /// The leased pool.
+    pub pool: P,
+    /// Caller-defined data carried with the lease (the binding keeps owner and id here).
+    pub meta: M,
+    /// Timing of the lease.
+    pub timing: LeaseTiming,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_are_unique() {
+        let mut mint = LeaseIdMint::new();
+        let (k1, id1) = mint.mint();
+        let (k2, id2) = mint.mint();
+        assert_ne!(id1, id2);
+        assert_eq!(id1.len(), 32);
+        assert_eq!(mint.parse(&id1), Some(k1));
+        assert_eq!(mint.parse(&id2), Some(k2));
+        assert_eq!(mint.parse("nope"), None);
+        assert_eq!(mint.parse(&id1.to_uppercase()), None);
+        let other = LeaseIdMint::new();
+        assert_eq!(other.parse(&id1), None);
+        assert_eq!(mint.parse(&mint.format(99)), None, "never minted");
+    }
+}

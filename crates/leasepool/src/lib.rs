@@ -1,0 +1,27 @@
+//! # leasepool
+//!
+//! The engine behind the `leasepool` Python package, usable on its own: a bounded set
+//! of executor pools handed out as short-lived *leases*, with strictly FIFO waiting by
+//! direct hand-off, lease expiry with a grace period, adaptive pool counts, and the
+//! threading building blocks (job queues, completion queues, a checker clock) that a
+//! front end wires to its runtime.
+//!
+//! The state machine ([`manager::Manager`]) is runtime-agnostic: it is driven with
+//! explicit timestamps and returns [`manager::Effects`] for the caller to perform
+//! outside its lock.
+
+pub mod completion;
+pub mod error;
+#[cfg(not(loom))]
+pub mod expiry;
+pub mod lease;
+pub mod manager;
+pub mod sizing;
+mod sync;
+pub mod waiters;
+pub mod worker_pool;
+
+pub use error::{ConfigError, LeaseError};
+pub use lease::{LeaseKey, LeaseTiming};
+pub use manager::{Acquired, Effects, Event, Grant, Manager, Waiter};
+pub use sizing::PoolLimits;

@@ -1,0 +1,532 @@
+//! The lease manager's state machine.
+//!
+//! [`Manager`] owns up to `max_pools` pools, each either *available* or *leased*, and
+//! a FIFO queue of waiters. It is a plain `&mut self` state machine: it never blocks,
+//! never calls user code and never touches a clock; the caller passes `now` (monotonic
+//! seconds) and the sizing `target`, holds the manager behind its own lock, and
+//! performs the returned [`Effects`] after dropping that lock. That keeps every
+//! callback, log line and pool shutdown out of the critical section.
+//!
+//! # Hand-off
+//!
+//! Whenever a pool becomes free (release, revocation, growth) and somebody waits, the
+//! pool goes straight to the oldest waiter that can still be claimed
+//! ([`Waiter::try_claim`]): the lease is created under the lock, so no later caller can
+//! barge in, and a waiter cancelled before the hand-off is skipped without consuming
+//! the pool. New acquires never overtake queued waiters.
+//!
+//! # Invariants
+//!
+//! * `available.len() + leased.len() <= max_pools`.
+//! * While the manager runs, `available` is non-empty only if no waiter is queued.
+//! * Every removed lease has its liveness flag cleared before the lock is released.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::error::LeaseError;
+use crate::lease::{LeaseIdMint, LeaseKey, LeaseRecord, LeaseTiming};
+use crate::sizing::PoolLimits;
+use crate::sync::{Arc, AtomicBool, Ordering};
+
+/// Lease ids are immutable strings shared with the front end; not a synchronisation
+/// primitive, so plain `std` even under loom.
+type IdStr = std::sync::Arc<str>;
+use crate::waiters::{Ticket, WaiterQueue};
+
+/// A queued caller, as the manager sees it.
+pub trait Waiter {
+    /// Atomically claims the waiter for a grant. Returns `false` if it was cancelled
+    /// (or timed out) first; such a waiter is dropped without receiving a pool.
+    fn try_claim(&self) -> bool;
+}
+
+/// A lease just granted: everything a front end needs to use it without the lock.
+#[derive(Debug, Clone)]
+pub struct Grant<P> {
+    /// Engine key of the lease.
+    pub key: LeaseKey,
+    /// Public id string.
+    pub id: IdStr,
+    /// When it was granted and when it expires.
+    pub timing: LeaseTiming,
+    /// The leased pool.
+    pub pool: P,
+    /// Cleared (with `Release` ordering) the moment the lease is released or revoked.
+    pub live: Arc<AtomicBool>,
+}
+
+/// Something worth a log line, reported after the lock is dropped.
+#[derive(Debug)]
+pub enum Event<M> {
+    /// A pool was created.
+    Created {
+        /// Sequence number of the pool (1, 2, ... over the manager's life).
+        seq: u64,
+    },
+    /// A lease was granted.
+    Leased {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Soft lifetime.
+        lease_seconds: f64,
+        /// Grace period.
+        grace_seconds: f64,
+    },
+    /// A lease was released.
+    Released {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Whether the pool stayed in the manager (`false`: shut down).
+        kept: bool,
+    },
+    /// A lease passed its hard expiry and was revoked by a scan.
+    Revoked {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Soft lifetime.
+        lease_seconds: f64,
+        /// Grace period.
+        grace_seconds: f64,
+    },
+}
+
+/// Work the caller must do after releasing the manager's lock.
+#[derive(Debug)]
+pub struct Effects<P, M, W> {
+    /// Waiters that now hold a lease: complete them.
+    pub granted: Vec<(W, Grant<P>)>,
+    /// Waiters refused because the manager stopped: fail them.
+    pub refused: Vec<W>,
+    /// Cancelled waiters skipped during hand-off: just drop them (outside the lock).
+    pub dropped: Vec<W>,
+    /// Pools that left the manager: shut them down.
+    pub retired: Vec<P>,
+    /// Log events, in order.
+    pub events: Vec<Event<M>>,
+}
+
+impl<P, M, W> Default for Effects<P, M, W> {
+    fn default() -> Self {
+        Self {
+            granted: Vec::new(),
+            refused: Vec::new(),
+            dropped: Vec::new(),
+            retired: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<P, M, W> Effects<P, M, W> {
+    /// Whether there is nothing to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.granted.is_empty()
+            && self.refused.is_empty()
+            && self.dropped.is_empty()
+            && self.retired.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Outcome of [`Manager::acquire`] when waiting is allowed.
+#[derive(Debug)]
+pub enum Acquired<P> {
+    /// A pool was free: here is the lease.
+    Granted(Grant<P>),
+    /// The caller's waiter was queued under this ticket.
+    Queued(Ticket),
+}
+
+struct Queued<M, W> {
+    waiter: W,
+    lease_seconds: f64,
+    meta: M,
+}
+
+struct Held<P, M> {
+    record: LeaseRecord<P, M>,
+    id: IdStr,
+    live: Arc<AtomicBool>,
+}
+
+/// Builds a new pool given its sequence number. Must be cheap and must not block:
+/// it runs under the manager's lock (start expensive resources lazily).
+pub type PoolFactory<P> = Box<dyn FnMut(u64) -> P + Send>;
+
+/// The state machine. See the module docs.
+pub struct Manager<P, M, W> {
+    limits: PoolLimits,
+    grace_seconds: f64,
+    running: bool,
+    available: VecDeque<P>,
+    leased: BTreeMap<LeaseKey, Held<P, M>>,
+    waiters: WaiterQueue<Queued<M, W>>,
+    ids: LeaseIdMint,
+    pool_seq: u64,
+    /// A lower bound on the earliest hard expiry among leases (`INFINITY` if none);
+    /// lets acquire skip the expiry scan until something can actually have expired.
+    expiry_floor: f64,
+    factory: PoolFactory<P>,
+}
+
+impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("running", &self.running)
+            .field("available", &self.available.len())
+            .field("leased", &self.leased.len())
+            .field("waiters", &self.waiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
+    /// A stopped manager.
+    pub fn new(limits: PoolLimits, grace_seconds: f64, factory: PoolFactory<P>) -> Self {
+        Self {
+            limits,
+            grace_seconds,
+            running: false,
+            available: VecDeque::new(),
+            leased: BTreeMap::new(),
+            waiters: WaiterQueue::default(),
+            ids: LeaseIdMint::new(),
+            pool_seq: 0,
+            expiry_floor: f64::INFINITY,
+            factory,
+        }
+    }
+
+    /// The limits this manager enforces.
+    #[must_use]
+    pub fn limits(&self) -> PoolLimits {
+        self.limits
+    }
+
+    /// Whether `start` was called more recently than `stop`.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Pools not leased.
+    #[must_use]
+    pub fn available_count(&self) -> usize {
+        self.available.len()
+    }
+
+    /// Pools leased.
+    #[must_use]
+    pub fn leased_count(&self) -> usize {
+        self.leased.len()
+    }
+
+    /// All pools owned.
+    #[must_use]
+    pub fn total_count(&self) -> usize {
+        self.available.len() + self.leased.len()
+    }
+
+    /// Callers queued for a pool.
+    #[must_use]
+    pub fn waiter_count(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Lease key of an id string minted by this manager.
+    #[must_use]
+    pub fn key_of(&self, id: &str) -> Option<LeaseKey> {
+        self.ids.parse(id)
+    }
+
+    /// Live leases in grant order: `(id, meta, timing)`.
+    pub fn leases(&self) -> impl Iterator<Item = (&IdStr, &M, LeaseTiming)> {
+        self.leased
+            .values()
+            .map(|held| (&held.id, &held.record.meta, held.record.timing))
+    }
+
+    /// The earliest hard expiry among live leases.
+    #[must_use]
+    pub fn next_hard_expiry(&self) -> Option<f64> {
+        self.leased
+            .values()
+            .map(|held| held.record.timing.hard_expires_at())
+            .min_by(f64::total_cmp)
+    }
+
+    /// Starts the manager (idempotent) and grows it to `target` pools.
+    pub fn start(&mut self, target: usize, effects: &mut Effects<P, M, W>) {
+        self.running = true;
+        self.ensure_minimum(target, effects);
+    }
+
+    /// Stops the manager: every pool is retired, every lease revoked, every waiter refused.
+    pub fn stop(&mut self, effects: &mut Effects<P, M, W>) {
+        self.running = false;
+        effects.retired.extend(self.available.drain(..));
+        for (_, held) in std::mem::take(&mut self.leased) {
+            held.live.store(false, Ordering::Release);
+            effects.retired.push(held.record.pool);
+        }
+        self.expiry_floor = f64::INFINITY;
+        effects
+            .refused
+            .extend(self.waiters.drain().map(|queued| queued.waiter));
+    }
+
+    /// Grants a lease now or, if `make_waiter` is given, queues the caller.
+    ///
+    /// A new caller never overtakes a queued one: while anybody waits, a caller
+    /// without a waiter gets [`LeaseError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`LeaseError::NotStarted`], [`LeaseError::InvalidLeaseSeconds`], or
+    /// [`LeaseError::Unavailable`] when no pool is free and no waiter was given.
+    pub fn acquire(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<Acquired<P>, LeaseError> {
+        if !self.running {
+            return Err(LeaseError::NotStarted);
+        }
+        if !(lease_seconds > 0.0) {
+            return Err(LeaseError::InvalidLeaseSeconds);
+        }
+        if now >= self.expiry_floor {
+            self.revoke_expired(now, effects);
+        }
+        if self.waiters.is_empty() {
+            if let Some(pool) = self.take_pool(effects) {
+                return Ok(Acquired::Granted(
+                    self.grant(now, lease_seconds, meta, pool, effects),
+                ));
+            }
+        }
+        match make_waiter {
+            None => Err(LeaseError::Unavailable {
+                max_pools: self.limits.max_pools(),
+            }),
+            Some(waiter) => {
+                let ticket = self.waiters.push(Queued {
+                    waiter,
+                    lease_seconds,
+                    meta,
+                });
+                Ok(Acquired::Queued(ticket))
+            }
+        }
+    }
+
+    /// Removes a queued waiter (after the caller has made it unclaimable).
+    pub fn cancel_waiter(&mut self, ticket: Ticket) -> Option<W> {
+        self.waiters.remove(ticket).map(|queued| queued.waiter)
+    }
+
+    /// Releases a lease. The pool goes to the oldest waiter if there is one; otherwise
+    /// it is kept if the pool count would not exceed `target`, else retired.
+    /// Returns `false` for an unknown (already released or revoked) key.
+    pub fn release(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(held) = self.leased.remove(&key) else {
+            return false;
+        };
+        held.live.store(false, Ordering::Release);
+        let pool = held.record.pool;
+        let kept = self.running
+            && (!self.waiters.is_empty() || self.total_count() < target);
+        effects.events.push(Event::Released {
+            id: held.id,
+            meta: held.record.meta,
+            kept,
+        });
+        if kept {
+            self.available.push_back(pool);
+        } else {
+            effects.retired.push(pool);
+        }
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+        true
+    }
+
+    /// Revokes the lease `key` if it passed its hard expiry (the submit path).
+    ///
+    /// # Errors
+    /// [`LeaseError::Inactive`] if the lease is gone, [`LeaseError::ExpiredRevoked`]
+    /// if it was expired and has now been revoked.
+    pub fn check_lease(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<(), LeaseError> {
+        let Some(held) = self.leased.get(&key) else {
+            return Err(LeaseError::Inactive);
+        };
+        if !held.record.timing.is_hard_expired(now) {
+            return Ok(());
+        }
+        if let Some(held) = self.leased.remove(&key) {
+            held.live.store(false, Ordering::Release);
+            effects.retired.push(held.record.pool);
+        }
+        self.ensure_minimum(target, effects);
+        self.serve_waiters(now, effects);
+        Err(LeaseError::ExpiredRevoked)
+    }
+
+    /// The periodic check: revoke expired leases, grow to `target`, retire idle pools
+    /// above it, and serve waiters.
+    pub fn check(&mut self, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
+        if !self.running {
+            return;
+        }
+        self.revoke_expired(now, effects);
+        self.ensure_minimum(target, effects);
+        while self.total_count() > target {
+            let Some(pool) = self.available.pop_back() else {
+                break;
+            };
+            effects.retired.push(pool);
+        }
+        self.serve_waiters(now, effects);
+    }
+
+    fn revoke_expired(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
+        let expired: Vec<LeaseKey> = self
+            .leased
+            .iter()
+            .filter(|(_, held)| held.record.timing.is_hard_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            if let Some(held) = self.leased.remove(&key) {
+                held.live.store(false, Ordering::Release);
+                let timing = held.record.timing;
+                effects.events.push(Event::Revoked {
+                    id: held.id,
+                    meta: held.record.meta,
+                    lease_seconds: timing.lease_seconds,
+                    grace_seconds: timing.grace_seconds,
+                });
+                effects.retired.push(held.record.pool);
+            }
+        }
+        self.expiry_floor = self.next_hard_expiry().unwrap_or(f64::INFINITY);
+        if self.running && self.total_count() < self.limits.max_pools() {
+            self.serve_waiters(now, effects);
+        }
+    }
+
+    fn ensure_minimum(&mut self, target: usize, effects: &mut Effects<P, M, W>) {
+        let target = target.min(self.limits.max_pools());
+        while self.total_count() < target {
+            let pool = self.create_pool(effects);
+            self.available.push_back(pool);
+        }
+    }
+
+    /// Hands free (or creatable) pools to the oldest claimable waiters.
+    fn serve_waiters(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
+        while !self.waiters.is_empty()
+            && (!self.available.is_empty() || self.total_count() < self.limits.max_pools())
+        {
+            let Some(queued) = self.pop_claimable_waiter(effects) else {
+                break;
+            };
+            let Some(pool) = self.take_pool(effects) else {
+                unreachable!("checked above that a pool is free or creatable");
+            };
+            let grant = self.grant(now, queued.lease_seconds, queued.meta, pool, effects);
+            effects.granted.push((queued.waiter, grant));
+        }
+    }
+
+    fn pop_claimable_waiter(&mut self, effects: &mut Effects<P, M, W>) -> Option<Queued<M, W>> {
+        while let Some((_, queued)) = self.waiters.pop_oldest() {
+            if queued.waiter.try_claim() {
+                return Some(queued);
+            }
+            effects.dropped.push(queued.waiter);
+        }
+        None
+    }
+
+    fn take_pool(&mut self, effects: &mut Effects<P, M, W>) -> Option<P> {
+        if let Some(pool) = self.available.pop_front() {
+            return Some(pool);
+        }
+        (self.total_count() < self.limits.max_pools()).then(|| self.create_pool(effects))
+    }
+
+    fn create_pool(&mut self, effects: &mut Effects<P, M, W>) -> P {
+        self.pool_seq += 1;
+        effects.events.push(Event::Created { seq: self.pool_seq });
+        (self.factory)(self.pool_seq)
+    }
+
+    fn grant(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        pool: P,
+        effects: &mut Effects<P, M, W>,
+    ) -> Grant<P> {
+        let (key, id) = self.ids.mint();
+        let id: IdStr = IdStr::from(id);
+        let timing = LeaseTiming {
+            leased_at: now,
+            lease_seconds,
+            grace_seconds: self.grace_seconds,
+        };
+        let live = Arc::new(AtomicBool::new(true));
+        self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
+        effects.events.push(Event::Leased {
+            id: id.clone(),
+            meta: meta.clone(),
+            lease_seconds,
+            grace_seconds: self.grace_seconds,
+        });
+        self.leased.insert(
+            key,
+            Held {
+                record: LeaseRecord {
+                    key,
+                    pool: pool.clone(),
+                    meta,
+                    timing,
+                },
+                id: id.clone(),
+                live: live.clone(),
+            },
+        );
+        Grant {
+            key,
+            id,
+            timing,
+            pool,
+            live,
+        }
+    }
+}

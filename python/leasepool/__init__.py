@@ -1,0 +1,38 @@
+"""Executor leasing, backpressure, and adaptive CPU/I/O offloading for async Python.
+
+A :class:`LeasedExecutorManager` owns a bounded set of executor pools. Callers
+``acquire()`` a short-lived :class:`ExecutorLease`, run blocking or CPU-heavy work
+through it, and give it back; when every pool is leased, callers wait in strict
+arrival order (or fail fast with ``wait=False``). The engine is written in Rust.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+from ._process_logging import ProcessLoggingConfig  # noqa: E402
+from .backends import ExecutorBackend  # noqa: E402
+from .exceptions import (  # noqa: E402
+    LeaseExpiredError,
+    LeasePoolError,
+    LeasePoolNotStartedError,
+    LeaseUnavailableError,
+    UnsupportedBackendError,
+)
+from .grinder import WorkGrinder  # noqa: E402
+from .manager import ExecutorLease, LeasedExecutorManager  # noqa: E402
+
+__all__ = [
+    "ExecutorBackend",
+    "ExecutorLease",
+    "LeasedExecutorManager",
+    "LeaseExpiredError",
+    "LeasePoolError",
+    "LeasePoolNotStartedError",
+    "LeaseUnavailableError",
+    "UnsupportedBackendError",
+    "WorkGrinder",
+    "ProcessLoggingConfig",
+]

@@ -1,0 +1,35 @@
+"""Exception types raised by leasepool.
+
+They are plain Python classes so that users can subclass and catch them exactly as
+with leasepool 0.1.1; the engine raises these very classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LeaseExpiredError",
+    "LeasePoolError",
+    "LeasePoolNotStartedError",
+    "LeaseUnavailableError",
+    "UnsupportedBackendError",
+]
+
+
+class LeasePoolError(Exception):
+    """Base class of every error leasepool raises on purpose."""
+
+
+class LeasePoolNotStartedError(LeasePoolError):
+    """The manager is not started (or was stopped) when a lease was requested."""
+
+
+class LeaseUnavailableError(LeasePoolError):
+    """No executor could be leased without waiting (``wait=False``), or the queue is full."""
+
+
+class LeaseExpiredError(LeasePoolError):
+    """The lease was released, revoked, or passed its hard expiry."""
+
+
+class UnsupportedBackendError(LeasePoolError):
+    """The selected backend cannot run on this interpreter."""
