@@ -13,7 +13,7 @@ use leasepool::completion::{CompletionQueue, Doorbell, FdDoorbell};
 use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 
-use crate::future::PyLeaseFuture;
+use crate::future::{Outcome, PyLeaseFuture};
 
 /// Most completions handled per loop callback; the rest wait one loop turn so a
 /// flood of results cannot monopolise the loop.
@@ -23,6 +23,8 @@ const DRAIN_BATCH: usize = 4096;
 pub(crate) enum Completion {
     /// A future reached its final state: schedule its callbacks.
     Settled(Py<PyLeaseFuture>),
+    /// Settle a plain `asyncio.Future` (skipped if it is already done, e.g. cancelled).
+    Resolve(Py<PyAny>, Outcome),
     /// Anything else that must run on the loop thread.
     Call(Box<dyn FnOnce(Python<'_>) + Send>),
 }
@@ -184,8 +186,30 @@ impl LoopBridge {
         for item in self.queue.drain(DRAIN_BATCH) {
             match item {
                 Completion::Settled(future) => future.get().schedule_callbacks(py, &future),
+                Completion::Resolve(future, outcome) => resolve_asyncio(py, future.bind(py), outcome),
                 Completion::Call(f) => f(py),
             }
         }
+    }
+}
+
+fn resolve_asyncio(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) {
+    let done = future
+        .call_method0(pyo3::intern!(py, "done"))
+        .and_then(|v| v.is_truthy())
+        .unwrap_or(true);
+    if done {
+        return;
+    }
+    let result = match outcome {
+        Outcome::Value(v) => future.call_method1(pyo3::intern!(py, "set_result"), (v,)),
+        Outcome::Error(e) => future.call_method1(
+            pyo3::intern!(py, "set_exception"),
+            (crate::job::exception_value(py, &e),),
+        ),
+        Outcome::Cancelled(_) => future.call_method0(pyo3::intern!(py, "cancel")),
+    };
+    if let Err(err) = result {
+        err.write_unraisable(py, Some(future));
     }
 }

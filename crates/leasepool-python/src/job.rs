@@ -1,18 +1,29 @@
 //! A queued call: the callable, its arguments, the caller's context, and where the
 //! outcome goes.
 
+use std::sync::Arc;
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::bridge::{Completion, LoopBridge};
 use crate::future::{Outcome, PyLeaseFuture};
 
 /// Where a job's outcome is delivered.
 pub(crate) enum Target {
-    /// An asyncio-side [`PyLeaseFuture`] (`lease.run`).
+    /// An engine [`PyLeaseFuture`] (`lease.run`, `grinder.submit`).
     Future(Py<PyLeaseFuture>),
-    /// A `concurrent.futures.Future` (`lease.executor.submit`).
+    /// A `concurrent.futures.Future` (`lease.executor.submit`, `submit_from_thread`).
     Concurrent(Py<PyAny>),
+    /// A plain `asyncio.Future` (`grinder.enqueue`), settled on its loop's thread.
+    Asyncio(Py<PyAny>, Arc<LoopBridge>),
+}
+
+/// Told when a job is finished with (run, failed or cancelled): the WorkGrinder
+/// counts a batch's jobs down with it.
+pub(crate) trait JobObserver: Send + Sync {
+    fn job_done(&self, py: Python<'_>);
 }
 
 /// One call to run on a worker.
@@ -22,6 +33,15 @@ pub(crate) struct Job {
     kwargs: Option<Py<PyDict>>,
     context: Py<PyAny>,
     pub(crate) target: Target,
+    observer: Option<Arc<dyn JobObserver>>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            let _ = Python::try_attach(|py| observer.job_done(py));
+        }
+    }
 }
 
 /// The exception object of `err`, carrying its traceback (Python 3.11 keeps the
@@ -53,7 +73,31 @@ impl Job {
             kwargs,
             context: context.unbind(),
             target,
+            observer: None,
         })
+    }
+
+    /// Attaches an observer told when this job is finished with.
+    pub(crate) fn observed_by(mut self, observer: Arc<dyn JobObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The callable and its arguments (for backends that ship calls elsewhere).
+    pub(crate) fn parts(&self) -> (&Py<PyAny>, &Py<PyTuple>, Option<&Py<PyDict>>) {
+        (&self.func, &self.args, self.kwargs.as_ref())
+    }
+
+    /// Whether the taker cancelled (without claiming the job like `is_wanted`).
+    pub(crate) fn is_cancelled(&self, py: Python<'_>) -> bool {
+        match &self.target {
+            Target::Future(fut) => !fut.get().is_pending(),
+            Target::Concurrent(fut) | Target::Asyncio(fut, _) => fut
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "cancelled"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false),
+        }
     }
 
     /// Whether the outcome still has a taker (a cancelled future's call never runs).
@@ -65,6 +109,48 @@ impl Job {
                 .call_method0(pyo3::intern!(py, "set_running_or_notify_cancel"))
                 .and_then(|v| v.is_truthy())
                 .unwrap_or(false),
+            Target::Asyncio(fut, _) => !fut
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "done"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(true),
+        }
+    }
+
+    /// Delivers the call's outcome to its taker. Returns the bridge whose doorbell the
+    /// caller must ring (deferred so a worker can ring after releasing the GIL).
+    pub(crate) fn deliver(self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> Option<Arc<LoopBridge>> {
+        match &self.target {
+            Target::Future(fut) => {
+                if !fut.get().try_claim() {
+                    return None;
+                }
+                let outcome = match outcome {
+                    Ok(value) => Outcome::Value(value),
+                    Err(err) => Outcome::Error(err),
+                };
+                PyLeaseFuture::settle_claimed_deferred(fut, py, outcome)
+                    .then(|| fut.get().bridge().clone())
+            }
+            Target::Concurrent(fut) => {
+                let fut = fut.bind(py);
+                let delivered = match outcome {
+                    Ok(value) => fut.call_method1("set_result", (value,)),
+                    Err(err) => fut.call_method1("set_exception", (exception_value(py, &err),)),
+                };
+                if let Err(err) = delivered {
+                    err.write_unraisable(py, Some(fut));
+                }
+                None
+            }
+            Target::Asyncio(fut, bridge) => {
+                let outcome = match outcome {
+                    Ok(value) => Outcome::Value(value),
+                    Err(err) => Outcome::Error(err),
+                };
+                let item = Completion::Resolve(fut.clone_ref(py), outcome);
+                bridge.push_deferred(item).then(|| bridge.clone())
+            }
         }
     }
 
@@ -89,21 +175,27 @@ impl Job {
 
     /// Settles the target as cancelled (pool shut down before the call started).
     pub(crate) fn cancel(self, py: Python<'_>) {
-        match self.target {
+        match &self.target {
             Target::Future(fut) => {
-                PyLeaseFuture::settle(&fut, py, Outcome::Cancelled(None));
+                PyLeaseFuture::settle(fut, py, Outcome::Cancelled(None));
             }
             Target::Concurrent(fut) => {
                 let _ = fut.bind(py).call_method0("cancel");
+            }
+            Target::Asyncio(fut, bridge) => {
+                bridge.push(Completion::Resolve(fut.clone_ref(py), Outcome::Cancelled(None)));
             }
         }
     }
 
     /// Settles the target with `err` (the pool could not run it).
     pub(crate) fn fail(self, py: Python<'_>, err: PyErr) {
-        match self.target {
+        match &self.target {
             Target::Future(fut) => {
-                PyLeaseFuture::settle(&fut, py, Outcome::Error(err));
+                PyLeaseFuture::settle(fut, py, Outcome::Error(err));
+            }
+            Target::Asyncio(fut, bridge) => {
+                bridge.push(Completion::Resolve(fut.clone_ref(py), Outcome::Error(err)));
             }
             Target::Concurrent(fut) => {
                 let fut = fut.bind(py);

@@ -13,6 +13,7 @@ mod job;
 mod lease;
 mod logging;
 mod manager;
+mod pool;
 mod py_cache;
 mod thread_pool;
 

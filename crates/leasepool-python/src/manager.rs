@@ -25,10 +25,11 @@ use crate::py_cache::{
     coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
     resolve_executor_cls,
 };
-use crate::thread_pool::{DrainBarrier, ThreadPool, ThreadPoolSettings};
+use crate::pool::{DrainBarrier, ExecutorPool};
+use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
-pub(crate) type Pool = Arc<ThreadPool>;
+pub(crate) type Pool = Arc<dyn ExecutorPool>;
 type Engine = Manager<Pool, Owner, QueuedAcquire>;
 type Fx = Effects<Pool, Owner, QueuedAcquire>;
 
@@ -694,7 +695,8 @@ impl PyLeasedExecutorManager {
                     initargs: None,
                 })
             });
-            ThreadPool::new(seq, settings)
+            let pool: Pool = ThreadPool::new(seq, settings);
+            pool
         });
         let _ = process_logging;
         let core = Arc::new(ManagerCore {

@@ -7,7 +7,7 @@
 //! instead of every job paying a release/re-acquire (ENGINE-NOTES "starvation trap").
 //! The completion doorbell is rung after detaching when possible.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use leasepool::worker_pool::{Exit, JobQueue, Push};
@@ -16,8 +16,8 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::bridge::LoopBridge;
 use crate::errors::guard_panics;
-use crate::future::{Outcome, PyLeaseFuture};
-use crate::job::{Job, Target};
+use crate::job::Job;
+use crate::pool::ExecutorPool;
 use crate::py_cache::{broken_thread_pool, threading_thread};
 
 /// Settings shared by every pool of one manager.
@@ -30,37 +30,11 @@ pub(crate) struct ThreadPoolSettings {
     pub(crate) initargs: Option<Py<PyTuple>>,
 }
 
-/// Counts down pool drains; runs its action once everything has drained.
-pub(crate) struct DrainBarrier {
-    remaining: AtomicUsize,
-    action: Mutex<Option<Box<dyn FnOnce(Python<'_>) + Send>>>,
-}
-
-impl DrainBarrier {
-    /// A barrier that needs `parts + 1` arrivals; the extra one is the creator's,
-    /// given with [`arrive`](Self::arrive) once every part is registered.
-    pub(crate) fn new(parts: usize, action: Box<dyn FnOnce(Python<'_>) + Send>) -> Arc<Self> {
-        Arc::new(Self {
-            remaining: AtomicUsize::new(parts + 1),
-            action: Mutex::new(Some(action)),
-        })
-    }
-
-    pub(crate) fn arrive(&self, py: Python<'_>) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let action = match self.action.lock() {
-                Ok(mut g) => g.take(),
-                Err(p) => p.into_inner().take(),
-            };
-            if let Some(action) = action {
-                action(py);
-            }
-        }
-    }
-}
+pub(crate) use crate::pool::DrainBarrier;
 
 /// One leased executor of the thread backend.
 pub(crate) struct ThreadPool {
+    this: Weak<ThreadPool>,
     queue: JobQueue<Job>,
     thread_prefix: String,
     settings: Arc<ThreadPoolSettings>,
@@ -112,7 +86,8 @@ impl ThreadPool {
             .thread_name_prefix
             .clone()
             .unwrap_or_else(|| format!("{}-{seq}", settings.name_prefix));
-        let pool = Arc::new(Self {
+        let pool = Arc::new_cyclic(|this| Self {
+            this: this.clone(),
             queue: JobQueue::new(settings.workers),
             thread_prefix,
             settings,
@@ -126,18 +101,6 @@ impl ThreadPool {
         pool
     }
 
-    /// Queues a job, starting a worker if needed. Hands the job back if the pool is
-    /// shut down or broken.
-    pub(crate) fn submit(self: &Arc<Self>, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
-        match self.queue.push(job) {
-            Push::Queued => Ok(()),
-            Push::StartWorker(index) => {
-                self.start_worker(py, index);
-                Ok(())
-            }
-            Push::Closed(job) => Err((job, self.closed_error(py))),
-        }
-    }
 
     fn closed_error(&self, py: Python<'_>) -> PyErr {
         if self.broken.load(Ordering::Acquire) {
@@ -147,9 +110,10 @@ impl ThreadPool {
         }
     }
 
-    fn start_worker(self: &Arc<Self>, py: Python<'_>, index: usize) {
+    fn start_worker(&self, py: Python<'_>, index: usize) {
+        let Some(this) = self.this.upgrade() else { return };
         let started = (|| -> PyResult<Py<PyAny>> {
-            let handle = Py::new(py, PoolHandle { pool: self.clone() })?;
+            let handle = Py::new(py, PoolHandle { pool: this })?;
             let target = wrap_pyfunction!(_thread_pool_worker, py)?;
             let kwargs = PyDict::new(py);
             kwargs.set_item("target", target)?;
@@ -224,33 +188,7 @@ impl ThreadPool {
             return None;
         }
         let outcome = guard_panics(|| job.invoke(py));
-        match &job.target {
-            Target::Future(fut) => {
-                if !fut.get().try_claim() {
-                    return None;
-                }
-                let outcome = match outcome {
-                    Ok(value) => Outcome::Value(value),
-                    Err(err) => Outcome::Error(err),
-                };
-                PyLeaseFuture::settle_claimed_deferred(fut, py, outcome)
-                    .then(|| fut.get().bridge().clone())
-            }
-            Target::Concurrent(fut) => {
-                let fut = fut.bind(py);
-                let delivered = match outcome {
-                    Ok(value) => fut.call_method1("set_result", (value,)),
-                    Err(err) => fut.call_method1(
-                        "set_exception",
-                        (crate::job::exception_value(py, &err),),
-                    ),
-                };
-                if let Err(err) = delivered {
-                    err.write_unraisable(py, Some(fut));
-                }
-                None
-            }
-        }
+        job.deliver(py, outcome)
     }
 
     /// An initializer failed: like `ThreadPoolExecutor`, the pool becomes unusable and
@@ -270,9 +208,39 @@ impl ThreadPool {
         }
     }
 
-    /// Stops accepting work and cancels what is queued; running calls finish. The
-    /// barrier (if any) is told once every worker has left.
-    pub(crate) fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>) {
+    fn fire_drained(&self, py: Python<'_>) {
+        let barrier = lock(&self.on_drained).take();
+        if let Some(barrier) = barrier {
+            barrier.arrive(py);
+        }
+    }
+}
+
+impl ExecutorPool for ThreadPool {
+    fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+        match self.queue.push(job) {
+            Push::Queued => Ok(()),
+            Push::StartWorker(index) => {
+                self.start_worker(py, index);
+                Ok(())
+            }
+            Push::Closed(job) => Err((job, self.closed_error(py))),
+        }
+    }
+
+    fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        match self.queue.push_many(jobs) {
+            Ok(start) => {
+                for index in start {
+                    self.start_worker(py, index);
+                }
+                Ok(())
+            }
+            Err(jobs) => Err((jobs, self.closed_error(py))),
+        }
+    }
+
+    fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>) {
         if let Some(barrier) = barrier {
             *lock(&self.on_drained) = Some(barrier);
         }
@@ -284,15 +252,7 @@ impl ThreadPool {
         }
     }
 
-    fn fire_drained(&self, py: Python<'_>) {
-        let barrier = lock(&self.on_drained).take();
-        if let Some(barrier) = barrier {
-            barrier.arrive(py);
-        }
-    }
-
-    /// Joins worker threads that have already left their loop (after a drain).
-    pub(crate) fn join_threads(&self, py: Python<'_>) {
+    fn join_threads(&self, py: Python<'_>) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.bind(py).call_method1("join", (5.0,));
