@@ -79,7 +79,15 @@ impl PyExecutorLease {
         Ok(())
     }
 
-    fn job(
+    /// Submits a WorkGrinder batch (one queue operation for all of it).
+    pub(crate) fn submit_jobs(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        if let Err(err) = self.admit(py) {
+            return Err((jobs, lease_error(py, &err)));
+        }
+        self.pool.submit_many(py, jobs)
+    }
+
+    pub(crate) fn job(
         py: Python<'_>,
         func: Py<PyAny>,
         args: &Bound<'_, PyTuple>,

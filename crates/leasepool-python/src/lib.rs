@@ -9,6 +9,7 @@ mod bridge;
 mod coroutine;
 mod errors;
 mod future;
+mod grinder;
 mod job;
 mod lease;
 mod logging;
@@ -26,6 +27,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lease::PyExecutorLease>()?;
     m.add_class::<future::PyLeaseFuture>()?;
     m.add_class::<coroutine::PyEngineCoroutine>()?;
+    m.add_class::<grinder::PyWorkGrinder>()?;
     m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;
 
     // asyncio.create_task()/TaskGroup accept what collections.abc.Coroutine accepts.

@@ -9,6 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 pub(crate) const DEBUG: i32 = 10;
 pub(crate) const INFO: i32 = 20;
 pub(crate) const WARNING: i32 = 30;
+pub(crate) const ERROR: i32 = 40;
 
 /// A `logging.Logger` handle.
 pub(crate) struct Logger {

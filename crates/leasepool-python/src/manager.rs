@@ -425,7 +425,7 @@ impl ManagerCore {
         )
     }
 
-    fn acquire(
+    pub(crate) fn acquire(
         self: &Arc<Self>,
         py: Python<'_>,
         lease_seconds: Option<f64>,
@@ -591,6 +591,12 @@ impl AcquireTimeout {
 #[pyclass(name = "LeasedExecutorManager", module = "leasepool.manager", frozen, subclass, weakref)]
 pub(crate) struct PyLeasedExecutorManager {
     core: Arc<ManagerCore>,
+}
+
+impl PyLeasedExecutorManager {
+    pub(crate) fn core(&self) -> &Arc<ManagerCore> {
+        &self.core
+    }
 }
 
 #[pymethods]

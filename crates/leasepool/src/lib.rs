@@ -14,6 +14,7 @@ pub mod completion;
 pub mod error;
 #[cfg(not(loom))]
 pub mod expiry;
+pub mod grinder;
 pub mod lease;
 pub mod manager;
 pub mod sizing;

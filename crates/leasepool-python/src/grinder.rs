@@ -1,0 +1,825 @@
+//! `WorkGrinder`: many small submissions batched onto leased executors.
+//!
+//! Batch formation is the engine's [`Batcher`]; this module connects it to asyncio.
+//! No Python task exists per item or per grinder: a submission is a [`Job`] pushed
+//! into the batcher under a short lock; a batch leases one executor through the
+//! manager (FIFO with every other caller) and is handed to its pool in one queue
+//! operation; each job settles its own submitter's future; the last job of a batch
+//! releases the lease. Several batches can be in flight at once, up to the manager's
+//! capacity. A single loop timer (`call_later`) covers `max_wait_seconds`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use leasepool::expiry::monotonic;
+use leasepool::grinder::{BatchPolicy, Batcher, Due, Offer};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::bridge::LoopBridge;
+use crate::coroutine::{PyEngineCoroutine, Step};
+use crate::future::{Outcome, PyLeaseFuture};
+use crate::job::{Job, JobObserver, Target};
+use crate::lease::PyExecutorLease;
+use crate::logging::{Logger, DEBUG, ERROR, INFO};
+use crate::manager::{ManagerCore, PyLeasedExecutorManager};
+use crate::py_cache::{concurrent_future, exception_class, get_logger, get_running_loop};
+
+/// A submission.
+struct Item {
+    job: Job,
+}
+
+/// Tells an `enqueue()` caller parked for lack of space that its item was accepted:
+/// settle the first with the second (the item's `asyncio.Future`).
+type Ack = Option<(Py<PyLeaseFuture>, Py<PyAny>)>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Started,
+    Stopping,
+}
+
+struct State {
+    batcher: Batcher<Item>,
+    phase: Phase,
+    ever_started: bool,
+    bridge: Option<Arc<LoopBridge>>,
+    timer_armed: bool,
+    in_flight: usize,
+    stop_waiters: Vec<Py<PyLeaseFuture>>,
+    /// One entry per parked item, in the batcher's parking order.
+    parked_acks: std::collections::VecDeque<Ack>,
+}
+
+struct Settings {
+    max_wait_seconds: f64,
+    batch_size_threshold: usize,
+    lease_seconds: f64,
+    owner_prefix: String,
+    max_pending: Option<usize>,
+    wait: bool,
+    submit_timeout: Option<f64>,
+}
+
+pub(crate) struct GrinderCore {
+    manager: Arc<ManagerCore>,
+    settings: Settings,
+    logger: Logger,
+    state: Mutex<State>,
+    /// Signalled when parked space may have freed (for `submit_from_thread`).
+    space: Condvar,
+    batch_seq: AtomicU64,
+    work_seq: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn runtime_error(message: &str) -> PyErr {
+    PyRuntimeError::new_err(message.to_owned())
+}
+
+impl GrinderCore {
+    fn bridge(&self) -> Option<Arc<LoopBridge>> {
+        lock(&self.state).bridge.clone()
+    }
+
+    /// Refusal for a submission in the current phase, if any.
+    fn refusal(state: &State) -> Option<PyErr> {
+        match state.phase {
+            Phase::Started => None,
+            Phase::Stopping => Some(runtime_error("WorkGrinder is stopping")),
+            Phase::Idle => Some(runtime_error("WorkGrinder is not started")),
+        }
+    }
+
+    fn queue_full_error(&self, py: Python<'_>) -> PyErr {
+        let message = format!(
+            "WorkGrinder queue is full; max_pending={} reached",
+            self.settings.max_pending.unwrap_or(0)
+        );
+        match exception_class(py, "LeaseUnavailableError").and_then(|c| c.call1((message,))) {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        }
+    }
+
+    fn log_queued(&self, py: Python<'_>, owner: &Py<PyAny>, pending: usize) {
+        if self.logger.enabled(py, DEBUG) {
+            let work_id = format!("{:032x}", self.work_seq.fetch_add(1, Ordering::Relaxed) + 1);
+            self.logger.log(
+                py,
+                DEBUG,
+                "Queued work work_id=%s owner=%s pending=%s",
+                (work_id, owner.clone_ref(py), pending),
+                None,
+            );
+        }
+    }
+
+    /// Acts on what the batcher asked for (outside the state lock).
+    fn follow(self: &Arc<Self>, py: Python<'_>, offer: Offer<Item>) {
+        match offer {
+            Offer::Queued | Offer::Full(_) => {}
+            Offer::ArmTimer(deadline) => self.arm_timer(py, deadline),
+            Offer::Dispatch(batch) => self.dispatch_on_loop(py, batch),
+        }
+    }
+
+    fn arm_timer(self: &Arc<Self>, py: Python<'_>, deadline: f64) {
+        let Some(bridge) = self.bridge() else { return };
+        let core = self.clone();
+        bridge.run_on_loop(
+            py,
+            Box::new(move |py| {
+                {
+                    let mut state = lock(&core.state);
+                    if state.timer_armed {
+                        return;
+                    }
+                    state.timer_armed = true;
+                }
+                let Some(bridge) = core.bridge() else { return };
+                let delay = (deadline - monotonic()).max(0.0);
+                let flush = Py::new(py, FlushTimer { core: core.clone() });
+                let armed = flush.and_then(|f| {
+                    bridge
+                        .event_loop()
+                        .bind(py)
+                        .call_method1("call_later", (delay, f))
+                });
+                if let Err(err) = armed {
+                    lock(&core.state).timer_armed = false;
+                    err.write_unraisable(py, None);
+                }
+            }),
+        );
+    }
+
+    fn on_timer(self: &Arc<Self>, py: Python<'_>) {
+        let due = {
+            let mut state = lock(&self.state);
+            state.timer_armed = false;
+            state.batcher.due(monotonic())
+        };
+        match due {
+            Due::Idle => {}
+            Due::WaitUntil(deadline) => self.arm_timer(py, deadline),
+            Due::Dispatch(batch) => self.dispatch(py, batch),
+        }
+    }
+
+    fn dispatch_on_loop(self: &Arc<Self>, py: Python<'_>, batch: Vec<Item>) {
+        match self.bridge() {
+            Some(bridge) if !bridge.on_loop_thread() => {
+                let core = self.clone();
+                bridge.run_on_loop(py, Box::new(move |py| core.dispatch(py, batch)));
+            }
+            _ => self.dispatch(py, batch),
+        }
+    }
+
+    /// Leases an executor for `batch` (loop thread).
+    fn dispatch(self: &Arc<Self>, py: Python<'_>, batch: Vec<Item>) {
+        let total = batch.len();
+        let live: Vec<Job> = batch
+            .into_iter()
+            .filter_map(|item| (!item.job.is_cancelled(py)).then_some(item.job))
+            .collect();
+        let skipped = total - live.len();
+        if skipped > 0 {
+            self.items_finished(py, skipped);
+        }
+        if live.is_empty() {
+            return;
+        }
+        let batch_id = self.batch_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&self.state).in_flight += 1;
+        let size = live.len();
+        self.logger.log(
+            py,
+            INFO,
+            "Processing batch batch_id=%s size=%s lease_seconds=%s",
+            (batch_id, size, self.settings.lease_seconds),
+            None,
+        );
+        let owner = pyo3::types::PyString::new(
+            py,
+            &format!("{}-batch-{batch_id}", self.settings.owner_prefix),
+        )
+        .into_any()
+        .unbind();
+        let acquired = self
+            .manager
+            .acquire(py, Some(self.settings.lease_seconds), owner, true, None);
+        let start = BatchStart {
+            core: self.clone(),
+            batch_id,
+            jobs: Mutex::new(Some(live)),
+        };
+        match acquired {
+            Ok(awaitable) => {
+                if let Ok(future) = awaitable.bind(py).cast::<PyLeaseFuture>() {
+                    let callback = Py::new(py, start);
+                    if let Err(err) = callback.and_then(|cb| future.call_method1("add_done_callback", (cb,))) {
+                        err.write_unraisable(py, None);
+                    }
+                } else {
+                    // The manager is not started: its awaitable raises on first resume.
+                    let err = awaitable
+                        .bind(py)
+                        .call_method1("send", (py.None(),))
+                        .err()
+                        .unwrap_or_else(|| runtime_error("WorkGrinder could not lease an executor"));
+                    start.fail(py, &err);
+                }
+            }
+            Err(err) => start.fail(py, &err),
+        }
+    }
+
+    /// `count` accepted items finished (ran, failed or were skipped as cancelled).
+    fn items_finished(self: &Arc<Self>, py: Python<'_>, count: usize) {
+        if self.settings.max_pending.is_none() {
+            return;
+        }
+        let (admitted, acks) = {
+            let mut state = lock(&self.state);
+            let admitted = state.batcher.finished(count, monotonic());
+            let acks: Vec<Ack> = (0..admitted.len())
+                .filter_map(|_| state.parked_acks.pop_front())
+                .collect();
+            (admitted, acks)
+        };
+        self.space.notify_all();
+        for ack in acks {
+            Self::acknowledge(py, ack);
+        }
+        for offer in admitted {
+            self.follow(py, offer);
+        }
+    }
+
+    fn acknowledge(py: Python<'_>, ack: Ack) {
+        if let Some((future, value)) = ack {
+            PyLeaseFuture::settle(&future, py, Outcome::Value(value));
+        }
+    }
+
+    fn batch_finished(self: &Arc<Self>, py: Python<'_>) {
+        let waiters = {
+            let mut state = lock(&self.state);
+            state.in_flight -= 1;
+            if state.phase == Phase::Stopping
+                && state.in_flight == 0
+                && state.batcher.pending_len() == 0
+            {
+                std::mem::take(&mut state.stop_waiters)
+            } else {
+                Vec::new()
+            }
+        };
+        for waiter in waiters {
+            PyLeaseFuture::settle(&waiter, py, Outcome::Value(py.None()));
+        }
+    }
+
+    /// Accepts `item`, or (when `park` is given and the grinder waits for space)
+    /// parks it with its acknowledgement. Returns whether it was parked; hands the item
+    /// back with the error to raise if it was refused.
+    fn submit_item(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        item: Item,
+        owner: &Py<PyAny>,
+        park: Option<Ack>,
+    ) -> Result<bool, (Item, PyErr)> {
+        let (offer, pending, parked) = {
+            let mut state = lock(&self.state);
+            if let Some(err) = Self::refusal(&state) {
+                return Err((item, err));
+            }
+            let offer = state.batcher.offer(item, monotonic());
+            match (offer, park) {
+                (Offer::Full(item), Some(ack)) if self.settings.wait => {
+                    state.batcher.park(item);
+                    state.parked_acks.push_back(ack);
+                    (Offer::Queued, state.batcher.pending_len(), true)
+                }
+                (offer, _) => (offer, state.batcher.pending_len(), false),
+            }
+        };
+        if let Offer::Full(item) = offer {
+            return Err((item, self.queue_full_error(py)));
+        }
+        self.log_queued(py, owner, pending);
+        self.follow(py, offer);
+        Ok(parked)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (phase, pending, oldest) = {
+            let state = lock(&self.state);
+            (
+                state.phase,
+                state.batcher.pending_len(),
+                state.batcher.oldest_arrival(),
+            )
+        };
+        let out = PyDict::new(py);
+        out.set_item("started", phase != Phase::Idle)?;
+        out.set_item("stopping", phase == Phase::Stopping)?;
+        out.set_item("pending", pending)?;
+        out.set_item("batch_size_threshold", self.settings.batch_size_threshold)?;
+        out.set_item("max_wait_seconds", self.settings.max_wait_seconds)?;
+        out.set_item("lease_seconds", self.settings.lease_seconds)?;
+        out.set_item(
+            "oldest_wait_seconds",
+            oldest.map_or(0.0, |at| (monotonic() - at).max(0.0)),
+        )?;
+        Ok(out)
+    }
+
+    fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        {
+            let state = lock(&self.state);
+            if state.phase != Phase::Idle {
+                return Ok(());
+            }
+        }
+        let event_loop = get_running_loop(py)?.call0()?;
+        let bridge = LoopBridge::attach(py, &event_loop)?;
+        {
+            let mut state = lock(&self.state);
+            state.bridge = Some(bridge);
+            state.phase = Phase::Started;
+            state.ever_started = true;
+        }
+        self.logger.log(
+            py,
+            INFO,
+            "WorkGrinder started max_wait_seconds=%s batch_size_threshold=%s lease_seconds=%s",
+            (
+                self.settings.max_wait_seconds,
+                self.settings.batch_size_threshold,
+                self.settings.lease_seconds,
+            ),
+            None,
+        );
+        Ok(())
+    }
+
+    fn stop_now(self: &Arc<Self>, py: Python<'_>, cancel_pending: bool) -> PyResult<Step> {
+        let (pending, parked, bridge) = {
+            let mut state = lock(&self.state);
+            if state.phase == Phase::Idle {
+                return Ok(Step::Done(py.None()));
+            }
+            state.phase = Phase::Stopping;
+            let acks: Vec<Ack> = state.parked_acks.drain(..).collect();
+            (
+                state.batcher.take_pending(),
+                state.batcher.take_parked().into_iter().zip(acks).collect::<Vec<_>>(),
+                state.bridge.clone(),
+            )
+        };
+        self.space.notify_all();
+        let Some(bridge) = bridge else {
+            return Ok(Step::Done(py.None()));
+        };
+        if cancel_pending {
+            let count = pending.len();
+            for item in pending {
+                item.job.cancel(py);
+            }
+            for (item, ack) in parked {
+                if let Some((accepted, _)) = ack {
+                    PyLeaseFuture::settle(&accepted, py, Outcome::Cancelled(None));
+                }
+                item.job.cancel(py);
+            }
+            self.items_finished(py, count);
+        } else {
+            // Drain: everything accepted or parked still runs.
+            let mut batch = pending;
+            for (item, ack) in parked {
+                Self::acknowledge(py, ack);
+                batch.push(item);
+            }
+            if !batch.is_empty() {
+                self.dispatch(py, batch);
+            }
+        }
+        let stopped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+        {
+            let mut state = lock(&self.state);
+            if state.in_flight == 0 {
+                drop(state);
+                PyLeaseFuture::settle(&stopped, py, Outcome::Value(py.None()));
+            } else {
+                state.stop_waiters.push(stopped.clone_ref(py));
+            }
+        }
+        let core = self.clone();
+        Ok(Step::Await(
+            stopped,
+            Some(Box::new(move |py| {
+                let bridge = {
+                    let mut state = lock(&core.state);
+                    state.phase = Phase::Idle;
+                    state.bridge.take()
+                };
+                if let Some(bridge) = bridge {
+                    bridge.detach(py);
+                }
+                core.logger.log(py, INFO, "WorkGrinder stopped", (), None);
+                Ok(Step::Done(py.None()))
+            })),
+        ))
+    }
+}
+
+/// Counts a batch's jobs down; the last one releases the lease.
+struct BatchProgress {
+    core: Arc<GrinderCore>,
+    lease: Py<PyExecutorLease>,
+    batch_id: u64,
+    size: usize,
+    remaining: AtomicUsize,
+}
+
+impl JobObserver for BatchProgress {
+    fn job_done(&self, py: Python<'_>) {
+        self.core.items_finished(py, 1);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.core.logger.log(
+                py,
+                INFO,
+                "Finished batch batch_id=%s size=%s",
+                (self.batch_id, self.size),
+                None,
+            );
+            self.lease.get().release_now(py);
+            self.core.batch_finished(py);
+        }
+    }
+}
+
+/// Done-callback of a batch's acquire: submits the batch to the leased pool.
+#[pyclass(module = "leasepool._engine", frozen)]
+struct BatchStart {
+    core: Arc<GrinderCore>,
+    batch_id: u64,
+    jobs: Mutex<Option<Vec<Job>>>,
+}
+
+impl BatchStart {
+    fn fail(&self, py: Python<'_>, err: &PyErr) {
+        let jobs = lock(&self.jobs).take().unwrap_or_default();
+        self.core.logger.log(
+            py,
+            ERROR,
+            "Batch failed batch_id=%s size=%s",
+            (self.batch_id, jobs.len()),
+            Some(err),
+        );
+        let count = jobs.len();
+        for job in jobs {
+            job.fail(py, err.clone_ref(py));
+        }
+        self.core.items_finished(py, count);
+        self.core.batch_finished(py);
+    }
+}
+
+#[pymethods]
+impl BatchStart {
+    fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        let lease = match future.call_method0("result") {
+            Ok(lease) => lease,
+            Err(err) => return self.fail(py, &err),
+        };
+        let Ok(lease) = lease.cast_into::<PyExecutorLease>() else {
+            return self.fail(py, &runtime_error("acquire() returned no lease"));
+        };
+        let jobs = lock(&self.jobs).take().unwrap_or_default();
+        let progress = Arc::new(BatchProgress {
+            core: self.core.clone(),
+            lease: lease.clone().unbind(),
+            batch_id: self.batch_id,
+            size: jobs.len(),
+            remaining: AtomicUsize::new(jobs.len()),
+        });
+        let observer: Arc<dyn JobObserver> = progress;
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .map(|job| job.observed_by(observer.clone()))
+            .collect();
+        if let Err((jobs, err)) = lease.get().submit_jobs(py, jobs) {
+            for job in jobs {
+                job.fail(py, err.clone_ref(py));
+            }
+        }
+    }
+}
+
+#[pyclass(module = "leasepool._engine", frozen)]
+struct FlushTimer {
+    core: Arc<GrinderCore>,
+}
+
+#[pymethods]
+impl FlushTimer {
+    fn __call__(&self, py: Python<'_>) {
+        self.core.on_timer(py);
+    }
+}
+
+/// Batches many async submitters onto leased executors (see the package docs).
+#[pyclass(name = "WorkGrinder", module = "leasepool.grinder", frozen, subclass, weakref)]
+pub(crate) struct PyWorkGrinder {
+    core: Arc<GrinderCore>,
+}
+
+impl PyWorkGrinder {
+    fn job(
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        target: Target,
+    ) -> PyResult<Job> {
+        PyExecutorLease::job(py, func, args, kwargs, target)
+    }
+}
+
+#[pymethods]
+impl PyWorkGrinder {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        executor_manager,
+        max_wait_seconds = 10.0,
+        batch_size_threshold = 20,
+        lease_seconds = 60.0,
+        owner_prefix = "work-grinder".to_owned(),
+        logger = None,
+        max_pending = None,
+        wait = true,
+        submit_timeout = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        executor_manager: &Bound<'_, PyLeasedExecutorManager>,
+        max_wait_seconds: f64,
+        batch_size_threshold: i64,
+        lease_seconds: f64,
+        owner_prefix: String,
+        logger: Option<Py<PyAny>>,
+        max_pending: Option<i64>,
+        wait: bool,
+        submit_timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        if !(max_wait_seconds > 0.0) {
+            return Err(PyValueError::new_err("max_wait_seconds must be > 0"));
+        }
+        if batch_size_threshold <= 0 {
+            return Err(PyValueError::new_err("batch_size_threshold must be > 0"));
+        }
+        if !(lease_seconds > 0.0) {
+            return Err(PyValueError::new_err("lease_seconds must be > 0"));
+        }
+        let max_pending = match max_pending {
+            None => None,
+            Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            Some(_) => return Err(PyValueError::new_err("max_pending must be > 0")),
+        };
+        let logger = match logger {
+            Some(l) if !l.is_none(py) => l,
+            _ => get_logger(py)?.call1(("leasepool.grinder",))?.unbind(),
+        };
+        let threshold = usize::try_from(batch_size_threshold).unwrap_or(usize::MAX);
+        let core = Arc::new(GrinderCore {
+            manager: executor_manager.get().core().clone(),
+            settings: Settings {
+                max_wait_seconds,
+                batch_size_threshold: threshold,
+                lease_seconds,
+                owner_prefix,
+                max_pending,
+                wait,
+                submit_timeout,
+            },
+            logger: Logger::new(logger),
+            state: Mutex::new(State {
+                batcher: Batcher::new(BatchPolicy {
+                    batch_size_threshold: threshold,
+                    max_wait_seconds,
+                    max_outstanding: max_pending,
+                }),
+                phase: Phase::Idle,
+                ever_started: false,
+                bridge: None,
+                timer_armed: false,
+                in_flight: 0,
+                stop_waiters: Vec::new(),
+                parked_acks: std::collections::VecDeque::new(),
+            }),
+            space: Condvar::new(),
+            batch_seq: AtomicU64::new(0),
+            work_seq: AtomicU64::new(0),
+        });
+        Ok(Self { core })
+    }
+
+    /// Start batching on the running event loop (idempotent).
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "WorkGrinder.start",
+            Box::new(move |py| {
+                core.start_now(py)?;
+                Ok(Step::Done(py.None()))
+            }),
+        )
+    }
+
+    /// Stop: drain every pending item, or cancel them with `cancel_pending=True`.
+    #[pyo3(signature = (*, cancel_pending = false))]
+    fn stop(&self, py: Python<'_>, cancel_pending: bool) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "WorkGrinder.stop",
+            Box::new(move |py| core.stop_now(py, cancel_pending)),
+        )
+    }
+
+    /// Queue `fn(*args, **kwargs)` and await its result.
+    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        owner: Option<Py<PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| {
+            let owner = owner.unwrap_or_else(|| py.None());
+            let Some(bridge) = self.core.bridge() else {
+                let err = runtime_error("WorkGrinder is not started");
+                return Ok(PyEngineCoroutine::failing(py, "WorkGrinder.submit", err)?.into_any());
+            };
+            let future = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+            let job = Self::job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
+            let item = Item { job };
+            if let Err((item, err)) = self.core.submit_item(py, item, &owner, Some(None)) {
+                drop(item);
+                return Ok(PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)?.into_any());
+            }
+            Ok(future.into_any())
+        })
+    }
+
+    /// Queue `fn(*args, **kwargs)`; await it to get an `asyncio.Future` of the result.
+    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        owner: Option<Py<PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| {
+            let owner = owner.unwrap_or_else(|| py.None());
+            let Some(bridge) = self.core.bridge() else {
+                let err = runtime_error("WorkGrinder is not started");
+                return Ok(PyEngineCoroutine::failing(py, "WorkGrinder.enqueue", err)?.into_any());
+            };
+            let result = bridge.event_loop().bind(py).call_method0("create_future")?.unbind();
+            let accepted = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+            let job = Self::job(py, fn_, args, kwargs, Target::Asyncio(result.clone_ref(py), bridge.clone()))?;
+            let ack = Some((accepted.clone_ref(py), result.clone_ref(py)));
+            match self.core.submit_item(py, Item { job }, &owner, Some(ack)) {
+                Ok(parked) => {
+                    if !parked {
+                        PyLeaseFuture::settle(&accepted, py, Outcome::Value(result));
+                    }
+                    Ok(accepted.into_any())
+                }
+                Err((item, err)) => {
+                    drop(item);
+                    Ok(PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)?.into_any())
+                }
+            }
+        })
+    }
+
+    /// Queue from any thread; returns a `concurrent.futures.Future`.
+    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    fn submit_from_thread(
+        &self,
+        py: Python<'_>,
+        fn_: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        owner: Option<Py<PyAny>>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| {
+            let owner = owner.unwrap_or_else(|| py.None());
+            let (ever_started, bridge) = {
+                let state = lock(&self.core.state);
+                (state.ever_started, state.bridge.clone())
+            };
+            if !ever_started {
+                return Err(runtime_error("WorkGrinder is not started"));
+            }
+            let result = concurrent_future(py)?.call0()?.unbind();
+            let fail = |err: PyErr| -> PyResult<Py<PyAny>> {
+                let value = crate::job::exception_value(py, &err);
+                result.bind(py).call_method1("set_exception", (value,))?;
+                Ok(result.clone_ref(py))
+            };
+            let Some(bridge) = bridge else {
+                return fail(runtime_error("WorkGrinder is not started"));
+            };
+            let closed = bridge
+                .event_loop()
+                .bind(py)
+                .call_method0("is_closed")
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(true);
+            if closed {
+                return fail(runtime_error("WorkGrinder event loop is closed"));
+            }
+            let mut job = Self::job(py, fn_, args, kwargs, Target::Concurrent(result.clone_ref(py)))?;
+            let deadline = self.core.settings.submit_timeout.map(|t| monotonic() + t);
+            loop {
+                let item = Item { job };
+                match self.core.submit_item(py, item, &owner, None) {
+                    Ok(_) => return Ok(result),
+                    Err((item, err)) => {
+                        let full = self.core.settings.max_pending.is_some()
+                            && lock(&self.core.state).phase == Phase::Started;
+                        let may_block = full && self.core.settings.wait && !bridge.on_loop_thread();
+                        let remaining = deadline.map(|d| d - monotonic());
+                        if !may_block || remaining.is_some_and(|r| r <= 0.0) {
+                            drop(item);
+                            return fail(err);
+                        }
+                        job = item.job;
+                        let core = self.core.clone();
+                        py.detach(|| {
+                            let state = lock(&core.state);
+                            let wait = remaining.map_or(Duration::from_millis(100), |r| {
+                                Duration::from_secs_f64(r.clamp(0.0, 0.1))
+                            });
+                            let _ = core.space.wait_timeout(state, wait);
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    /// Diagnostics (safe from any thread).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.core.stats(py)
+    }
+
+    /// `stats()` as an awaitable.
+    fn astats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let stats = self.core.stats(py)?.into_any().unbind();
+        match self.core.bridge() {
+            Some(bridge) => Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(stats), None)?.into_any()),
+            None => Ok(PyEngineCoroutine::ready(py, "WorkGrinder.astats", stats)?.into_any()),
+        }
+    }
+
+    /// `stats()` for another thread (kept for 0.1.1 compatibility; `stats()` is
+    /// thread-safe too).
+    #[pyo3(signature = (timeout = None))]
+    fn stats_from_thread<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let _ = timeout;
+        if !lock(&self.core.state).ever_started {
+            return Err(runtime_error("WorkGrinder is not started"));
+        }
+        self.core.stats(py)
+    }
+}
