@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from .exceptions import UnsupportedBackendError
 
@@ -79,4 +79,6 @@ def build_executor(
     kwargs = dict(executor_kwargs)
     if normalize_backend(backend) is not ExecutorBackend.PROCESS:
         kwargs.setdefault("thread_name_prefix", f"{name_prefix}-{executor_seq}")
-    return executor_cls(max_workers=max_workers, **kwargs)
+    factory = cast(Any, executor_cls)  # each concrete class takes max_workers
+    built: Executor = factory(max_workers=max_workers, **kwargs)
+    return built

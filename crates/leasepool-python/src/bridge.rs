@@ -19,6 +19,9 @@ use crate::future::{Outcome, PyLeaseFuture};
 /// flood of results cannot monopolise the loop.
 const DRAIN_BATCH: usize = 4096;
 
+/// A closure to run on the loop thread.
+pub(crate) type LoopTask = Box<dyn FnOnce(Python<'_>) + Send>;
+
 /// A unit of work for the loop thread.
 pub(crate) enum Completion {
     /// A future reached its final state: schedule its callbacks.
@@ -26,7 +29,7 @@ pub(crate) enum Completion {
     /// Settle a plain `asyncio.Future` (skipped if it is already done, e.g. cancelled).
     Resolve(Py<PyAny>, Outcome),
     /// Anything else that must run on the loop thread.
-    Call(Box<dyn FnOnce(Python<'_>) + Send>),
+    Call(LoopTask),
 }
 
 pub(crate) enum Bell {
@@ -174,7 +177,7 @@ impl LoopBridge {
     }
 
     /// Runs `f` on the loop thread: now if we are on it, else via the queue.
-    pub(crate) fn run_on_loop(&self, py: Python<'_>, f: Box<dyn FnOnce(Python<'_>) + Send>) {
+    pub(crate) fn run_on_loop(&self, py: Python<'_>, f: LoopTask) {
         if self.on_loop_thread() {
             f(py);
         } else {
@@ -186,7 +189,9 @@ impl LoopBridge {
         for item in self.queue.drain(DRAIN_BATCH) {
             match item {
                 Completion::Settled(future) => future.get().schedule_callbacks(py, &future),
-                Completion::Resolve(future, outcome) => resolve_asyncio(py, future.bind(py), outcome),
+                Completion::Resolve(future, outcome) => {
+                    resolve_asyncio(py, future.bind(py), outcome)
+                }
                 Completion::Call(f) => f(py),
             }
         }

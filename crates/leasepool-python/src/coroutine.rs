@@ -52,7 +52,11 @@ impl PyEngineCoroutine {
     }
 
     /// A coroutine that returns `value` when first resumed.
-    pub(crate) fn ready(py: Python<'_>, name: &'static str, value: Py<PyAny>) -> PyResult<Py<Self>> {
+    pub(crate) fn ready(
+        py: Python<'_>,
+        name: &'static str,
+        value: Py<PyAny>,
+    ) -> PyResult<Py<Self>> {
         Self::new(py, name, Box::new(move |_| Ok(Step::Done(value))))
     }
 

@@ -80,7 +80,11 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 }
 
 impl PyLeaseFuture {
-    fn build(bridge: Arc<LoopBridge>, hook: Option<Box<dyn FutureHook>>, outcome: Option<Outcome>) -> Self {
+    fn build(
+        bridge: Arc<LoopBridge>,
+        hook: Option<Box<dyn FutureHook>>,
+        outcome: Option<Outcome>,
+    ) -> Self {
         Self {
             state: AtomicU8::new(if outcome.is_some() { DONE } else { PENDING }),
             blocking: AtomicBool::new(false),
@@ -159,7 +163,11 @@ impl PyLeaseFuture {
 
     /// Like [`settle_claimed`](Self::settle_claimed) from a worker thread, leaving the
     /// doorbell to the caller: returns whether it must be rung.
-    pub(crate) fn settle_claimed_deferred(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) -> bool {
+    pub(crate) fn settle_claimed_deferred(
+        slf: &Py<Self>,
+        py: Python<'_>,
+        outcome: Outcome,
+    ) -> bool {
         let this = slf.get();
         let discard = this.store(py, outcome);
         if let Some(hook) = &this.hook {
@@ -168,7 +176,8 @@ impl PyLeaseFuture {
                 hook.on_discard(py, &value);
             }
         }
-        this.bridge.push_deferred(Completion::Settled(slf.clone_ref(py)))
+        this.bridge
+            .push_deferred(Completion::Settled(slf.clone_ref(py)))
     }
 
     /// Claims and settles; `false` if someone else settled it first.
@@ -200,7 +209,13 @@ impl PyLeaseFuture {
         }
     }
 
-    fn call_soon(&self, py: Python<'_>, slf: &Py<Self>, callback: Py<PyAny>, context: Option<Py<PyAny>>) {
+    fn call_soon(
+        &self,
+        py: Python<'_>,
+        slf: &Py<Self>,
+        callback: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) {
         let call_soon = self.bridge.call_soon().bind(py);
         let result = match context {
             None => call_soon.call1((callback, slf)),
@@ -396,11 +411,7 @@ impl PyLeaseFuture {
     }
 
     #[pyo3(signature = (callback, *, context = None))]
-    fn add_done_callback(
-        slf: &Bound<'_, Self>,
-        callback: Py<PyAny>,
-        context: Option<Py<PyAny>>,
-    ) {
+    fn add_done_callback(slf: &Bound<'_, Self>, callback: Py<PyAny>, context: Option<Py<PyAny>>) {
         let this = slf.get();
         {
             let mut inner = lock(&this.inner);
@@ -446,7 +457,11 @@ impl PyLeaseFuture {
 
     fn _make_cancelled_error(&self, py: Python<'_>) -> Py<PyAny> {
         let msg = self._cancel_message(py);
-        Self::cancelled_exception(py, msg.as_ref()).value(py).clone().into_any().unbind()
+        Self::cancelled_exception(py, msg.as_ref())
+            .value(py)
+            .clone()
+            .into_any()
+            .unbind()
     }
 
     fn __await__(slf: Py<Self>) -> Py<Self> {
@@ -511,10 +526,10 @@ pub(crate) fn make_exception(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAn
         let made = match val {
             Some(v) if v.is_instance(cls).unwrap_or(false) => Ok(v.clone()),
             Some(v) if v.is_none() => cls.call0(),
-            Some(v) if v.is_instance_of::<PyTuple>() => cls.call1(v.cast::<PyTuple>().map_or_else(
-                |_| PyTuple::empty(typ.py()),
-                Clone::clone,
-            )),
+            Some(v) if v.is_instance_of::<PyTuple>() => cls.call1(
+                v.cast::<PyTuple>()
+                    .map_or_else(|_| PyTuple::empty(typ.py()), Clone::clone),
+            ),
             Some(v) => cls.call1((v,)),
             None => cls.call0(),
         };

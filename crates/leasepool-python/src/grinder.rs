@@ -217,9 +217,9 @@ impl GrinderCore {
         )
         .into_any()
         .unbind();
-        let acquired = self
-            .manager
-            .acquire(py, Some(self.settings.lease_seconds), owner, true, None);
+        let acquired =
+            self.manager
+                .acquire(py, Some(self.settings.lease_seconds), owner, true, None);
         let start = BatchStart {
             core: self.clone(),
             batch_id,
@@ -229,7 +229,9 @@ impl GrinderCore {
             Ok(awaitable) => {
                 if let Ok(future) = awaitable.bind(py).cast::<PyLeaseFuture>() {
                     let callback = Py::new(py, start);
-                    if let Err(err) = callback.and_then(|cb| future.call_method1("add_done_callback", (cb,))) {
+                    if let Err(err) =
+                        callback.and_then(|cb| future.call_method1("add_done_callback", (cb,)))
+                    {
                         err.write_unraisable(py, None);
                     }
                 } else {
@@ -238,7 +240,9 @@ impl GrinderCore {
                         .bind(py)
                         .call_method1("send", (py.None(),))
                         .err()
-                        .unwrap_or_else(|| runtime_error("WorkGrinder could not lease an executor"));
+                        .unwrap_or_else(|| {
+                            runtime_error("WorkGrinder could not lease an executor")
+                        });
                     start.fail(py, &err);
                 }
             }
@@ -387,7 +391,12 @@ impl GrinderCore {
             let acks: Vec<Ack> = state.parked_acks.drain(..).collect();
             (
                 state.batcher.take_pending(),
-                state.batcher.take_parked().into_iter().zip(acks).collect::<Vec<_>>(),
+                state
+                    .batcher
+                    .take_parked()
+                    .into_iter()
+                    .zip(acks)
+                    .collect::<Vec<_>>(),
                 state.bridge.clone(),
             )
         };
@@ -544,7 +553,13 @@ impl FlushTimer {
 }
 
 /// Batches many async submitters onto leased executors (see the package docs).
-#[pyclass(name = "WorkGrinder", module = "leasepool.grinder", frozen, subclass, weakref)]
+#[pyclass(
+    name = "WorkGrinder",
+    module = "leasepool.grinder",
+    frozen,
+    subclass,
+    weakref
+)]
 pub(crate) struct PyWorkGrinder {
     core: Arc<GrinderCore>,
 }
@@ -589,13 +604,13 @@ impl PyWorkGrinder {
         wait: bool,
         submit_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        if !(max_wait_seconds > 0.0) {
+        if max_wait_seconds.is_nan() || max_wait_seconds <= 0.0 {
             return Err(PyValueError::new_err("max_wait_seconds must be > 0"));
         }
         if batch_size_threshold <= 0 {
             return Err(PyValueError::new_err("batch_size_threshold must be > 0"));
         }
-        if !(lease_seconds > 0.0) {
+        if lease_seconds.is_nan() || lease_seconds <= 0.0 {
             return Err(PyValueError::new_err("lease_seconds must be > 0"));
         }
         let max_pending = match max_pending {
@@ -708,9 +723,19 @@ impl PyWorkGrinder {
                 let err = runtime_error("WorkGrinder is not started");
                 return Ok(PyEngineCoroutine::failing(py, "WorkGrinder.enqueue", err)?.into_any());
             };
-            let result = bridge.event_loop().bind(py).call_method0("create_future")?.unbind();
+            let result = bridge
+                .event_loop()
+                .bind(py)
+                .call_method0("create_future")?
+                .unbind();
             let accepted = PyLeaseFuture::pending(py, bridge.clone(), None)?;
-            let job = Self::job(py, fn_, args, kwargs, Target::Asyncio(result.clone_ref(py), bridge.clone()))?;
+            let job = Self::job(
+                py,
+                fn_,
+                args,
+                kwargs,
+                Target::Asyncio(result.clone_ref(py), bridge.clone()),
+            )?;
             let ack = Some((accepted.clone_ref(py), result.clone_ref(py)));
             match self.core.submit_item(py, Item { job }, &owner, Some(ack)) {
                 Ok(parked) => {
@@ -764,7 +789,13 @@ impl PyWorkGrinder {
             if closed {
                 return fail(runtime_error("WorkGrinder event loop is closed"));
             }
-            let mut job = Self::job(py, fn_, args, kwargs, Target::Concurrent(result.clone_ref(py)))?;
+            let mut job = Self::job(
+                py,
+                fn_,
+                args,
+                kwargs,
+                Target::Concurrent(result.clone_ref(py)),
+            )?;
             let deadline = self.core.settings.submit_timeout.map(|t| monotonic() + t);
             loop {
                 let item = Item { job };
@@ -803,7 +834,9 @@ impl PyWorkGrinder {
     fn astats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let stats = self.core.stats(py)?.into_any().unbind();
         match self.core.bridge() {
-            Some(bridge) => Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(stats), None)?.into_any()),
+            Some(bridge) => {
+                Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(stats), None)?.into_any())
+            }
             None => Ok(PyEngineCoroutine::ready(py, "WorkGrinder.astats", stats)?.into_any()),
         }
     }

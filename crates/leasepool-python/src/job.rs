@@ -84,6 +84,7 @@ impl Job {
     }
 
     /// The callable and its arguments (for backends that ship calls elsewhere).
+    #[allow(dead_code)] // for the process backend, which is landing separately
     pub(crate) fn parts(&self) -> (&Py<PyAny>, &Py<PyTuple>, Option<&Py<PyDict>>) {
         (&self.func, &self.args, self.kwargs.as_ref())
     }
@@ -119,7 +120,11 @@ impl Job {
 
     /// Delivers the call's outcome to its taker. Returns the bridge whose doorbell the
     /// caller must ring (deferred so a worker can ring after releasing the GIL).
-    pub(crate) fn deliver(self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> Option<Arc<LoopBridge>> {
+    pub(crate) fn deliver(
+        self,
+        py: Python<'_>,
+        outcome: PyResult<Py<PyAny>>,
+    ) -> Option<Arc<LoopBridge>> {
         match &self.target {
             Target::Future(fut) => {
                 if !fut.get().try_claim() {
@@ -183,7 +188,10 @@ impl Job {
                 let _ = fut.bind(py).call_method0("cancel");
             }
             Target::Asyncio(fut, bridge) => {
-                bridge.push(Completion::Resolve(fut.clone_ref(py), Outcome::Cancelled(None)));
+                bridge.push(Completion::Resolve(
+                    fut.clone_ref(py),
+                    Outcome::Cancelled(None),
+                ));
             }
         }
     }

@@ -80,7 +80,11 @@ impl PyExecutorLease {
     }
 
     /// Submits a WorkGrinder batch (one queue operation for all of it).
-    pub(crate) fn submit_jobs(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+    pub(crate) fn submit_jobs(
+        &self,
+        py: Python<'_>,
+        jobs: Vec<Job>,
+    ) -> Result<(), (Vec<Job>, PyErr)> {
         if let Err(err) = self.admit(py) {
             return Err((jobs, lease_error(py, &err)));
         }
@@ -184,7 +188,13 @@ impl PyExecutorLease {
         crate::errors::guard_panics(|| {
             self.admit(py).map_err(|e| lease_error(py, &e))?;
             let future = concurrent_future(py)?.call0()?.unbind();
-            let job = Self::job(py, fn_, args, kwargs, Target::Concurrent(future.clone_ref(py)))?;
+            let job = Self::job(
+                py,
+                fn_,
+                args,
+                kwargs,
+                Target::Concurrent(future.clone_ref(py)),
+            )?;
             if let Err((job, err)) = self.pool.submit(py, job) {
                 drop(job);
                 return Err(err);
@@ -223,7 +233,10 @@ impl PyExecutorLease {
         format!(
             "<ExecutorLease lease_id={} owner={} live={}>",
             self.id.bind(py),
-            self.owner.bind(py).repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()),
+            self.owner
+                .bind(py)
+                .repr()
+                .map_or_else(|_| "?".to_owned(), |r| r.to_string()),
             self.live.load(Ordering::Acquire),
         )
     }

@@ -43,7 +43,10 @@ impl Logger {
         }
         let result = (|| -> PyResult<()> {
             let args = args.into_pyobject(py).map_err(Into::into)?;
-            let mut all = vec![level.into_pyobject(py)?.into_any(), msg.into_pyobject(py)?.into_any()];
+            let mut all = vec![
+                level.into_pyobject(py)?.into_any(),
+                msg.into_pyobject(py)?.into_any(),
+            ];
             all.extend(args.iter());
             let kwargs = PyDict::new(py);
             if let Some(err) = exc {

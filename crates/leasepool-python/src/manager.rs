@@ -21,11 +21,11 @@ use crate::errors::{config_error, lease_error, unsupported_backend};
 use crate::future::{FutureHook, Outcome, PyLeaseFuture};
 use crate::lease::PyExecutorLease;
 use crate::logging::{Logger, DEBUG, INFO, WARNING};
+use crate::pool::{DrainBarrier, ExecutorPool};
 use crate::py_cache::{
     coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
     resolve_executor_cls,
 };
-use crate::pool::{DrainBarrier, ExecutorPool};
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
@@ -149,7 +149,9 @@ impl ManagerCore {
                     );
                 }
                 "thread_name_prefix" => {
-                    thread_name_prefix = (!value.is_none()).then(|| value.str().map(|s| s.to_string())).transpose()?;
+                    thread_name_prefix = (!value.is_none())
+                        .then(|| value.str().map(|s| s.to_string()))
+                        .transpose()?;
                 }
                 other => {
                     return Err(PyTypeError::new_err(format!(
@@ -279,7 +281,11 @@ impl ManagerCore {
     }
 
     /// The submit-path expiry check: revokes the lease if it passed its hard expiry.
-    pub(crate) fn check_lease(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) -> Result<(), LeaseError> {
+    pub(crate) fn check_lease(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        key: LeaseKey,
+    ) -> Result<(), LeaseError> {
         let now = monotonic();
         let target = self.target(py);
         let mut fx = Fx::default();
@@ -381,7 +387,8 @@ impl ManagerCore {
             guard.take()
         };
         let Some(Running { bridge, clock }) = running else {
-            self.logger.log(py, INFO, "LeasedExecutorManager stopped", (), None);
+            self.logger
+                .log(py, INFO, "LeasedExecutorManager stopped", (), None);
             return Ok(Step::Done(py.None()));
         };
         drop(clock);
@@ -447,7 +454,13 @@ impl ManagerCore {
                 self.perform(py, fx, Some(&bridge));
                 let lease = self.make_lease(py, grant, owner, &bridge)?;
                 let hook = AcquireHook::boxed(self);
-                return Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(lease.into_any()), Some(hook))?.into_any());
+                return Ok(PyLeaseFuture::ready(
+                    py,
+                    bridge,
+                    Outcome::Value(lease.into_any()),
+                    Some(hook),
+                )?
+                .into_any());
             }
             Ok(Acquired::Queued(_)) => unreachable!("no waiter was offered"),
             Err(LeaseError::Unavailable { .. }) if wait => None,
@@ -473,12 +486,17 @@ impl ManagerCore {
             ticket: OnceLock::new(),
             timer: Mutex::new(None),
         });
-        let future = PyLeaseFuture::pending(py, bridge.clone(), Some(Box::new(AcquireHook(hook.clone()))))?;
+        let future = PyLeaseFuture::pending(
+            py,
+            bridge.clone(),
+            Some(Box::new(AcquireHook(hook.clone()))),
+        )?;
         let waiter = QueuedAcquire {
             future: future.clone_ref(py),
             owner: owner.clone(),
         };
-        let second = lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
+        let second =
+            lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
         match second {
             Ok(Acquired::Queued(ticket)) => {
                 let _ = hook.ticket.set(ticket);
@@ -555,7 +573,9 @@ impl FutureHook for AcquireHook {
     fn on_settled(&self, py: Python<'_>) {
         let timer = lock(&self.0.timer).take();
         if let Some(timer) = timer {
-            let Some(core) = self.0.core.upgrade() else { return };
+            let Some(core) = self.0.core.upgrade() else {
+                return;
+            };
             let Some(bridge) = core.bridge() else { return };
             bridge.run_on_loop(
                 py,
@@ -588,7 +608,13 @@ impl AcquireTimeout {
 }
 
 /// Bounded async manager of leased executors (see the package docs).
-#[pyclass(name = "LeasedExecutorManager", module = "leasepool.manager", frozen, subclass, weakref)]
+#[pyclass(
+    name = "LeasedExecutorManager",
+    module = "leasepool.manager",
+    frozen,
+    subclass,
+    weakref
+)]
 pub(crate) struct PyLeasedExecutorManager {
     core: Arc<ManagerCore>,
 }
@@ -622,6 +648,9 @@ impl PyLeasedExecutorManager {
         clear_process_log_handlers = true,
         **executor_kwargs
     ))]
+    #[pyo3(
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, **executor_kwargs)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -662,7 +691,9 @@ impl PyLeasedExecutorManager {
             Some(cfg) if !cfg.is_none() => {
                 if forward_process_logs
                     || level.ne(INFO)?
-                    || process_log_target_logger.as_ref().is_some_and(|l| !l.is_none())
+                    || process_log_target_logger
+                        .as_ref()
+                        .is_some_and(|l| !l.is_none())
                     || !clear_process_log_handlers
                 {
                     return Err(pyo3::exceptions::PyValueError::new_err(
@@ -715,7 +746,8 @@ impl PyLeasedExecutorManager {
                 default_lease_seconds,
                 workers_per_pool: workers,
                 name_prefix,
-                executor_kwargs: executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
+                executor_kwargs: executor_kwargs
+                    .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
             },
             logger: Logger::new(logger),
             size_provider: size_provider.filter(|p| !p.is_none(py)),
@@ -862,7 +894,9 @@ impl PyLeasedExecutorManager {
 /// An awaitable that yields `None` at once.
 pub(crate) fn ready_none(py: Python<'_>, bridge: Option<Arc<LoopBridge>>) -> PyResult<Py<PyAny>> {
     match bridge {
-        Some(bridge) => Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(py.None()), None)?.into_any()),
+        Some(bridge) => {
+            Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(py.None()), None)?.into_any())
+        }
         None => Ok(PyEngineCoroutine::ready(py, "release", py.None())?.into_any()),
     }
 }

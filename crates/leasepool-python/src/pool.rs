@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 
+use crate::bridge::LoopTask;
 use crate::job::Job;
 
 /// One leased executor (a thread pool, a process pool, ...).
@@ -30,13 +31,13 @@ pub(crate) trait ExecutorPool: Send + Sync {
 /// Counts down pool drains; runs its action once everything has drained.
 pub(crate) struct DrainBarrier {
     remaining: AtomicUsize,
-    action: Mutex<Option<Box<dyn FnOnce(Python<'_>) + Send>>>,
+    action: Mutex<Option<LoopTask>>,
 }
 
 impl DrainBarrier {
     /// A barrier that needs `parts + 1` arrivals; the extra one is the creator's,
     /// given with [`arrive`](Self::arrive) once every part is registered.
-    pub(crate) fn new(parts: usize, action: Box<dyn FnOnce(Python<'_>) + Send>) -> Arc<Self> {
+    pub(crate) fn new(parts: usize, action: LoopTask) -> Arc<Self> {
         Arc::new(Self {
             remaining: AtomicUsize::new(parts + 1),
             action: Mutex::new(Some(action)),

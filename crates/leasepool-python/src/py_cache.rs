@@ -21,13 +21,29 @@ cached_attr!(cancelled_error, "asyncio", "CancelledError");
 cached_attr!(invalid_state_error, "asyncio", "InvalidStateError");
 cached_attr!(get_running_loop, "asyncio", "get_running_loop");
 cached_attr!(concurrent_future, "concurrent.futures", "Future");
-cached_attr!(broken_thread_pool, "concurrent.futures.thread", "BrokenThreadPool");
+cached_attr!(
+    broken_thread_pool,
+    "concurrent.futures.thread",
+    "BrokenThreadPool"
+);
 cached_attr!(threading_thread, "threading", "Thread");
 cached_attr!(leased_executor_cls, "leasepool._executor", "LeasedExecutor");
 cached_attr!(normalize_backend, "leasepool.backends", "normalize_backend");
-cached_attr!(resolve_executor_cls, "leasepool.backends", "resolve_executor_cls");
-cached_attr!(process_logging_config, "leasepool._process_logging", "ProcessLoggingConfig");
-cached_attr!(coerce_log_level, "leasepool._process_logging", "coerce_log_level");
+cached_attr!(
+    resolve_executor_cls,
+    "leasepool.backends",
+    "resolve_executor_cls"
+);
+cached_attr!(
+    process_logging_config,
+    "leasepool._process_logging",
+    "ProcessLoggingConfig"
+);
+cached_attr!(
+    coerce_log_level,
+    "leasepool._process_logging",
+    "coerce_log_level"
+);
 cached_attr!(get_logger, "logging", "getLogger");
 
 /// The exception classes of `leasepool.exceptions` (plain Python classes, so users

@@ -101,7 +101,6 @@ impl ThreadPool {
         pool
     }
 
-
     fn closed_error(&self, py: Python<'_>) -> PyErr {
         if self.broken.load(Ordering::Acquire) {
             broken_error(py)
@@ -111,7 +110,9 @@ impl ThreadPool {
     }
 
     fn start_worker(&self, py: Python<'_>, index: usize) {
-        let Some(this) = self.this.upgrade() else { return };
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
         let started = (|| -> PyResult<Py<PyAny>> {
             let handle = Py::new(py, PoolHandle { pool: this })?;
             let target = wrap_pyfunction!(_thread_pool_worker, py)?;

@@ -301,7 +301,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         if !self.running {
             return Err(LeaseError::NotStarted);
         }
-        if !(lease_seconds > 0.0) {
+        if lease_seconds.is_nan() || lease_seconds <= 0.0 {
             return Err(LeaseError::InvalidLeaseSeconds);
         }
         if now >= self.expiry_floor {
@@ -309,9 +309,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         if self.waiters.is_empty() {
             if let Some(pool) = self.take_pool(effects) {
-                return Ok(Acquired::Granted(
-                    self.grant(now, lease_seconds, meta, pool, effects),
-                ));
+                return Ok(Acquired::Granted(self.grant(
+                    now,
+                    lease_seconds,
+                    meta,
+                    pool,
+                    effects,
+                )));
             }
         }
         match make_waiter {
@@ -349,8 +353,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         };
         held.live.store(false, Ordering::Release);
         let pool = held.record.pool;
-        let kept = self.running
-            && (!self.waiters.is_empty() || self.total_count() < target);
+        let kept = self.running && (!self.waiters.is_empty() || self.total_count() < target);
         effects.events.push(Event::Released {
             id: held.id,
             meta: held.record.meta,

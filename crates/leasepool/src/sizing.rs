@@ -83,7 +83,10 @@ mod tests {
         assert_eq!(PoolLimits::new(0, 0, 0, 0), Err(ConfigError::MaxPools));
         assert_eq!(PoolLimits::new(1, 0, 0, 0), Err(ConfigError::MinPools));
         assert_eq!(PoolLimits::new(1, 1, 0, 0), Err(ConfigError::UnitsPerPool));
-        assert_eq!(PoolLimits::new(1, 1, 1, 0), Err(ConfigError::WorkersPerPool));
+        assert_eq!(
+            PoolLimits::new(1, 1, 1, 0),
+            Err(ConfigError::WorkersPerPool)
+        );
         assert_eq!(PoolLimits::new(1, 2, 1, 1), Err(ConfigError::MinAboveMax));
     }
 

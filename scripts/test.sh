@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Fresh machine -> every check this project has: Rust (fmt, clippy, unit, integration
+# and loom model tests) and Python (ruff, mypy --strict, pytest incl. examples).
+# Needs only Python 3.11+ with pip and a Rust toolchain. Set LEASEPOOL_PY314=1 to also
+# run the suite on CPython 3.14 in a Debian chroot (scripts/py314.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${LEASEPOOL_VENV:-.venv}
+step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "python environment"
+[[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+PY=$VENV/bin/python
+"$PY" -m pip install -q --upgrade pip
+"$PY" -m pip install -q '.[test]'
+export PYO3_PYTHON=$PWD/$PY
+
+step "cargo fmt"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+
+step "cargo test (engine)"
+cargo test -p leasepool -q
+
+step "loom model tests"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p leasepool --release -q --test 'loom_*'
+
+step "ruff"
+"$PY" -m ruff check python tests benchmarks examples
+"$PY" -m ruff format --check python tests benchmarks examples
+
+step "mypy --strict"
+"$PY" -m mypy --strict python/leasepool
+
+step "pytest"
+# Run from outside the checkout so tests import the installed package.
+(cd /tmp && "$OLDPWD/$PY" -m pytest "$OLDPWD/tests" -q -p no:cacheprovider)
+
+if [[ ${LEASEPOOL_PY314:-0} == 1 ]]; then
+    step "pytest on CPython 3.14"
+    bash scripts/py314.sh
+fi
+step "all checks passed"
