@@ -36,11 +36,6 @@ pub(crate) fn config_error(err: &ConfigError) -> PyErr {
     PyValueError::new_err(err.to_string())
 }
 
-/// `UnsupportedBackendError(message)`.
-pub(crate) fn unsupported_backend(py: Python<'_>, message: String) -> PyErr {
-    leasepool_error(py, "UnsupportedBackendError", message)
-}
-
 /// Runs `f`, turning a Rust panic into a `RuntimeError` so that no `PanicException`
 /// (a `BaseException`, which asyncio would not contain) ever reaches user code.
 pub(crate) fn guard_panics<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {

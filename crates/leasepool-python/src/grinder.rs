@@ -76,6 +76,28 @@ pub(crate) struct GrinderCore {
     work_seq: AtomicU64,
 }
 
+static GRINDERS: Mutex<Vec<std::sync::Weak<GrinderCore>>> = Mutex::new(Vec::new());
+
+/// In a forked child: every grinder drops its parent-side loop registration and is
+/// left stopped (its pending items belong to the parent).
+pub(crate) fn forget_loops_after_fork() {
+    let cores: Vec<Arc<GrinderCore>> = match GRINDERS.try_lock() {
+        Ok(guard) => guard.iter().filter_map(std::sync::Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for core in cores {
+        if let Ok(mut state) = core.state.try_lock() {
+            std::mem::forget(state.bridge.take());
+            std::mem::forget(state.batcher.take_pending());
+            std::mem::forget(state.batcher.take_parked());
+            std::mem::forget(std::mem::take(&mut state.stop_waiters));
+            state.phase = Phase::Idle;
+            state.timer_armed = false;
+            state.in_flight = 0;
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -653,6 +675,10 @@ impl PyWorkGrinder {
             batch_seq: AtomicU64::new(0),
             work_seq: AtomicU64::new(0),
         });
+        let mut grinders = lock(&GRINDERS);
+        grinders.retain(|weak| weak.strong_count() > 0);
+        grinders.push(Arc::downgrade(&core));
+        drop(grinders);
         Ok(Self { core })
     }
 

@@ -15,6 +15,7 @@ mod lease;
 mod logging;
 mod manager;
 mod pool;
+mod process_pool;
 mod py_cache;
 mod thread_pool;
 
@@ -29,6 +30,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<coroutine::PyEngineCoroutine>()?;
     m.add_class::<grinder::PyWorkGrinder>()?;
     m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(manager::_after_fork_in_child, m)?)?;
 
     // asyncio.create_task()/TaskGroup accept what collections.abc.Coroutine accepts.
     let coroutine_abc = py.import("collections.abc")?.getattr("Coroutine")?;
@@ -39,5 +41,11 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // interpreter joins the (non-daemon) worker threads.
     py.import("threading")?
         .call_method1("_register_atexit", (m.getattr("_shutdown_all_pools")?,))?;
+
+    // Threads do not survive fork(): the child disowns the parent's engine threads.
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;
+    py.import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
     Ok(())
 }

@@ -17,15 +17,15 @@ use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
 use crate::bridge::{Completion, LoopBridge};
 use crate::coroutine::{PyEngineCoroutine, Step};
-use crate::errors::{config_error, lease_error, unsupported_backend};
+use crate::errors::{config_error, lease_error};
 use crate::future::{FutureHook, Outcome, PyLeaseFuture};
 use crate::lease::PyExecutorLease;
 use crate::logging::{Logger, DEBUG, INFO, WARNING};
 use crate::pool::{DrainBarrier, ExecutorPool};
 use crate::py_cache::{
     coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
-    resolve_executor_cls,
 };
+use crate::process_pool::ProcessBackend;
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
@@ -70,6 +70,36 @@ pub(crate) struct ManagerCore {
     running: RwLock<Option<Running>>,
     /// Resolved at the first `start()`; shared with the engine's pool factory.
     pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
+    /// The process or interpreter backend (`None` for threads).
+    process: Option<Arc<ProcessBackend>>,
+}
+
+/// Every manager of this process, so a forked child can disown the parent's threads.
+static MANAGERS: Mutex<Vec<Weak<ManagerCore>>> = Mutex::new(Vec::new());
+
+/// `os.register_at_fork(after_in_child=...)`: threads do not survive `fork`, so in the
+/// child every manager forgets its pools, clock and loop registration (without
+/// joining or closing anything that belongs to the parent) and is left stopped; it
+/// can be started again in the child.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    let cores: Vec<Arc<ManagerCore>> = match MANAGERS.try_lock() {
+        Ok(guard) => guard.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for core in cores {
+        if let Ok(mut running) = core.running.try_write() {
+            // The clock thread does not exist here: dropping it would join nothing.
+            std::mem::forget(running.take());
+        }
+        if let Ok(mut engine) = core.engine.try_lock() {
+            let mut fx = Fx::default();
+            engine.stop(&mut fx);
+            std::mem::forget(fx);
+        }
+    }
+    crate::thread_pool::forget_pools_after_fork();
+    crate::grinder::forget_loops_after_fork();
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -177,6 +207,7 @@ impl ManagerCore {
             refused,
             dropped,
             retired,
+            revoked,
             events,
         } = fx;
         self.log_events(py, events);
@@ -198,6 +229,9 @@ impl ManagerCore {
         drop(dropped);
         for pool in retired {
             pool.shutdown(py, None);
+        }
+        for pool in revoked {
+            pool.revoke(py);
         }
     }
 
@@ -315,23 +349,12 @@ impl ManagerCore {
         if self.bridge().is_some() {
             return Ok(());
         }
-        match self.cfg.backend_name.as_str() {
-            "thread" => {}
-            "interpreter" => {
-                resolve_executor_cls(py)?.call1((self.cfg.backend.bind(py),))?;
-                return Err(unsupported_backend(
-                    py,
-                    "The interpreter backend is not available in this build.".to_owned(),
-                ));
-            }
-            other => {
-                return Err(unsupported_backend(
-                    py,
-                    format!("The {other} backend is not available in this build."),
-                ))
+        match &self.process {
+            Some(process) => process.start(py)?,
+            None => {
+                self.settings(py)?;
             }
         }
-        self.settings(py)?;
         let event_loop = get_running_loop(py)?.call0()?;
         let bridge = LoopBridge::attach(py, &event_loop)?;
         let target = self.target(py);
@@ -414,6 +437,9 @@ impl ManagerCore {
             Some(Box::new(move |py| {
                 for pool in &retired {
                     pool.join_threads(py);
+                }
+                if let Some(process) = &core.process {
+                    process.stop(py);
                 }
                 bridge.detach(py);
                 core.logger
@@ -720,7 +746,23 @@ impl PyLeasedExecutorManager {
         let workers = usize::try_from(workers_per_pool).unwrap_or(1);
         let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
         let factory_settings = settings_cell.clone();
+        let executor_kwargs = executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
+        let process = ProcessBackend::for_backend(
+            py,
+            &backend_name,
+            &backend,
+            workers,
+            &name_prefix,
+            &executor_kwargs,
+            &process_logging,
+            &logger,
+        );
+        let factory_process = process.clone();
         let factory = Box::new(move |seq: u64| {
+            if let Some(process) = &factory_process {
+                let pool: Pool = process.pool(seq);
+                return pool;
+            }
             // Pools are only created after start() resolved the settings; the default
             // is a defensive fallback, never a panic under the engine lock.
             let settings = factory_settings.get().cloned().unwrap_or_else(|| {
@@ -735,7 +777,6 @@ impl PyLeasedExecutorManager {
             let pool: Pool = ThreadPool::new(seq, settings);
             pool
         });
-        let _ = process_logging;
         let core = Arc::new(ManagerCore {
             engine: Mutex::new(Manager::new(limits, lease_grace_seconds, factory)),
             cfg: Config {
@@ -746,14 +787,18 @@ impl PyLeasedExecutorManager {
                 default_lease_seconds,
                 workers_per_pool: workers,
                 name_prefix,
-                executor_kwargs: executor_kwargs
-                    .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
+                executor_kwargs,
             },
             logger: Logger::new(logger),
             size_provider: size_provider.filter(|p| !p.is_none(py)),
             running: RwLock::new(None),
             pool_settings: settings_cell,
+            process,
         });
+        let mut managers = lock(&MANAGERS);
+        managers.retain(|weak| weak.strong_count() > 0);
+        managers.push(Arc::downgrade(&core));
+        drop(managers);
         Ok(Self { core })
     }
 

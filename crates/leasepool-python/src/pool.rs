@@ -24,6 +24,13 @@ pub(crate) trait ExecutorPool: Send + Sync {
     /// `barrier` (if any) is told once nothing runs any more.
     fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>);
 
+    /// The lease holding this pool passed its hard expiry and was revoked. A backend
+    /// that can stop running calls (worker processes) does so; by default this is a
+    /// plain [`shutdown`](Self::shutdown).
+    fn revoke(&self, py: Python<'_>) {
+        self.shutdown(py, None);
+    }
+
     /// Reaps the pool's threads or processes after a drain (stop()).
     fn join_threads(&self, py: Python<'_>);
 }

@@ -78,6 +78,14 @@ pub(crate) fn _shutdown_all_pools(py: Python<'_>) {
     }
 }
 
+/// In a forked child the parent's worker threads are gone: stop tracking their pools
+/// so the exit hook does not try to shut them down.
+pub(crate) fn forget_pools_after_fork() {
+    if let Ok(mut pools) = LIVE_POOLS.try_lock() {
+        std::mem::forget(std::mem::take(&mut *pools));
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,

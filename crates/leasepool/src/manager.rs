@@ -107,6 +107,9 @@ pub struct Effects<P, M, W> {
     pub dropped: Vec<W>,
     /// Pools that left the manager: shut them down.
     pub retired: Vec<P>,
+    /// Pools of leases revoked at their hard expiry: shut them down, stopping the
+    /// calls still running there if the backend can.
+    pub revoked: Vec<P>,
     /// Log events, in order.
     pub events: Vec<Event<M>>,
 }
@@ -118,6 +121,7 @@ impl<P, M, W> Default for Effects<P, M, W> {
             refused: Vec::new(),
             dropped: Vec::new(),
             retired: Vec::new(),
+            revoked: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -131,6 +135,7 @@ impl<P, M, W> Effects<P, M, W> {
             && self.refused.is_empty()
             && self.dropped.is_empty()
             && self.retired.is_empty()
+            && self.revoked.is_empty()
             && self.events.is_empty()
     }
 }
@@ -391,7 +396,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         if let Some(held) = self.leased.remove(&key) {
             held.live.store(false, Ordering::Release);
-            effects.retired.push(held.record.pool);
+            effects.revoked.push(held.record.pool);
         }
         self.ensure_minimum(target, effects);
         self.serve_waiters(now, effects);
@@ -432,7 +437,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                     lease_seconds: timing.lease_seconds,
                     grace_seconds: timing.grace_seconds,
                 });
-                effects.retired.push(held.record.pool);
+                effects.revoked.push(held.record.pool);
             }
         }
         self.expiry_floor = self.next_hard_expiry().unwrap_or(f64::INFINITY);

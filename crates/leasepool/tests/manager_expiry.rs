@@ -26,7 +26,8 @@ fn check_revokes_expired_leases_restores_minimum_and_serves_waiters() {
     let mut fx = Fx::default();
     m.check(16.0, 1, &mut fx);
     assert!(!g.live.load(Ordering::Acquire));
-    assert_eq!(fx.retired, vec![1]);
+    assert_eq!(fx.revoked, vec![1], "a revoked pool is reported apart from retired ones");
+    assert!(fx.retired.is_empty());
     assert!(fx
         .events
         .iter()
@@ -53,7 +54,8 @@ fn submit_path_revokes_and_reports() {
         m.check_lease(g.key, 16.0, 1, &mut fx),
         Err(LeaseError::ExpiredRevoked)
     );
-    assert_eq!(fx.retired, vec![1]);
+    assert_eq!(fx.revoked, vec![1]);
+    assert!(fx.retired.is_empty());
     assert_eq!(
         m.check_lease(g.key, 16.0, 1, &mut Fx::default()),
         Err(LeaseError::Inactive)

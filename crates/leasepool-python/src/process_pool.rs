@@ -1,0 +1,1412 @@
+//! The process and interpreter backends: each leased pool wraps one standard-library
+//! executor (`ProcessPoolExecutor` / `InterpreterPoolExecutor`), created lazily on
+//! the first submission.
+//!
+//! # Why wrap the stdlib executor
+//! `ProcessPoolExecutor` already does what a process pool must get right:
+//! `initializer`/`initargs`, `mp_context`, `max_tasks_per_child`, dead-worker
+//! detection, remote tracebacks, clean shutdown at interpreter exit. Its cost is per
+//! *task* (110–220 µs gathered, ENGINE-NOTES "Process backend"), not per call: 100
+//! calls in one task cost 2–5 µs each. So this module keeps the executor and changes
+//! what a task is.
+//!
+//! # Chunks
+//! Queued calls wait in this pool's own FIFO. A dispatcher ([`ProcessPool::pump`])
+//! takes up to [`MAX_CHUNK`] of them, pickles each call on its own (so an
+//! unpicklable call fails only its own await) and submits ONE executor task,
+//! `_process_worker.run_chunk`, which returns one pickled outcome per call (so
+//! exceptions and unpicklable results stay per call, and carry the stdlib's
+//! `_RemoteTraceback` cause). At most [`CHUNKS_PER_WORKER`] × workers chunks are in
+//! flight; everything else stays queued here, where a cancelled call is dropped
+//! before it runs. The chunk size adapts: a share of what is queued, limited to about
+//! [`CHUNK_TARGET_SECONDS`] of measured call time, and a worker stops starting new
+//! calls of a chunk after [`CHUNK_BUDGET_SECONDS`] (the rest come back and are
+//! re-queued at the front). With `max_tasks_per_child` every call is its own task,
+//! so the limit keeps counting calls. Outcomes are delivered from the chunk future's
+//! done-callback (the executor's management thread), and the event loop's doorbell is
+//! rung once per chunk, after detaching.
+//!
+//! # Crash recovery
+//! A worker that dies breaks the executor: it fails every task in flight and kills the
+//! other workers. The first callback that sees `BrokenProcessPool` inspects the dead
+//! processes' exit codes (before the executor kills the rest) and a shared progress
+//! array (`[chunk seq, pid, call index]` per chunk slot, written by `run_chunk`):
+//! the call that was running in the dead process fails with a `BrokenProcessPool`
+//! naming the process and its exit code or signal; calls that had started elsewhere
+//! (or had finished but whose results died with the process) fail with a message
+//! naming the cause; calls that never started are re-queued. The broken executor is
+//! dropped and the next dispatch creates a fresh one inside the same leased pool, so
+//! the lease keeps working. A worker that exits with code 0 without running a call
+//! means its initializer failed: like the stdlib, the pool is then broken for good
+//! (so is one whose executors die [`MAX_BARREN_GENERATIONS`] times in a row before
+//! completing anything).
+//!
+//! # Hard revocation
+//! [`ExecutorPool::revoke`] (a lease passed its hard expiry) fails every queued and
+//! in-flight call with `LeaseExpiredError`, terminates the executor's processes and
+//! kills the survivors after [`KILL_GRACE`]. A plain [`ExecutorPool::shutdown`]
+//! (release above target, `stop()`) lets running calls finish. Interpreters cannot
+//! be killed: revoking an interpreter pool fails the awaits but lets the calls end.
+//!
+//! # Interpreter backend
+//! Same wrapper without chunks: nothing that runs in a sub-interpreter may import
+//! `leasepool` (a PyO3 extension cannot be loaded there), so each call is submitted
+//! to `InterpreterPoolExecutor` as the user's own callable.
+//!
+//! # Locking
+//! One mutex per pool; no Python runs under it, and no job or Python object is
+//! dropped under it (drops can run Python).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::bridge::LoopBridge;
+use crate::errors::guard_panics;
+use crate::job::Job;
+use crate::pool::{DrainBarrier, ExecutorPool};
+use crate::py_cache::{coerce_log_level, exception_class, resolve_executor_cls};
+
+/// Most calls in one executor task.
+const MAX_CHUNK: usize = 64;
+/// Chunks in flight per worker: enough to keep every worker fed while the next chunk
+/// crosses the pipe, few enough that later calls stay cancellable here.
+const CHUNKS_PER_WORKER: usize = 2;
+/// A chunk holds about this much measured call time (amortises the per-task cost).
+const CHUNK_TARGET_SECONDS: f64 = 0.005;
+/// A worker starts no further call of a chunk after this long.
+const CHUNK_BUDGET_SECONDS: f64 = 0.02;
+/// Between terminating a revoked pool's processes and killing the survivors.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+/// Executors in a row that may die before completing any chunk.
+const MAX_BARREN_GENERATIONS: u32 = 3;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// `module.attr`, looked up once.
+fn cached<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    attr: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind()))
+        .map(|obj| obj.bind(py))
+}
+
+macro_rules! cached_fn {
+    ($name:ident, $module:literal, $attr:literal) => {
+        fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            cached(py, &CELL, $module, $attr)
+        }
+    };
+}
+
+cached_fn!(worker_dumps, "leasepool._process_worker", "dumps");
+cached_fn!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
+cached_fn!(worker_initialize, "leasepool._process_worker", "initialize");
+cached_fn!(pickle_loads, "pickle", "loads");
+cached_fn!(broken_process_pool, "concurrent.futures.process", "BrokenProcessPool");
+cached_fn!(broken_thread_pool, "concurrent.futures.thread", "BrokenThreadPool");
+cached_fn!(raw_array, "multiprocessing.sharedctypes", "RawArray");
+cached_fn!(mp_wait, "multiprocessing.connection", "wait");
+cached_fn!(start_forwarding, "leasepool._process_logging", "start_forwarding");
+
+/// Which standard-library executor a pool wraps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Process,
+    Interpreter,
+}
+
+/// Resolved at the first `start()`: how every executor of this manager is built.
+struct Settings {
+    executor_cls: Py<PyAny>,
+    /// Keyword arguments for the executor, without `initializer`/`initargs` for the
+    /// process backend (those are composed per executor, see `initargs_tail`).
+    kwargs: Py<PyDict>,
+    /// `(log_setup, user_initializer, user_initargs)`: the end of the arguments of
+    /// `_process_worker.initialize` (after the progress array).
+    initargs_tail: Py<PyTuple>,
+    /// `max_tasks_per_child` is set: one call per task, so it keeps counting calls.
+    one_call_per_task: bool,
+    /// The user set `thread_name_prefix` (interpreter backend).
+    has_thread_prefix: bool,
+    /// The parent end of log forwarding: `(queue, target logger)`.
+    log_forwarding: Option<(Py<PyAny>, Py<PyAny>)>,
+}
+
+/// The manager-wide part of the process and interpreter backends: configuration,
+/// executor settings and the log-forwarding listener.
+pub(crate) struct ProcessBackend {
+    kind: Kind,
+    backend: Py<PyAny>,
+    workers: usize,
+    name_prefix: String,
+    executor_kwargs: Py<PyDict>,
+    process_logging: Py<PyAny>,
+    logger: Py<PyAny>,
+    settings: OnceLock<Arc<Settings>>,
+    listener: Mutex<Option<Py<PyAny>>>,
+}
+
+impl ProcessBackend {
+    /// The backend for `backend_name`, or `None` for the thread backend.
+    pub(crate) fn for_backend(
+        py: Python<'_>,
+        backend_name: &str,
+        backend: &Bound<'_, PyAny>,
+        workers: usize,
+        name_prefix: &str,
+        executor_kwargs: &Py<PyDict>,
+        process_logging: &Bound<'_, PyAny>,
+        logger: &Py<PyAny>,
+    ) -> Option<Arc<Self>> {
+        let kind = match backend_name {
+            "process" => Kind::Process,
+            "interpreter" => Kind::Interpreter,
+            _ => return None,
+        };
+        Some(Arc::new(Self {
+            kind,
+            backend: backend.clone().unbind(),
+            workers,
+            name_prefix: name_prefix.to_owned(),
+            executor_kwargs: executor_kwargs.clone_ref(py),
+            process_logging: process_logging.clone().unbind(),
+            logger: logger.clone_ref(py),
+            settings: OnceLock::new(),
+            listener: Mutex::new(None),
+        }))
+    }
+
+    /// A new (empty, process-less) pool; cheap, no Python (runs under the engine lock).
+    pub(crate) fn pool(self: &Arc<Self>, seq: u64) -> Arc<ProcessPool> {
+        ProcessPool::new(seq, self.clone())
+    }
+
+    /// Resolves the executor settings (first start only; validates the executor
+    /// arguments the way constructing the executor does) and starts log forwarding.
+    pub(crate) fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let settings = match self.settings.get() {
+            Some(settings) => settings.clone(),
+            None => {
+                let resolved = Arc::new(self.resolve(py)?);
+                self.settings.get_or_init(|| resolved).clone()
+            }
+        };
+        if let Some((queue, target)) = &settings.log_forwarding {
+            let mut slot = lock(&self.listener);
+            if slot.is_none() {
+                let listener = start_forwarding(py)?.call1((queue, target))?;
+                *slot = Some(listener.unbind());
+                drop(slot);
+                let log = self.logger.bind(py);
+                if log.call_method1("isEnabledFor", (10,))?.is_truthy()? {
+                    log.call_method1(
+                        "debug",
+                        (
+                            "Process log forwarding started target_logger=%s level=%s",
+                            target.bind(py).getattr("name")?,
+                            coerce_log_level(py)?
+                                .call1((self.process_logging.bind(py).getattr("level")?,))?,
+                        ),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops log forwarding (after the pools' processes were joined, so every record
+    /// they sent is handled first).
+    pub(crate) fn stop(&self, py: Python<'_>) {
+        let listener = lock(&self.listener).take();
+        if let Some(listener) = listener {
+            if let Err(err) = listener.bind(py).call_method0("stop") {
+                err.write_unraisable(py, None);
+            }
+        }
+    }
+
+    fn resolve(&self, py: Python<'_>) -> PyResult<Settings> {
+        let executor_cls = resolve_executor_cls(py)?.call1((self.backend.bind(py),))?;
+        let kwargs = self.executor_kwargs.bind(py).copy()?;
+        let none = py.None();
+        let mut initargs_tail = PyTuple::empty(py);
+        let mut log_forwarding = None;
+        let one_call_per_task = kwargs
+            .get_item("max_tasks_per_child")?
+            .is_some_and(|v| !v.is_none());
+        let has_thread_prefix = kwargs.contains("thread_name_prefix")?;
+        let probe_kwargs = kwargs.copy()?;
+        if self.kind == Kind::Process {
+            let initializer = kwargs.get_item("initializer")?.unwrap_or_else(|| none.bind(py).clone());
+            let initargs = match kwargs.get_item("initargs")? {
+                Some(args) => py.get_type::<PyTuple>().call1((args,))?,
+                None => PyTuple::empty(py).into_any(),
+            };
+            let _ = kwargs.del_item("initializer");
+            let _ = kwargs.del_item("initargs");
+            let config = self.process_logging.bind(py);
+            let mut log_setup = none.bind(py).clone();
+            if config.getattr("enabled")?.is_truthy()? {
+                // Like leasepool 0.1.1: the queue comes from the executor's context;
+                // max_tasks_per_child means spawn (what ProcessPoolExecutor picks).
+                let mp = py.import("multiprocessing")?;
+                let context = match kwargs.get_item("mp_context")? {
+                    Some(ctx) if !ctx.is_none() => ctx,
+                    _ => {
+                        let ctx = if one_call_per_task {
+                            mp.call_method1("get_context", ("spawn",))?
+                        } else {
+                            mp.call_method0("get_context")?
+                        };
+                        kwargs.set_item("mp_context", &ctx)?;
+                        probe_kwargs.set_item("mp_context", &ctx)?;
+                        ctx
+                    }
+                };
+                let queue = context.call_method1("Queue", (-1,))?;
+                let level = coerce_log_level(py)?.call1((config.getattr("level")?,))?;
+                let clear = config.getattr("clear_child_handlers")?.is_truthy()?;
+                log_setup = PyTuple::new(py, [queue.clone(), level, clear.into_pyobject(py)?.to_owned().into_any()])?.into_any();
+                let target = match config.getattr("target_logger")? {
+                    t if t.is_none() => self.logger.bind(py).clone(),
+                    t => t,
+                };
+                log_forwarding = Some((queue.unbind(), target.unbind()));
+            }
+            initargs_tail = PyTuple::new(py, [log_setup, initializer, initargs])?;
+            probe_kwargs.set_item("initializer", worker_initialize(py)?)?;
+            let mut probe_args = vec![none.bind(py).clone()];
+            probe_args.extend(initargs_tail.iter());
+            probe_kwargs.set_item("initargs", PyTuple::new(py, probe_args)?)?;
+        } else if !has_thread_prefix {
+            probe_kwargs.set_item("thread_name_prefix", format!("{}-0", self.name_prefix))?;
+        }
+        // Constructing an executor starts no process or thread; it raises the same
+        // TypeError/ValueError for bad arguments that leasepool 0.1.1 raised at start().
+        let probe = executor_cls.call((self.workers,), Some(&probe_kwargs))?;
+        probe.call_method1("shutdown", (false,))?;
+        Ok(Settings {
+            executor_cls: executor_cls.unbind(),
+            kwargs: kwargs.unbind(),
+            initargs_tail: initargs_tail.unbind(),
+            one_call_per_task,
+            has_thread_prefix,
+            log_forwarding,
+        })
+    }
+}
+
+/// Bridges whose doorbell must be rung once the deliveries of a batch are done.
+#[derive(Default)]
+struct Rings(Vec<Arc<LoopBridge>>);
+
+impl Rings {
+    fn add(&mut self, bridge: Option<Arc<LoopBridge>>) {
+        if let Some(bridge) = bridge {
+            if !self.0.iter().any(|b| Arc::ptr_eq(b, &bridge)) {
+                self.0.push(bridge);
+            }
+        }
+    }
+
+    /// Rings after detaching, so the loop never wakes into a held GIL.
+    fn ring(self, py: Python<'_>) {
+        if !self.0.is_empty() {
+            py.detach(|| {
+                for bridge in &self.0 {
+                    bridge.ring();
+                }
+            });
+        }
+    }
+}
+
+/// A queued call and whether its taker was already told it started.
+struct Item {
+    job: Job,
+    claimed: bool,
+}
+
+impl Item {
+    /// Marks the call as started; `false` if nobody wants its outcome any more.
+    fn claim(&mut self, py: Python<'_>) -> bool {
+        if self.claimed {
+            // A `concurrent.futures.Future` is RUNNING now: ask without re-claiming.
+            return !self.job.is_cancelled(py);
+        }
+        self.claimed = self.job.is_wanted(py);
+        self.claimed
+    }
+
+    fn fail(self, py: Python<'_>, err: PyErr, rings: &mut Rings) {
+        if self.claimed {
+            rings.add(self.job.deliver(py, Err(err)));
+        } else {
+            self.job.fail(py, err);
+        }
+    }
+
+    /// Identifies the callable for duration bookkeeping (its address).
+    fn key(&self) -> usize {
+        self.job.parts().0.as_ptr() as usize
+    }
+
+    fn function_name(&self, py: Python<'_>) -> String {
+        describe_callable(self.job.parts().0.bind(py))
+    }
+}
+
+/// `module.qualname()` of a callable, for error messages.
+fn describe_callable(func: &Bound<'_, PyAny>) -> String {
+    let name = func
+        .getattr("__qualname__")
+        .or_else(|_| func.getattr("__name__"))
+        .and_then(|n| n.str().map(|s| s.to_string()))
+        .unwrap_or_else(|_| func.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()));
+    match func.getattr("__module__").and_then(|m| m.extract::<String>()) {
+        Ok(module) => format!("{module}.{name}()"),
+        Err(_) => format!("{name}()"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Takes work.
+    Open,
+    /// Shut down: queued calls were cancelled; running ones finish.
+    Draining,
+    /// Hard-revoked: everything failed, processes terminated.
+    Revoked,
+    /// The executor cannot work (its initializer fails).
+    Broken,
+}
+
+/// What happened when an executor broke, worked out once per executor.
+struct Crash {
+    /// `worker process 1234 died with signal 9 (SIGKILL) while running f()`.
+    cause: String,
+    /// The dead processes: pid and how each died.
+    dead: Vec<(i64, String)>,
+    /// The pool must not be used again (an initializer fails).
+    fatal: Option<String>,
+}
+
+/// One executor of a pool (a fresh one replaces it when it breaks).
+struct Generation {
+    id: u64,
+    executor: Py<PyAny>,
+    completed: AtomicBool,
+    crash: PyOnceLock<Crash>,
+}
+
+/// Something `join_threads` waits for.
+enum Joinable {
+    /// A process executor's management thread (it joins the worker processes).
+    Thread(Py<PyAny>),
+    /// An interpreter executor, joined with `shutdown(wait=True)`.
+    Executor(Py<PyAny>),
+}
+
+/// Calls submitted to the executor as one task.
+struct Chunk {
+    generation: Arc<Generation>,
+    slot: usize,
+    items: Vec<Item>,
+}
+
+struct State {
+    mode: Mode,
+    broken_message: String,
+    queue: VecDeque<Item>,
+    /// In-flight chunks by sequence number (registered before submission).
+    chunks: HashMap<u64, Chunk>,
+    /// Chunks taken from the queue and not yet finished (registered or not).
+    in_flight: usize,
+    free_slots: Vec<usize>,
+    next_chunk: u64,
+    generation: Option<Arc<Generation>>,
+    next_generation: u64,
+    /// Executors that broke in a row before completing any chunk.
+    barren: u32,
+    /// Measured seconds per call of each callable (by address; moving average).
+    durations: HashMap<usize, f64>,
+    barrier: Option<Arc<DrainBarrier>>,
+    drained: bool,
+    /// What `join_threads` waits for once the pool drained.
+    joinable: Vec<Joinable>,
+}
+
+/// One leased executor of the process or interpreter backend.
+pub(crate) struct ProcessPool {
+    this: Weak<ProcessPool>,
+    seq: u64,
+    backend: Arc<ProcessBackend>,
+    cap: usize,
+    state: Mutex<State>,
+    /// `[chunk seq, pid, call index]` per slot (process backend), made with the first
+    /// executor and shared with every later one.
+    progress: PyOnceLock<Py<PyAny>>,
+}
+
+static LIVE_POOLS: Mutex<Vec<Weak<ProcessPool>>> = Mutex::new(Vec::new());
+static HOOKS_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// `threading` exit hook (runs before `ProcessPoolExecutor`'s own, which then joins
+/// the workers): stop dispatching and cancel what has not started.
+#[pyfunction]
+pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
+    let pools: Vec<Arc<ProcessPool>> = std::mem::take(&mut *lock(&LIVE_POOLS))
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for pool in pools {
+        pool.shutdown(py, None);
+    }
+}
+
+/// `os.register_at_fork(after_in_child=...)`: a forked child owns none of the
+/// parent's executors; forget them without touching them.
+#[pyfunction]
+pub(crate) fn _forget_process_pools_after_fork() {
+    if let Ok(mut pools) = LIVE_POOLS.try_lock() {
+        std::mem::forget(std::mem::take(&mut *pools));
+    }
+}
+
+fn register_hooks(py: Python<'_>) {
+    if HOOKS_REGISTERED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let registered = (|| -> PyResult<()> {
+        // Import first so that ProcessPoolExecutor's exit hook is registered before
+        // ours, and therefore runs after it.
+        py.import("concurrent.futures.process")?;
+        let exit_hook = wrap_pyfunction!(_shutdown_process_pools, py)?;
+        py.import("threading")?.call_method1("_register_atexit", (exit_hook,))?;
+        let fork_hook = wrap_pyfunction!(_forget_process_pools_after_fork, py)?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("after_in_child", fork_hook)?;
+        py.import("os")?.call_method("register_at_fork", (), Some(&kwargs))?;
+        Ok(())
+    })();
+    if registered.is_err() {
+        // Interpreter shutdown already began: nothing left to hook into.
+        HOOKS_REGISTERED.store(false, Ordering::Release);
+    }
+}
+
+/// `cls(message)` as a `PyErr`.
+fn make_error(cls: PyResult<&Bound<'_, PyAny>>, message: String) -> PyErr {
+    match cls.and_then(|cls| cls.call1((message,))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+fn lease_expired(py: Python<'_>, message: &str) -> PyErr {
+    match exception_class(py, "LeaseExpiredError").and_then(|cls| cls.call1((message,))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// `exit code 3` / `signal 9 (SIGKILL)`.
+fn describe_exit(py: Python<'_>, code: i64) -> String {
+    if code >= 0 {
+        return format!("exit code {code}");
+    }
+    let signal = -code;
+    let name = py
+        .import("signal")
+        .and_then(|m| m.getattr("Signals")?.call1((signal,))?.getattr("name")?.extract::<String>());
+    match name {
+        Ok(name) => format!("signal {signal} ({name})"),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+impl ProcessPool {
+    fn new(seq: u64, backend: Arc<ProcessBackend>) -> Arc<Self> {
+        let cap = CHUNKS_PER_WORKER * backend.workers.max(1);
+        let pool = Arc::new_cyclic(|this| Self {
+            this: this.clone(),
+            seq,
+            backend,
+            cap,
+            state: Mutex::new(State {
+                mode: Mode::Open,
+                broken_message: String::new(),
+                queue: VecDeque::new(),
+                chunks: HashMap::new(),
+                in_flight: 0,
+                free_slots: (0..cap).rev().collect(),
+                next_chunk: 0,
+                generation: None,
+                next_generation: 0,
+                barren: 0,
+                durations: HashMap::new(),
+                barrier: None,
+                drained: false,
+                joinable: Vec::new(),
+            }),
+            progress: PyOnceLock::new(),
+        });
+        let mut live = lock(&LIVE_POOLS);
+        live.retain(|weak| weak.strong_count() > 0);
+        live.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    fn kind(&self) -> Kind {
+        self.backend.kind
+    }
+
+    fn settings(&self) -> PyResult<&Arc<Settings>> {
+        self.backend.settings.get().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("leasepool: the manager was never started")
+        })
+    }
+
+    fn closed_error(&self, py: Python<'_>, mode: Mode, message: &str) -> PyErr {
+        match mode {
+            Mode::Broken => make_error(self.broken_cls(py), message.to_owned()),
+            Mode::Revoked => crate::errors::lease_error(py, &leasepool::LeaseError::ExpiredRevoked),
+            _ => crate::errors::lease_error(py, &leasepool::LeaseError::Inactive),
+        }
+    }
+
+    fn broken_cls<'py>(&self, py: Python<'py>) -> PyResult<&'py Bound<'py, PyAny>> {
+        match self.kind() {
+            Kind::Process => broken_process_pool(py),
+            Kind::Interpreter => broken_thread_pool(py),
+        }
+    }
+
+    /// Calls for the next chunk: at most a fair share of the queue (so every slot
+    /// gets work) and about [`CHUNK_TARGET_SECONDS`] of measured call time. A call
+    /// whose callable was never measured, or is slow, travels alone: packed calls
+    /// would wait for it (their results travel back with the chunk).
+    fn chunk_size(&self, st: &State) -> usize {
+        if self.kind() == Kind::Interpreter
+            || self.backend.settings.get().is_some_and(|s| s.one_call_per_task)
+        {
+            return 1;
+        }
+        let limit = st.queue.len().div_ceil(self.cap).clamp(1, MAX_CHUNK);
+        let mut n = 0;
+        let mut expected = 0.0;
+        for item in st.queue.iter().take(limit) {
+            match st.durations.get(&item.key()) {
+                Some(&seconds) if seconds < CHUNK_TARGET_SECONDS => {
+                    n += 1;
+                    expected += seconds;
+                    if expected >= CHUNK_TARGET_SECONDS {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        n.max(1)
+    }
+
+    /// The executor to submit to, created if there is none (outside the lock; if two
+    /// threads race, the loser's unused executor is discarded).
+    fn generation(&self, py: Python<'_>) -> PyResult<Arc<Generation>> {
+        if let Some(generation) = lock(&self.state).generation.clone() {
+            return Ok(generation);
+        }
+        let settings = self.settings()?;
+        register_hooks(py);
+        let kwargs = settings.kwargs.bind(py).copy()?;
+        match self.kind() {
+            Kind::Process => {
+                let progress = self.progress.get_or_try_init(py, || {
+                    Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * self.cap))?.unbind())
+                })?;
+                let mut initargs = vec![progress.bind(py).clone()];
+                initargs.extend(settings.initargs_tail.bind(py).iter());
+                kwargs.set_item("initializer", worker_initialize(py)?)?;
+                kwargs.set_item("initargs", PyTuple::new(py, initargs)?)?;
+            }
+            Kind::Interpreter => {
+                if !settings.has_thread_prefix {
+                    kwargs.set_item(
+                        "thread_name_prefix",
+                        format!("{}-{}", self.backend.name_prefix, self.seq),
+                    )?;
+                }
+            }
+        }
+        let executor = settings
+            .executor_cls
+            .bind(py)
+            .call((self.backend.workers,), Some(&kwargs))?;
+        let (winner, loser) = {
+            let mut st = lock(&self.state);
+            if let Some(existing) = st.generation.clone() {
+                (existing, Some(executor))
+            } else {
+                st.next_generation += 1;
+                let generation = Arc::new(Generation {
+                    id: st.next_generation,
+                    executor: executor.unbind(),
+                    completed: AtomicBool::new(false),
+                    crash: PyOnceLock::new(),
+                });
+                st.generation = Some(generation.clone());
+                (generation, None)
+            }
+        };
+        if let Some(unused) = loser {
+            let _ = unused.call_method1("shutdown", (false,));
+        }
+        Ok(winner)
+    }
+
+    /// Moves queued calls to the executor, one chunk at a time, while there is room.
+    fn pump(self: &Arc<Self>, py: Python<'_>, rings: &mut Rings) {
+        loop {
+            let (items, slot, seq) = {
+                let mut st = lock(&self.state);
+                if !matches!(st.mode, Mode::Open | Mode::Draining)
+                    || st.queue.is_empty()
+                    || st.in_flight >= self.cap
+                {
+                    return;
+                }
+                let n = self.chunk_size(&st).min(st.queue.len());
+                let items: Vec<Item> = st.queue.drain(..n).collect();
+                st.in_flight += 1;
+                let slot = st.free_slots.pop().unwrap_or(0);
+                st.next_chunk += 1;
+                (items, slot, st.next_chunk)
+            };
+            self.dispatch(py, items, slot, seq, rings);
+        }
+    }
+
+    /// Claims, serialises, registers and submits one chunk.
+    fn dispatch(self: &Arc<Self>, py: Python<'_>, items: Vec<Item>, slot: usize, seq: u64, rings: &mut Rings) {
+        let mut payload: Vec<Py<PyAny>> = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
+        for mut item in items {
+            if !item.claim(py) {
+                continue;
+            }
+            match self.prepare(py, &item) {
+                Ok(prepared) => {
+                    payload.push(prepared);
+                    kept.push(item);
+                }
+                Err(err) => item.fail(py, err, rings),
+            }
+        }
+        if kept.is_empty() {
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            return;
+        }
+        let generation = match self.generation(py) {
+            Ok(generation) => generation,
+            Err(err) => {
+                for item in kept {
+                    item.fail(py, err.clone_ref(py), rings);
+                }
+                self.settle_chunk(py, slot, Vec::new(), rings);
+                return;
+            }
+        };
+        let refused = {
+            let mut st = lock(&self.state);
+            if matches!(st.mode, Mode::Open | Mode::Draining) {
+                st.chunks.insert(
+                    seq,
+                    Chunk {
+                        generation: generation.clone(),
+                        slot,
+                        items: kept,
+                    },
+                );
+                None
+            } else {
+                Some((kept, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((kept, mode, message)) = refused {
+            // Revoked or broken while this chunk was being prepared.
+            for item in kept {
+                item.fail(py, self.closed_error(py, mode, &message), rings);
+            }
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            return;
+        }
+        let executor = generation.executor.bind(py);
+        let submitted = match self.kind() {
+            Kind::Process => worker_run_chunk(py).and_then(|run_chunk| {
+                executor.call_method1(
+                    "submit",
+                    (run_chunk, slot, seq, PyList::new(py, payload)?, CHUNK_BUDGET_SECONDS),
+                )
+            }),
+            Kind::Interpreter => payload[0].bind(py).cast::<PyTuple>().map_err(PyErr::from).and_then(|call| {
+                let args = call.get_item(0)?;
+                let kwargs = call.get_item(1)?;
+                let kwargs = kwargs.cast::<PyDict>().ok();
+                executor.call_method("submit", args.cast::<PyTuple>()?, kwargs)
+            }),
+        };
+        let hooked = submitted.and_then(|future| {
+            let callback = Py::new(py, ChunkDone { pool: self.clone(), seq })?;
+            future.call_method1("add_done_callback", (callback,))
+        });
+        if let Err(err) = hooked {
+            // Never reached the executor (or cannot report back): settle it here.
+            self.finish_chunk(py, seq, Err(err), true, rings);
+        }
+    }
+
+    /// The call as the executor takes it: pickled `(fn, args, kwargs)` for the
+    /// process backend, `((fn, *args), kwargs)` for the interpreter backend.
+    fn prepare(&self, py: Python<'_>, item: &Item) -> PyResult<Py<PyAny>> {
+        let (func, args, kwargs) = item.job.parts();
+        let kwargs = match kwargs {
+            Some(k) => k.bind(py).clone().into_any(),
+            None => py.None().into_bound(py),
+        };
+        match self.kind() {
+            Kind::Process => Ok(worker_dumps(py)?
+                .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
+                .unbind()),
+            Kind::Interpreter => {
+                let mut call = vec![func.bind(py).clone()];
+                call.extend(args.bind(py).iter());
+                Ok(PyTuple::new(py, [PyTuple::new(py, call)?.into_any(), kwargs])?.into_any().unbind())
+            }
+        }
+    }
+
+    /// A chunk's executor task is done (or could not be submitted): deliver, re-queue
+    /// what did not run, and keep the pump going.
+    fn finish_chunk(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        seq: u64,
+        outcome: PyResult<Bound<'_, PyAny>>,
+        from_submit: bool,
+        rings: &mut Rings,
+    ) {
+        let Some(chunk) = lock(&self.state).chunks.remove(&seq) else {
+            return;
+        };
+        let Chunk {
+            generation,
+            slot,
+            items,
+        } = chunk;
+        let mut requeue = Vec::new();
+        let mut retire = false;
+        match outcome {
+            Ok(value) => match self.kind() {
+                Kind::Process => self.deliver_chunk(py, &generation, &value, items, &mut requeue, rings),
+                Kind::Interpreter => {
+                    generation.completed.store(true, Ordering::Release);
+                    for item in items {
+                        rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
+                    }
+                }
+            },
+            Err(err) => {
+                let broken = self
+                    .broken_cls(py)
+                    .is_ok_and(|cls| err.value(py).is_instance(cls).unwrap_or(false));
+                if broken && from_submit {
+                    // Broke before this chunk reached it: nothing here started.
+                    requeue = items;
+                    retire = true;
+                } else if broken && self.kind() == Kind::Process {
+                    self.crashed(py, &generation, slot, seq, &err, items, &mut requeue, rings);
+                    retire = true;
+                } else if broken {
+                    // InterpreterPoolExecutor: an initializer failed; broken for good.
+                    self.break_for_good(py, err.value(py).to_string());
+                    for item in items {
+                        item.fail(py, err.clone_ref(py), rings);
+                    }
+                } else {
+                    for item in items {
+                        item.fail(py, err.clone_ref(py), rings);
+                    }
+                }
+            }
+        }
+        let old = if retire {
+            self.retire_generation(&generation)
+        } else {
+            None
+        };
+        drop(old);
+        drop(generation);
+        self.settle_chunk(py, slot, requeue, rings);
+        self.pump(py, rings);
+    }
+
+    /// Process backend: unpickle and deliver each outcome of a finished chunk.
+    fn deliver_chunk(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        value: &Bound<'_, PyAny>,
+        items: Vec<Item>,
+        requeue: &mut Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let outcomes = match value.cast::<PyList>() {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                let err = PyErr::from(err);
+                for item in items {
+                    item.fail(py, err.clone_ref(py), rings);
+                }
+                return;
+            }
+        };
+        generation.completed.store(true, Ordering::Release);
+        let ran = outcomes.len();
+        let loads = match pickle_loads(py) {
+            Ok(loads) => loads.clone(),
+            Err(err) => {
+                for item in items {
+                    item.fail(py, err.clone_ref(py), rings);
+                }
+                return;
+            }
+        };
+        let mut measured = Vec::with_capacity(ran);
+        for (index, item) in items.into_iter().enumerate() {
+            if index >= ran {
+                requeue.push(item);
+                continue;
+            }
+            let result = (|| -> PyResult<Py<PyAny>> {
+                let (ok, data, seconds): (bool, Bound<'_, PyAny>, f64) =
+                    outcomes.get_item(index)?.extract()?;
+                measured.push((item.key(), seconds));
+                let value = loads.call1((data,))?;
+                if ok {
+                    Ok(value.unbind())
+                } else {
+                    Err(PyErr::from_value(value))
+                }
+            })();
+            rings.add(item.job.deliver(py, result));
+        }
+        let mut st = lock(&self.state);
+        st.barren = 0;
+        if st.durations.len() > 4096 {
+            st.durations.clear();
+        }
+        for (key, seconds) in measured {
+            st.durations
+                .entry(key)
+                .and_modify(|d| *d = 0.7 * *d + 0.3 * seconds)
+                .or_insert(seconds);
+        }
+    }
+
+    /// Handles one chunk of an executor that broke (a worker process died).
+    #[allow(clippy::too_many_arguments)]
+    fn crashed(
+        &self,
+        py: Python<'_>,
+        generation: &Arc<Generation>,
+        slot: usize,
+        seq: u64,
+        err: &PyErr,
+        items: Vec<Item>,
+        requeue: &mut Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let crash = generation
+            .crash
+            .get_or_init(py, || self.inspect_crash(py, generation, slot, seq, &items));
+        if let Some(message) = &crash.fatal {
+            self.break_for_good(py, message.clone());
+        }
+        let progress = self.progress_of(py, slot, seq);
+        let make = |message: String| {
+            let err_new = make_error(broken_process_pool(py), message);
+            let _ = err_new.value(py).setattr("__cause__", err.value(py));
+            err_new
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            match progress {
+                Some((pid, running)) if index <= running => {
+                    let how = crash.dead.iter().find(|(dead, _)| *dead == pid);
+                    let message = match how {
+                        Some((_, how)) if index == running => format!(
+                            "worker process {pid} died with {how} while running {}",
+                            item.function_name(py)
+                        ),
+                        Some(_) => format!(
+                            "{}; this call had completed in that process but its result was lost with it",
+                            crash.cause
+                        ),
+                        None => format!(
+                            "the process pool broke ({}); this call had started in worker \
+                             process {pid}, which was terminated, and its outcome was lost",
+                            crash.cause
+                        ),
+                    };
+                    item.fail(py, make(message), rings);
+                }
+                _ if crash.fatal.is_some() => {
+                    let message = crash.fatal.clone().unwrap_or_default();
+                    item.fail(py, make(message), rings);
+                }
+                // Never started: it runs on the next executor.
+                _ => requeue.push(item),
+            }
+        }
+    }
+
+    /// `(pid, index of the running call)` of chunk `seq` if a worker started it.
+    fn progress_of(&self, py: Python<'_>, slot: usize, seq: u64) -> Option<(i64, usize)> {
+        let progress = self.progress.get(py)?.bind(py);
+        let read = |i: usize| progress.get_item(3 * slot + i).and_then(|v| v.extract::<i64>());
+        let started = read(0).ok()?;
+        if u64::try_from(started).ok()? != seq {
+            return None;
+        }
+        Some((read(1).ok()?, usize::try_from(read(2).ok()?).ok()?))
+    }
+
+    /// Works out which processes died and why, and whether the pool is unusable.
+    fn inspect_crash(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        slot: usize,
+        seq: u64,
+        items: &[Item],
+    ) -> Crash {
+        // What each in-flight chunk of this executor was running, by pid.
+        let mut running: HashMap<i64, String> = HashMap::new();
+        let mut note = |slot: usize, seq: u64, names: &dyn Fn(usize) -> Option<String>| {
+            if let Some((pid, index)) = self.progress_of(py, slot, seq) {
+                if let Some(name) = names(index) {
+                    running.insert(pid, name);
+                }
+            }
+        };
+        note(slot, seq, &|i| items.get(i).map(|item| item.function_name(py)));
+        let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
+            let st = lock(&self.state);
+            st.chunks
+                .iter()
+                .filter(|(_, c)| c.generation.id == generation.id)
+                .map(|(s, c)| {
+                    (c.slot, *s, c.items.iter().map(|i| i.job.parts().0.clone_ref(py)).collect())
+                })
+                .collect()
+        };
+        for (slot, seq, funcs) in &others {
+            note(*slot, *seq, &|i| funcs.get(i).map(|f| describe_callable(f.bind(py))));
+        }
+        let dead = dead_processes(py, generation.executor.bind(py));
+        // The process that died first is the one not killed by the executor's own
+        // clean-up (SIGTERM); prefer one that was running a call.
+        let primary = dead
+            .iter()
+            .filter(|(_, code)| *code != -15)
+            .max_by_key(|(pid, _)| running.contains_key(pid))
+            .or_else(|| dead.first());
+        let cause = match primary {
+            Some((pid, code)) => {
+                let how = describe_exit(py, *code);
+                match running.get(pid) {
+                    Some(name) => format!("worker process {pid} died with {how} while running {name}"),
+                    None => format!("worker process {pid} died with {how}"),
+                }
+            }
+            None => "a worker process died unexpectedly".to_owned(),
+        };
+        let initializer_failed = dead
+            .iter()
+            .any(|(pid, code)| *code == 0 && !running.contains_key(pid));
+        let barren = !generation.completed.load(Ordering::Acquire)
+            && lock(&self.state).barren + 1 >= MAX_BARREN_GENERATIONS;
+        let fatal = if initializer_failed {
+            Some(format!(
+                "A process initializer failed ({cause} before running any call); \
+                 the process pool is not usable anymore"
+            ))
+        } else if barren {
+            Some(format!(
+                "Worker processes keep dying before completing any call ({cause}); \
+                 the process pool is not usable anymore"
+            ))
+        } else {
+            None
+        };
+        Crash {
+            cause,
+            dead: dead
+                .iter()
+                .map(|(pid, code)| (*pid, describe_exit(py, *code)))
+                .collect(),
+            fatal,
+        }
+    }
+
+    /// Forgets a broken executor (it already shuts itself down) so the next dispatch
+    /// creates a fresh one. Returns it, to be dropped outside the lock.
+    fn retire_generation(&self, generation: &Arc<Generation>) -> Option<Arc<Generation>> {
+        let old = {
+            let mut st = lock(&self.state);
+            if st.generation.as_ref().is_some_and(|g| g.id == generation.id) {
+                if !generation.completed.load(Ordering::Acquire) {
+                    st.barren += 1;
+                }
+                st.generation.take()
+            } else {
+                None
+            }
+        };
+        old
+    }
+
+    /// The pool can never work again: fail what is queued, refuse new work.
+    fn break_for_good(&self, py: Python<'_>, message: String) {
+        let queued: Vec<Item> = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Broken || st.mode == Mode::Revoked {
+                return;
+            }
+            st.mode = Mode::Broken;
+            st.broken_message = message.clone();
+            st.queue.drain(..).collect()
+        };
+        let mut rings = Rings::default();
+        for item in queued {
+            item.fail(py, make_error(self.broken_cls(py), message.clone()), &mut rings);
+        }
+        rings.ring(py);
+    }
+
+    /// A chunk left flight: free its slot, put `requeue` back at the front (or fail or
+    /// cancel it if the pool no longer runs work), and finish a drain if that was the
+    /// last one.
+    fn settle_chunk(
+        &self,
+        py: Python<'_>,
+        slot: usize,
+        requeue: Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let (refused, mode, message, drained) = {
+            let mut st = lock(&self.state);
+            st.in_flight -= 1;
+            st.free_slots.push(slot);
+            let refused = match st.mode {
+                Mode::Open => {
+                    for item in requeue.into_iter().rev() {
+                        st.queue.push_front(item);
+                    }
+                    Vec::new()
+                }
+                Mode::Draining => {
+                    // Started from the taker's view (claimed): they still run.
+                    let (run, cancel): (Vec<Item>, Vec<Item>) = requeue.into_iter().partition(|i| i.claimed);
+                    for item in run.into_iter().rev() {
+                        st.queue.push_front(item);
+                    }
+                    cancel
+                }
+                Mode::Revoked | Mode::Broken => requeue,
+            };
+            (refused, st.mode, st.broken_message.clone(), self.take_drained(&mut st))
+        };
+        for item in refused {
+            if mode == Mode::Draining {
+                item.job.cancel(py);
+            } else {
+                item.fail(py, self.closed_error(py, mode, &message), rings);
+            }
+        }
+        self.finish_drain(py, drained);
+    }
+
+    /// If the pool was shut down and nothing runs or waits any more: the drain barrier.
+    fn take_drained(&self, st: &mut State) -> Option<Option<Arc<DrainBarrier>>> {
+        if st.mode != Mode::Open && !st.drained && st.in_flight == 0 && st.queue.is_empty() {
+            st.drained = true;
+            Some(st.barrier.take())
+        } else {
+            None
+        }
+    }
+
+    /// The pool drained: retire its executor (its workers are idle) and arrive at the
+    /// barrier.
+    fn finish_drain(&self, py: Python<'_>, drained: Option<Option<Arc<DrainBarrier>>>) {
+        let Some(barrier) = drained else { return };
+        let generation = lock(&self.state).generation.take();
+        if let Some(generation) = generation {
+            let executor = generation.executor.bind(py);
+            let joinable = match self.kind() {
+                // Not `shutdown()`: this may run in a done-callback on the executor's
+                // own management thread, where CPython 3.11's shutdown races a
+                // max_tasks_per_child exit (`_processes` becomes None under it).
+                // Dropping the executor is the stdlib's other way out: its weakref
+                // callback wakes the management thread, which stops the workers.
+                Kind::Process => executor
+                    .getattr("_executor_manager_thread")
+                    .ok()
+                    .filter(|thread| !thread.is_none())
+                    .map(|thread| Joinable::Thread(thread.unbind())),
+                Kind::Interpreter => {
+                    let _ = executor.call_method1("shutdown", (false,));
+                    Some(Joinable::Executor(executor.clone().unbind()))
+                }
+            };
+            if let Some(joinable) = joinable {
+                lock(&self.state).joinable.push(joinable);
+            }
+            drop(generation);
+        }
+        if let Some(barrier) = barrier {
+            barrier.arrive(py);
+        }
+    }
+
+    /// Terminates a generation's worker processes; kills survivors after a grace.
+    fn terminate_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) {
+        let processes: Vec<Py<PyAny>> = executor
+            .getattr("_processes")
+            .ok()
+            .filter(|p| !p.is_none())
+            .and_then(|p| p.call_method0("values").ok())
+            .and_then(|v| v.try_iter().ok())
+            .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
+            .unwrap_or_default();
+        for process in &processes {
+            let _ = process.bind(py).call_method0("terminate");
+        }
+        if processes.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("leasepool-revoke".to_owned())
+            .spawn(move || {
+                std::thread::sleep(KILL_GRACE);
+                let mut processes = Some(processes);
+                let attached = Python::try_attach(|py| {
+                    for process in processes.take().unwrap_or_default() {
+                        // kill() signals only a process that was not reaped yet.
+                        let _ = process.bind(py).call_method0("kill");
+                    }
+                });
+                if attached.is_none() {
+                    // Interpreter gone: nothing may be touched, not even refcounts.
+                    std::mem::forget(processes);
+                }
+            });
+        drop(spawned);
+    }
+}
+
+/// Dead processes of an executor, `(pid, exitcode)`.
+fn dead_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<(i64, i64)> {
+    let Ok(processes) = executor.getattr("_processes") else {
+        return Vec::new();
+    };
+    if processes.is_none() {
+        return Vec::new();
+    }
+    let Ok(values) = processes.call_method0("values").and_then(|v| py.get_type::<PyList>().call1((v,))) else {
+        return Vec::new();
+    };
+    let mut dead = Vec::new();
+    for process in values.try_iter().into_iter().flatten().flatten() {
+        let exitcode = |p: &Bound<'_, PyAny>| p.getattr("exitcode").ok().and_then(|c| c.extract::<i64>().ok());
+        let mut code = exitcode(&process);
+        if code.is_none() {
+            // The sentinel can signal a death a moment before the exit status is there.
+            let ready = process
+                .getattr("sentinel")
+                .and_then(|s| mp_wait(py)?.call1(([s], 0)))
+                .and_then(|r| r.is_truthy())
+                .unwrap_or(false);
+            if ready {
+                let _ = process.call_method1("join", (1.0,));
+                code = exitcode(&process);
+            }
+        }
+        if let (Some(code), Ok(pid)) = (code, process.getattr("pid").and_then(|p| p.extract::<i64>())) {
+            dead.push((pid, code));
+        }
+    }
+    dead
+}
+
+impl ExecutorPool for ProcessPool {
+    fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+        let refused = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Open {
+                st.queue.push_back(Item { job, claimed: false });
+                None
+            } else {
+                Some((job, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((job, mode, message)) = refused {
+            return Err((job, self.closed_error(py, mode, &message)));
+        }
+        self.kick(py);
+        Ok(())
+    }
+
+    fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        let refused = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Open {
+                st.queue.extend(jobs.into_iter().map(|job| Item { job, claimed: false }));
+                None
+            } else {
+                Some((jobs, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((jobs, mode, message)) = refused {
+            return Err((jobs, self.closed_error(py, mode, &message)));
+        }
+        self.kick(py);
+        Ok(())
+    }
+
+    fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>) {
+        let (cancelled, drained) = {
+            let mut st = lock(&self.state);
+            if barrier.is_some() {
+                st.barrier = barrier;
+            }
+            if st.mode == Mode::Open {
+                st.mode = Mode::Draining;
+            }
+            let queued: Vec<Item> = st.queue.drain(..).collect();
+            let (keep, cancel): (Vec<Item>, Vec<Item>) = queued.into_iter().partition(|i| i.claimed);
+            st.queue.extend(keep);
+            let drained = self.take_drained(&mut st).or_else(|| {
+                // Already drained before (e.g. shut down twice): the barrier is due now.
+                if st.drained {
+                    Some(st.barrier.take())
+                } else {
+                    None
+                }
+            });
+            (cancel, drained)
+        };
+        for item in cancelled {
+            item.job.cancel(py);
+        }
+        self.finish_drain(py, drained);
+    }
+
+    fn revoke(&self, py: Python<'_>) {
+        let (items, generation, drained) = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Revoked {
+                return;
+            }
+            st.mode = Mode::Revoked;
+            let mut items: Vec<(Item, bool)> = st.queue.drain(..).map(|i| (i, false)).collect();
+            for chunk in st.chunks.values_mut() {
+                items.extend(chunk.items.drain(..).map(|i| (i, true)));
+            }
+            (items, st.generation.clone(), self.take_drained(&mut st))
+        };
+        let mut rings = Rings::default();
+        for (item, running) in items {
+            let message = match (running, self.kind()) {
+                (true, Kind::Process) => {
+                    "Executor lease expired and was revoked; the worker process running this call was terminated"
+                }
+                (true, Kind::Interpreter) => {
+                    "Executor lease expired and was revoked while this call was running"
+                }
+                (false, _) => "Executor lease expired and was revoked before this call started",
+            };
+            item.fail(py, lease_expired(py, message), &mut rings);
+        }
+        rings.ring(py);
+        if let Some(generation) = generation {
+            let executor = generation.executor.bind(py);
+            if self.kind() == Kind::Process {
+                Self::terminate_processes(py, executor);
+            }
+            let kwargs = PyDict::new(py);
+            let _ = kwargs.set_item("wait", false);
+            let _ = kwargs.set_item("cancel_futures", true);
+            let _ = executor.call_method("shutdown", (), Some(&kwargs));
+        }
+        self.finish_drain(py, drained);
+    }
+
+    fn join_threads(&self, py: Python<'_>) {
+        let joinable = std::mem::take(&mut lock(&self.state).joinable);
+        for item in joinable {
+            let _ = match item {
+                Joinable::Thread(thread) => thread.bind(py).call_method0("join"),
+                Joinable::Executor(executor) => executor.bind(py).call_method1("shutdown", (true,)),
+            };
+        }
+    }
+}
+
+impl ProcessPool {
+    /// Dispatches what fits and rings the loops that got outcomes meanwhile.
+    fn kick(&self, py: Python<'_>) {
+        let Some(this) = self.this.upgrade() else { return };
+        let mut rings = Rings::default();
+        this.pump(py, &mut rings);
+        rings.ring(py);
+    }
+}
+
+/// Done-callback of a chunk's executor future.
+#[pyclass(module = "leasepool._engine", frozen)]
+struct ChunkDone {
+    pool: Arc<ProcessPool>,
+    seq: u64,
+}
+
+#[pymethods]
+impl ChunkDone {
+    fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        let mut rings = Rings::default();
+        let finished = guard_panics(|| {
+            let outcome = future.call_method1("result", (0,));
+            self.pool.finish_chunk(py, self.seq, outcome, false, &mut rings);
+            Ok(())
+        });
+        if let Err(err) = finished {
+            err.write_unraisable(py, Some(future));
+        }
+        rings.ring(py);
+    }
+}
