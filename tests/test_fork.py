@@ -44,7 +44,7 @@ def test_fork_child_restarts_manager_and_parent_keeps_working() -> None:
                 sys.stdout.flush()
                 os._exit(code)
         os.close(write_fd)
-        _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 - the child is short-lived
         reported = os.read(read_fd, 16)
         os.close(read_fd)
         assert os.waitstatus_to_exitcode(status) == 0
