@@ -1,0 +1,101 @@
+"""Shared helpers for the test-suite (imported by the test modules, not a test file)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from leasepool import LeasedExecutorManager
+
+MANAGER_LOGGER = "leasepool.manager"
+
+_prefix_counter = itertools.count(1)
+
+
+def unique_prefix(tag: str = "lp") -> str:
+    """A thread-name prefix no other manager in this test session uses."""
+    return f"t{tag}{next(_prefix_counter)}x"
+
+
+@contextlib.asynccontextmanager
+async def started_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]:
+    """Start a thread-backend manager (``max_pools=1`` unless given) and always stop it."""
+    kwargs.setdefault("max_pools", 1)
+    kwargs.setdefault("name_prefix", unique_prefix())
+    manager = LeasedExecutorManager(**kwargs)
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.stop()
+
+
+async def eventually(
+    predicate: Callable[[], bool], limit: float = 3.0, what: str = "condition"
+) -> None:
+    """Wait (bounded) until a background activity makes ``predicate`` true.
+
+    Only for things a background checker does "eventually"; everything else in the
+    suite waits on events or futures.
+    """
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {limit}s")
+        await asyncio.sleep(0.01)
+
+
+class ThreadSignal:
+    """A one-shot signal a worker thread raises and the event loop awaits."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        self.fired = threading.Event()
+
+    def fire(self) -> None:
+        """Call from any thread."""
+        self.fired.set()
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, limit: float = 3.0) -> None:
+        await asyncio.wait_for(self._event.wait(), limit)
+
+
+def messages(
+    caplog: pytest.LogCaptureFixture, level: int, logger: str = MANAGER_LOGGER
+) -> list[str]:
+    """Formatted messages of the captured records of ``logger`` at exactly ``level``."""
+    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno == level]
+
+
+def prefix_threads_alive(prefix: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
+
+
+def blocked_until(gate: threading.Event, started: ThreadSignal | None = None) -> Callable[[], str]:
+    """A worker function that reports it started, then blocks until ``gate`` is set."""
+
+    def work() -> str:
+        if started is not None:
+            started.fire()
+        if not gate.wait(10):
+            raise RuntimeError("gate never opened")
+        return "finished"
+
+    return work
+
+
+async def let_checker_park() -> None:
+    """Give a freshly started manager's background checker time to finish its first pass.
+
+    The checker's first pass is not observable, and a pass that happens to run after
+    a test changes the size signal would make a notify_scale_changed() test vacuous.
+    """
+    await asyncio.sleep(0.05)
