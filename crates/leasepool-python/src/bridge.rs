@@ -134,8 +134,21 @@ impl LoopBridge {
         }
     }
 
-    /// Unregisters the doorbell from the loop (on the loop thread, at stop).
+    /// Settles a plain `asyncio.Future`: now on the loop thread, else via the queue.
+    pub(crate) fn resolve(&self, py: Python<'_>, future: Py<PyAny>, outcome: Outcome) {
+        if self.on_loop_thread() {
+            resolve_asyncio(py, future.bind(py), outcome);
+        } else {
+            self.push(Completion::Resolve(future, outcome));
+        }
+    }
+
+    /// Unregisters the doorbell from the loop (on the loop thread, at stop), after
+    /// delivering whatever is still queued.
     pub(crate) fn detach(&self, py: Python<'_>) {
+        while !self.queue.is_empty() {
+            self.drain(py);
+        }
         if let Bell::Fd(fd) = self.queue.bell() {
             let loop_ = self.event_loop.bind(py);
             let closed = loop_
@@ -188,7 +201,7 @@ impl LoopBridge {
     fn drain(&self, py: Python<'_>) {
         for item in self.queue.drain(DRAIN_BATCH) {
             match item {
-                Completion::Settled(future) => future.get().schedule_callbacks(py, &future),
+                Completion::Settled(future) => future.get().run_callbacks(py, &future),
                 Completion::Resolve(future, outcome) => {
                     resolve_asyncio(py, future.bind(py), outcome)
                 }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
@@ -209,6 +210,42 @@ impl PyLeaseFuture {
         }
     }
 
+    /// Runs every registered callback now, each in its own context (loop thread only,
+    /// and only from a top-level loop callback — the completion drain — where this is
+    /// exactly what a scheduled `Handle` would do one step later, minus the `Handle`).
+    /// A failing callback is reported to the loop's exception handler, as asyncio does.
+    pub(crate) fn run_callbacks(&self, py: Python<'_>, slf: &Py<Self>) {
+        let callbacks = std::mem::take(&mut lock(&self.inner).callbacks);
+        for (callback, context) in callbacks {
+            let result = match &context {
+                None => callback.bind(py).call1((slf,)),
+                Some(ctx) => ctx
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "run"), (&callback, slf)),
+            };
+            if let Err(err) = result {
+                self.report_callback_error(py, &callback, &err);
+            }
+        }
+    }
+
+    fn report_callback_error(&self, py: Python<'_>, callback: &Py<PyAny>, err: &PyErr) {
+        let reported = (|| -> PyResult<()> {
+            let context = PyDict::new(py);
+            let message = format!("Exception in callback {}", callback.bind(py).repr()?);
+            context.set_item("message", message)?;
+            context.set_item("exception", crate::job::exception_value(py, err))?;
+            self.bridge
+                .event_loop()
+                .bind(py)
+                .call_method1("call_exception_handler", (context,))?;
+            Ok(())
+        })();
+        if let Err(failure) = reported {
+            failure.write_unraisable(py, None);
+        }
+    }
+
     fn call_soon(
         &self,
         py: Python<'_>,
@@ -256,25 +293,35 @@ impl PyLeaseFuture {
         }
     }
 
-    /// The coroutine/iterator step: yield ourselves while pending, else finish.
-    fn step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    /// One step of the await protocol: yield ourselves while pending, else finish.
+    fn send_step(slf: &Bound<'_, Self>) -> SendStep {
         let py = slf.py();
         let this = slf.get();
         if this.state.load(Ordering::Acquire) != DONE {
             this.blocking.store(true, Ordering::Relaxed);
-            return Ok(slf.clone().into_any().unbind());
+            return SendStep::Yield(slf.clone().into_any().unbind());
         }
         let mut inner = lock(&this.inner);
         inner.consumed = true;
         match inner.outcome.as_ref() {
-            Some(Outcome::Value(v)) => Err(PyStopIteration::new_err((v.clone_ref(py),))),
-            Some(Outcome::Error(e)) => Err(e.clone_ref(py)),
+            Some(Outcome::Value(v)) => SendStep::Return(v.clone_ref(py)),
+            Some(Outcome::Error(e)) => SendStep::Raise(e.clone_ref(py)),
             Some(Outcome::Cancelled(msg)) => {
                 let msg = msg.as_ref().map(|m| m.clone_ref(py));
                 drop(inner);
-                Err(Self::cancelled_exception(py, msg.as_ref()))
+                SendStep::Raise(Self::cancelled_exception(py, msg.as_ref()))
             }
-            None => Err(Self::invalid_state(py, "Result is not set.")),
+            None => SendStep::Raise(Self::invalid_state(py, "Result is not set.")),
+        }
+    }
+
+    /// The iterator form of [`send_step`](Self::send_step) (`__next__`/`send`), used
+    /// where the interpreter does not go through `am_send` (e.g. under a tracer).
+    fn step(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        match Self::send_step(slf) {
+            SendStep::Yield(obj) => Ok(obj),
+            SendStep::Return(value) => Err(PyStopIteration::new_err((value,))),
+            SendStep::Raise(err) => Err(err),
         }
     }
 
@@ -517,6 +564,66 @@ impl Drop for PyLeaseFuture {
         }
         // A granted lease dropped unawaited: hand the pool on instead of leaking it.
         let _ = Python::try_attach(|py| Self::discard_if_undelivered(self, py, true));
+    }
+}
+
+enum SendStep {
+    Yield(Py<PyAny>),
+    Return(Py<PyAny>),
+    Raise(PyErr),
+}
+
+/// `tp_as_async->am_send` of `LeaseFuture`.
+///
+/// `await`, `yield from` and asyncio's C Task step through `PyIter_Send`, which uses
+/// this slot when present: a finished future hands its value back as
+/// `PYGEN_RETURN` instead of raising (and allocating) a `StopIteration` on every
+/// await. PyO3 has no syntax for the slot, so [`install_am_send`] sets it on the
+/// type at module initialisation.
+unsafe extern "C" fn lease_future_am_send(
+    iter: *mut ffi::PyObject,
+    _value: *mut ffi::PyObject,
+    result: *mut *mut ffi::PyObject,
+) -> ffi::PySendResult {
+    // SAFETY: CPython calls am_send on an attached thread.
+    let py = unsafe { Python::assume_attached() };
+    let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `iter` is a live object whose type carries this slot.
+        let any = unsafe { Bound::from_borrowed_ptr(py, iter) };
+        match any.cast::<PyLeaseFuture>() {
+            Ok(future) => PyLeaseFuture::send_step(future),
+            Err(err) => SendStep::Raise(err.into()),
+        }
+    }))
+    .unwrap_or_else(|_| {
+        SendStep::Raise(pyo3::exceptions::PyRuntimeError::new_err(
+            "leasepool engine error (a bug, please report it): panic in LeaseFuture send",
+        ))
+    });
+    let (status, object) = match step {
+        SendStep::Yield(obj) => (ffi::PySendResult::PYGEN_NEXT, obj.into_ptr()),
+        SendStep::Return(obj) => (ffi::PySendResult::PYGEN_RETURN, obj.into_ptr()),
+        SendStep::Raise(err) => {
+            err.restore(py);
+            (ffi::PySendResult::PYGEN_ERROR, std::ptr::null_mut())
+        }
+    };
+    // SAFETY: `result` is the out-pointer CPython passed us.
+    unsafe { *result = object };
+    status
+}
+
+/// Installs [`lease_future_am_send`] on the `LeaseFuture` type.
+pub(crate) fn install_am_send(py: Python<'_>) {
+    let tp = py.get_type::<PyLeaseFuture>().as_type_ptr();
+    // SAFETY: `tp` is our heap type, created with an `am_await` slot (so `tp_as_async`
+    // points into the type object itself), and no instance exists yet.
+    unsafe {
+        let as_async = (*tp).tp_as_async;
+        if !as_async.is_null() {
+            (*as_async).am_send = Some(lease_future_am_send);
+            ffi::PyType_Modified(tp);
+        }
     }
 }
 

@@ -656,7 +656,7 @@ impl PyWorkGrinder {
                 wait,
                 submit_timeout,
             },
-            logger: Logger::new(logger),
+            logger: Logger::new(py, logger),
             state: Mutex::new(State {
                 batcher: Batcher::new(BatchPolicy {
                     batch_size_threshold: threshold,

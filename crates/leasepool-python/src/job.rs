@@ -203,7 +203,7 @@ impl Job {
                 PyLeaseFuture::settle(fut, py, Outcome::Error(err));
             }
             Target::Asyncio(fut, bridge) => {
-                bridge.push(Completion::Resolve(fut.clone_ref(py), Outcome::Error(err)));
+                bridge.resolve(py, fut.clone_ref(py), Outcome::Error(err));
             }
             Target::Concurrent(fut) => {
                 let fut = fut.bind(py);

@@ -27,6 +27,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::PyLeasedExecutorManager>()?;
     m.add_class::<lease::PyExecutorLease>()?;
     m.add_class::<future::PyLeaseFuture>()?;
+    future::install_am_send(py);
     m.add_class::<coroutine::PyEngineCoroutine>()?;
     m.add_class::<grinder::PyWorkGrinder>()?;
     m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;

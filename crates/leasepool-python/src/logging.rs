@@ -14,17 +14,42 @@ pub(crate) const ERROR: i32 = 40;
 /// A `logging.Logger` handle.
 pub(crate) struct Logger {
     logger: Py<PyAny>,
+    /// The logger's own `_cache` dict (level -> enabled), which `logging` clears
+    /// whenever any level changes; `None` for logger-likes without one.
+    level_cache: Option<Py<PyDict>>,
 }
 
 impl Logger {
-    pub(crate) fn new(logger: Py<PyAny>) -> Self {
-        Self { logger }
+    pub(crate) fn new(py: Python<'_>, logger: Py<PyAny>) -> Self {
+        let level_cache = logger
+            .bind(py)
+            .getattr("_cache")
+            .ok()
+            .and_then(|c| c.cast_into::<PyDict>().ok())
+            .map(Bound::unbind);
+        Self {
+            logger,
+            level_cache,
+        }
     }
 
+    /// `logger.isEnabledFor(level)`. `isEnabledFor` is Python code and the manager asks
+    /// on every acquire and release, so answer from the logger's level cache (the
+    /// same dict `isEnabledFor` consults, after the same `disabled` check) and call
+    /// the method only on a cache miss.
     pub(crate) fn enabled(&self, py: Python<'_>, level: i32) -> bool {
-        self.logger
-            .bind(py)
-            .call_method1("isEnabledFor", (level,))
+        let logger = self.logger.bind(py);
+        if let Some(cache) = &self.level_cache {
+            if let Ok(Some(enabled)) = cache.bind(py).get_item(level) {
+                let disabled = logger
+                    .getattr(pyo3::intern!(py, "disabled"))
+                    .and_then(|d| d.is_truthy())
+                    .unwrap_or(false);
+                return !disabled && enabled.is_truthy().unwrap_or(false);
+            }
+        }
+        logger
+            .call_method1(pyo3::intern!(py, "isEnabledFor"), (level,))
             .and_then(|v| v.is_truthy())
             .unwrap_or(false)
     }

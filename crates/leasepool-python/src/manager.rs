@@ -22,10 +22,10 @@ use crate::future::{FutureHook, Outcome, PyLeaseFuture};
 use crate::lease::PyExecutorLease;
 use crate::logging::{Logger, DEBUG, INFO, WARNING};
 use crate::pool::{DrainBarrier, ExecutorPool};
+use crate::process_pool::ProcessBackend;
 use crate::py_cache::{
     coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
 };
-use crate::process_pool::ProcessBackend;
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
@@ -746,7 +746,8 @@ impl PyLeasedExecutorManager {
         let workers = usize::try_from(workers_per_pool).unwrap_or(1);
         let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
         let factory_settings = settings_cell.clone();
-        let executor_kwargs = executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
+        let executor_kwargs =
+            executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
         let process = ProcessBackend::for_backend(
             py,
             &backend_name,
@@ -789,7 +790,7 @@ impl PyLeasedExecutorManager {
                 name_prefix,
                 executor_kwargs,
             },
-            logger: Logger::new(logger),
+            logger: Logger::new(py, logger),
             size_provider: size_provider.filter(|p| !p.is_none(py)),
             running: RwLock::new(None),
             pool_settings: settings_cell,

@@ -35,7 +35,7 @@ pub(crate) use crate::pool::DrainBarrier;
 /// How long a worker that just finished a call watches for the next one before it
 /// parks. Long enough to cover an event loop turning a result into the next
 /// submission, short enough to cost nothing measurable when idle.
-const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// One leased executor of the thread backend.
 pub(crate) struct ThreadPool {

@@ -6,7 +6,6 @@
 //! lease's [`LeaseKey`], so turning an id back into a key is a parse, not a lookup.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 
 /// The engine's handle on a lease: unique within one manager for its whole life.
@@ -49,9 +48,17 @@ impl LeaseIdMint {
     /// The id string of `key`.
     #[must_use]
     pub fn format(&self, key: LeaseKey) -> String {
-        let mut id = String::with_capacity(32);
-        let _ = write!(id, "{:016x}{:016x}", self.salt, key);
-        id
+        // Hand-rolled: `format!("{:016x}")` costs several hundred instructions per id
+        // on the acquire hot path; this is a table lookup per digit.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 32];
+        for (half, value) in [self.salt, key].into_iter().enumerate() {
+            for i in 0..16 {
+                let nibble = (value >> (60 - 4 * i)) & 0xf;
+                id[half * 16 + i] = DIGITS[usize::try_from(nibble).unwrap_or(0)];
+            }
+        }
+        id.iter().map(|&b| char::from(b)).collect()
     }
 
     /// The key of an id minted here, or `None` for any other string.
@@ -130,5 +137,9 @@ mod tests {
         let other = LeaseIdMint::new();
         assert_eq!(other.parse(&id1), None);
         assert_eq!(mint.parse(&mint.format(99)), None, "never minted");
+        assert_eq!(
+            mint.format(0xab),
+            format!("{:016x}{:016x}", mint.salt, 0xab)
+        );
     }
 }
