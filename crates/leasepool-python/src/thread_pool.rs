@@ -32,11 +32,6 @@ pub(crate) struct ThreadPoolSettings {
 
 pub(crate) use crate::pool::DrainBarrier;
 
-/// How long a worker that just finished a call watches for the next one before it
-/// parks. Long enough to cover an event loop turning a result into the next
-/// submission, short enough to cost nothing measurable when idle.
-const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
 /// One leased executor of the thread backend.
 pub(crate) struct ThreadPool {
     this: Weak<ThreadPool>,
@@ -178,7 +173,7 @@ impl ThreadPool {
                     if let Some(bridge) = pending {
                         bridge.ring();
                     }
-                    self.queue.pop_wait_spinning(IDLE_SPIN)
+                    self.queue.pop_wait()
                 })
             };
             let Some(job) = job else { break };

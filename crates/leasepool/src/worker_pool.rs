@@ -14,9 +14,8 @@
 //! taken by workers run to completion.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
-use crate::sync::{lock, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{lock, Condvar, Mutex};
 
 #[derive(Debug)]
 struct State<J> {
@@ -53,9 +52,6 @@ pub struct JobQueue<J> {
     state: Mutex<State<J>>,
     available: Condvar,
     max_workers: usize,
-    /// `jobs.len()`, readable without the lock: lets a worker spin on it briefly
-    /// before parking (see [`JobQueue::pop_wait_spinning`]).
-    queued_hint: AtomicUsize,
 }
 
 impl<J> JobQueue<J> {
@@ -72,14 +68,7 @@ impl<J> JobQueue<J> {
             }),
             available: Condvar::new(),
             max_workers: max_workers.max(1),
-            queued_hint: AtomicUsize::new(0),
         }
-    }
-
-    fn publish_len(&self, state: &State<J>) {
-        // Relaxed: the hint only decides whether to take the lock; the lock orders
-        // the real hand-over of the job.
-        self.queued_hint.store(state.jobs.len(), Ordering::Relaxed);
     }
 
     /// Queues `job`.
@@ -89,7 +78,6 @@ impl<J> JobQueue<J> {
             return Push::Closed(job);
         }
         state.jobs.push_back(job);
-        self.publish_len(&state);
         if state.parked > 0 {
             self.available.notify_one();
         }
@@ -110,7 +98,6 @@ impl<J> JobQueue<J> {
             return Err(jobs.into_iter().collect());
         }
         state.jobs.extend(jobs);
-        self.publish_len(&state);
         let wake = state.parked.min(state.jobs.len());
         for _ in 0..wake {
             self.available.notify_one();
@@ -130,24 +117,7 @@ impl<J> JobQueue<J> {
         if state.closed {
             return None;
         }
-        let job = state.jobs.pop_front();
-        self.publish_len(&state);
-        job
-    }
-
-    /// Like [`pop_wait`](Self::pop_wait), but first watches the queue for up to `spin`
-    /// without sleeping. A caller that submits the next call as soon as it has the
-    /// previous result (a sequential `await lease.run(...)` loop) then finds a worker
-    /// awake, which saves a futex wake-up (tens of microseconds) per call.
-    pub fn pop_wait_spinning(&self, spin: Duration) -> Option<J> {
-        let start = Instant::now();
-        while start.elapsed() < spin {
-            if self.queued_hint.load(Ordering::Relaxed) > 0 {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        self.pop_wait()
+        state.jobs.pop_front()
     }
 
     /// Takes the oldest job, parking until one arrives. `None` once closed.
@@ -158,7 +128,6 @@ impl<J> JobQueue<J> {
                 return None;
             }
             if let Some(job) = state.jobs.pop_front() {
-                self.publish_len(&state);
                 return Some(job);
             }
             state.parked += 1;
@@ -175,9 +144,7 @@ impl<J> JobQueue<J> {
         let mut state = lock(&self.state);
         state.closed = true;
         self.available.notify_all();
-        let jobs = state.jobs.drain(..).collect();
-        self.publish_len(&state);
-        jobs
+        state.jobs.drain(..).collect()
     }
 
     /// Whether [`close`](Self::close) was called.
