@@ -26,6 +26,8 @@ pub(crate) type LoopTask = Box<dyn FnOnce(Python<'_>) + Send>;
 pub(crate) enum Completion {
     /// A future reached its final state: schedule its callbacks.
     Settled(Py<PyLeaseFuture>),
+    /// Run `callback(future)` in `context` (a done-callback added to a finished future).
+    Callback(Py<PyAny>, Py<PyLeaseFuture>, Option<Py<PyAny>>),
     /// Settle a plain `asyncio.Future` (skipped if it is already done, e.g. cancelled).
     Resolve(Py<PyAny>, Outcome),
     /// Anything else that must run on the loop thread.
@@ -202,6 +204,11 @@ impl LoopBridge {
         for item in self.queue.drain(DRAIN_BATCH) {
             match item {
                 Completion::Settled(future) => future.get().run_callbacks(py, &future),
+                Completion::Callback(callback, future, context) => {
+                    future
+                        .get()
+                        .run_callback(py, &future, &callback, context.as_ref());
+                }
                 Completion::Resolve(future, outcome) => {
                     resolve_asyncio(py, future.bind(py), outcome)
                 }

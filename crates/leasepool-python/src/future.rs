@@ -217,15 +217,26 @@ impl PyLeaseFuture {
     pub(crate) fn run_callbacks(&self, py: Python<'_>, slf: &Py<Self>) {
         let callbacks = std::mem::take(&mut lock(&self.inner).callbacks);
         for (callback, context) in callbacks {
-            let result = match &context {
-                None => callback.bind(py).call1((slf,)),
-                Some(ctx) => ctx
-                    .bind(py)
-                    .call_method1(pyo3::intern!(py, "run"), (&callback, slf)),
-            };
-            if let Err(err) = result {
-                self.report_callback_error(py, &callback, &err);
-            }
+            self.run_callback(py, slf, &callback, context.as_ref());
+        }
+    }
+
+    /// Runs one callback in its context (see [`run_callbacks`](Self::run_callbacks)).
+    pub(crate) fn run_callback(
+        &self,
+        py: Python<'_>,
+        slf: &Py<Self>,
+        callback: &Py<PyAny>,
+        context: Option<&Py<PyAny>>,
+    ) {
+        let result = match context {
+            None => callback.bind(py).call1((slf,)),
+            Some(ctx) => ctx
+                .bind(py)
+                .call_method1(pyo3::intern!(py, "run"), (callback, slf)),
+        };
+        if let Err(err) = result {
+            self.report_callback_error(py, callback, &err);
         }
     }
 
@@ -467,7 +478,19 @@ impl PyLeaseFuture {
                 return;
             }
         }
-        this.call_soon(slf.py(), &slf.clone().unbind(), callback, context);
+        // Already done: the callback must still run from the loop, not inline. On the
+        // loop thread, queue it on the bridge (one doorbell ring per burst, e.g. a
+        // `gather` over futures the workers already finished) instead of paying for a
+        // `loop.call_soon` handle per callback.
+        if this.bridge.on_loop_thread() {
+            this.bridge.push(Completion::Callback(
+                callback,
+                slf.clone().unbind(),
+                context,
+            ));
+        } else {
+            this.call_soon(slf.py(), &slf.clone().unbind(), callback, context);
+        }
     }
 
     fn remove_done_callback(&self, py: Python<'_>, callback: &Bound<'_, PyAny>) -> PyResult<usize> {
