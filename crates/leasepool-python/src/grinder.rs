@@ -294,9 +294,16 @@ impl GrinderCore {
         }
     }
 
+    /// Tells a parked `enqueue()` caller its item was accepted. If that caller gave up
+    /// (cancelled its await) meanwhile, the item's own future is cancelled so the call
+    /// never runs.
     fn acknowledge(py: Python<'_>, ack: Ack) {
         if let Some((future, value)) = ack {
-            PyLeaseFuture::settle(&future, py, Outcome::Value(value));
+            let result = value.clone_ref(py);
+            if !PyLeaseFuture::settle(&future, py, Outcome::Value(value)) {
+                let bridge = future.get().bridge().clone();
+                bridge.resolve(py, result, Outcome::Cancelled(None));
+            }
         }
     }
 
@@ -334,13 +341,18 @@ impl GrinderCore {
                 return Err((item, err));
             }
             let offer = state.batcher.offer(item, monotonic());
+            // As in 0.1.1, the record counts the new item (before any dispatch).
+            let pending = match &offer {
+                Offer::Dispatch(batch) => batch.len(),
+                _ => state.batcher.pending_len(),
+            };
             match (offer, park) {
                 (Offer::Full(item), Some(ack)) if self.settings.wait => {
                     state.batcher.park(item);
                     state.parked_acks.push_back(ack);
                     (Offer::Queued, state.batcher.pending_len(), true)
                 }
-                (offer, _) => (offer, state.batcher.pending_len(), false),
+                (offer, _) => (offer, pending, false),
             }
         };
         if let Offer::Full(item) = offer {
@@ -466,6 +478,9 @@ impl GrinderCore {
                 let bridge = {
                     let mut state = lock(&core.state);
                     state.phase = Phase::Idle;
+                    // A timer still pending belongs to this (possibly closing) loop;
+                    // a restart arms its own.
+                    state.timer_armed = false;
                     state.bridge.take()
                 };
                 if let Some(bridge) = bridge {
