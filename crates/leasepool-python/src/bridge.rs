@@ -86,9 +86,11 @@ struct DrainCallback {
 #[pymethods]
 impl DrainCallback {
     fn __call__(&self, py: Python<'_>) {
-        if let Some(bridge) = self.bridge.upgrade() {
-            bridge.drain(py);
-        }
+        crate::errors::contain_panics(py, "leasepool completion drain", || {
+            if let Some(bridge) = self.bridge.upgrade() {
+                bridge.drain(py);
+            }
+        });
     }
 }
 

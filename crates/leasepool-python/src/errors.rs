@@ -53,3 +53,17 @@ pub(crate) fn guard_panics<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
         }
     }
 }
+
+/// For callbacks with nowhere to return an error (loop callbacks, worker threads):
+/// runs `f`; a panic is reported like an unraisable exception (`sys.unraisablehook`)
+/// instead of unwinding into the interpreter.
+pub(crate) fn contain_panics(py: Python<'_>, what: &str, f: impl FnOnce()) {
+    let outcome = guard_panics(|| {
+        f();
+        Ok(())
+    });
+    if let Err(err) = outcome {
+        let context = pyo3::types::PyString::new(py, what);
+        err.write_unraisable(py, Some(&context));
+    }
+}

@@ -549,6 +549,14 @@ impl BatchStart {
 #[pymethods]
 impl BatchStart {
     fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        crate::errors::contain_panics(py, "leasepool WorkGrinder batch start", || {
+            self.start(py, future);
+        });
+    }
+}
+
+impl BatchStart {
+    fn start(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
         let lease = match future.call_method0("result") {
             Ok(lease) => lease,
             Err(err) => return self.fail(py, &err),
@@ -585,7 +593,9 @@ struct FlushTimer {
 #[pymethods]
 impl FlushTimer {
     fn __call__(&self, py: Python<'_>) {
-        self.core.on_timer(py);
+        crate::errors::contain_panics(py, "leasepool WorkGrinder timer", || {
+            self.core.on_timer(py);
+        });
     }
 }
 

@@ -205,8 +205,10 @@ impl PyExecutorLease {
 
     /// Return the lease to the manager (awaitable; idempotent).
     fn release(&self, py: Python<'_>) -> PyResult<Py<PyLeaseFuture>> {
-        self.release_now(py);
-        PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Value(py.None()), None)
+        crate::errors::guard_panics(|| {
+            self.release_now(py);
+            PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Value(py.None()), None)
+        })
     }
 
     fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyLeaseFuture>> {

@@ -628,8 +628,10 @@ struct AcquireTimeout {
 #[pymethods]
 impl AcquireTimeout {
     fn __call__(&self, py: Python<'_>) {
-        let err = PyTimeoutError::new_err(self.message.clone());
-        PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
+        crate::errors::contain_panics(py, "leasepool acquire timeout", || {
+            let err = PyTimeoutError::new_err(self.message.clone());
+            PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
+        });
     }
 }
 
@@ -848,13 +850,15 @@ impl PyLeasedExecutorManager {
 
     /// Release a lease by id (awaitable; idempotent; unknown ids are ignored).
     fn release(&self, py: Python<'_>, lease_id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        if let Ok(id) = lease_id.extract::<&str>() {
-            let key = lock(&self.core.engine).key_of(id);
-            if let Some(key) = key {
-                self.core.release_key(py, key);
+        crate::errors::guard_panics(|| {
+            if let Ok(id) = lease_id.extract::<&str>() {
+                let key = lock(&self.core.engine).key_of(id);
+                if let Some(key) = key {
+                    self.core.release_key(py, key);
+                }
             }
-        }
-        ready_none(py, self.core.bridge())
+            ready_none(py, self.core.bridge())
+        })
     }
 
     /// Wake the checker so it re-reads `size_provider` now.

@@ -54,7 +54,7 @@ pub(crate) struct PoolHandle {
 #[pyfunction]
 pub(crate) fn _thread_pool_worker(py: Python<'_>, handle: &Bound<'_, PoolHandle>) {
     let pool = handle.get().pool.clone();
-    pool.work(py);
+    crate::errors::contain_panics(py, "leasepool worker thread", || pool.work(py));
 }
 
 /// `threading` atexit hook: stop taking work so the interpreter can join the workers
