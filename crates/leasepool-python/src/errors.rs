@@ -67,3 +67,10 @@ pub(crate) fn contain_panics(py: Python<'_>, what: &str, f: impl FnOnce()) {
         err.write_unraisable(py, Some(&context));
     }
 }
+
+/// Test hook: panics inside the engine's guard, to prove a panic reaches Python as a
+/// `RuntimeError` (never `PanicException`, never an abort).
+#[pyfunction]
+pub(crate) fn _panic_for_tests() -> PyResult<()> {
+    guard_panics(|| -> PyResult<()> { panic!("deliberate test panic") })
+}
