@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
 from leasepool import LeasedExecutorManager
 
 MANAGER_LOGGER = "leasepool.manager"

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from _support import MANAGER_LOGGER, messages, started_manager
+
 from leasepool import ExecutorLease, LeaseUnavailableError
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from _support import ThreadSignal, blocked_until, started_manager
+
 from leasepool import LeaseExpiredError
 
 NO_SHUTDOWN = (

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from _support import MANAGER_LOGGER, eventually, let_checker_park, messages, started_manager
+
 from leasepool import LeaseExpiredError
 
 

@@ -14,6 +14,7 @@ import time
 
 import pytest
 from _support import started_manager
+
 from leasepool import (
     ExecutorLease,
     LeasedExecutorManager,

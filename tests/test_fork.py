@@ -7,6 +7,7 @@ import os
 import sys
 
 import pytest
+
 from leasepool import LeasedExecutorManager
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

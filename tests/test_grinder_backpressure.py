@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from _grinder_funcs import LoopSignal, blocker, grinder_env, until
+
 from leasepool import LeaseUnavailableError
 
 pytestmark = pytest.mark.beyond_reference

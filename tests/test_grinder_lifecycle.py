@@ -15,6 +15,7 @@ from _grinder_funcs import (
     unique_prefix,
     until,
 )
+
 from leasepool import LeasedExecutorManager, WorkGrinder
 
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from _grinder_funcs import GRINDER_LOGGER, grinder_env, unique_prefix
+
 from leasepool import LeasedExecutorManager, LeasePoolNotStartedError, WorkGrinder
 
 

@@ -7,6 +7,7 @@ import concurrent.futures
 
 import pytest
 from _grinder_funcs import unique_prefix
+
 from leasepool import LeasedExecutorManager, LeasePoolNotStartedError, WorkGrinder
 
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import _grinder_funcs as f
+
 from leasepool import LeasedExecutorManager, WorkGrinder
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from _grinder_funcs import LoopSignal, blocker, grinder_env, until
+
 from leasepool import LeasedExecutorManager, WorkGrinder
 
 KEYS = {

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from _grinder_funcs import ItemError, add, echo, fail_if_odd, grinder_env, unique_prefix
+
 from leasepool import LeasedExecutorManager, WorkGrinder
 
 

@@ -9,6 +9,7 @@ import traceback
 
 import pytest
 from _support import ThreadSignal, blocked_until, started_manager
+
 from leasepool import LeaseExpiredError
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")

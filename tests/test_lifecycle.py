@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from _support import MANAGER_LOGGER, messages, unique_prefix
+
 from leasepool import LeasedExecutorManager, LeasePoolNotStartedError
 
 NOT_STARTED = "LeasedExecutorManager is not started"

@@ -11,6 +11,7 @@ import pytest
 from _support import MANAGER_LOGGER, messages
 from hypothesis import given
 from hypothesis import strategies as st
+
 from leasepool import ExecutorBackend, LeasedExecutorManager, ProcessLoggingConfig
 
 REFERENCE_PARAMETERS: list[tuple[str, Any]] = [

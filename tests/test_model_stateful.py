@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+
 from leasepool import ExecutorLease, LeasedExecutorManager, LeaseUnavailableError
 
 T = TypeVar("T")

@@ -8,8 +8,9 @@ import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-import leasepool
 import pytest
+
+import leasepool
 from leasepool import (
     ExecutorBackend,
     LeasedExecutorManager,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _support import ThreadSignal, blocked_until, prefix_threads_alive, unique_prefix
+
 from leasepool import LeasedExecutorManager
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from _support import started_manager, unique_prefix
+
 from leasepool import LeasedExecutorManager
 
 STATS_KEYS = {
