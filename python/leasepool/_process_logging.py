@@ -1,7 +1,9 @@
 """Forwarding of worker-process log records to the parent's loggers.
 
-``ProcessLoggingConfig`` is the user-facing switch. The functions below run in
-worker processes (they are pickled by reference), which is why they live in Python.
+``ProcessLoggingConfig`` is the user-facing switch. ``install_worker_logging`` runs in
+worker processes (it is pickled by reference), which is why it lives in Python; the
+parent end is a ``QueueListener`` whose handler re-enters the target logger, so the
+application's own handlers, filters and levels decide what happens to each record.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from logging.handlers import QueueHandler
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 __all__ = ["ProcessLoggingConfig", "coerce_log_level"]
@@ -64,3 +66,22 @@ def install_worker_logging(
     root.setLevel(level)
     if user_initializer is not None:
         user_initializer(*user_initargs)
+
+
+class _ForwardToLogger(logging.Handler):
+    """Hands each record from a worker to ``target.handle`` (if enabled for its level)."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self._target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._target.isEnabledFor(record.levelno):
+            self._target.handle(record)
+
+
+def start_forwarding(log_queue: Any, target: logging.Logger) -> QueueListener:
+    """Start the parent's listener on ``log_queue`` (the manager stops it in ``stop()``)."""
+    listener = QueueListener(log_queue, _ForwardToLogger(target), respect_handler_level=True)
+    listener.start()
+    return listener

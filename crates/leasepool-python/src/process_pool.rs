@@ -100,8 +100,10 @@ fn cached<'py>(
     module: &str,
     attr: &str,
 ) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind()))
-        .map(|obj| obj.bind(py))
+    cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind())
+    })
+    .map(|obj| obj.bind(py))
 }
 
 macro_rules! cached_fn {
@@ -117,11 +119,23 @@ cached_fn!(worker_dumps, "leasepool._process_worker", "dumps");
 cached_fn!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
 cached_fn!(worker_initialize, "leasepool._process_worker", "initialize");
 cached_fn!(pickle_loads, "pickle", "loads");
-cached_fn!(broken_process_pool, "concurrent.futures.process", "BrokenProcessPool");
-cached_fn!(broken_thread_pool, "concurrent.futures.thread", "BrokenThreadPool");
+cached_fn!(
+    broken_process_pool,
+    "concurrent.futures.process",
+    "BrokenProcessPool"
+);
+cached_fn!(
+    broken_thread_pool,
+    "concurrent.futures.thread",
+    "BrokenThreadPool"
+);
 cached_fn!(raw_array, "multiprocessing.sharedctypes", "RawArray");
 cached_fn!(mp_wait, "multiprocessing.connection", "wait");
-cached_fn!(start_forwarding, "leasepool._process_logging", "start_forwarding");
+cached_fn!(
+    start_forwarding,
+    "leasepool._process_logging",
+    "start_forwarding"
+);
 
 /// Which standard-library executor a pool wraps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -163,6 +177,7 @@ pub(crate) struct ProcessBackend {
 
 impl ProcessBackend {
     /// The backend for `backend_name`, or `None` for the thread backend.
+    #[allow(clippy::too_many_arguments)] // the manager's configuration, passed through
     pub(crate) fn for_backend(
         py: Python<'_>,
         backend_name: &str,
@@ -252,7 +267,9 @@ impl ProcessBackend {
         let has_thread_prefix = kwargs.contains("thread_name_prefix")?;
         let probe_kwargs = kwargs.copy()?;
         if self.kind == Kind::Process {
-            let initializer = kwargs.get_item("initializer")?.unwrap_or_else(|| none.bind(py).clone());
+            let initializer = kwargs
+                .get_item("initializer")?
+                .unwrap_or_else(|| none.bind(py).clone());
             let initargs = match kwargs.get_item("initargs")? {
                 Some(args) => py.get_type::<PyTuple>().call1((args,))?,
                 None => PyTuple::empty(py).into_any(),
@@ -281,7 +298,15 @@ impl ProcessBackend {
                 let queue = context.call_method1("Queue", (-1,))?;
                 let level = coerce_log_level(py)?.call1((config.getattr("level")?,))?;
                 let clear = config.getattr("clear_child_handlers")?.is_truthy()?;
-                log_setup = PyTuple::new(py, [queue.clone(), level, clear.into_pyobject(py)?.to_owned().into_any()])?.into_any();
+                log_setup = PyTuple::new(
+                    py,
+                    [
+                        queue.clone(),
+                        level,
+                        clear.into_pyobject(py)?.to_owned().into_any(),
+                    ],
+                )?
+                .into_any();
                 let target = match config.getattr("target_logger")? {
                     t if t.is_none() => self.logger.bind(py).clone(),
                     t => t,
@@ -377,8 +402,14 @@ fn describe_callable(func: &Bound<'_, PyAny>) -> String {
         .getattr("__qualname__")
         .or_else(|_| func.getattr("__name__"))
         .and_then(|n| n.str().map(|s| s.to_string()))
-        .unwrap_or_else(|_| func.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string()));
-    match func.getattr("__module__").and_then(|m| m.extract::<String>()) {
+        .unwrap_or_else(|_| {
+            func.repr()
+                .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+        });
+    match func
+        .getattr("__module__")
+        .and_then(|m| m.extract::<String>())
+    {
         Ok(module) => format!("{module}.{name}()"),
         Err(_) => format!("{name}()"),
     }
@@ -414,19 +445,13 @@ struct Generation {
     crash: PyOnceLock<Crash>,
 }
 
-/// Something `join_threads` waits for.
-enum Joinable {
-    /// A process executor's management thread (it joins the worker processes).
-    Thread(Py<PyAny>),
-    /// An interpreter executor, joined with `shutdown(wait=True)`.
-    Executor(Py<PyAny>),
-}
-
 /// Calls submitted to the executor as one task.
 struct Chunk {
     generation: Arc<Generation>,
     slot: usize,
     items: Vec<Item>,
+    /// The executor's future for this chunk, once submitted.
+    future: Option<Py<PyAny>>,
 }
 
 struct State {
@@ -447,8 +472,10 @@ struct State {
     durations: HashMap<usize, f64>,
     barrier: Option<Arc<DrainBarrier>>,
     drained: bool,
-    /// What `join_threads` waits for once the pool drained.
-    joinable: Vec<Joinable>,
+    /// Threads `join_threads` waits for once the pool drained (a process executor's
+    /// management thread, which joins the worker processes; an interpreter
+    /// executor's worker threads).
+    joinable: Vec<Py<PyAny>>,
 }
 
 /// One leased executor of the process or interpreter backend.
@@ -497,11 +524,13 @@ fn register_hooks(py: Python<'_>) {
         // ours, and therefore runs after it.
         py.import("concurrent.futures.process")?;
         let exit_hook = wrap_pyfunction!(_shutdown_process_pools, py)?;
-        py.import("threading")?.call_method1("_register_atexit", (exit_hook,))?;
+        py.import("threading")?
+            .call_method1("_register_atexit", (exit_hook,))?;
         let fork_hook = wrap_pyfunction!(_forget_process_pools_after_fork, py)?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("after_in_child", fork_hook)?;
-        py.import("os")?.call_method("register_at_fork", (), Some(&kwargs))?;
+        py.import("os")?
+            .call_method("register_at_fork", (), Some(&kwargs))?;
         Ok(())
     })();
     if registered.is_err() {
@@ -531,9 +560,12 @@ fn describe_exit(py: Python<'_>, code: i64) -> String {
         return format!("exit code {code}");
     }
     let signal = -code;
-    let name = py
-        .import("signal")
-        .and_then(|m| m.getattr("Signals")?.call1((signal,))?.getattr("name")?.extract::<String>());
+    let name = py.import("signal").and_then(|m| {
+        m.getattr("Signals")?
+            .call1((signal,))?
+            .getattr("name")?
+            .extract::<String>()
+    });
     match name {
         Ok(name) => format!("signal {signal} ({name})"),
         Err(_) => format!("signal {signal}"),
@@ -603,7 +635,11 @@ impl ProcessPool {
     /// would wait for it (their results travel back with the chunk).
     fn chunk_size(&self, st: &State) -> usize {
         if self.kind() == Kind::Interpreter
-            || self.backend.settings.get().is_some_and(|s| s.one_call_per_task)
+            || self
+                .backend
+                .settings
+                .get()
+                .is_some_and(|s| s.one_call_per_task)
         {
             return 1;
         }
@@ -702,7 +738,14 @@ impl ProcessPool {
     }
 
     /// Claims, serialises, registers and submits one chunk.
-    fn dispatch(self: &Arc<Self>, py: Python<'_>, items: Vec<Item>, slot: usize, seq: u64, rings: &mut Rings) {
+    fn dispatch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        items: Vec<Item>,
+        slot: usize,
+        seq: u64,
+        rings: &mut Rings,
+    ) {
         let mut payload: Vec<Py<PyAny>> = Vec::with_capacity(items.len());
         let mut kept = Vec::with_capacity(items.len());
         for mut item in items {
@@ -740,6 +783,7 @@ impl ProcessPool {
                         generation: generation.clone(),
                         slot,
                         items: kept,
+                        future: None,
                     },
                 );
                 None
@@ -760,18 +804,37 @@ impl ProcessPool {
             Kind::Process => worker_run_chunk(py).and_then(|run_chunk| {
                 executor.call_method1(
                     "submit",
-                    (run_chunk, slot, seq, PyList::new(py, payload)?, CHUNK_BUDGET_SECONDS),
+                    (
+                        run_chunk,
+                        slot,
+                        seq,
+                        PyList::new(py, payload)?,
+                        CHUNK_BUDGET_SECONDS,
+                    ),
                 )
             }),
-            Kind::Interpreter => payload[0].bind(py).cast::<PyTuple>().map_err(PyErr::from).and_then(|call| {
-                let args = call.get_item(0)?;
-                let kwargs = call.get_item(1)?;
-                let kwargs = kwargs.cast::<PyDict>().ok();
-                executor.call_method("submit", args.cast::<PyTuple>()?, kwargs)
-            }),
+            Kind::Interpreter => payload[0]
+                .bind(py)
+                .cast::<PyTuple>()
+                .map_err(PyErr::from)
+                .and_then(|call| {
+                    let args = call.get_item(0)?;
+                    let kwargs = call.get_item(1)?;
+                    let kwargs = kwargs.cast::<PyDict>().ok();
+                    executor.call_method("submit", args.cast::<PyTuple>()?, kwargs)
+                }),
         };
         let hooked = submitted.and_then(|future| {
-            let callback = Py::new(py, ChunkDone { pool: self.clone(), seq })?;
+            if let Some(chunk) = lock(&self.state).chunks.get_mut(&seq) {
+                chunk.future = Some(future.clone().unbind());
+            }
+            let callback = Py::new(
+                py,
+                ChunkDone {
+                    pool: self.clone(),
+                    seq,
+                },
+            )?;
             future.call_method1("add_done_callback", (callback,))
         });
         if let Err(err) = hooked {
@@ -795,7 +858,11 @@ impl ProcessPool {
             Kind::Interpreter => {
                 let mut call = vec![func.bind(py).clone()];
                 call.extend(args.bind(py).iter());
-                Ok(PyTuple::new(py, [PyTuple::new(py, call)?.into_any(), kwargs])?.into_any().unbind())
+                Ok(
+                    PyTuple::new(py, [PyTuple::new(py, call)?.into_any(), kwargs])?
+                        .into_any()
+                        .unbind(),
+                )
             }
         }
     }
@@ -817,12 +884,16 @@ impl ProcessPool {
             generation,
             slot,
             items,
+            future,
         } = chunk;
+        drop(future);
         let mut requeue = Vec::new();
         let mut retire = false;
         match outcome {
             Ok(value) => match self.kind() {
-                Kind::Process => self.deliver_chunk(py, &generation, &value, items, &mut requeue, rings),
+                Kind::Process => {
+                    self.deliver_chunk(py, &generation, &value, items, &mut requeue, rings)
+                }
                 Kind::Interpreter => {
                     generation.completed.store(true, Ordering::Release);
                     for item in items {
@@ -987,7 +1058,11 @@ impl ProcessPool {
     /// `(pid, index of the running call)` of chunk `seq` if a worker started it.
     fn progress_of(&self, py: Python<'_>, slot: usize, seq: u64) -> Option<(i64, usize)> {
         let progress = self.progress.get(py)?.bind(py);
-        let read = |i: usize| progress.get_item(3 * slot + i).and_then(|v| v.extract::<i64>());
+        let read = |i: usize| {
+            progress
+                .get_item(3 * slot + i)
+                .and_then(|v| v.extract::<i64>())
+        };
         let started = read(0).ok()?;
         if u64::try_from(started).ok()? != seq {
             return None;
@@ -1013,19 +1088,30 @@ impl ProcessPool {
                 }
             }
         };
-        note(slot, seq, &|i| items.get(i).map(|item| item.function_name(py)));
+        note(slot, seq, &|i| {
+            items.get(i).map(|item| item.function_name(py))
+        });
         let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
             let st = lock(&self.state);
             st.chunks
                 .iter()
                 .filter(|(_, c)| c.generation.id == generation.id)
                 .map(|(s, c)| {
-                    (c.slot, *s, c.items.iter().map(|i| i.job.parts().0.clone_ref(py)).collect())
+                    (
+                        c.slot,
+                        *s,
+                        c.items
+                            .iter()
+                            .map(|i| i.job.parts().0.clone_ref(py))
+                            .collect(),
+                    )
                 })
                 .collect()
         };
         for (slot, seq, funcs) in &others {
-            note(*slot, *seq, &|i| funcs.get(i).map(|f| describe_callable(f.bind(py))));
+            note(*slot, *seq, &|i| {
+                funcs.get(i).map(|f| describe_callable(f.bind(py)))
+            });
         }
         let dead = dead_processes(py, generation.executor.bind(py));
         // The process that died first is the one not killed by the executor's own
@@ -1039,7 +1125,9 @@ impl ProcessPool {
             Some((pid, code)) => {
                 let how = describe_exit(py, *code);
                 match running.get(pid) {
-                    Some(name) => format!("worker process {pid} died with {how} while running {name}"),
+                    Some(name) => {
+                        format!("worker process {pid} died with {how} while running {name}")
+                    }
                     None => format!("worker process {pid} died with {how}"),
                 }
             }
@@ -1078,7 +1166,11 @@ impl ProcessPool {
     fn retire_generation(&self, generation: &Arc<Generation>) -> Option<Arc<Generation>> {
         let old = {
             let mut st = lock(&self.state);
-            if st.generation.as_ref().is_some_and(|g| g.id == generation.id) {
+            if st
+                .generation
+                .as_ref()
+                .is_some_and(|g| g.id == generation.id)
+            {
                 if !generation.completed.load(Ordering::Acquire) {
                     st.barren += 1;
                 }
@@ -1103,7 +1195,11 @@ impl ProcessPool {
         };
         let mut rings = Rings::default();
         for item in queued {
-            item.fail(py, make_error(self.broken_cls(py), message.clone()), &mut rings);
+            item.fail(
+                py,
+                make_error(self.broken_cls(py), message.clone()),
+                &mut rings,
+            );
         }
         rings.ring(py);
     }
@@ -1111,13 +1207,7 @@ impl ProcessPool {
     /// A chunk left flight: free its slot, put `requeue` back at the front (or fail or
     /// cancel it if the pool no longer runs work), and finish a drain if that was the
     /// last one.
-    fn settle_chunk(
-        &self,
-        py: Python<'_>,
-        slot: usize,
-        requeue: Vec<Item>,
-        rings: &mut Rings,
-    ) {
+    fn settle_chunk(&self, py: Python<'_>, slot: usize, requeue: Vec<Item>, rings: &mut Rings) {
         let (refused, mode, message, drained) = {
             let mut st = lock(&self.state);
             st.in_flight -= 1;
@@ -1131,7 +1221,8 @@ impl ProcessPool {
                 }
                 Mode::Draining => {
                     // Started from the taker's view (claimed): they still run.
-                    let (run, cancel): (Vec<Item>, Vec<Item>) = requeue.into_iter().partition(|i| i.claimed);
+                    let (run, cancel): (Vec<Item>, Vec<Item>) =
+                        requeue.into_iter().partition(|i| i.claimed);
                     for item in run.into_iter().rev() {
                         st.queue.push_front(item);
                     }
@@ -1139,7 +1230,12 @@ impl ProcessPool {
                 }
                 Mode::Revoked | Mode::Broken => requeue,
             };
-            (refused, st.mode, st.broken_message.clone(), self.take_drained(&mut st))
+            (
+                refused,
+                st.mode,
+                st.broken_message.clone(),
+                self.take_drained(&mut st),
+            )
         };
         for item in refused {
             if mode == Mode::Draining {
@@ -1161,32 +1257,34 @@ impl ProcessPool {
         }
     }
 
-    /// The pool drained: retire its executor (its workers are idle) and arrive at the
-    /// barrier.
+    /// The pool drained: release its executor (its workers are idle) and arrive at
+    /// the barrier.
+    ///
+    /// Never `executor.shutdown()` here or anywhere an executor's done-callback may
+    /// run: the stdlib runs some callbacks under the executor's own `shutdown_lock`
+    /// (a failed initializer, `terminate_broken` in 3.14), and CPython 3.11's
+    /// shutdown races a `max_tasks_per_child` exit on the management thread. Dropping
+    /// the executor is the stdlib's other way out: its weakref callback wakes the
+    /// management thread (or the worker threads), which stop the workers. The
+    /// threads are kept for `join_threads`.
     fn finish_drain(&self, py: Python<'_>, drained: Option<Option<Arc<DrainBarrier>>>) {
         let Some(barrier) = drained else { return };
         let generation = lock(&self.state).generation.take();
         if let Some(generation) = generation {
             let executor = generation.executor.bind(py);
-            let joinable = match self.kind() {
-                // Not `shutdown()`: this may run in a done-callback on the executor's
-                // own management thread, where CPython 3.11's shutdown races a
-                // max_tasks_per_child exit (`_processes` becomes None under it).
-                // Dropping the executor is the stdlib's other way out: its weakref
-                // callback wakes the management thread, which stops the workers.
+            let threads: Vec<Py<PyAny>> = match self.kind() {
                 Kind::Process => executor
                     .getattr("_executor_manager_thread")
                     .ok()
                     .filter(|thread| !thread.is_none())
-                    .map(|thread| Joinable::Thread(thread.unbind())),
-                Kind::Interpreter => {
-                    let _ = executor.call_method1("shutdown", (false,));
-                    Some(Joinable::Executor(executor.clone().unbind()))
-                }
+                    .map(|thread| vec![thread.unbind()])
+                    .unwrap_or_default(),
+                Kind::Interpreter => executor
+                    .getattr("_threads")
+                    .and_then(|threads| threads.try_iter()?.map(|t| t.map(Bound::unbind)).collect())
+                    .unwrap_or_default(),
             };
-            if let Some(joinable) = joinable {
-                lock(&self.state).joinable.push(joinable);
-            }
+            lock(&self.state).joinable.extend(threads);
             drop(generation);
         }
         if let Some(barrier) = barrier {
@@ -1238,12 +1336,19 @@ fn dead_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<(i64, i64)
     if processes.is_none() {
         return Vec::new();
     }
-    let Ok(values) = processes.call_method0("values").and_then(|v| py.get_type::<PyList>().call1((v,))) else {
+    let Ok(values) = processes
+        .call_method0("values")
+        .and_then(|v| py.get_type::<PyList>().call1((v,)))
+    else {
         return Vec::new();
     };
     let mut dead = Vec::new();
     for process in values.try_iter().into_iter().flatten().flatten() {
-        let exitcode = |p: &Bound<'_, PyAny>| p.getattr("exitcode").ok().and_then(|c| c.extract::<i64>().ok());
+        let exitcode = |p: &Bound<'_, PyAny>| {
+            p.getattr("exitcode")
+                .ok()
+                .and_then(|c| c.extract::<i64>().ok())
+        };
         let mut code = exitcode(&process);
         if code.is_none() {
             // The sentinel can signal a death a moment before the exit status is there.
@@ -1257,7 +1362,10 @@ fn dead_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<(i64, i64)
                 code = exitcode(&process);
             }
         }
-        if let (Some(code), Ok(pid)) = (code, process.getattr("pid").and_then(|p| p.extract::<i64>())) {
+        if let (Some(code), Ok(pid)) = (
+            code,
+            process.getattr("pid").and_then(|p| p.extract::<i64>()),
+        ) {
             dead.push((pid, code));
         }
     }
@@ -1269,7 +1377,10 @@ impl ExecutorPool for ProcessPool {
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
-                st.queue.push_back(Item { job, claimed: false });
+                st.queue.push_back(Item {
+                    job,
+                    claimed: false,
+                });
                 None
             } else {
                 Some((job, st.mode, st.broken_message.clone()))
@@ -1286,7 +1397,10 @@ impl ExecutorPool for ProcessPool {
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
-                st.queue.extend(jobs.into_iter().map(|job| Item { job, claimed: false }));
+                st.queue.extend(jobs.into_iter().map(|job| Item {
+                    job,
+                    claimed: false,
+                }));
                 None
             } else {
                 Some((jobs, st.mode, st.broken_message.clone()))
@@ -1309,7 +1423,8 @@ impl ExecutorPool for ProcessPool {
                 st.mode = Mode::Draining;
             }
             let queued: Vec<Item> = st.queue.drain(..).collect();
-            let (keep, cancel): (Vec<Item>, Vec<Item>) = queued.into_iter().partition(|i| i.claimed);
+            let (keep, cancel): (Vec<Item>, Vec<Item>) =
+                queued.into_iter().partition(|i| i.claimed);
             st.queue.extend(keep);
             let drained = self.take_drained(&mut st).or_else(|| {
                 // Already drained before (e.g. shut down twice): the barrier is due now.
@@ -1328,23 +1443,31 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn revoke(&self, py: Python<'_>) {
-        let (items, generation, drained) = {
+        let (items, futures, generation, drained) = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Revoked {
                 return;
             }
             st.mode = Mode::Revoked;
             let mut items: Vec<(Item, bool)> = st.queue.drain(..).map(|i| (i, false)).collect();
+            let mut futures = Vec::new();
             for chunk in st.chunks.values_mut() {
                 items.extend(chunk.items.drain(..).map(|i| (i, true)));
+                futures.extend(chunk.future.as_ref().map(|f| f.clone_ref(py)));
             }
-            (items, st.generation.clone(), self.take_drained(&mut st))
+            (
+                items,
+                futures,
+                st.generation.clone(),
+                self.take_drained(&mut st),
+            )
         };
         let mut rings = Rings::default();
-        for (item, running) in items {
-            let message = match (running, self.kind()) {
+        for (item, dispatched) in items {
+            let message = match (dispatched, self.kind()) {
                 (true, Kind::Process) => {
-                    "Executor lease expired and was revoked; the worker process running this call was terminated"
+                    "Executor lease expired and was revoked; the worker processes running \
+                     its calls were terminated"
                 }
                 (true, Kind::Interpreter) => {
                     "Executor lease expired and was revoked while this call was running"
@@ -1354,26 +1477,25 @@ impl ExecutorPool for ProcessPool {
             item.fail(py, lease_expired(py, message), &mut rings);
         }
         rings.ring(py);
+        // Chunks the executor has not started never will; their callbacks find
+        // nothing left to deliver.
+        for future in futures {
+            let _ = future.bind(py).call_method0("cancel");
+        }
         if let Some(generation) = generation {
-            let executor = generation.executor.bind(py);
             if self.kind() == Kind::Process {
-                Self::terminate_processes(py, executor);
+                // The executor sees its workers die, fails what it still holds and
+                // shuts itself down.
+                Self::terminate_processes(py, generation.executor.bind(py));
             }
-            let kwargs = PyDict::new(py);
-            let _ = kwargs.set_item("wait", false);
-            let _ = kwargs.set_item("cancel_futures", true);
-            let _ = executor.call_method("shutdown", (), Some(&kwargs));
         }
         self.finish_drain(py, drained);
     }
 
     fn join_threads(&self, py: Python<'_>) {
-        let joinable = std::mem::take(&mut lock(&self.state).joinable);
-        for item in joinable {
-            let _ = match item {
-                Joinable::Thread(thread) => thread.bind(py).call_method0("join"),
-                Joinable::Executor(executor) => executor.bind(py).call_method1("shutdown", (true,)),
-            };
+        let threads = std::mem::take(&mut lock(&self.state).joinable);
+        for thread in threads {
+            let _ = thread.bind(py).call_method0("join");
         }
     }
 }
@@ -1381,7 +1503,9 @@ impl ExecutorPool for ProcessPool {
 impl ProcessPool {
     /// Dispatches what fits and rings the loops that got outcomes meanwhile.
     fn kick(&self, py: Python<'_>) {
-        let Some(this) = self.this.upgrade() else { return };
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
         let mut rings = Rings::default();
         this.pump(py, &mut rings);
         rings.ring(py);
@@ -1401,7 +1525,8 @@ impl ChunkDone {
         let mut rings = Rings::default();
         let finished = guard_panics(|| {
             let outcome = future.call_method1("result", (0,));
-            self.pool.finish_chunk(py, self.seq, outcome, false, &mut rings);
+            self.pool
+                .finish_chunk(py, self.seq, outcome, false, &mut rings);
             Ok(())
         });
         if let Err(err) = finished {

@@ -26,7 +26,11 @@ fn check_revokes_expired_leases_restores_minimum_and_serves_waiters() {
     let mut fx = Fx::default();
     m.check(16.0, 1, &mut fx);
     assert!(!g.live.load(Ordering::Acquire));
-    assert_eq!(fx.revoked, vec![1], "a revoked pool is reported apart from retired ones");
+    assert_eq!(
+        fx.revoked,
+        vec![1],
+        "a revoked pool is reported apart from retired ones"
+    );
     assert!(fx.retired.is_empty());
     assert!(fx
         .events

@@ -1,0 +1,120 @@
+"""Code that runs inside the worker processes of the process backend.
+
+The engine (``process_pool.rs``) ships queued calls to a ``ProcessPoolExecutor`` in
+chunks: one executor task runs :func:`run_chunk` over a list of calls that the parent
+pickled one by one (:func:`dumps`). Every call's outcome is pickled on its own too,
+so an argument, return value or exception that cannot cross the process boundary
+fails only its own call, never the chunk or the pool.
+
+:func:`initialize` is the executor's ``initializer``: it keeps the shared progress
+array (which call of which chunk this process is running, read by the parent only
+after a worker died) and then installs log forwarding and/or runs the user's own
+initializer.
+
+These functions are pickled by reference, which is why they are Python.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections.abc import Callable, Sequence
+
+# The stdlib's own carrier of a worker traceback: unpickled, it sets the exception's
+# __cause__ to a _RemoteTraceback, exactly as ProcessPoolExecutor reports errors.
+from concurrent.futures.process import _ExceptionWithTraceback
+from multiprocessing.reduction import ForkingPickler
+from time import perf_counter
+from typing import Any
+
+from ._process_logging import install_worker_logging
+
+__all__ = ["dumps", "initialize", "run_chunk"]
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# The progress array of this worker's pool: three int64 per chunk slot,
+# ``[chunk seq, pid, index of the call being run]``.
+_progress: Any = None
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle ``obj`` the way ``ProcessPoolExecutor`` does (``ForkingPickler``)."""
+    buf = io.BytesIO()
+    ForkingPickler(buf, _PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def initialize(
+    progress: Any,
+    log_setup: tuple[Any, int, bool] | None,
+    user_initializer: Callable[..., object] | None,
+    user_initargs: tuple[Any, ...],
+) -> None:
+    """Worker initializer: remember ``progress``, forward logs, run the user's initializer.
+
+    An exception from the user's initializer propagates, so the executor treats it
+    exactly as it treats a failing initializer of its own.
+    """
+    global _progress
+    _progress = progress
+    if log_setup is not None:
+        log_queue, level, clear_handlers = log_setup
+        install_worker_logging(log_queue, level, clear_handlers, user_initializer, user_initargs)
+    elif user_initializer is not None:
+        user_initializer(*user_initargs)
+
+
+def _failure(exc: BaseException) -> bytes:
+    carried = _ExceptionWithTraceback(exc, exc.__traceback__)  # type: ignore[arg-type]
+    try:
+        return dumps(carried)
+    except BaseException as err:  # the exception itself cannot be pickled
+        text = f"{type(exc).__name__}: {exc} (and it could not be pickled: {err!r})"
+        return dumps(RuntimeError(text))
+
+
+def run_chunk(
+    slot: int, seq: int, calls: Sequence[bytes], budget: float
+) -> list[tuple[bool, bytes, float]]:
+    """Run pickled calls in order; return one ``(ok, pickled outcome, seconds)`` each.
+
+    The outcome is the pickled value, or the pickled exception (``ok`` false); the
+    parent learns from ``seconds`` how to pack later chunks. After ``budget`` seconds
+    no further call is started (the first always is): the parent re-queues the calls
+    without an outcome, so a slow call does not hold back the rest of its chunk.
+    """
+    progress = _progress
+    base = 3 * slot
+    if progress is not None:
+        progress[base + 2] = 0
+        progress[base + 1] = os.getpid()
+        progress[base] = seq
+    outcomes: list[tuple[bool, bytes, float]] = []
+    append = outcomes.append
+    loads = pickle.loads
+    mark = perf_counter()  # when the current call started
+    deadline = mark + budget
+    for index, payload in enumerate(calls):
+        if index:
+            if mark > deadline:
+                break
+            if progress is not None:
+                progress[base + 2] = index
+        try:
+            fn, args, kwargs = loads(payload)
+            value = fn(*args, **kwargs) if kwargs else fn(*args)
+        except BaseException as exc:
+            now = perf_counter()
+            append((False, _failure(exc), now - mark))
+            mark = now
+            continue
+        now = perf_counter()
+        try:
+            append((True, dumps(value), now - mark))
+        except BaseException as exc:
+            append((False, _failure(exc), now - mark))
+        del value
+        mark = now
+    return outcomes

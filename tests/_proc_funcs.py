@@ -1,0 +1,116 @@
+"""Top-level functions for the process-backend tests (worker processes unpickle them).
+
+Deliberately free of pytest and leasepool imports so spawned workers import it fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+_initialized: tuple[Any, ...] | None = None
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return args, kwargs
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def return_unpicklable() -> object:
+    return threading.Lock()
+
+
+class NeedsTwoArgs(Exception):
+    """Pickles fine in the worker, fails to unpickle in the parent (a classic)."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a}-{b}")
+
+
+def raise_needs_two_args() -> None:
+    raise NeedsTwoArgs("x", "y")
+
+
+def burn(n: int) -> int:
+    """CPU-bound pure-Python loop (holds the worker's GIL)."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+def sleep_then(seconds: float, value: Any = None) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def touch_after(seconds: float, path: str) -> None:
+    time.sleep(seconds)
+    with open(path, "w") as f:
+        f.write("ran")
+
+
+def crash_exit(code: int, delay: float = 0.0) -> None:
+    time.sleep(delay)
+    os._exit(code)
+
+
+def crash_sigkill(delay: float = 0.0) -> None:
+    time.sleep(delay)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remember(*args: Any) -> None:
+    """An initializer: records its arguments in the worker."""
+    global _initialized
+    _initialized = args
+
+
+def initialized() -> tuple[Any, ...] | None:
+    return _initialized
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("initializer says no")
+
+
+def process_kind() -> str:
+    """`SpawnProcess`, `ForkProcess` or `ForkServerProcess`."""
+    return type(multiprocessing.current_process()).__name__
+
+
+def log(logger: str, level: int, message: str) -> int:
+    logging.getLogger(logger).log(level, message)
+    return os.getpid()
+
+
+def log_in_initializer(logger: str, message: str) -> None:
+    logging.getLogger(logger).warning(message)
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def mark_then_sleep(path: str, seconds: float) -> str:
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "finished"

@@ -1,0 +1,134 @@
+"""Interpreter backend: sub-interpreters on 3.14+, UnsupportedBackendError before."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures.thread import BrokenThreadPool
+from contextlib import asynccontextmanager
+from typing import Any
+
+import _interp_funcs as f
+import pytest
+
+from leasepool import LeasedExecutorManager, LeaseExpiredError, UnsupportedBackendError
+
+needs_314 = pytest.mark.skipif(
+    sys.version_info < (3, 14), reason="InterpreterPoolExecutor is new in Python 3.14"
+)
+
+
+@asynccontextmanager
+async def interpreter_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]:
+    kwargs.setdefault("max_pools", 1)
+    kwargs.setdefault("workers_per_pool", 2)
+    manager = LeasedExecutorManager(backend="interpreter", **kwargs)
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.stop()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="the backend exists on 3.14+")
+def test_before_314_start_raises_unsupported_backend() -> None:
+    async def main() -> None:
+        manager = LeasedExecutorManager(backend="interpreter", max_pools=1)
+        with pytest.raises(
+            UnsupportedBackendError,
+            match=r"InterpreterPoolExecutor is available only on Python 3\.14\+\.",
+        ):
+            await manager.start()
+        assert manager.total_count == 0
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_calls_run_in_subinterpreters() -> None:
+    async def main() -> None:
+        async with interpreter_manager() as manager, await manager.acquire() as lease:
+            assert await lease.run(f.add, 2, 3) == 5
+            assert await lease.run(f.interpreter_id) != 0, "not the main interpreter"
+            results = await asyncio.gather(*(lease.run(f.add, i, 1) for i in range(200)))
+            assert results == [i + 1 for i in range(200)]
+            future = lease.executor.submit(f.add, 4, 5)
+            assert isinstance(future, concurrent.futures.Future)
+            assert await asyncio.wrap_future(future) == 9
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(lease.executor, f.add, 6, 7) == 13
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_exceptions_and_unshareable_calls_fail_their_own_await() -> None:
+    async def main() -> None:
+        async with interpreter_manager() as manager, await manager.acquire() as lease:
+            with pytest.raises(ValueError, match="bad"):
+                await lease.run(f.fail, "bad")
+            with pytest.raises(Exception):  # noqa: B017 - the exact type is the stdlib's
+                await lease.run(f.add, threading.Lock(), 1)  # type: ignore[arg-type]
+            assert await lease.run(f.add, 1, 1) == 2
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_initializer_and_thread_names() -> None:
+    # The initializer runs in each sub-interpreter. It must be importable there:
+    # sub-interpreters do not see sys.path entries added at run time (pytest's test
+    # directory), so this uses the stdlib. The recursion limit is per interpreter.
+    async def main() -> None:
+        async with (
+            interpreter_manager(
+                initializer=sys.setrecursionlimit, initargs=(4321,), name_prefix="lpinterp"
+            ) as manager,
+            await manager.acquire() as lease,
+        ):
+            seen = await asyncio.gather(*(lease.run(sys.getrecursionlimit) for _ in range(10)))
+            assert set(seen) == {4321}
+            assert sys.getrecursionlimit() != 4321
+            names = [t.name for t in threading.enumerate()]
+            assert any(name.startswith("lpinterp-") for name in names), names
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_failing_initializer_breaks_the_pool() -> None:
+    async def main() -> None:
+        async with (
+            interpreter_manager(
+                initializer=int, initargs=("not a number",), workers_per_pool=1
+            ) as manager,
+            await manager.acquire() as lease,
+        ):
+            with pytest.raises(BrokenThreadPool):
+                await lease.run(f.add, 1, 2)
+            with pytest.raises(BrokenThreadPool):
+                await lease.run(f.add, 1, 2)
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_hard_expiry_fails_the_await_of_a_running_call() -> None:
+    async def main() -> None:
+        async with interpreter_manager(
+            workers_per_pool=1, default_lease_seconds=0.2, lease_grace_seconds=0.1
+        ) as manager:
+            lease = await manager.acquire()
+            start = time.monotonic()
+            with pytest.raises(LeaseExpiredError):
+                # An interpreter cannot be killed: the call ends on its own later.
+                await lease.run(f.sleep_then, 1.0, None)
+            assert time.monotonic() - start < 0.9
+            async with await manager.acquire(lease_seconds=10) as fresh:
+                assert await fresh.run(f.add, 1, 2) == 3
+
+    asyncio.run(main())

@@ -1,0 +1,219 @@
+"""Process backend: a dying worker, a failing initializer, hard revocation, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import _proc_funcs as f
+import pytest
+
+from leasepool import LeasedExecutorManager, LeaseExpiredError
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@asynccontextmanager
+async def process_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]:
+    kwargs.setdefault("max_pools", 1)
+    kwargs.setdefault("workers_per_pool", 2)
+    manager = LeasedExecutorManager(backend="process", **kwargs)
+    await manager.start()
+    try:
+        yield manager
+    finally:
+        await manager.stop()
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` no longer exists (or is only a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+async def until(predicate: Any, within: float = 5.0) -> None:
+    """Poll an outside observable (process table, a file) with a deadline."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("crash", "args", "cause"),
+    [
+        (f.crash_exit, (3, 0.2), "exit code 3"),
+        (f.crash_sigkill, (0.2,), "signal 9 (SIGKILL)"),
+    ],
+    ids=["exit-3", "sigkill"],
+)
+def test_worker_death_fails_only_its_call_and_the_lease_keeps_working(
+    crash: Any, args: tuple[Any, ...], cause: str
+) -> None:
+    async def main() -> None:
+        async with process_manager(workers_per_pool=1) as manager:
+            async with await manager.acquire() as lease:
+                crashing = lease.run(crash, *args)
+                # Calls queued behind the crash had not started: they move to the
+                # replacement executor and complete.
+                others = [lease.run(f.add, i, 1) for i in range(200)]
+                later = [lease.run(f.sleep_then, 0.01, i) for i in range(4)]
+                with pytest.raises(BrokenProcessPool) as info:
+                    await crashing
+                message = str(info.value)
+                assert cause in message
+                assert f"{crash.__module__}.{crash.__qualname__}()" in message
+                assert "worker process" in message
+                assert await asyncio.gather(*others) == [i + 1 for i in range(200)]
+                assert await asyncio.gather(*later) == [0, 1, 2, 3]
+                # The same lease and pool object keep serving, with a fresh worker.
+                assert await lease.run(f.add, 40, 2) == 42
+                assert manager.total_count == 1
+            async with await manager.acquire() as lease:
+                assert await lease.run(f.add, 1, 2) == 3
+
+    asyncio.run(main())
+
+
+def test_call_running_elsewhere_during_a_crash_fails_naming_the_cause(tmp_path: Path) -> None:
+    started = tmp_path / "victim-started"
+
+    async def main() -> None:
+        async with process_manager() as manager, await manager.acquire() as lease:
+            # Both workers up first: CPython 3.14 can miss the death of a worker it
+            # spawned on demand for the very call that kills it.
+            assert len(set(await asyncio.gather(*(lease.run(f.pid_after, 0.2) for _ in "ab")))) == 2
+            victim = lease.run(f.mark_then_sleep, str(started), 5.0)
+            await until(started.exists)
+            with pytest.raises(BrokenProcessPool, match="exit code 7"):
+                await lease.run(f.crash_exit, 7)
+            # The executor tears down every worker when one dies: a call that had
+            # started in another worker is lost too, and says why.
+            with pytest.raises(BrokenProcessPool, match="exit code 7") as info:
+                await victim
+            assert f"worker process {started.read_text()}" in str(info.value)
+            assert await lease.run(f.add, 1, 1) == 2
+
+    asyncio.run(main())
+
+
+def test_repeated_crashes_are_each_reported_and_capacity_stays_bounded() -> None:
+    async def main() -> None:
+        async with process_manager(max_pools=2, min_pools=1) as manager:
+            for code in (11, 12, 13):
+                async with await manager.acquire() as lease:
+                    with pytest.raises(BrokenProcessPool, match=f"exit code {code}"):
+                        await lease.run(f.crash_exit, code)
+                    assert await lease.run(f.add, code, 0) == code
+                assert manager.total_count <= 2
+
+    asyncio.run(main())
+
+
+def test_failing_initializer_breaks_the_pool_for_good() -> None:
+    async def main() -> None:
+        async with (
+            process_manager(initializer=f.failing_initializer, workers_per_pool=1) as manager,
+            await manager.acquire() as lease,
+        ):
+            with pytest.raises(BrokenProcessPool, match="initializer"):
+                await lease.run(f.add, 1, 2)
+            with pytest.raises(BrokenProcessPool, match="initializer"):
+                await lease.run(f.add, 1, 2)
+            with pytest.raises(BrokenProcessPool):
+                lease.executor.submit(f.add, 1, 2)
+
+    asyncio.run(main())
+
+
+def test_hard_expiry_terminates_a_runaway_call() -> None:
+    async def main() -> None:
+        async with process_manager(
+            workers_per_pool=1, default_lease_seconds=0.2, lease_grace_seconds=0.1
+        ) as manager:
+            lease = await manager.acquire()
+            pid = await lease.run(f.getpid)
+            start = time.monotonic()
+            with pytest.raises(LeaseExpiredError, match="terminated"):
+                await lease.run(f.sleep_then, 30.0)
+            assert time.monotonic() - start < 5.0
+            await until(lambda: process_gone(pid))
+            # A replacement pool serves the next lease.
+            async with await manager.acquire(lease_seconds=10) as fresh:
+                assert await fresh.run(f.getpid) != pid
+            assert manager.total_count == 1
+
+    asyncio.run(main())
+
+
+def test_no_worker_process_survives_stop() -> None:
+    async def main() -> list[int]:
+        async with process_manager(max_pools=2, min_pools=2) as manager:
+            a = await manager.acquire()
+            b = await manager.acquire()
+            pids = await asyncio.gather(*(lease.run(f.getpid) for lease in (a, b) * 20))
+            await a.release()
+        return sorted(set(pids))
+
+    pids = asyncio.run(main())
+    assert len(pids) >= 2
+    assert [pid for pid in pids if not process_gone(pid)] == []
+
+
+_EXIT_SCRIPT = """
+import asyncio, atexit, os, sys
+sys.path.insert(0, {tests!r})
+import _proc_funcs as f
+from leasepool import LeasedExecutorManager
+
+def alive(pid):
+    try:
+        with open(f"/proc/{{pid}}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+async def main():
+    manager = LeasedExecutorManager(backend="process", max_pools=2, min_pools=2,
+                                    workers_per_pool=2)
+    await manager.start()
+    a, b = await manager.acquire(), await manager.acquire()
+    # Slow enough that both workers of each pool take a call.
+    pids = set(await asyncio.gather(*(l.run(f.pid_after, 0.1) for l in (a, b) * 2)))
+    pending = a.run(f.sleep_then, 0.2, "late")  # still running when main() returns
+    atexit.register(lambda: print("LEFT", sorted(p for p in pids if alive(p)), flush=True))
+    print("WORKERS", len(pids), flush=True)
+    {finish}
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stop", "no-stop"])
+def test_no_orphan_processes_at_exit(stop: bool) -> None:
+    script = _EXIT_SCRIPT.format(
+        tests=str(TESTS_DIR), finish="await manager.stop()" if stop else "pass"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "WORKERS 4" in done.stdout, done.stdout
+    # atexit handlers run after the executors joined their workers.
+    assert "LEFT []" in done.stdout, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
