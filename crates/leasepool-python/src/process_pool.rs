@@ -18,8 +18,9 @@
 //! exceptions and unpicklable results stay per call, and carry the stdlib's
 //! `_RemoteTraceback` cause). At most [`CHUNKS_PER_WORKER`] × workers chunks are in
 //! flight; everything else stays queued here, where a cancelled call is dropped
-//! before it runs. The chunk size adapts: a share of what is queued, limited to about
-//! [`CHUNK_TARGET_SECONDS`] of measured call time, and a worker stops starting new
+//! before it runs. The chunk size adapts to each callable's measured call time
+//! (see [`ProcessPool::chunk_size`]): about [`CHUNK_TARGET_SECONDS`] per chunk, a
+//! callable never measured or slow travels alone, and a worker stops starting new
 //! calls of a chunk after [`CHUNK_BUDGET_SECONDS`] (the rest come back and are
 //! re-queued at the front). With `max_tasks_per_child` every call is its own task,
 //! so the limit keeps counting calls. Outcomes are delivered from the chunk future's
@@ -79,6 +80,9 @@ const MAX_CHUNK: usize = 64;
 const CHUNKS_PER_WORKER: usize = 2;
 /// A chunk holds about this much measured call time (amortises the per-task cost).
 const CHUNK_TARGET_SECONDS: f64 = 0.005;
+/// Below this much call time a chunk is not split further to spread a burst over the
+/// workers (an executor task costs 0.1–0.3 ms).
+const CHUNK_MIN_SECONDS: f64 = 0.001;
 /// A worker starts no further call of a chunk after this long.
 const CHUNK_BUDGET_SECONDS: f64 = 0.02;
 /// Between terminating a revoked pool's processes and killing the survivors.
@@ -629,10 +633,12 @@ impl ProcessPool {
         }
     }
 
-    /// Calls for the next chunk: at most a fair share of the queue (so every slot
-    /// gets work) and about [`CHUNK_TARGET_SECONDS`] of measured call time. A call
-    /// whose callable was never measured, or is slow, travels alone: packed calls
-    /// would wait for it (their results travel back with the chunk).
+    /// Calls for the next chunk: about [`CHUNK_TARGET_SECONDS`] of measured call time
+    /// (at most [`MAX_CHUNK`] calls), and no more than a fair share of the queue (so
+    /// every slot gets work) once the chunk holds [`CHUNK_MIN_SECONDS`] (below that,
+    /// another executor task costs more than it parallelises). A call whose callable
+    /// was never measured, or is slow, travels alone: packed calls would wait for it
+    /// (their results travel back with the chunk).
     fn chunk_size(&self, st: &State) -> usize {
         if self.kind() == Kind::Interpreter
             || self
@@ -643,15 +649,17 @@ impl ProcessPool {
         {
             return 1;
         }
-        let limit = st.queue.len().div_ceil(self.cap).clamp(1, MAX_CHUNK);
+        let share = st.queue.len().div_ceil(self.cap);
         let mut n = 0;
         let mut expected = 0.0;
-        for item in st.queue.iter().take(limit) {
+        for item in st.queue.iter().take(MAX_CHUNK) {
             match st.durations.get(&item.key()) {
                 Some(&seconds) if seconds < CHUNK_TARGET_SECONDS => {
                     n += 1;
                     expected += seconds;
-                    if expected >= CHUNK_TARGET_SECONDS {
+                    if expected >= CHUNK_TARGET_SECONDS
+                        || (n >= share && expected >= CHUNK_MIN_SECONDS)
+                    {
                         break;
                     }
                 }
