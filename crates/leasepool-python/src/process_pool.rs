@@ -226,11 +226,13 @@ impl ProcessBackend {
             }
         };
         if let Some((queue, target)) = &settings.log_forwarding {
-            let mut slot = lock(&self.listener);
-            if slot.is_none() {
-                let listener = start_forwarding(py)?.call1((queue, target))?;
-                *slot = Some(listener.unbind());
-                drop(slot);
+            if lock(&self.listener).is_none() {
+                let listener = start_forwarding(py)?.call1((queue, target))?.unbind();
+                let raced = lock(&self.listener).replace(listener);
+                if let Some(other) = raced {
+                    // Started twice at once: keep one listener.
+                    other.bind(py).call_method0("stop")?;
+                }
                 let log = self.logger.bind(py);
                 if log.call_method1("isEnabledFor", (10,))?.is_truthy()? {
                     log.call_method1(
@@ -444,9 +446,42 @@ struct Crash {
 /// One executor of a pool (a fresh one replaces it when it breaks).
 struct Generation {
     id: u64,
-    executor: Py<PyAny>,
+    /// Always `Some` until dropped.
+    executor: Option<Py<PyAny>>,
     completed: AtomicBool,
     crash: PyOnceLock<Crash>,
+}
+
+impl Generation {
+    fn executor<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match &self.executor {
+            Some(executor) => executor.bind(py).clone(),
+            None => py.None().into_bound(py),
+        }
+    }
+}
+
+impl Drop for Generation {
+    /// Releases the executor on a thread of its own. The last reference may go in one
+    /// of the executor's done-callbacks, i.e. on its management thread, while it
+    /// holds its `shutdown_lock` (`terminate_broken` in 3.13 and 3.14); in CPython
+    /// 3.13 the executor's weakref callback takes that same lock, so finalising the
+    /// executor there would deadlock.
+    fn drop(&mut self) {
+        let Some(executor) = self.executor.take() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("leasepool-release".to_owned())
+            .spawn(move || {
+                let mut executor = Some(executor);
+                if Python::try_attach(|_py| drop(executor.take())).is_none() {
+                    // Interpreter gone: nothing may be touched, not even refcounts.
+                    std::mem::forget(executor);
+                }
+            });
+        drop(spawned);
+    }
 }
 
 /// Calls submitted to the executor as one task.
@@ -709,7 +744,7 @@ impl ProcessPool {
                 st.next_generation += 1;
                 let generation = Arc::new(Generation {
                     id: st.next_generation,
-                    executor: executor.unbind(),
+                    executor: Some(executor.unbind()),
                     completed: AtomicBool::new(false),
                     crash: PyOnceLock::new(),
                 });
@@ -807,7 +842,7 @@ impl ProcessPool {
             self.settle_chunk(py, slot, Vec::new(), rings);
             return;
         }
-        let executor = generation.executor.bind(py);
+        let executor = generation.executor(py);
         let submitted = match self.kind() {
             Kind::Process => worker_run_chunk(py).and_then(|run_chunk| {
                 executor.call_method1(
@@ -913,8 +948,9 @@ impl ProcessPool {
                 let broken = self
                     .broken_cls(py)
                     .is_ok_and(|cls| err.value(py).is_instance(cls).unwrap_or(false));
-                if broken && from_submit {
-                    // Broke before this chunk reached it: nothing here started.
+                if broken && from_submit && self.kind() == Kind::Process {
+                    // Broke before this chunk reached it (a worker died while idle):
+                    // nothing here started.
                     requeue = items;
                     retire = true;
                 } else if broken && self.kind() == Kind::Process {
@@ -1121,7 +1157,7 @@ impl ProcessPool {
                 funcs.get(i).map(|f| describe_callable(f.bind(py)))
             });
         }
-        let dead = dead_processes(py, generation.executor.bind(py));
+        let dead = dead_processes(py, &generation.executor(py));
         // The process that died first is the one not killed by the executor's own
         // clean-up (SIGTERM); prefer one that was running a call.
         let primary = dead
@@ -1172,22 +1208,18 @@ impl ProcessPool {
     /// Forgets a broken executor (it already shuts itself down) so the next dispatch
     /// creates a fresh one. Returns it, to be dropped outside the lock.
     fn retire_generation(&self, generation: &Arc<Generation>) -> Option<Arc<Generation>> {
-        let old = {
-            let mut st = lock(&self.state);
-            if st
-                .generation
-                .as_ref()
-                .is_some_and(|g| g.id == generation.id)
-            {
-                if !generation.completed.load(Ordering::Acquire) {
-                    st.barren += 1;
-                }
-                st.generation.take()
-            } else {
-                None
-            }
-        };
-        old
+        let mut st = lock(&self.state);
+        let current = st
+            .generation
+            .as_ref()
+            .is_some_and(|g| g.id == generation.id);
+        if !current {
+            return None;
+        }
+        if !generation.completed.load(Ordering::Acquire) {
+            st.barren += 1;
+        }
+        st.generation.take()
     }
 
     /// The pool can never work again: fail what is queued, refuse new work.
@@ -1270,8 +1302,9 @@ impl ProcessPool {
     ///
     /// Never `executor.shutdown()` here or anywhere an executor's done-callback may
     /// run: the stdlib runs some callbacks under the executor's own `shutdown_lock`
-    /// (a failed initializer, `terminate_broken` in 3.14), and CPython 3.11's
-    /// shutdown races a `max_tasks_per_child` exit on the management thread. Dropping
+    /// (`ThreadPoolExecutor` after a failed initializer, `terminate_broken` in 3.13
+    /// and 3.14), and CPython 3.11's shutdown races a `max_tasks_per_child` exit on
+    /// the management thread. Dropping
     /// the executor is the stdlib's other way out: its weakref callback wakes the
     /// management thread (or the worker threads), which stop the workers. The
     /// threads are kept for `join_threads`.
@@ -1279,7 +1312,7 @@ impl ProcessPool {
         let Some(barrier) = drained else { return };
         let generation = lock(&self.state).generation.take();
         if let Some(generation) = generation {
-            let executor = generation.executor.bind(py);
+            let executor = generation.executor(py);
             let threads: Vec<Py<PyAny>> = match self.kind() {
                 Kind::Process => executor
                     .getattr("_executor_manager_thread")
@@ -1494,7 +1527,7 @@ impl ExecutorPool for ProcessPool {
             if self.kind() == Kind::Process {
                 // The executor sees its workers die, fails what it still holds and
                 // shuts itself down.
-                Self::terminate_processes(py, generation.executor.bind(py));
+                Self::terminate_processes(py, &generation.executor(py));
             }
         }
         self.finish_drain(py, drained);
