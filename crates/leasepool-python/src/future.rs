@@ -144,17 +144,22 @@ impl PyLeaseFuture {
         discard
     }
 
-    /// Settles a claimed future and gets its callbacks scheduled on the loop: right
-    /// away when called on the loop thread, else through the bridge's queue.
-    pub(crate) fn settle_claimed(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) {
-        let this = slf.get();
-        let discard = this.store(py, outcome);
-        if let Some(hook) = &this.hook {
+    /// Stores the outcome of a claimed future and tells the hook.
+    fn finish(&self, py: Python<'_>, outcome: Outcome) {
+        let discard = self.store(py, outcome);
+        if let Some(hook) = &self.hook {
             hook.on_settled(py);
             if let Some(value) = discard {
                 hook.on_discard(py, &value);
             }
         }
+    }
+
+    /// Settles a claimed future and gets its callbacks scheduled on the loop: right
+    /// away when called on the loop thread, else through the bridge's queue.
+    pub(crate) fn settle_claimed(slf: &Py<Self>, py: Python<'_>, outcome: Outcome) {
+        let this = slf.get();
+        this.finish(py, outcome);
         if this.bridge.on_loop_thread() {
             this.schedule_callbacks(py, slf);
         } else {
@@ -170,13 +175,7 @@ impl PyLeaseFuture {
         outcome: Outcome,
     ) -> bool {
         let this = slf.get();
-        let discard = this.store(py, outcome);
-        if let Some(hook) = &this.hook {
-            hook.on_settled(py);
-            if let Some(value) = discard {
-                hook.on_discard(py, &value);
-            }
-        }
+        this.finish(py, outcome);
         this.bridge
             .push_deferred(Completion::Settled(slf.clone_ref(py)))
     }

@@ -612,6 +612,22 @@ pub(crate) struct PyWorkGrinder {
 }
 
 impl PyWorkGrinder {
+    /// The loop bridge of a started grinder, or the awaitable that raises
+    /// "WorkGrinder is not started" for `what`.
+    fn started_bridge(
+        &self,
+        py: Python<'_>,
+        what: &'static str,
+    ) -> PyResult<Result<Arc<LoopBridge>, Py<PyAny>>> {
+        match self.core.bridge() {
+            Some(bridge) => Ok(Ok(bridge)),
+            None => {
+                let err = runtime_error("WorkGrinder is not started");
+                Ok(Err(PyEngineCoroutine::failing(py, what, err)?.into_any()))
+            }
+        }
+    }
+
     fn job(
         py: Python<'_>,
         func: Py<PyAny>,
@@ -743,9 +759,9 @@ impl PyWorkGrinder {
     ) -> PyResult<Py<PyAny>> {
         crate::errors::guard_panics(|| {
             let owner = owner.unwrap_or_else(|| py.None());
-            let Some(bridge) = self.core.bridge() else {
-                let err = runtime_error("WorkGrinder is not started");
-                return Ok(PyEngineCoroutine::failing(py, "WorkGrinder.submit", err)?.into_any());
+            let bridge = match self.started_bridge(py, "WorkGrinder.submit")? {
+                Ok(bridge) => bridge,
+                Err(refusal) => return Ok(refusal),
             };
             let future = PyLeaseFuture::pending(py, bridge.clone(), None)?;
             let job = Self::job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
@@ -770,9 +786,9 @@ impl PyWorkGrinder {
     ) -> PyResult<Py<PyAny>> {
         crate::errors::guard_panics(|| {
             let owner = owner.unwrap_or_else(|| py.None());
-            let Some(bridge) = self.core.bridge() else {
-                let err = runtime_error("WorkGrinder is not started");
-                return Ok(PyEngineCoroutine::failing(py, "WorkGrinder.enqueue", err)?.into_any());
+            let bridge = match self.started_bridge(py, "WorkGrinder.enqueue")? {
+                Ok(bridge) => bridge,
+                Err(refusal) => return Ok(refusal),
             };
             let result = bridge
                 .event_loop()
