@@ -11,9 +11,10 @@ step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
 step "python environment"
 [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
 PY=$VENV/bin/python
+[[ $PY == /* ]] || PY=$PWD/$PY
 "$PY" -m pip install -q --upgrade pip
 "$PY" -m pip install -q '.[test]'
-export PYO3_PYTHON=$PWD/$PY
+export PYO3_PYTHON=$PY
 
 step "cargo fmt"
 cargo fmt --all -- --check
@@ -34,10 +35,13 @@ step "ruff"
 
 step "mypy --strict"
 "$PY" -m mypy --strict python/leasepool
+# Tests and benchmarks are checked against the installed package (and its stubs).
+(cd /tmp && "$PY" -m mypy --strict --config-file "$OLDPWD/pyproject.toml" \
+    "$OLDPWD/tests" "$OLDPWD/benchmarks")
 
 step "pytest"
 # Run from outside the checkout so tests import the installed package.
-(cd /tmp && "$OLDPWD/$PY" -m pytest "$OLDPWD/tests" -q -p no:cacheprovider)
+(cd /tmp && "$PY" -m pytest "$OLDPWD/tests" -q -p no:cacheprovider)
 
 if [[ ${LEASEPOOL_PY314:-0} == 1 ]]; then
     step "pytest on CPython 3.14"
