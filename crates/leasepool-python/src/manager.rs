@@ -74,6 +74,32 @@ pub(crate) struct ManagerCore {
     process: Option<Arc<ProcessBackend>>,
 }
 
+impl Drop for ManagerCore {
+    /// A manager dropped without `stop()`: close its pools so parked workers exit now
+    /// instead of lingering until interpreter exit, and fail anyone still waiting.
+    /// (Leases keep the core alive, so no lease can outlive this.)
+    fn drop(&mut self) {
+        let engine = match self.engine.get_mut() {
+            Ok(engine) => engine,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !engine.is_running() {
+            return;
+        }
+        let mut fx = Fx::default();
+        engine.stop(&mut fx);
+        let _ = Python::try_attach(|py| {
+            for waiter in fx.refused.drain(..) {
+                let err = lease_error(py, &LeaseError::NotStarted);
+                PyLeaseFuture::settle(&waiter.future, py, Outcome::Error(err));
+            }
+            for pool in fx.retired.drain(..).chain(fx.revoked.drain(..)) {
+                pool.shutdown(py, None);
+            }
+        });
+    }
+}
+
 /// Every manager of this process, so a forked child can disown the parent's threads.
 static MANAGERS: Mutex<Vec<Weak<ManagerCore>>> = Mutex::new(Vec::new());
 
