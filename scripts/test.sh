@@ -20,10 +20,10 @@ step "cargo fmt"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --workspace --all-targets -q -- -D warnings
+cargo clippy --workspace --all-targets --all-features -q -- -D warnings
 
-step "cargo test (engine)"
-cargo test -p leasepool -q
+step "cargo test (engine, with the tokio front end)"
+cargo test -p leasepool --all-features -q
 
 step "loom model tests"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

@@ -19,6 +19,8 @@ pub mod lease;
 pub mod manager;
 pub mod sizing;
 mod sync;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod tokio;
 pub mod waiters;
 pub mod worker_pool;
 

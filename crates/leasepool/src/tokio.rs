@@ -1,0 +1,384 @@
+//! An async front end for tokio: [`LeaseManager`].
+//!
+//! The same engine as the Python package — FIFO hand-off, lease expiry with a grace
+//! period, adaptive pool counts — for Rust services whose "pools" are anything
+//! cloneable: a client connection pool, a `rayon::ThreadPool`, a GPU queue handle.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), leasepool::LeaseError> {
+//! use leasepool::tokio::LeaseManager;
+//! use leasepool::PoolLimits;
+//!
+//! let limits = PoolLimits::new(2, 1, 10, 1).expect("valid limits");
+//! let manager = LeaseManager::new(limits, 300.0, 15.0, |seq| format!("pool-{seq}"));
+//! let lease = manager.acquire().await?;          // waits (FIFO) when all pools are leased
+//! assert_eq!(lease.pool(), "pool-1");
+//! drop(lease);                                   // returned to the manager
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cancel safety
+//!
+//! [`LeaseManager::acquire`] is cancel-safe: dropping the future while it waits
+//! removes the waiter; dropping it after the engine already handed it a pool (but
+//! before it was polled again) returns that pool, which goes to the next waiter. So
+//! `tokio::time::timeout(d, manager.acquire())` never leaks a pool.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::expiry::monotonic;
+use crate::lease::{LeaseKey, LeaseTiming};
+use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
+use crate::sizing::PoolLimits;
+use crate::waiters::Ticket;
+use crate::LeaseError;
+
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// A queued `acquire()`: claimed by the engine (or cancelled) exactly once; the grant
+/// travels through a oneshot channel.
+struct QueuedAcquire<P> {
+    state: Arc<AtomicU8>,
+    grant_tx: Option<oneshot::Sender<Grant<P>>>,
+}
+
+impl<P> Waiter for QueuedAcquire<P> {
+    fn try_claim(&self) -> bool {
+        self.state
+            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+type Engine<P> = Manager<P, (), QueuedAcquire<P>>;
+
+struct Shared<P> {
+    engine: Mutex<Engine<P>>,
+    default_lease_seconds: f64,
+    /// The load signal for adaptive sizing (see [`LeaseManager::set_load`]).
+    load: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl<P: Clone + Send + 'static> Shared<P> {
+    fn target(&self, engine: &Engine<P>) -> usize {
+        engine.limits().desired(self.load.load(Ordering::Relaxed))
+    }
+
+    /// Performs effects outside the lock: grants travel to their waiters; a grant
+    /// whose waiter is gone is released, which may grant the next waiter in turn.
+    fn perform(&self, mut fx: Effects<P, (), QueuedAcquire<P>>) {
+        loop {
+            let mut orphaned = Vec::new();
+            for (mut waiter, grant) in fx.granted.drain(..) {
+                if let Some(tx) = waiter.grant_tx.take() {
+                    if let Err(grant) = tx.send(grant) {
+                        orphaned.push(grant.key);
+                    }
+                }
+            }
+            // Refused/dropped waiters and retired pools are dropped here, unlocked.
+            drop(fx);
+            if orphaned.is_empty() {
+                return;
+            }
+            fx = Effects::default();
+            let mut engine = lock(&self.engine);
+            let target = self.target(&engine);
+            for key in orphaned {
+                engine.release(key, monotonic(), target, &mut fx);
+            }
+        }
+    }
+
+    fn release(&self, key: LeaseKey) {
+        let mut fx = Effects::default();
+        {
+            let mut engine = lock(&self.engine);
+            let target = self.target(&engine);
+            engine.release(key, monotonic(), target, &mut fx);
+        }
+        self.perform(fx);
+    }
+}
+
+/// A bounded set of pools handed out as leases. Cheap to clone (shared state).
+pub struct LeaseManager<P> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P> Clone for LeaseManager<P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> LeaseManager<P> {
+    /// A started manager that creates pools with `factory(seq)` (seq = 1, 2, ...).
+    /// Leases last `default_lease_seconds` plus `grace_seconds` before they expire.
+    pub fn new(
+        limits: PoolLimits,
+        default_lease_seconds: f64,
+        grace_seconds: f64,
+        factory: impl FnMut(u64) -> P + Send + 'static,
+    ) -> Self {
+        let mut engine = Manager::new(limits, grace_seconds, Box::new(factory));
+        let mut fx = Effects::default();
+        engine.start(limits.desired(0), &mut fx);
+        Self {
+            shared: Arc::new(Shared {
+                engine: Mutex::new(engine),
+                default_lease_seconds,
+                load: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Leases a free pool now, or fails with [`LeaseError::Unavailable`] (never
+    /// overtaking callers already waiting).
+    ///
+    /// # Errors
+    /// [`LeaseError::Unavailable`] or [`LeaseError::NotStarted`] (after `stop`).
+    pub fn try_acquire(&self) -> Result<Lease<P>, LeaseError> {
+        let mut fx = Effects::default();
+        let acquired = lock(&self.shared.engine).acquire(
+            monotonic(),
+            self.shared.default_lease_seconds,
+            (),
+            None,
+            &mut fx,
+        );
+        self.shared.perform(fx);
+        match acquired? {
+            Acquired::Granted(grant) => Ok(self.lease(grant)),
+            Acquired::Queued(_) => Err(LeaseError::Unavailable {
+                max_pools: self.limits().max_pools(),
+            }),
+        }
+    }
+
+    /// Leases a pool for the default lease time, waiting in arrival order.
+    ///
+    /// # Errors
+    /// [`LeaseError::NotStarted`] if the manager is (or gets) stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: see the module docs.
+    pub async fn acquire(&self) -> Result<Lease<P>, LeaseError> {
+        self.acquire_for(self.shared.default_lease_seconds).await
+    }
+
+    /// Like [`acquire`](Self::acquire) with an explicit lease time in seconds.
+    ///
+    /// # Errors
+    /// [`LeaseError::InvalidLeaseSeconds`], [`LeaseError::NotStarted`].
+    pub async fn acquire_for(&self, lease_seconds: f64) -> Result<Lease<P>, LeaseError> {
+        let state = Arc::new(AtomicU8::new(PENDING));
+        let (grant_tx, grant_rx) = oneshot::channel();
+        let waiter = QueuedAcquire {
+            state: state.clone(),
+            grant_tx: Some(grant_tx),
+        };
+        let mut fx = Effects::default();
+        let acquired = lock(&self.shared.engine).acquire(
+            monotonic(),
+            lease_seconds,
+            (),
+            Some(waiter),
+            &mut fx,
+        );
+        self.shared.perform(fx);
+        let ticket = match acquired? {
+            Acquired::Granted(grant) => return Ok(self.lease(grant)),
+            Acquired::Queued(ticket) => ticket,
+        };
+        let mut wait = Wait {
+            shared: self.shared.clone(),
+            state,
+            ticket,
+            grant_rx: Some(grant_rx),
+        };
+        let rx = wait.grant_rx.as_mut().map(|rx| &mut *rx);
+        let granted = match rx {
+            Some(rx) => rx.await,
+            None => return Err(LeaseError::NotStarted),
+        };
+        wait.grant_rx = None;
+        match granted {
+            Ok(grant) => Ok(self.lease(grant)),
+            // The sender was dropped unsent: the manager stopped.
+            Err(_) => Err(LeaseError::NotStarted),
+        }
+    }
+
+    fn lease(&self, grant: Grant<P>) -> Lease<P> {
+        Lease {
+            grant: Some(grant),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Sets the load signal; the target pool count becomes
+    /// `min(max_pools, max(min_pools, ceil(load / units_per_pool)))` at the next
+    /// [`check`](Self::check) (and for every release).
+    pub fn set_load(&self, units: u64) {
+        self.shared.load.store(units, Ordering::Relaxed);
+    }
+
+    /// The periodic check: revokes leases past their hard expiry, grows to the
+    /// target, retires idle pools above it, serves waiters. Returns when the next
+    /// lease hard-expires (monotonic seconds), if any.
+    pub fn check(&self) -> Option<f64> {
+        let mut fx = Effects::default();
+        let next = {
+            let mut engine = lock(&self.shared.engine);
+            let target = self.shared.target(&engine);
+            engine.check(monotonic(), target, &mut fx);
+            engine.next_hard_expiry()
+        };
+        self.shared.perform(fx);
+        next
+    }
+
+    /// Runs [`check`](Self::check) forever: at each lease's hard expiry and at least
+    /// every `interval`. Spawn it (`tokio::spawn(manager.clone().run_checker(..))`);
+    /// drop or abort it to stop.
+    pub async fn run_checker(self, interval: Duration) {
+        loop {
+            let next = self.check();
+            let wait = next.map_or(interval, |at| {
+                Duration::from_secs_f64((at - monotonic()).max(0.0)).min(interval)
+            });
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Stops: every lease is revoked, every waiter gets [`LeaseError::NotStarted`].
+    pub fn stop(&self) {
+        let mut fx = Effects::default();
+        lock(&self.shared.engine).stop(&mut fx);
+        self.shared.perform(fx);
+    }
+
+    /// The manager's limits.
+    #[must_use]
+    pub fn limits(&self) -> PoolLimits {
+        lock(&self.shared.engine).limits()
+    }
+
+    /// `(available, leased, total)` pool counts.
+    #[must_use]
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let engine = lock(&self.shared.engine);
+        (
+            engine.available_count(),
+            engine.leased_count(),
+            engine.total_count(),
+        )
+    }
+
+    /// Callers waiting for a pool.
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        lock(&self.shared.engine).waiter_count()
+    }
+}
+
+/// Keeps an `acquire()` future cancel-safe (see the module docs).
+struct Wait<P: Clone + Send + 'static> {
+    shared: Arc<Shared<P>>,
+    state: Arc<AtomicU8>,
+    ticket: Ticket,
+    grant_rx: Option<oneshot::Receiver<Grant<P>>>,
+}
+
+impl<P: Clone + Send + 'static> Drop for Wait<P> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.grant_rx.take() else {
+            return;
+        };
+        if self
+            .state
+            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let removed = lock(&self.shared.engine).cancel_waiter(self.ticket);
+            drop(removed);
+            return;
+        }
+        // Claimed: the grant is in the channel or about to be sent. Closing first
+        // makes a later send fail (and the sender release the grant); anything
+        // already sent is taken back here and released.
+        rx.close();
+        if let Ok(grant) = rx.try_recv() {
+            self.shared.release(grant.key);
+        }
+    }
+}
+
+/// The right to use one pool until released (dropped) or expired.
+pub struct Lease<P: Clone + Send + 'static> {
+    grant: Option<Grant<P>>,
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: Clone + Send + 'static> Lease<P> {
+    fn grant(&self) -> &Grant<P> {
+        self.grant
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a lease holds its grant until dropped"))
+    }
+
+    /// The leased pool.
+    #[must_use]
+    pub fn pool(&self) -> &P {
+        &self.grant().pool
+    }
+
+    /// The lease id (32 hex digits).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.grant().id
+    }
+
+    /// When the lease was granted and when it expires.
+    #[must_use]
+    pub fn timing(&self) -> LeaseTiming {
+        self.grant().timing
+    }
+
+    /// Whether new work may still go through this lease: not revoked and not past
+    /// its hard expiry.
+    #[must_use]
+    pub fn is_live(&self) -> bool {
+        let grant = self.grant();
+        grant.live.load(Ordering::Acquire) && !grant.timing.is_hard_expired(monotonic())
+    }
+
+    /// Returns the pool (same as dropping the lease).
+    pub fn release(self) {}
+}
+
+impl<P: Clone + Send + 'static> Drop for Lease<P> {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            self.shared.release(grant.key);
+        }
+    }
+}

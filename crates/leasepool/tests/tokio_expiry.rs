@@ -1,0 +1,40 @@
+//! tokio front end: the checker revokes expired leases; the load signal resizes.
+#![cfg(feature = "tokio")]
+
+use std::time::Duration;
+
+use leasepool::tokio::LeaseManager;
+use leasepool::PoolLimits;
+
+#[tokio::test]
+async fn checker_revokes_a_lease_at_its_hard_expiry() {
+    let m = LeaseManager::new(PoolLimits::new(1, 1, 10, 1).unwrap(), 60.0, 0.02, |s| s);
+    let checker = tokio::spawn(m.clone().run_checker(Duration::from_secs(60)));
+    let lease = m.acquire_for(0.02).await.unwrap();
+    assert!(lease.is_live());
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while m.counts().1 != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("revoked well before the 60 s check interval");
+    assert!(!lease.is_live());
+    assert_eq!(m.counts(), (1, 0, 1), "minimum restored with a fresh pool");
+    assert_eq!(*m.try_acquire().unwrap().pool(), 2);
+    checker.abort();
+}
+
+#[tokio::test]
+async fn load_signal_grows_and_shrinks_idle_pools() {
+    let m = LeaseManager::new(PoolLimits::new(4, 1, 10, 1).unwrap(), 60.0, 5.0, |s| s);
+    m.set_load(35);
+    m.check();
+    assert_eq!(m.counts(), (4, 0, 4));
+    let lease = m.try_acquire().unwrap();
+    m.set_load(0);
+    m.check();
+    assert_eq!(m.counts(), (0, 1, 1), "idle pools retired, the lease kept");
+    drop(lease);
+    assert_eq!(m.counts(), (1, 0, 1));
+}
