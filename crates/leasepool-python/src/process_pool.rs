@@ -71,7 +71,11 @@ use crate::bridge::LoopBridge;
 use crate::errors::guard_panics;
 use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool};
-use crate::py_cache::{coerce_log_level, exception_class, resolve_executor_cls};
+use crate::py_cache::{
+    broken_process_pool, broken_thread_pool, coerce_log_level, exception_class, mp_wait,
+    pickle_loads, raw_array, resolve_executor_cls, start_forwarding, worker_dumps,
+    worker_initialize, worker_run_chunk,
+};
 
 /// Most calls in one executor task.
 const MAX_CHUNK: usize = 64;
@@ -96,50 +100,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Err(p) => p.into_inner(),
     }
 }
-
-/// `module.attr`, looked up once.
-fn cached<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    module: &str,
-    attr: &str,
-) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import(module)?.getattr(attr)?.unbind())
-    })
-    .map(|obj| obj.bind(py))
-}
-
-macro_rules! cached_fn {
-    ($name:ident, $module:literal, $attr:literal) => {
-        fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            cached(py, &CELL, $module, $attr)
-        }
-    };
-}
-
-cached_fn!(worker_dumps, "leasepool._process_worker", "dumps");
-cached_fn!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
-cached_fn!(worker_initialize, "leasepool._process_worker", "initialize");
-cached_fn!(pickle_loads, "pickle", "loads");
-cached_fn!(
-    broken_process_pool,
-    "concurrent.futures.process",
-    "BrokenProcessPool"
-);
-cached_fn!(
-    broken_thread_pool,
-    "concurrent.futures.thread",
-    "BrokenThreadPool"
-);
-cached_fn!(raw_array, "multiprocessing.sharedctypes", "RawArray");
-cached_fn!(mp_wait, "multiprocessing.connection", "wait");
-cached_fn!(
-    start_forwarding,
-    "leasepool._process_logging",
-    "start_forwarding"
-);
 
 /// Which standard-library executor a pool wraps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -46,6 +46,24 @@ cached_attr!(
 );
 cached_attr!(get_logger, "logging", "getLogger");
 
+// Process and interpreter backends.
+cached_attr!(worker_dumps, "leasepool._process_worker", "dumps");
+cached_attr!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
+cached_attr!(worker_initialize, "leasepool._process_worker", "initialize");
+cached_attr!(pickle_loads, "pickle", "loads");
+cached_attr!(
+    broken_process_pool,
+    "concurrent.futures.process",
+    "BrokenProcessPool"
+);
+cached_attr!(raw_array, "multiprocessing.sharedctypes", "RawArray");
+cached_attr!(mp_wait, "multiprocessing.connection", "wait");
+cached_attr!(
+    start_forwarding,
+    "leasepool._process_logging",
+    "start_forwarding"
+);
+
 /// The exception classes of `leasepool.exceptions` (plain Python classes, so users
 /// can subclass and catch them exactly as before).
 pub(crate) fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
