@@ -4,8 +4,10 @@
 //! The doorbell is an eventfd registered with `loop.add_reader`, so a burst of
 //! results costs the loop one wake-up, and the worker rings it after detaching from
 //! the interpreter (see `thread_pool.rs`), so the loop never wakes into a held GIL.
-//! Loops without `add_reader` get one coalesced `call_soon_threadsafe` per burst.
+//! Loops without `add_reader` get one coalesced `call_soon_threadsafe` per burst, and
+//! so does every loop after `stop()` unregistered the eventfd.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::ThreadId;
 
@@ -34,37 +36,39 @@ pub(crate) enum Completion {
     Call(LoopTask),
 }
 
-pub(crate) enum Bell {
-    Fd(FdDoorbell),
-    /// For loops without `add_reader`: `call_soon_threadsafe(drain)`.
-    Threadsafe {
-        call_soon_threadsafe: Py<PyAny>,
-        drain: OnceLock<Py<PyAny>>,
-    },
+/// The loop's doorbell: the eventfd watched with `add_reader` while the bridge is
+/// attached; `call_soon_threadsafe(drain)` for loops without `add_reader`, and for
+/// every loop once `stop()` unregistered the eventfd (a done-callback added to a
+/// future that finished before `stop()` must still run).
+pub(crate) struct Bell {
+    fd: Option<FdDoorbell>,
+    threadsafe: AtomicBool,
+    call_soon_threadsafe: Py<PyAny>,
+    drain: OnceLock<Py<PyAny>>,
 }
 
 impl Doorbell for Bell {
     fn ring(&self) {
-        match self {
-            Self::Fd(fd) => fd.ring(),
-            Self::Threadsafe {
-                call_soon_threadsafe,
-                drain,
-            } => {
-                let Some(drain) = drain.get() else { return };
-                // try_attach: never panic during interpreter shutdown.
-                let _ = Python::try_attach(|py| {
-                    if let Err(err) = call_soon_threadsafe.bind(py).call1((drain,)) {
-                        // The loop is closed: nobody is left to deliver to.
-                        drop(err);
-                    }
-                });
+        if !self.threadsafe.load(Ordering::Acquire) {
+            if let Some(fd) = &self.fd {
+                fd.ring();
+                return;
             }
         }
+        let Some(drain) = self.drain.get() else {
+            return;
+        };
+        // Never panics during interpreter shutdown; see `attach` for which threads may.
+        let _ = crate::attach::attach_known_thread(|py| {
+            if let Err(err) = self.call_soon_threadsafe.bind(py).call1((drain,)) {
+                // The loop is closed: nobody is left to deliver to.
+                drop(err);
+            }
+        });
     }
 
     fn clear(&self) {
-        if let Self::Fd(fd) = self {
+        if let Some(fd) = &self.fd {
             fd.clear();
         }
     }
@@ -85,12 +89,14 @@ struct DrainCallback {
 
 #[pymethods]
 impl DrainCallback {
-    fn __call__(&self, py: Python<'_>) {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let mut escaping = Ok(());
         crate::errors::contain_panics(py, "leasepool completion drain", || {
             if let Some(bridge) = self.bridge.upgrade() {
-                bridge.drain(py);
+                escaping = bridge.drain(py);
             }
         });
+        escaping
     }
 }
 
@@ -103,7 +109,12 @@ impl LoopBridge {
             event_loop: event_loop.clone().unbind(),
             call_soon: event_loop.getattr("call_soon")?.unbind(),
             loop_thread: std::thread::current().id(),
-            queue: CompletionQueue::new(Bell::Fd(fd_bell)),
+            queue: CompletionQueue::new(Bell {
+                fd: Some(fd_bell),
+                threadsafe: AtomicBool::new(false),
+                call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
+                drain: OnceLock::new(),
+            }),
         });
         let drain = Py::new(
             py,
@@ -111,31 +122,23 @@ impl LoopBridge {
                 bridge: Arc::downgrade(&bridge),
             },
         )?;
+        let _ = bridge
+            .queue
+            .bell()
+            .drain
+            .set(drain.clone_ref(py).into_any());
         match event_loop.call_method1("add_reader", (fd, &drain)) {
-            Ok(_) => Ok(bridge),
+            Ok(_) => {}
             Err(err) if err.is_instance_of::<PyNotImplementedError>(py) => {
-                let fallback = Arc::new(Self {
-                    event_loop: event_loop.clone().unbind(),
-                    call_soon: event_loop.getattr("call_soon")?.unbind(),
-                    loop_thread: std::thread::current().id(),
-                    queue: CompletionQueue::new(Bell::Threadsafe {
-                        call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
-                        drain: OnceLock::new(),
-                    }),
-                });
-                let drain = Py::new(
-                    py,
-                    DrainCallback {
-                        bridge: Arc::downgrade(&fallback),
-                    },
-                )?;
-                if let Bell::Threadsafe { drain: slot, .. } = fallback.queue.bell() {
-                    let _ = slot.set(drain.into_any());
-                }
-                Ok(fallback)
+                bridge
+                    .queue
+                    .bell()
+                    .threadsafe
+                    .store(true, Ordering::Release);
             }
-            Err(err) => Err(err),
+            Err(err) => return Err(err),
         }
+        Ok(bridge)
     }
 
     /// Settles a plain `asyncio.Future`: now on the loop thread, else via the queue.
@@ -147,22 +150,32 @@ impl LoopBridge {
         }
     }
 
-    /// Unregisters the doorbell from the loop (on the loop thread, at stop), after
-    /// delivering whatever is still queued.
-    pub(crate) fn detach(&self, py: Python<'_>) {
+    /// Unregisters the eventfd from the loop (on the loop thread, at stop), after
+    /// delivering whatever is still queued. Anything queued later (a done-callback
+    /// added to a future that finished before `stop()`) reaches the loop through
+    /// `call_soon_threadsafe`.
+    pub(crate) fn detach(&self, py: Python<'_>) -> PyResult<()> {
         while !self.queue.is_empty() {
-            self.drain(py);
+            self.drain(py)?;
         }
-        if let Bell::Fd(fd) = self.queue.bell() {
-            let loop_ = self.event_loop.bind(py);
-            let closed = loop_
-                .call_method0("is_closed")
-                .and_then(|v| v.is_truthy())
-                .unwrap_or(true);
-            if !closed {
-                let _ = loop_.call_method1("remove_reader", (fd.read_fd(),));
+        let bell = self.queue.bell();
+        if let Some(fd) = &bell.fd {
+            if !bell.threadsafe.swap(true, Ordering::AcqRel) {
+                let loop_ = self.event_loop.bind(py);
+                let closed = loop_
+                    .call_method0("is_closed")
+                    .and_then(|v| v.is_truthy())
+                    .unwrap_or(true);
+                if !closed {
+                    loop_.call_method1("remove_reader", (fd.read_fd(),))?;
+                }
             }
         }
+        // A push that raced the switch rang the eventfd nobody reads any more.
+        if !self.queue.is_empty() {
+            self.queue.ring();
+        }
+        Ok(())
     }
 
     pub(crate) fn event_loop(&self) -> &Py<PyAny> {
@@ -202,20 +215,38 @@ impl LoopBridge {
         }
     }
 
-    fn drain(&self, py: Python<'_>) {
-        for item in self.queue.drain(DRAIN_BATCH) {
-            match item {
-                Completion::Settled(future) => future.get().run_callbacks(py, &future),
-                Completion::Callback(callback, future, context) => {
-                    future
-                        .get()
-                        .run_callback(py, &future, &callback, context.as_ref());
-                }
-                Completion::Resolve(future, outcome) => {
-                    resolve_asyncio(py, future.bind(py), outcome)
-                }
-                Completion::Call(f) => f(py),
+    /// Delivers up to [`DRAIN_BATCH`] completions. A `KeyboardInterrupt` or
+    /// `SystemExit` from a callback stops the drain and propagates (the loop re-raises
+    /// both, as asyncio's `Handle` does); what was not delivered goes back to the
+    /// front of the queue for the next drain.
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut batch = self.queue.drain(DRAIN_BATCH).into_iter();
+        while let Some(item) = batch.next() {
+            if let Err(escaping) = deliver(py, item) {
+                self.queue.requeue_front(batch);
+                return Err(escaping);
             }
+        }
+        Ok(())
+    }
+}
+
+/// Delivers one completion; `Err` only for an exception that must leave the loop.
+fn deliver(py: Python<'_>, item: Completion) -> PyResult<()> {
+    match item {
+        Completion::Settled(future) => future.get().run_callbacks(py, &future),
+        Completion::Callback(callback, future, context) => {
+            future
+                .get()
+                .run_callback(py, &future, &callback, context.as_ref())
+        }
+        Completion::Resolve(future, outcome) => {
+            resolve_asyncio(py, future.bind(py), outcome);
+            Ok(())
+        }
+        Completion::Call(f) => {
+            f(py);
+            Ok(())
         }
     }
 }

@@ -213,11 +213,22 @@ impl PyLeaseFuture {
     /// and only from a top-level loop callback — the completion drain — where this is
     /// exactly what a scheduled `Handle` would do one step later, minus the `Handle`).
     /// A failing callback is reported to the loop's exception handler, as asyncio does.
-    pub(crate) fn run_callbacks(&self, py: Python<'_>, slf: &Py<Self>) {
+    ///
+    /// A `KeyboardInterrupt` or `SystemExit` is returned instead (the drain lets it
+    /// leave the loop, as asyncio's `Handle._run` does); the callbacks after it are
+    /// handed to `loop.call_soon` first, so none is lost.
+    pub(crate) fn run_callbacks(&self, py: Python<'_>, slf: &Py<Self>) -> PyResult<()> {
         let callbacks = std::mem::take(&mut lock(&self.inner).callbacks);
-        for (callback, context) in callbacks {
-            self.run_callback(py, slf, &callback, context.as_ref());
+        let mut callbacks = callbacks.into_iter();
+        while let Some((callback, context)) = callbacks.next() {
+            if let Err(escaping) = self.run_callback(py, slf, &callback, context.as_ref()) {
+                for (callback, context) in callbacks {
+                    self.call_soon(py, slf, callback, context);
+                }
+                return Err(escaping);
+            }
         }
+        Ok(())
     }
 
     /// Runs one callback in its context (see [`run_callbacks`](Self::run_callbacks)).
@@ -227,15 +238,20 @@ impl PyLeaseFuture {
         slf: &Py<Self>,
         callback: &Py<PyAny>,
         context: Option<&Py<PyAny>>,
-    ) {
+    ) -> PyResult<()> {
         let result = match context {
             None => callback.bind(py).call1((slf,)),
             Some(ctx) => ctx
                 .bind(py)
                 .call_method1(pyo3::intern!(py, "run"), (callback, slf)),
         };
-        if let Err(err) = result {
-            self.report_callback_error(py, callback, &err);
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if escapes_the_loop(py, &err) => Err(err),
+            Err(err) => {
+                self.report_callback_error(py, callback, &err);
+                Ok(())
+            }
         }
     }
 
@@ -585,7 +601,8 @@ impl Drop for PyLeaseFuture {
             return;
         }
         // A granted lease dropped unawaited: hand the pool on instead of leaking it.
-        let _ = Python::try_attach(|py| Self::discard_if_undelivered(self, py, true));
+        let _ =
+            crate::attach::attach_known_thread(|py| Self::discard_if_undelivered(self, py, true));
     }
 }
 
@@ -671,4 +688,11 @@ pub(crate) fn make_exception(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAn
         return PyErr::from_value(typ.clone());
     }
     PyTypeError::new_err("exceptions must be classes or instances deriving from BaseException")
+}
+
+/// `KeyboardInterrupt` and `SystemExit`: the exceptions an asyncio loop re-raises from
+/// a callback instead of reporting them to its exception handler.
+fn escapes_the_loop(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+        || err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
 }

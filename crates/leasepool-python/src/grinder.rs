@@ -484,7 +484,7 @@ impl GrinderCore {
                     state.bridge.take()
                 };
                 if let Some(bridge) = bridge {
-                    bridge.detach(py);
+                    bridge.detach(py)?;
                 }
                 core.logger.log(py, INFO, "WorkGrinder stopped", (), None);
                 Ok(Step::Done(py.None()))

@@ -39,7 +39,7 @@ pub(crate) struct Job {
 impl Drop for Job {
     fn drop(&mut self) {
         if let Some(observer) = self.observer.take() {
-            let _ = Python::try_attach(|py| observer.job_done(py));
+            let _ = crate::attach::attach_known_thread(|py| observer.job_done(py));
         }
     }
 }

@@ -3,8 +3,9 @@
 //! One module per concern: [`manager`] (LeasedExecutorManager), [`lease`]
 //! (ExecutorLease), [`future`] (the awaitable), [`coroutine`] (start/stop),
 //! [`bridge`] (worker → event-loop wake-ups), [`thread_pool`] (native worker
-//! threads), [`job`] (a queued call), [`errors`], [`logging`], [`py_cache`].
+//! threads), [`job`] (a queued call), [`attach`] (which threads may attach), [`errors`], [`logging`], [`py_cache`].
 
+mod attach;
 mod bridge;
 mod coroutine;
 mod errors;

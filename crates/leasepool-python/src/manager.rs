@@ -21,7 +21,7 @@ use crate::errors::{config_error, lease_error};
 use crate::future::{FutureHook, Outcome, PyLeaseFuture};
 use crate::lease::PyExecutorLease;
 use crate::logging::{Logger, DEBUG, INFO, WARNING};
-use crate::pool::{DrainBarrier, ExecutorPool};
+use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
 use crate::process_pool::ProcessBackend;
 use crate::py_cache::{
     coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
@@ -88,7 +88,7 @@ impl Drop for ManagerCore {
         }
         let mut fx = Fx::default();
         engine.stop(&mut fx);
-        let _ = Python::try_attach(|py| {
+        let _ = crate::attach::attach_known_thread(|py| {
             for waiter in fx.refused.drain(..) {
                 let err = lease_error(py, &LeaseError::NotStarted);
                 PyLeaseFuture::settle(&waiter.future, py, Outcome::Error(err));
@@ -461,16 +461,24 @@ impl ManagerCore {
         Ok(Step::Await(
             stopped,
             Some(Box::new(move |py| {
+                let mut reapable = Reapable::default();
                 for pool in &retired {
-                    pool.join_threads(py);
+                    reapable.extend(pool.take_reapable());
                 }
-                if let Some(process) = &core.process {
-                    process.stop(py);
-                }
-                bridge.detach(py);
-                core.logger
-                    .log(py, INFO, "LeasedExecutorManager stopped", (), None);
-                Ok(Step::Done(py.None()))
+                let reaped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+                reap_in_background(py, reapable, &reaped)?;
+                Ok(Step::Await(
+                    reaped,
+                    Some(Box::new(move |py| {
+                        if let Some(process) = &core.process {
+                            process.stop(py);
+                        }
+                        bridge.detach(py)?;
+                        core.logger
+                            .log(py, INFO, "LeasedExecutorManager stopped", (), None);
+                        Ok(Step::Done(py.None()))
+                    })),
+                ))
             })),
         ))
     }

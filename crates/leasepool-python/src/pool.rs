@@ -2,11 +2,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
 use crate::bridge::LoopTask;
+use crate::future::{Outcome, PyLeaseFuture};
 use crate::job::Job;
+use crate::py_cache::background_reap;
 
 /// One leased executor (a thread pool, a process pool, ...).
 ///
@@ -31,8 +34,65 @@ pub(crate) trait ExecutorPool: Send + Sync {
         self.shutdown(py, None);
     }
 
-    /// Reaps the pool's threads or processes after a drain (stop()).
-    fn join_threads(&self, py: Python<'_>);
+    /// Hands over what must be joined once the pool drained (`stop()`).
+    fn take_reapable(&self) -> Reapable;
+}
+
+/// What a drained pool leaves to join: its threads, and the processes they wait for.
+#[derive(Default)]
+pub(crate) struct Reapable {
+    pub(crate) threads: Vec<Py<PyAny>>,
+    pub(crate) processes: Vec<Py<PyAny>>,
+}
+
+impl Reapable {
+    pub(crate) fn extend(&mut self, other: Reapable) {
+        self.threads.extend(other.threads);
+        self.processes.extend(other.processes);
+    }
+}
+
+/// Joins `reapable` on a `threading.Thread` (`_background.reap`), never on the event
+/// loop: a worker process that was stopped (SIGSTOP) or hangs would block the loop.
+/// If the threads are still alive after [`REAP_GRACE`], the processes are killed
+/// (their calls already finished). `done` is settled from that thread when it is over.
+pub(crate) fn reap_in_background(
+    py: Python<'_>,
+    reapable: Reapable,
+    done: &Py<PyLeaseFuture>,
+) -> PyResult<()> {
+    let callback = Py::new(
+        py,
+        ReapDone {
+            future: done.clone_ref(py),
+        },
+    )?;
+    background_reap(py)?.call1((
+        reapable.threads,
+        reapable.processes,
+        REAP_GRACE.as_secs_f64(),
+        callback,
+    ))?;
+    Ok(())
+}
+
+/// How long `stop()` waits for a drained pool's threads before killing the processes
+/// they wait for.
+pub(crate) const REAP_GRACE: Duration = Duration::from_secs(5);
+
+/// Settles the future `stop()` awaits once the pools were reaped.
+#[pyclass(module = "leasepool._engine", frozen)]
+struct ReapDone {
+    future: Py<PyLeaseFuture>,
+}
+
+#[pymethods]
+impl ReapDone {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool reap", || {
+            PyLeaseFuture::settle(&self.future, py, Outcome::Value(py.None()));
+        });
+    }
 }
 
 /// Counts down pool drains; runs its action once everything has drained.

@@ -67,14 +67,15 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::attach::attach_known_thread;
 use crate::bridge::LoopBridge;
 use crate::errors::guard_panics;
 use crate::job::Job;
-use crate::pool::{DrainBarrier, ExecutorPool};
+use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
 use crate::py_cache::{
-    broken_process_pool, broken_thread_pool, coerce_log_level, exception_class, mp_wait,
-    pickle_loads, raw_array, resolve_executor_cls, start_forwarding, worker_dumps,
-    worker_initialize, worker_run_chunk,
+    background_kill_after, background_release, broken_process_pool, broken_thread_pool,
+    coerce_log_level, exception_class, mp_wait, pickle_loads, raw_array, resolve_executor_cls,
+    start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
 /// Most calls in one executor task.
@@ -91,6 +92,9 @@ const CHUNK_MIN_SECONDS: f64 = 0.001;
 const CHUNK_BUDGET_SECONDS: f64 = 0.02;
 /// Between terminating a revoked pool's processes and killing the survivors.
 const KILL_GRACE: Duration = Duration::from_millis(500);
+/// How long a crash handler waits for a killed survivor of a broken executor to be
+/// reaped (SIGKILL: normally immediate; a process in uninterruptible sleep may lag).
+const SURVIVOR_REAP_SECONDS: f64 = 5.0;
 /// Executors in a row that may die before completing any chunk.
 const MAX_BARREN_GENERATIONS: u32 = 3;
 
@@ -401,6 +405,9 @@ struct Crash {
     dead: Vec<(i64, String)>,
     /// The pool must not be used again (an initializer fails).
     fatal: Option<String>,
+    /// A surviving process could not be reaped: its progress may still change, so
+    /// nothing of this executor is re-queued (at most once beats at least once).
+    unsettled: bool,
 }
 
 /// One executor of a pool (a fresh one replaces it when it breaks).
@@ -422,25 +429,31 @@ impl Generation {
 }
 
 impl Drop for Generation {
-    /// Releases the executor on a thread of its own. The last reference may go in one
-    /// of the executor's done-callbacks, i.e. on its management thread, while it
-    /// holds its `shutdown_lock` (`terminate_broken` in 3.13 and 3.14); in CPython
-    /// 3.13 the executor's weakref callback takes that same lock, so finalising the
-    /// executor there would deadlock.
+    /// Lets go of the executor on a `threading.Thread` of its own. The last reference
+    /// may go in one of the executor's done-callbacks, i.e. on its management thread,
+    /// while it holds its `shutdown_lock` (`terminate_broken` in 3.13 and 3.14); in
+    /// CPython 3.13 the executor's weakref callback takes that same lock, so
+    /// finalising the executor there would deadlock. The thread is a `threading` one
+    /// because a thread the engine spawned would have to attach to the interpreter,
+    /// and attaching races `fork()` (see `_background.py`).
     fn drop(&mut self) {
         let Some(executor) = self.executor.take() else {
             return;
         };
-        let spawned = std::thread::Builder::new()
-            .name("leasepool-release".to_owned())
-            .spawn(move || {
-                let mut executor = Some(executor);
-                if Python::try_attach(|_py| drop(executor.take())).is_none() {
-                    // Interpreter gone: nothing may be touched, not even refcounts.
-                    std::mem::forget(executor);
-                }
-            });
-        drop(spawned);
+        let mut executor = Some(executor);
+        attach_known_thread(|py| {
+            let handed_over = background_release(py)
+                .and_then(|release| release.call1((executor.take(),)))
+                .and_then(|started| started.is_truthy())
+                .unwrap_or(false);
+            if !handed_over {
+                // Interpreter shutdown: no thread can start; the executor's own exit
+                // hook joins its processes, so leaking this reference is harmless.
+                std::mem::forget(executor.take());
+            }
+        });
+        // Not attachable (interpreter gone): nothing may be touched, not even refcounts.
+        std::mem::forget(executor);
     }
 }
 
@@ -471,10 +484,10 @@ struct State {
     durations: HashMap<usize, f64>,
     barrier: Option<Arc<DrainBarrier>>,
     drained: bool,
-    /// Threads `join_threads` waits for once the pool drained (a process executor's
-    /// management thread, which joins the worker processes; an interpreter
-    /// executor's worker threads).
-    joinable: Vec<Py<PyAny>>,
+    /// What `stop()` joins once the pool drained: a process executor's management
+    /// thread (which joins the worker processes) and those processes; an
+    /// interpreter executor's worker threads.
+    reapable: Reapable,
 }
 
 /// One leased executor of the process or interpreter backend.
@@ -593,7 +606,7 @@ impl ProcessPool {
                 durations: HashMap::new(),
                 barrier: None,
                 drained: false,
-                joinable: Vec::new(),
+                reapable: Reapable::default(),
             }),
             progress: PyOnceLock::new(),
         });
@@ -1053,6 +1066,14 @@ impl ProcessPool {
                     let message = crash.fatal.clone().unwrap_or_default();
                     item.fail(py, make(message), rings);
                 }
+                _ if crash.unsettled => {
+                    let message = format!(
+                        "the process pool broke ({}); whether this call started is unknown \
+                         (a worker process could not be stopped), so it is not run again",
+                        crash.cause
+                    );
+                    item.fail(py, make(message), rings);
+                }
                 // Never started: it runs on the next executor.
                 _ => requeue.push(item),
             }
@@ -1117,7 +1138,7 @@ impl ProcessPool {
                 funcs.get(i).map(|f| describe_callable(f.bind(py)))
             });
         }
-        let dead = dead_processes(py, &generation.executor(py));
+        let (dead, all_reaped) = stop_broken_processes(py, &generation.executor(py));
         // The process that died first is the one not killed by the executor's own
         // clean-up (SIGTERM); prefer one that was running a call.
         let primary = dead
@@ -1162,6 +1183,7 @@ impl ProcessPool {
                 .map(|(pid, code)| (*pid, describe_exit(py, *code)))
                 .collect(),
             fatal,
+            unsettled: !all_reaped,
         }
     }
 
@@ -1273,19 +1295,27 @@ impl ProcessPool {
         let generation = lock(&self.state).generation.take();
         if let Some(generation) = generation {
             let executor = generation.executor(py);
-            let threads: Vec<Py<PyAny>> = match self.kind() {
-                Kind::Process => executor
-                    .getattr("_executor_manager_thread")
-                    .ok()
-                    .filter(|thread| !thread.is_none())
-                    .map(|thread| vec![thread.unbind()])
-                    .unwrap_or_default(),
-                Kind::Interpreter => executor
-                    .getattr("_threads")
-                    .and_then(|threads| threads.try_iter()?.map(|t| t.map(Bound::unbind)).collect())
-                    .unwrap_or_default(),
+            let reapable = match self.kind() {
+                Kind::Process => Reapable {
+                    threads: executor
+                        .getattr("_executor_manager_thread")
+                        .ok()
+                        .filter(|thread| !thread.is_none())
+                        .map(|thread| vec![thread.unbind()])
+                        .unwrap_or_default(),
+                    processes: executor_processes(py, &executor),
+                },
+                Kind::Interpreter => Reapable {
+                    threads: executor
+                        .getattr("_threads")
+                        .and_then(|threads| {
+                            threads.try_iter()?.map(|t| t.map(Bound::unbind)).collect()
+                        })
+                        .unwrap_or_default(),
+                    processes: Vec::new(),
+                },
             };
-            lock(&self.state).joinable.extend(threads);
+            lock(&self.state).reapable.extend(reapable);
             drop(generation);
         }
         if let Some(barrier) = barrier {
@@ -1309,68 +1339,82 @@ impl ProcessPool {
         if processes.is_empty() {
             return;
         }
-        let spawned = std::thread::Builder::new()
-            .name("leasepool-revoke".to_owned())
-            .spawn(move || {
-                std::thread::sleep(KILL_GRACE);
-                let mut processes = Some(processes);
-                let attached = Python::try_attach(|py| {
-                    for process in processes.take().unwrap_or_default() {
-                        // kill() signals only a process that was not reaped yet.
-                        let _ = process.bind(py).call_method0("kill");
-                    }
-                });
-                if attached.is_none() {
-                    // Interpreter gone: nothing may be touched, not even refcounts.
-                    std::mem::forget(processes);
-                }
-            });
-        drop(spawned);
+        let killer = background_kill_after(py)
+            .and_then(|kill_after| kill_after.call1((KILL_GRACE.as_secs_f64(), processes)));
+        if let Err(err) = killer {
+            err.write_unraisable(py, None);
+        }
     }
 }
 
-/// Dead processes of an executor, `(pid, exitcode)`.
-fn dead_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<(i64, i64)> {
-    let Ok(processes) = executor.getattr("_processes") else {
-        return Vec::new();
-    };
-    if processes.is_none() {
-        return Vec::new();
-    }
-    let Ok(values) = processes
-        .call_method0("values")
-        .and_then(|v| py.get_type::<PyList>().call1((v,)))
-    else {
-        return Vec::new();
-    };
-    let mut dead = Vec::new();
-    for process in values.try_iter().into_iter().flatten().flatten() {
-        let exitcode = |p: &Bound<'_, PyAny>| {
-            p.getattr("exitcode")
+/// A snapshot of an executor's worker processes (`list()` of its `_processes` values,
+/// taken in one step under the GIL while its management thread may change the dict).
+fn executor_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<Py<PyAny>> {
+    executor
+        .getattr("_processes")
+        .ok()
+        .filter(|p| !p.is_none())
+        .and_then(|p| p.call_method0("values").ok())
+        .and_then(|v| py.get_type::<PyList>().call1((v,)).ok())
+        .and_then(|list| {
+            list.try_iter()
                 .ok()
-                .and_then(|c| c.extract::<i64>().ok())
-        };
-        let mut code = exitcode(&process);
-        if code.is_none() {
-            // The sentinel can signal a death a moment before the exit status is there.
-            let ready = process
-                .getattr("sentinel")
-                .and_then(|s| mp_wait(py)?.call1(([s], 0)))
-                .and_then(|r| r.is_truthy())
-                .unwrap_or(false);
-            if ready {
-                let _ = process.call_method1("join", (1.0,));
-                code = exitcode(&process);
-            }
+                .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The exit code of a multiprocessing `Process`, if it is known to be dead.
+fn exit_code(py: Python<'_>, process: &Bound<'_, PyAny>) -> Option<i64> {
+    let read = || {
+        process
+            .getattr("exitcode")
+            .ok()
+            .and_then(|c| c.extract::<i64>().ok())
+    };
+    read().or_else(|| {
+        // The sentinel can signal a death a moment before the exit status is there.
+        let ready = process
+            .getattr("sentinel")
+            .and_then(|s| mp_wait(py)?.call1(([s], 0)))
+            .and_then(|r| r.is_truthy())
+            .unwrap_or(false);
+        if ready {
+            let _ = process.call_method1("join", (1.0,));
         }
-        if let (Some(code), Ok(pid)) = (
-            code,
-            process.getattr("pid").and_then(|p| p.extract::<i64>()),
-        ) {
-            dead.push((pid, code));
+        read()
+    })
+}
+
+/// Stops every process of a broken executor before anyone reads its progress.
+///
+/// Returns the processes that had died on their own, `(pid, exitcode)`, and whether
+/// every survivor was killed and reaped. On CPython 3.11 the executor fails its
+/// futures (running this code in their callbacks) *before* it terminates the
+/// surviving workers, so a survivor could still start the next call of its chunk
+/// after the progress array said it had not: re-queuing that call would run it
+/// twice. Once every process is dead the progress array is final.
+fn stop_broken_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> (Vec<(i64, i64)>, bool) {
+    let mut dead = Vec::new();
+    let mut survivors = Vec::new();
+    for process in executor_processes(py, executor) {
+        let process = process.into_bound(py);
+        let pid = process.getattr("pid").and_then(|p| p.extract::<i64>());
+        match (exit_code(py, &process), pid) {
+            (Some(code), Ok(pid)) => dead.push((pid, code)),
+            (None, _) => survivors.push(process),
+            (Some(_), Err(_)) => {}
         }
     }
-    dead
+    for process in &survivors {
+        let _ = process.call_method0("kill");
+    }
+    let mut all_reaped = true;
+    for process in &survivors {
+        let _ = process.call_method1("join", (SURVIVOR_REAP_SECONDS,));
+        all_reaped &= exit_code(py, process).is_some();
+    }
+    (dead, all_reaped)
 }
 
 impl ExecutorPool for ProcessPool {
@@ -1493,11 +1537,8 @@ impl ExecutorPool for ProcessPool {
         self.finish_drain(py, drained);
     }
 
-    fn join_threads(&self, py: Python<'_>) {
-        let threads = std::mem::take(&mut lock(&self.state).joinable);
-        for thread in threads {
-            let _ = thread.bind(py).call_method0("join");
-        }
+    fn take_reapable(&self) -> Reapable {
+        std::mem::take(&mut lock(&self.state).reapable)
     }
 }
 

@@ -58,6 +58,9 @@ cached_attr!(
 );
 cached_attr!(raw_array, "multiprocessing.sharedctypes", "RawArray");
 cached_attr!(mp_wait, "multiprocessing.connection", "wait");
+cached_attr!(background_release, "leasepool._background", "release");
+cached_attr!(background_kill_after, "leasepool._background", "kill_after");
+cached_attr!(background_reap, "leasepool._background", "reap");
 cached_attr!(
     start_forwarding,
     "leasepool._process_logging",

@@ -31,6 +31,7 @@ pub(crate) struct ThreadPoolSettings {
 }
 
 pub(crate) use crate::pool::DrainBarrier;
+use crate::pool::Reapable;
 
 /// One leased executor of the thread backend.
 pub(crate) struct ThreadPool {
@@ -261,10 +262,10 @@ impl ExecutorPool for ThreadPool {
         }
     }
 
-    fn join_threads(&self, py: Python<'_>) {
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        for thread in threads {
-            let _ = thread.bind(py).call_method1("join", (5.0,));
+    fn take_reapable(&self) -> Reapable {
+        Reapable {
+            threads: std::mem::take(&mut *lock(&self.threads)),
+            processes: Vec::new(),
         }
     }
 }

@@ -94,6 +94,28 @@ impl<T, B: Doorbell> CompletionQueue<T, B> {
         batch
     }
 
+    /// Puts items a drain took but did not deliver back at the front, in their order,
+    /// and makes sure another drain follows. The consumer calls this when delivering
+    /// one item must stop the drain early (the event loop re-raises
+    /// `KeyboardInterrupt` and `SystemExit` from a callback): nothing after it is lost.
+    pub fn requeue_front<I>(&self, items: I)
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: DoubleEndedIterator,
+    {
+        let ring = {
+            let mut state = lock(&self.state);
+            let before = state.items.len();
+            for item in items.into_iter().rev() {
+                state.items.push_front(item);
+            }
+            state.items.len() > before && !std::mem::replace(&mut state.armed, true)
+        };
+        if ring {
+            self.bell.ring();
+        }
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         lock(&self.state).items.len()
