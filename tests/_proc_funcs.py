@@ -114,3 +114,35 @@ def mark_then_sleep(path: str, seconds: float) -> str:
         f.write(str(os.getpid()))
     time.sleep(seconds)
     return "finished"
+
+
+def rendezvous(barrier: Any, timeout: float) -> int:
+    """Wait at ``barrier`` (a ``multiprocessing.Manager().Barrier`` proxy); return the pid.
+
+    Only calls that run at the same time pass the barrier: a call with no partner
+    fails with ``threading.BrokenBarrierError`` after ``timeout`` seconds.
+    """
+    barrier.wait(timeout)
+    return os.getpid()
+
+
+def started_then_wait(started: Any, release: Any, value: Any, timeout: float = 60.0) -> Any:
+    """Set ``started`` (a ``multiprocessing.Manager().Event`` proxy), then block until
+    ``release`` is set; return ``value``. Lets a test act while a call is surely running."""
+    started.set()
+    if not release.wait(timeout):
+        raise TimeoutError("release was never set")
+    return value
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def raise_system_exit() -> None:
+    raise SystemExit(3)
+
+
+def block_forever() -> None:
+    """Never returns (until the process dies)."""
+    threading.Event().wait()

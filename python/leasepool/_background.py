@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["kill_after", "reap", "release"]
+__all__ = ["kill_after", "reap", "release", "run"]
 
 
 def _start(name: str, target: Callable[..., None], *args: Any) -> bool:
@@ -99,3 +99,12 @@ def reap(
     """
     if not _start("leasepool-reap", _reap, list(threads), list(processes), grace, done):
         done()
+
+
+def run(name: str, target: Callable[[], object]) -> bool:
+    """Call ``target()`` on a new daemon thread called ``name``; ``False`` if none can start."""
+    return _start(name, _call, target)
+
+
+def _call(target: Callable[[], object]) -> None:
+    target()

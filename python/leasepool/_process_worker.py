@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import copyreg
 import io
+import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
+import threading
 from collections import ChainMap
 from collections.abc import Callable, Sequence
 
@@ -35,9 +38,12 @@ from ._process_logging import install_worker_logging
 __all__ = ["dumps", "initialize", "run_chunk"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+# Exit status of a worker whose parent process died (EX_SOFTWARE).
+_ORPHAN_EXIT_CODE = 70
 
 # The progress array of this worker's pool: three int64 per chunk slot,
-# ``[chunk seq, pid, index of the call being run]``.
+# ``[chunk seq, pid, index of the call being run]``, then one halt flag (non-zero once
+# the pool shut down: start no further call).
 _progress: Any = None
 
 
@@ -69,11 +75,37 @@ def initialize(
     """
     global _progress
     _progress = progress
+    _exit_with_parent()
     if log_setup is not None:
         log_queue, level, clear_handlers = log_setup
         install_worker_logging(log_queue, level, clear_handlers, user_initializer, user_initargs)
     elif user_initializer is not None:
         user_initializer(*user_initargs)
+
+
+def _watch_parent(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    # The parent is gone: nobody can take this worker's results or tell it to stop,
+    # and a call stuck in user code would keep it alive forever.
+    os._exit(_ORPHAN_EXIT_CODE)
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the parent process dies, whatever it is doing.
+
+    ``multiprocessing`` gives each child a sentinel that becomes readable when its
+    parent exits (for the fork start method, once every process holding the other end
+    is gone: later siblings inherit it, and they end the same way, last first). A
+    daemon thread waits on it; no polling.
+    """
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+    watcher = threading.Thread(
+        target=_watch_parent, args=(sentinel,), name="leasepool-parent-watch", daemon=True
+    )
+    watcher.start()
 
 
 def _failure(exc: BaseException) -> bytes:
@@ -93,11 +125,15 @@ def run_chunk(
     The outcome is the pickled value, or the pickled exception (``ok`` false); the
     parent learns from ``seconds`` how to pack later chunks. After ``budget`` seconds
     no further call is started (the first always is): the parent re-queues the calls
-    without an outcome, so a slow call does not hold back the rest of its chunk.
+    without an outcome, so a slow call does not hold back the rest of its chunk. Once
+    the pool's halt flag is set, no call is started at all: the parent cancels them.
     """
     progress = _progress
     base = 3 * slot
+    halt = len(progress) - 1 if progress is not None else -1
     if progress is not None:
+        # Index and pid first, the sequence number last: a reader that sees this
+        # chunk's number also sees which call it is at.
         progress[base + 2] = 0
         progress[base + 1] = os.getpid()
         progress[base] = seq
@@ -107,6 +143,8 @@ def run_chunk(
     mark = perf_counter()  # when the current call started
     deadline = mark + budget
     for index, payload in enumerate(calls):
+        if progress is not None and progress[halt]:
+            break  # the pool shut down: the parent cancels what did not start
         if index:
             if mark > deadline:
                 break

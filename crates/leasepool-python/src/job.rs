@@ -9,6 +9,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::bridge::{Completion, LoopBridge};
 use crate::future::{Outcome, PyLeaseFuture};
+use crate::py_cache::concurrent_cancelled_error;
 
 /// Where a job's outcome is delivered.
 pub(crate) enum Target {
@@ -194,6 +195,24 @@ impl Job {
                 ));
             }
         }
+    }
+
+    /// Like [`cancel`](Self::cancel) for a job already marked started (`is_wanted`
+    /// claimed it): a `concurrent.futures.Future` is RUNNING then and refuses
+    /// `cancel()`, so it gets a `CancelledError` as its exception. Returns the bridge
+    /// to ring, as [`deliver`](Self::deliver) does.
+    pub(crate) fn cancel_claimed(self, py: Python<'_>) -> Option<Arc<LoopBridge>> {
+        if !matches!(self.target, Target::Concurrent(_)) {
+            self.cancel(py);
+            return None;
+        }
+        let err = match concurrent_cancelled_error(py)
+            .and_then(|cls| cls.call1(("the pool shut down before this call started",)))
+        {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        };
+        self.deliver(py, Err(err))
     }
 
     /// Settles the target with `err` (the pool could not run it).

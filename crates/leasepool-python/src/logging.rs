@@ -89,3 +89,53 @@ impl Logger {
         }
     }
 }
+
+/// Remembers which errors were already reported, so a failure that repeats on every
+/// call is logged once (until [`clear`](Self::clear), e.g. after a success).
+#[derive(Default)]
+pub(crate) struct DistinctErrors {
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    any: std::sync::atomic::AtomicBool,
+}
+
+impl DistinctErrors {
+    /// At most this many distinct errors are remembered (an error text that changes on
+    /// every call, e.g. with a counter in it, is reported this many times at most).
+    const LIMIT: usize = 64;
+
+    /// Whether `key` is new (and remembers it).
+    pub(crate) fn first_time(&self, key: String) -> bool {
+        let mut seen = match self.seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.any.store(true, std::sync::atomic::Ordering::Relaxed);
+        if seen.len() >= Self::LIMIT {
+            return false;
+        }
+        seen.insert(key)
+    }
+
+    /// Whether anything is remembered (cheap; checked on every success).
+    pub(crate) fn has_any(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut seen = match self.seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        seen.clear();
+        self.any.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `TypeName: message` of an exception, the identity [`DistinctErrors`] uses.
+pub(crate) fn describe_error(py: Python<'_>, err: &PyErr) -> String {
+    let name = err
+        .get_type(py)
+        .qualname()
+        .map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
+    format!("{name}: {}", err.value(py))
+}

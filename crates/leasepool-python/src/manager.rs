@@ -20,7 +20,7 @@ use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::errors::{config_error, lease_error};
 use crate::future::{FutureHook, Outcome, PyLeaseFuture};
 use crate::lease::PyExecutorLease;
-use crate::logging::{Logger, DEBUG, INFO, WARNING};
+use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNING};
 use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
 use crate::process_pool::ProcessBackend;
 use crate::py_cache::{
@@ -67,6 +67,8 @@ pub(crate) struct ManagerCore {
     cfg: Config,
     logger: Logger,
     size_provider: Option<Py<PyAny>>,
+    /// The distinct `size_provider` errors already logged at WARNING.
+    provider_failures: DistinctErrors,
     running: RwLock<Option<Running>>,
     /// Resolved at the first `start()`; shared with the engine's pool factory.
     pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
@@ -171,10 +173,27 @@ impl ManagerCore {
                 }
             });
         match read {
-            Ok(units) => units,
+            Ok(units) => {
+                if self.provider_failures.has_any() {
+                    self.provider_failures.clear();
+                }
+                units
+            }
             Err(err) => {
+                // 0.1.x's record, kept for drop-in log parity...
                 self.logger
                     .log(py, DEBUG, "Could not read size_provider", (), Some(&err));
+                // ...and one the default logging configuration shows: once per distinct
+                // error until the provider succeeds again (it runs on every release).
+                if self.provider_failures.first_time(describe_error(py, &err)) {
+                    self.logger.log(
+                        py,
+                        WARNING,
+                        "size_provider raised; pool sizing uses 0 units until it succeeds",
+                        (),
+                        Some(&err),
+                    );
+                }
                 0
             }
         }
@@ -828,6 +847,7 @@ impl PyLeasedExecutorManager {
             },
             logger: Logger::new(py, logger),
             size_provider: size_provider.filter(|p| !p.is_none(py)),
+            provider_failures: DistinctErrors::default(),
             running: RwLock::new(None),
             pool_settings: settings_cell,
             process,

@@ -63,6 +63,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -73,9 +74,9 @@ use crate::errors::guard_panics;
 use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
 use crate::py_cache::{
-    background_kill_after, background_release, broken_process_pool, broken_thread_pool,
-    coerce_log_level, exception_class, mp_wait, pickle_loads, raw_array, resolve_executor_cls,
-    start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
+    background_kill_after, background_release, background_run, broken_process_pool,
+    broken_thread_pool, coerce_log_level, exception_class, mp_wait, pickle_loads, raw_array,
+    resolve_executor_cls, start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
 /// Most calls in one executor task.
@@ -356,6 +357,15 @@ impl Item {
         }
     }
 
+    /// The pool shut down before this call started.
+    fn cancel(self, py: Python<'_>, rings: &mut Rings) {
+        if self.claimed {
+            rings.add(self.job.cancel_claimed(py));
+        } else {
+            self.job.cancel(py);
+        }
+    }
+
     /// Identifies the callable for duration bookkeeping (its address).
     fn key(&self) -> usize {
         self.job.parts().0.as_ptr() as usize
@@ -477,6 +487,8 @@ struct State {
     free_slots: Vec<usize>,
     next_chunk: u64,
     generation: Option<Arc<Generation>>,
+    /// The spawner thread is creating the next executor.
+    spawning: bool,
     next_generation: u64,
     /// Executors that broke in a row before completing any chunk.
     barren: u32,
@@ -497,18 +509,27 @@ pub(crate) struct ProcessPool {
     backend: Arc<ProcessBackend>,
     cap: usize,
     state: Mutex<State>,
-    /// `[chunk seq, pid, call index]` per slot (process backend), made with the first
-    /// executor and shared with every later one.
+    /// `[chunk seq, pid, call index]` per slot (process backend), then one halt flag;
+    /// made with the first executor and shared with every later one.
     progress: PyOnceLock<Py<PyAny>>,
 }
 
 static LIVE_POOLS: Mutex<Vec<Weak<ProcessPool>>> = Mutex::new(Vec::new());
 static HOOKS_REGISTERED: AtomicBool = AtomicBool::new(false);
+/// Interpreter exit began (our exit hook ran).
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Executors drained during interpreter exit, kept alive (never dropped) so that the
+/// stdlib's own exit hook wakes and joins their management threads. Dropping one
+/// there instead makes its management thread close its wakeup pipe while
+/// `concurrent.futures.process._python_exit` writes to it without the executor's
+/// lock (`OSError: [Errno 9] Bad file descriptor`, "Exception ignored" at exit).
+static KEPT_FOR_EXIT: Mutex<Vec<Arc<Generation>>> = Mutex::new(Vec::new());
 
 /// `threading` exit hook (runs before `ProcessPoolExecutor`'s own, which then joins
 /// the workers): stop dispatching and cancel what has not started.
 #[pyfunction]
 pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
+    EXITING.store(true, Ordering::Release);
     let pools: Vec<Arc<ProcessPool>> = std::mem::take(&mut *lock(&LIVE_POOLS))
         .iter()
         .filter_map(Weak::upgrade)
@@ -601,6 +622,7 @@ impl ProcessPool {
                 free_slots: (0..cap).rev().collect(),
                 next_chunk: 0,
                 generation: None,
+                spawning: false,
                 next_generation: 0,
                 barren: 0,
                 durations: HashMap::new(),
@@ -678,8 +700,9 @@ impl ProcessPool {
     }
 
     /// The executor to submit to, created if there is none (outside the lock; if two
-    /// threads race, the loser's unused executor is discarded).
-    fn generation(&self, py: Python<'_>) -> PyResult<Arc<Generation>> {
+    /// threads race, the loser's unused executor is discarded). Only the spawner
+    /// thread creates one (see [`Self::spawn_generation`]).
+    fn create_generation(&self, py: Python<'_>) -> PyResult<Arc<Generation>> {
         if let Some(generation) = lock(&self.state).generation.clone() {
             return Ok(generation);
         }
@@ -689,7 +712,8 @@ impl ProcessPool {
         match self.kind() {
             Kind::Process => {
                 let progress = self.progress.get_or_try_init(py, || {
-                    Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * self.cap))?.unbind())
+                    // One more cell after the slots: the halt flag (see `halt_workers`).
+                    Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * self.cap + 1))?.unbind())
                 })?;
                 let mut initargs = vec![progress.bind(py).clone()];
                 initargs.extend(settings.initargs_tail.bind(py).iter());
@@ -742,6 +766,14 @@ impl ProcessPool {
                 {
                     return;
                 }
+                if st.generation.is_none() {
+                    let start = !std::mem::replace(&mut st.spawning, true);
+                    drop(st);
+                    if start {
+                        self.spawn_generation(py);
+                    }
+                    return;
+                }
                 let n = self.chunk_size(&st).min(st.queue.len());
                 let items: Vec<Item> = st.queue.drain(..n).collect();
                 st.in_flight += 1;
@@ -780,15 +812,11 @@ impl ProcessPool {
             self.settle_chunk(py, slot, Vec::new(), rings);
             return;
         }
-        let generation = match self.generation(py) {
-            Ok(generation) => generation,
-            Err(err) => {
-                for item in kept {
-                    item.fail(py, err.clone_ref(py), rings);
-                }
-                self.settle_chunk(py, slot, Vec::new(), rings);
-                return;
-            }
+        let Some(generation) = lock(&self.state).generation.clone() else {
+            // Retired by a crash since `pump` looked: back to the queue, whose next
+            // pump starts the spawner.
+            self.settle_chunk(py, slot, kept, rings);
+            return;
         };
         let refused = {
             let mut st = lock(&self.state);
@@ -1080,6 +1108,15 @@ impl ProcessPool {
         }
     }
 
+    /// Tells every worker to start no further call (`run_chunk` checks the flag before
+    /// each one): at shutdown, chunks already handed to the executor but not started
+    /// come back unrun and are cancelled, instead of running after `stop()`.
+    fn halt_workers(&self, py: Python<'_>) {
+        if let Some(progress) = self.progress.get(py) {
+            let _ = progress.bind(py).set_item(3 * self.cap, 1);
+        }
+    }
+
     /// `(pid, index of the running call)` of chunk `seq` if a worker started it.
     fn progress_of(&self, py: Python<'_>, slot: usize, seq: u64) -> Option<(i64, usize)> {
         let progress = self.progress.get(py)?.bind(py);
@@ -1241,15 +1278,9 @@ impl ProcessPool {
                     }
                     Vec::new()
                 }
-                Mode::Draining => {
-                    // Started from the taker's view (claimed): they still run.
-                    let (run, cancel): (Vec<Item>, Vec<Item>) =
-                        requeue.into_iter().partition(|i| i.claimed);
-                    for item in run.into_iter().rev() {
-                        st.queue.push_front(item);
-                    }
-                    cancel
-                }
+                // Handed to the executor but never started: cancelled like the rest
+                // of the queue at shutdown.
+                Mode::Draining => requeue,
                 Mode::Revoked | Mode::Broken => requeue,
             };
             (
@@ -1261,7 +1292,7 @@ impl ProcessPool {
         };
         for item in refused {
             if mode == Mode::Draining {
-                item.job.cancel(py);
+                item.cancel(py, rings);
             } else {
                 item.fail(py, self.closed_error(py, mode, &message), rings);
             }
@@ -1316,7 +1347,11 @@ impl ProcessPool {
                 },
             };
             lock(&self.state).reapable.extend(reapable);
-            drop(generation);
+            if EXITING.load(Ordering::Acquire) {
+                lock(&KEPT_FOR_EXIT).push(generation);
+            } else {
+                drop(generation);
+            }
         }
         if let Some(barrier) = barrier {
             barrier.arrive(py);
@@ -1467,10 +1502,7 @@ impl ExecutorPool for ProcessPool {
             if st.mode == Mode::Open {
                 st.mode = Mode::Draining;
             }
-            let queued: Vec<Item> = st.queue.drain(..).collect();
-            let (keep, cancel): (Vec<Item>, Vec<Item>) =
-                queued.into_iter().partition(|i| i.claimed);
-            st.queue.extend(keep);
+            let cancelled: Vec<Item> = st.queue.drain(..).collect();
             let drained = self.take_drained(&mut st).or_else(|| {
                 // Already drained before (e.g. shut down twice): the barrier is due now.
                 if st.drained {
@@ -1479,11 +1511,14 @@ impl ExecutorPool for ProcessPool {
                     None
                 }
             });
-            (cancel, drained)
+            (cancelled, drained)
         };
+        self.halt_workers(py);
+        let mut rings = Rings::default();
         for item in cancelled {
-            item.job.cancel(py);
+            item.cancel(py, &mut rings);
         }
+        rings.ring(py);
         self.finish_drain(py, drained);
     }
 
@@ -1543,6 +1578,62 @@ impl ExecutorPool for ProcessPool {
 }
 
 impl ProcessPool {
+    /// Creates the next executor and starts its worker processes on a `threading`
+    /// thread of its own (`_background.run`), then dispatches from there. Starting
+    /// processes takes milliseconds each (`workers_per_pool` of them, more with
+    /// spawn/forkserver), and the caller is usually the event loop.
+    fn spawn_generation(self: &Arc<Self>, py: Python<'_>) {
+        let task = Py::new(py, SpawnGeneration { pool: self.clone() });
+        let started = task.and_then(|task| {
+            background_run(py)?
+                .call1(("leasepool-spawn", task))?
+                .is_truthy()
+        });
+        match started {
+            Ok(true) => {}
+            Ok(false) => self.spawn_failed(
+                py,
+                PyRuntimeError::new_err(
+                    "leasepool: cannot start worker processes during interpreter shutdown",
+                ),
+            ),
+            Err(err) => self.spawn_failed(py, err),
+        }
+    }
+
+    /// The spawner's work: a new executor with every worker process started.
+    fn spawn_now(self: &Arc<Self>, py: Python<'_>) {
+        let created = self.create_generation(py).and_then(|generation| {
+            if self.kind() == Kind::Process {
+                launch_processes(&generation.executor(py))?;
+            }
+            Ok(())
+        });
+        match created {
+            Ok(()) => {
+                lock(&self.state).spawning = false;
+                self.kick(py);
+            }
+            Err(err) => self.spawn_failed(py, err),
+        }
+    }
+
+    /// No executor could be made: what waits for one fails with the error.
+    fn spawn_failed(&self, py: Python<'_>, err: PyErr) {
+        let queued: Vec<Item> = {
+            let mut st = lock(&self.state);
+            st.spawning = false;
+            st.queue.drain(..).collect()
+        };
+        let mut rings = Rings::default();
+        for item in queued {
+            item.fail(py, err.clone_ref(py), &mut rings);
+        }
+        let drained = self.take_drained(&mut lock(&self.state));
+        rings.ring(py);
+        self.finish_drain(py, drained);
+    }
+
     /// Dispatches what fits and rings the loops that got outcomes meanwhile.
     fn kick(&self, py: Python<'_>) {
         let Some(this) = self.this.upgrade() else {
@@ -1576,4 +1667,41 @@ impl ChunkDone {
         }
         rings.ring(py);
     }
+}
+
+/// The spawner thread's target (see [`ProcessPool::spawn_generation`]).
+#[pyclass(module = "leasepool._engine", frozen)]
+struct SpawnGeneration {
+    pool: Arc<ProcessPool>,
+}
+
+#[pymethods]
+impl SpawnGeneration {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool process spawner", || {
+            self.pool.spawn_now(py);
+        });
+    }
+}
+
+/// Starts every worker process of a fresh `ProcessPoolExecutor` now, on this thread,
+/// instead of at the first `submit()` (the stdlib starts them there: all at once
+/// with fork, one per submit with spawn/forkserver). Private stdlib API, present in
+/// 3.11–3.14; without it the executor starts them itself.
+fn launch_processes(executor: &Bound<'_, PyAny>) -> PyResult<()> {
+    let private_api = executor.hasattr("_launch_processes")?
+        && executor.hasattr("_start_executor_manager_thread")?
+        && executor.hasattr("_shutdown_lock")?;
+    if !private_api {
+        return Ok(());
+    }
+    // As `submit()` does it: under the executor's lock, processes first (the stdlib
+    // refuses to fork once its manager thread runs).
+    let shutdown_lock = executor.getattr("_shutdown_lock")?;
+    shutdown_lock.call_method0("acquire")?;
+    let launched = executor
+        .call_method0("_launch_processes")
+        .and_then(|_| executor.call_method0("_start_executor_manager_thread"));
+    shutdown_lock.call_method0("release")?;
+    launched.map(drop)
 }

@@ -22,6 +22,11 @@ cached_attr!(invalid_state_error, "asyncio", "InvalidStateError");
 cached_attr!(get_running_loop, "asyncio", "get_running_loop");
 cached_attr!(concurrent_future, "concurrent.futures", "Future");
 cached_attr!(
+    concurrent_cancelled_error,
+    "concurrent.futures",
+    "CancelledError"
+);
+cached_attr!(
     broken_thread_pool,
     "concurrent.futures.thread",
     "BrokenThreadPool"
@@ -59,6 +64,7 @@ cached_attr!(
 cached_attr!(raw_array, "multiprocessing.sharedctypes", "RawArray");
 cached_attr!(mp_wait, "multiprocessing.connection", "wait");
 cached_attr!(background_release, "leasepool._background", "release");
+cached_attr!(background_run, "leasepool._background", "run");
 cached_attr!(background_kill_after, "leasepool._background", "kill_after");
 cached_attr!(background_reap, "leasepool._background", "reap");
 cached_attr!(
