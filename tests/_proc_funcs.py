@@ -146,3 +146,12 @@ def raise_system_exit() -> None:
 def block_forever() -> None:
     """Never returns (until the process dies)."""
     threading.Event().wait()
+
+
+def append_line(path: str, text: str) -> None:
+    """Append one line to ``path`` (O_APPEND: whole lines even from several processes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{text}\n".encode())
+    finally:
+        os.close(fd)

@@ -330,3 +330,28 @@ async def test_size_provider_errors_are_logged_at_warning_once_per_distinct_erro
         if r.levelno == logging.DEBUG and r.getMessage() == "Could not read size_provider"
     ]
     assert len(debug) == 4  # 0.1.x's record, kept on every failure
+
+
+# --- chunks reach the executor in queue order ---------------------------------------
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_calls_on_one_worker_start_in_submission_order(tmp_path: Path, round_: int) -> None:
+    """Several threads dispatch (the loop, the process spawner, the executor's
+    management thread); two of them once submitted chunks concurrently, so a later
+    call could start before an earlier one (and escape cancellation at stop())."""
+    log = tmp_path / "order"
+
+    async def main() -> None:
+        manager = LeasedExecutorManager(backend="process", max_pools=1, workers_per_pool=1)
+        await manager.start()
+        try:
+            async with await manager.acquire() as lease:
+                await asyncio.gather(
+                    *(lease.run(f.append_line, str(log), str(i)) for i in range(40))
+                )
+        finally:
+            await manager.stop()
+
+    asyncio.run(main())
+    assert log.read_text().split() == [str(i) for i in range(40)]

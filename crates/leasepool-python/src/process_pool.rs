@@ -489,6 +489,8 @@ struct State {
     generation: Option<Arc<Generation>>,
     /// The spawner thread is creating the next executor.
     spawning: bool,
+    /// A thread is moving chunks to the executor (see [`ProcessPool::pump`]).
+    dispatching: bool,
     next_generation: u64,
     /// Executors that broke in a row before completing any chunk.
     barren: u32,
@@ -623,6 +625,7 @@ impl ProcessPool {
                 next_chunk: 0,
                 generation: None,
                 spawning: false,
+                dispatching: false,
                 next_generation: 0,
                 barren: 0,
                 durations: HashMap::new(),
@@ -756,7 +759,20 @@ impl ProcessPool {
     }
 
     /// Moves queued calls to the executor, one chunk at a time, while there is room.
+    ///
+    /// One thread dispatches at a time (the loop, the spawner and the executor's
+    /// management thread all pump), so chunks reach `executor.submit` in queue order:
+    /// a thread that finds another dispatching leaves its work to it. The dispatcher
+    /// gives the role up in the same critical section in which it finds nothing
+    /// more to take, so work queued meanwhile is never stranded.
     fn pump(self: &Arc<Self>, py: Python<'_>, rings: &mut Rings) {
+        {
+            let mut st = lock(&self.state);
+            if std::mem::replace(&mut st.dispatching, true) {
+                return;
+            }
+        }
+        let _role = DispatchRole(self);
         loop {
             let (items, slot, seq) = {
                 let mut st = lock(&self.state);
@@ -764,9 +780,11 @@ impl ProcessPool {
                     || st.queue.is_empty()
                     || st.in_flight >= self.cap
                 {
+                    st.dispatching = false;
                     return;
                 }
                 if st.generation.is_none() {
+                    st.dispatching = false;
                     let start = !std::mem::replace(&mut st.spawning, true);
                     drop(st);
                     if start {
@@ -1666,6 +1684,18 @@ impl ChunkDone {
             err.write_unraisable(py, Some(future));
         }
         rings.ring(py);
+    }
+}
+
+/// Gives the dispatcher role back if a dispatch unwinds (a panic), so the pool is not
+/// left without one; the normal exits of `pump` give it back under the lock.
+struct DispatchRole<'a>(&'a ProcessPool);
+
+impl Drop for DispatchRole<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.state).dispatching = false;
+        }
     }
 }
 
