@@ -142,6 +142,36 @@ def test_max_tasks_per_child_uses_spawn_for_queue_and_workers() -> None:
     assert seen.messages() == ["spawned"]
 
 
+def test_forwarding_without_mp_context_never_forks_the_workers() -> None:
+    """As leasepool 0.1.3: the listener thread already runs in the parent, so the
+    workers come from forkserver (where available, else spawn), not from fork."""
+    expected = (
+        "ForkServerProcess"
+        if "forkserver" in multiprocessing.get_all_start_methods()
+        else "SpawnProcess"
+    )
+
+    async def main(logger: logging.Logger) -> None:
+        manager = LeasedExecutorManager(
+            backend="process",
+            max_pools=1,
+            workers_per_pool=1,
+            forward_process_logs=True,
+            process_log_target_logger=logger,
+        )
+        await manager.start()
+        try:
+            async with await manager.acquire() as lease:
+                assert await lease.run(f.process_kind) == expected
+                await lease.run(f.log, WORKER_LOGGER, logging.WARNING, "not forked")
+        finally:
+            await manager.stop()
+
+    with target_logger("lp.test.forkserver") as (logger, seen):
+        asyncio.run(main(logger))
+    assert seen.messages() == ["not forked"]
+
+
 @pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="needs the fork start method"
 )

@@ -250,17 +250,24 @@ impl ProcessBackend {
             let config = self.process_logging.bind(py);
             let mut log_setup = none.bind(py).clone();
             if config.getattr("enabled")?.is_truthy()? {
-                // Like leasepool 0.1.1: the queue comes from the executor's context;
-                // max_tasks_per_child means spawn (what ProcessPoolExecutor picks).
+                // The queue comes from the executor's context. As in leasepool 0.1.3,
+                // without an explicit `mp_context` that context never forks: the
+                // listener thread already runs in the parent (forkserver where
+                // available, else spawn; spawn with max_tasks_per_child, which is
+                // what ProcessPoolExecutor picks then).
                 let mp = py.import("multiprocessing")?;
                 let context = match kwargs.get_item("mp_context")? {
                     Some(ctx) if !ctx.is_none() => ctx,
                     _ => {
-                        let ctx = if one_call_per_task {
-                            mp.call_method1("get_context", ("spawn",))?
+                        let methods = mp.call_method0("get_all_start_methods")?;
+                        let method = if one_call_per_task {
+                            "spawn"
+                        } else if methods.contains("forkserver")? {
+                            "forkserver"
                         } else {
-                            mp.call_method0("get_context")?
+                            "spawn"
                         };
+                        let ctx = mp.call_method1("get_context", (method,))?;
                         kwargs.set_item("mp_context", &ctx)?;
                         probe_kwargs.set_item("mp_context", &ctx)?;
                         ctx
