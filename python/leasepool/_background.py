@@ -15,6 +15,7 @@ caller.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,10 +51,8 @@ def _kill(delay: float, processes: Sequence[Any]) -> None:
     gate = threading.Event()
     gate.wait(delay)  # the grace a terminated process gets before SIGKILL
     for process in processes:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # already reaped or closed
             process.kill()  # signals only a process that was not reaped yet
-        except (OSError, ValueError):
-            pass
 
 
 def kill_after(delay: float, processes: Sequence[Any]) -> bool:
@@ -74,11 +73,9 @@ def _reap(
             # Something the pool's threads wait for never ends (a worker process that
             # was stopped or hangs outside any call): the calls are over, so end it.
             for process in processes:
-                try:
+                with contextlib.suppress(OSError, ValueError):  # already reaped or closed
                     if process.is_alive():
                         process.kill()
-                except (OSError, ValueError):
-                    pass
             for thread in threads:
                 thread.join(grace)
     finally:
