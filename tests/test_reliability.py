@@ -355,3 +355,38 @@ def test_calls_on_one_worker_start_in_submission_order(tmp_path: Path, round_: i
 
     asyncio.run(main())
     assert log.read_text().split() == [str(i) for i in range(40)]
+
+
+# --- a KeyboardInterrupt inside engine-run Python code is never dropped --------------
+
+
+class _InterruptingHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_raised_in_a_log_handler_reaches_asyncio_run() -> None:
+    """Python code the engine runs for nobody who awaits it (here: a log record of
+    ``start()``) used to have its errors reported as unraisable, a Ctrl-C included."""
+    logger = logging.getLogger("lp.test.interrupting")
+    handler = _InterruptingHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    manager = LeasedExecutorManager(max_pools=1, logger=logger)
+    reached_the_end = False
+
+    async def main() -> None:
+        nonlocal reached_the_end
+        await manager.start()
+        logger.removeHandler(handler)
+        try:
+            await asyncio.sleep(0)  # the re-armed interrupt lands at the next check
+            reached_the_end = True
+        finally:
+            await manager.stop()
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    logger.removeHandler(handler)
+    assert not reached_the_end

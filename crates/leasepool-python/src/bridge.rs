@@ -268,6 +268,6 @@ fn resolve_asyncio(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) 
         Outcome::Cancelled(_) => future.call_method0(pyo3::intern!(py, "cancel")),
     };
     if let Err(err) = result {
-        err.write_unraisable(py, Some(future));
+        crate::errors::report_unraisable(py, err, Some(future));
     }
 }

@@ -135,14 +135,14 @@ impl PyEngineCoroutine {
     ) -> PyResult<Py<PyAny>> {
         let _ = tb;
         if let State::Waiting(future, _) = self.take() {
-            let _ = future.bind(typ.py()).call_method0("cancel");
+            crate::errors::best_effort(typ.py(), future.bind(typ.py()).call_method0("cancel"));
         }
         Err(make_exception(typ, val))
     }
 
     fn close(&self, py: Python<'_>) {
         if let State::Waiting(future, _) = self.take() {
-            let _ = future.bind(py).call_method0("cancel");
+            crate::errors::best_effort(py, future.bind(py).call_method0("cancel"));
         }
     }
 

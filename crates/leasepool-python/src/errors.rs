@@ -64,7 +64,7 @@ pub(crate) fn contain_panics(py: Python<'_>, what: &str, f: impl FnOnce()) {
     });
     if let Err(err) = outcome {
         let context = pyo3::types::PyString::new(py, what);
-        err.write_unraisable(py, Some(&context));
+        report_unraisable(py, err, Some(&context));
     }
 }
 
@@ -73,4 +73,29 @@ pub(crate) fn contain_panics(py: Python<'_>, what: &str, f: impl FnOnce()) {
 #[pyfunction]
 pub(crate) fn _panic_for_tests() -> PyResult<()> {
     guard_panics(|| -> PyResult<()> { panic!("deliberate test panic") })
+}
+
+/// Reports an error the engine cannot hand to anyone (it ran Python on behalf of
+/// nobody who awaits it). A `KeyboardInterrupt` is never dropped: it is re-armed with
+/// `PyErr_SetInterrupt`, so the main thread raises it again at its next check, as if
+/// the Ctrl-C had arrived a moment later. Everything else goes to
+/// `sys.unraisablehook`, as the interpreter does for errors in finalizers.
+pub(crate) fn report_unraisable(py: Python<'_>, err: PyErr, obj: Option<&Bound<'_, PyAny>>) {
+    if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        // SAFETY: needs no lock and is documented as callable from any thread.
+        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        return;
+    }
+    err.write_unraisable(py, obj);
+}
+
+/// The outcome of a best-effort call whose failure does not matter (cancelling a
+/// timer, killing a process that may be gone), except that a `KeyboardInterrupt`
+/// raised during it is re-armed, never dropped (see [`report_unraisable`]).
+pub(crate) fn best_effort<T>(py: Python<'_>, result: PyResult<T>) {
+    if let Err(err) = result {
+        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+            report_unraisable(py, err, None);
+        }
+    }
 }

@@ -268,7 +268,7 @@ impl PyLeaseFuture {
             Ok(())
         })();
         if let Err(failure) = reported {
-            failure.write_unraisable(py, None);
+            crate::errors::report_unraisable(py, failure, None);
         }
     }
 
@@ -292,7 +292,7 @@ impl PyLeaseFuture {
         };
         if let Err(err) = result {
             // The loop is closed: there is nobody left to call back.
-            err.write_unraisable(py, Some(call_soon));
+            crate::errors::report_unraisable(py, err, Some(call_soon));
         }
     }
 

@@ -180,7 +180,7 @@ impl GrinderCore {
                 });
                 if let Err(err) = armed {
                     lock(&core.state).timer_armed = false;
-                    err.write_unraisable(py, None);
+                    crate::errors::report_unraisable(py, err, None);
                 }
             }),
         );
@@ -254,7 +254,7 @@ impl GrinderCore {
                     if let Err(err) =
                         callback.and_then(|cb| future.call_method1("add_done_callback", (cb,)))
                     {
-                        err.write_unraisable(py, None);
+                        crate::errors::report_unraisable(py, err, None);
                     }
                 } else {
                     // The manager is not started: its awaitable raises on first resume.

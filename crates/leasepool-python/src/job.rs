@@ -145,7 +145,7 @@ impl Job {
                     Err(err) => fut.call_method1("set_exception", (exception_value(py, &err),)),
                 };
                 if let Err(err) = delivered {
-                    err.write_unraisable(py, Some(fut));
+                    crate::errors::report_unraisable(py, err, Some(fut));
                 }
                 None
             }
@@ -174,7 +174,7 @@ impl Job {
             .call(self.args.bind(py), self.kwargs.as_ref().map(|k| k.bind(py)));
         // SAFETY: balanced with the successful enter above, on the same thread.
         if unsafe { ffi::PyContext_Exit(ctx) } != 0 {
-            PyErr::fetch(py).write_unraisable(py, None);
+            crate::errors::report_unraisable(py, PyErr::fetch(py), None);
         }
         result.map(Bound::unbind)
     }
@@ -186,7 +186,7 @@ impl Job {
                 PyLeaseFuture::settle(fut, py, Outcome::Cancelled(None));
             }
             Target::Concurrent(fut) => {
-                let _ = fut.bind(py).call_method0("cancel");
+                crate::errors::best_effort(py, fut.bind(py).call_method0("cancel"));
             }
             Target::Asyncio(fut, bridge) => {
                 bridge.push(Completion::Resolve(
@@ -231,7 +231,10 @@ impl Job {
                     .and_then(|v| v.is_truthy())
                     .unwrap_or(false)
                 {
-                    let _ = fut.call_method1("set_exception", (exception_value(py, &err),));
+                    crate::errors::best_effort(
+                        py,
+                        fut.call_method1("set_exception", (exception_value(py, &err),)),
+                    );
                 }
             }
         }

@@ -85,7 +85,7 @@ impl Logger {
         })();
         if let Err(err) = result {
             // A broken handler must not break the engine; report like logging does.
-            err.write_unraisable(py, None);
+            crate::errors::report_unraisable(py, err, None);
         }
     }
 }

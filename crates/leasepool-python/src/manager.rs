@@ -659,7 +659,7 @@ impl FutureHook for AcquireHook {
             bridge.run_on_loop(
                 py,
                 Box::new(move |py| {
-                    let _ = timer.bind(py).call_method0("cancel");
+                    crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
                 }),
             );
         }

@@ -221,7 +221,7 @@ impl ProcessBackend {
         let listener = lock(&self.listener).take();
         if let Some(listener) = listener {
             if let Err(err) = listener.bind(py).call_method0("stop") {
-                err.write_unraisable(py, None);
+                crate::errors::report_unraisable(py, err, None);
             }
         }
     }
@@ -760,7 +760,7 @@ impl ProcessPool {
             }
         };
         if let Some(unused) = loser {
-            let _ = unused.call_method1("shutdown", (false,));
+            crate::errors::best_effort(py, unused.call_method1("shutdown", (false,)));
         }
         Ok(winner)
     }
@@ -1394,7 +1394,7 @@ impl ProcessPool {
             .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
             .unwrap_or_default();
         for process in &processes {
-            let _ = process.bind(py).call_method0("terminate");
+            crate::errors::best_effort(py, process.bind(py).call_method0("terminate"));
         }
         if processes.is_empty() {
             return;
@@ -1402,7 +1402,7 @@ impl ProcessPool {
         let killer = background_kill_after(py)
             .and_then(|kill_after| kill_after.call1((KILL_GRACE.as_secs_f64(), processes)));
         if let Err(err) = killer {
-            err.write_unraisable(py, None);
+            crate::errors::report_unraisable(py, err, None);
         }
     }
 }
@@ -1440,7 +1440,7 @@ fn exit_code(py: Python<'_>, process: &Bound<'_, PyAny>) -> Option<i64> {
             .and_then(|r| r.is_truthy())
             .unwrap_or(false);
         if ready {
-            let _ = process.call_method1("join", (1.0,));
+            crate::errors::best_effort(py, process.call_method1("join", (1.0,)));
         }
         read()
     })
@@ -1467,11 +1467,11 @@ fn stop_broken_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> (Vec<(i
         }
     }
     for process in &survivors {
-        let _ = process.call_method0("kill");
+        crate::errors::best_effort(py, process.call_method0("kill"));
     }
     let mut all_reaped = true;
     for process in &survivors {
-        let _ = process.call_method1("join", (SURVIVOR_REAP_SECONDS,));
+        crate::errors::best_effort(py, process.call_method1("join", (SURVIVOR_REAP_SECONDS,)));
         all_reaped &= exit_code(py, process).is_some();
     }
     (dead, all_reaped)
@@ -1585,7 +1585,7 @@ impl ExecutorPool for ProcessPool {
         // Chunks the executor has not started never will; their callbacks find
         // nothing left to deliver.
         for future in futures {
-            let _ = future.bind(py).call_method0("cancel");
+            crate::errors::best_effort(py, future.bind(py).call_method0("cancel"));
         }
         if let Some(generation) = generation {
             if self.kind() == Kind::Process {
@@ -1688,7 +1688,7 @@ impl ChunkDone {
             Ok(())
         });
         if let Err(err) = finished {
-            err.write_unraisable(py, Some(future));
+            crate::errors::report_unraisable(py, err, Some(future));
         }
         rings.ring(py);
     }

@@ -210,7 +210,10 @@ impl ThreadPool {
         {
             let kwargs = PyDict::new(py);
             let _ = kwargs.set_item("exc_info", crate::job::exception_value(py, err));
-            let _ = logger.call_method("critical", ("Exception in initializer:",), Some(&kwargs));
+            crate::errors::best_effort(
+                py,
+                logger.call_method("critical", ("Exception in initializer:",), Some(&kwargs)),
+            );
         }
         self.broken.store(true, Ordering::Release);
         for job in self.queue.close() {
