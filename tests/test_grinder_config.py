@@ -92,8 +92,9 @@ def test_validation_order_matches_reference(manager: LeasedExecutorManager) -> N
 @pytest.mark.beyond_reference
 @pytest.mark.parametrize("name", ["max_wait_seconds", "lease_seconds"])
 def test_nan_durations_are_rejected(manager: LeasedExecutorManager, name: str) -> None:
-    """0.1.1 accepted NaN (``nan <= 0`` is false) and then never flushed by time."""
-    with pytest.raises(ValueError, match=f"^{name} must be > 0$"):
+    """0.1.1 accepted NaN (``nan <= 0`` is false) and then never flushed by time;
+    0.1.3 rejects it with this message."""
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number > 0$"):
         kwargs: dict[str, Any] = {name: math.nan}
         WorkGrinder(executor_manager=manager, **kwargs)
 

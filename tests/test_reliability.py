@@ -158,7 +158,7 @@ async def test_gather_over_futures_settled_before_stop_completes() -> None:
     await grinder.stop()
     await manager.stop()
     results = await asyncio.wait_for(asyncio.gather(ran, submitted, released), 60)
-    assert results == [42, 5, None]
+    assert list(results) == [42, 5, None]
 
 
 # --- stop() never blocks the event loop -------------------------------------------

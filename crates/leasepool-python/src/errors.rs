@@ -24,7 +24,9 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
     match err {
         LeaseError::NotStarted => leasepool_error(py, "LeasePoolNotStartedError", message),
         LeaseError::Unavailable { .. } => leasepool_error(py, "LeaseUnavailableError", message),
-        LeaseError::InvalidLeaseSeconds => PyValueError::new_err(message),
+        LeaseError::InvalidLeaseSeconds | LeaseError::NonFiniteLeaseSeconds => {
+            PyValueError::new_err(message)
+        }
         LeaseError::Inactive | LeaseError::ExpiredRevoked => {
             leasepool_error(py, "LeaseExpiredError", message)
         }

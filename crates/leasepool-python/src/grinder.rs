@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::bridge::LoopBridge;
+use crate::coerce;
 use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::future::{Outcome, PyLeaseFuture};
 use crate::job::{Job, JobObserver, Target};
@@ -645,9 +646,9 @@ impl PyWorkGrinder {
     #[pyo3(signature = (
         *,
         executor_manager,
-        max_wait_seconds = 10.0,
-        batch_size_threshold = 20,
-        lease_seconds = 60.0,
+        max_wait_seconds = None,
+        batch_size_threshold = None,
+        lease_seconds = None,
         owner_prefix = "work-grinder".to_owned(),
         logger = None,
         max_pending = None,
@@ -658,24 +659,28 @@ impl PyWorkGrinder {
     fn new(
         py: Python<'_>,
         executor_manager: &Bound<'_, PyLeasedExecutorManager>,
-        max_wait_seconds: f64,
-        batch_size_threshold: i64,
-        lease_seconds: f64,
+        max_wait_seconds: Option<&Bound<'_, PyAny>>,
+        batch_size_threshold: Option<&Bound<'_, PyAny>>,
+        lease_seconds: Option<&Bound<'_, PyAny>>,
         owner_prefix: String,
         logger: Option<Py<PyAny>>,
         max_pending: Option<i64>,
         wait: bool,
         submit_timeout: Option<f64>,
     ) -> PyResult<Self> {
-        if max_wait_seconds.is_nan() || max_wait_seconds <= 0.0 {
-            return Err(PyValueError::new_err("max_wait_seconds must be > 0"));
-        }
-        if batch_size_threshold <= 0 {
-            return Err(PyValueError::new_err("batch_size_threshold must be > 0"));
-        }
-        if lease_seconds.is_nan() || lease_seconds <= 0.0 {
-            return Err(PyValueError::new_err("lease_seconds must be > 0"));
-        }
+        // 0.1.3's rules and order (see `coerce`).
+        let max_wait_seconds = match max_wait_seconds {
+            Some(value) => coerce::seconds("max_wait_seconds", value, false)?,
+            None => 10.0,
+        };
+        let batch_size_threshold = match batch_size_threshold {
+            Some(value) => coerce::count("batch_size_threshold", value)?,
+            None => 20,
+        };
+        let lease_seconds = match lease_seconds {
+            Some(value) => coerce::seconds("lease_seconds", value, false)?,
+            None => 60.0,
+        };
         let max_pending = match max_pending {
             None => None,
             Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),

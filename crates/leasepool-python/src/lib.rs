@@ -7,6 +7,7 @@
 
 mod attach;
 mod bridge;
+mod coerce;
 mod coroutine;
 mod errors;
 mod future;

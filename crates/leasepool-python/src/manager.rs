@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
 use crate::bridge::{Completion, LoopBridge};
+use crate::coerce;
 use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::errors::{config_error, lease_error};
 use crate::future::{FutureHook, Outcome, PyLeaseFuture};
@@ -713,13 +714,13 @@ impl PyLeasedExecutorManager {
         *,
         backend = None,
         max_pools,
-        min_pools = 1,
-        units_per_pool = 10,
+        min_pools = None,
+        units_per_pool = None,
         size_provider = None,
-        check_interval = 120.0,
-        default_lease_seconds = 300.0,
-        lease_grace_seconds = 15.0,
-        workers_per_pool = 4,
+        check_interval = None,
+        default_lease_seconds = None,
+        lease_grace_seconds = None,
+        workers_per_pool = None,
         name_prefix = "leasepool".to_owned(),
         logger = None,
         process_logging = None,
@@ -736,14 +737,14 @@ impl PyLeasedExecutorManager {
     fn new(
         py: Python<'_>,
         backend: Option<Bound<'_, PyAny>>,
-        max_pools: i64,
-        min_pools: i64,
-        units_per_pool: i64,
+        max_pools: &Bound<'_, PyAny>,
+        min_pools: Option<&Bound<'_, PyAny>>,
+        units_per_pool: Option<&Bound<'_, PyAny>>,
         size_provider: Option<Py<PyAny>>,
-        check_interval: f64,
-        default_lease_seconds: f64,
-        lease_grace_seconds: f64,
-        workers_per_pool: i64,
+        check_interval: Option<&Bound<'_, PyAny>>,
+        default_lease_seconds: Option<&Bound<'_, PyAny>>,
+        lease_grace_seconds: Option<&Bound<'_, PyAny>>,
+        workers_per_pool: Option<&Bound<'_, PyAny>>,
         name_prefix: String,
         logger: Option<Py<PyAny>>,
         process_logging: Option<Bound<'_, PyAny>>,
@@ -753,6 +754,24 @@ impl PyLeasedExecutorManager {
         clear_process_log_handlers: bool,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
+        // 0.1.3's order: the counts, then the durations, then min_pools <= max_pools.
+        let count = |name, value: Option<&Bound<'_, PyAny>>, default: i64| match value {
+            Some(value) => coerce::count(name, value),
+            None => Ok(default),
+        };
+        let seconds = |name, value: Option<&Bound<'_, PyAny>>, default: f64, allow_zero| match value
+        {
+            Some(value) => coerce::seconds(name, value, allow_zero),
+            None => Ok(default),
+        };
+        let max_pools = coerce::count("max_pools", max_pools)?;
+        let min_pools = count("min_pools", min_pools, 1)?;
+        let units_per_pool = count("units_per_pool", units_per_pool, 10)?;
+        let workers_per_pool = count("workers_per_pool", workers_per_pool, 4)?;
+        let default_lease_seconds =
+            seconds("default_lease_seconds", default_lease_seconds, 300.0, false)?;
+        let lease_grace_seconds = seconds("lease_grace_seconds", lease_grace_seconds, 15.0, true)?;
+        let check_interval = seconds("check_interval", check_interval, 120.0, false)?;
         let limits = PoolLimits::new(max_pools, min_pools, units_per_pool, workers_per_pool)
             .map_err(|e| config_error(&e))?;
         let backend = match backend {
@@ -893,11 +912,22 @@ impl PyLeasedExecutorManager {
     fn acquire(
         &self,
         py: Python<'_>,
-        lease_seconds: Option<f64>,
+        lease_seconds: Option<&Bound<'_, PyAny>>,
         owner: Option<Py<PyAny>>,
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        // Checked first, as 0.1.3 does (even on a stopped manager); raised at the await.
+        let lease_seconds = match lease_seconds {
+            Some(value) if !value.is_none() => match coerce::seconds("lease_seconds", value, false)
+            {
+                Ok(seconds) => Some(seconds),
+                Err(err) => {
+                    return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+                }
+            },
+            _ => None,
+        };
         let owner = owner.unwrap_or_else(|| py.None());
         crate::errors::guard_panics(|| self.core.acquire(py, lease_seconds, owner, wait, timeout))
     }

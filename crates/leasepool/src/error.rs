@@ -1,32 +1,45 @@
 //! Typed errors of the engine. Their `Display` text is the exact message leasepool
-//! 0.1.1 used, because the Python binding raises them verbatim.
+//! 0.1.3 uses, because the Python binding raises them verbatim.
 
 use std::fmt;
 
 /// A rejected configuration value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// `max_pools <= 0`.
-    MaxPools,
-    /// `min_pools <= 0`.
-    MinPools,
-    /// `units_per_pool <= 0`.
-    UnitsPerPool,
-    /// `workers_per_pool <= 0`.
-    WorkersPerPool,
+    /// A count option that is not an integer (a `bool`, a float, a string).
+    NotAnInteger(&'static str),
+    /// A count option `<= 0`.
+    NotPositive(&'static str),
+    /// A duration that is not a finite number (NaN, infinity, not a number at all);
+    /// `allow_zero` tells which bound the message names.
+    NotFiniteSeconds {
+        /// The option's name.
+        name: &'static str,
+        /// `0` is allowed (a grace period).
+        allow_zero: bool,
+    },
+    /// A duration `<= 0` where it must be positive.
+    NotPositiveSeconds(&'static str),
+    /// A duration `< 0` where `0` is allowed.
+    NegativeSeconds(&'static str),
     /// `min_pools > max_pools`.
     MinAboveMax,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::MaxPools => "max_pools must be > 0",
-            Self::MinPools => "min_pools must be > 0",
-            Self::UnitsPerPool => "units_per_pool must be > 0",
-            Self::WorkersPerPool => "workers_per_pool must be > 0",
-            Self::MinAboveMax => "min_pools cannot be greater than max_pools",
-        })
+        match self {
+            Self::NotAnInteger(name) => write!(f, "{name} must be an integer > 0"),
+            Self::NotPositive(name) | Self::NotPositiveSeconds(name) => {
+                write!(f, "{name} must be > 0")
+            }
+            Self::NotFiniteSeconds { name, allow_zero } => {
+                let bound = if *allow_zero { ">= 0" } else { "> 0" };
+                write!(f, "{name} must be a finite number {bound}")
+            }
+            Self::NegativeSeconds(name) => write!(f, "{name} must be >= 0"),
+            Self::MinAboveMax => f.write_str("min_pools cannot be greater than max_pools"),
+        }
     }
 }
 
@@ -44,6 +57,8 @@ pub enum LeaseError {
     },
     /// `lease_seconds` was not a positive number.
     InvalidLeaseSeconds,
+    /// `lease_seconds` was NaN or infinite.
+    NonFiniteLeaseSeconds,
     /// The lease was released or revoked earlier.
     Inactive,
     /// The lease passed its hard expiry; it has now been revoked.
@@ -58,6 +73,7 @@ impl fmt::Display for LeaseError {
                 write!(f, "No executor available; max_pools={max_pools} reached")
             }
             Self::InvalidLeaseSeconds => f.write_str("lease_seconds must be > 0"),
+            Self::NonFiniteLeaseSeconds => f.write_str("lease_seconds must be a finite number > 0"),
             Self::Inactive => f.write_str("Executor lease is no longer active"),
             Self::ExpiredRevoked => f.write_str("Executor lease expired and was revoked"),
         }

@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod grinder;
 pub mod lease;
 pub mod manager;
+pub mod settings;
 pub mod sizing;
 mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]

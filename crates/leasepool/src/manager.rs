@@ -303,11 +303,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<Acquired<P>, LeaseError> {
+        crate::settings::lease_seconds(lease_seconds)?;
         if !self.running {
             return Err(LeaseError::NotStarted);
-        }
-        if lease_seconds.is_nan() || lease_seconds <= 0.0 {
-            return Err(LeaseError::InvalidLeaseSeconds);
         }
         if now >= self.expiry_floor {
             self.revoke_expired(now, effects);

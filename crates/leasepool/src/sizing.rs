@@ -4,6 +4,7 @@
 //! `units` is the application's load signal (connected devices, queue depth, ...).
 
 use crate::error::ConfigError;
+use crate::settings::positive;
 
 /// Validated bounds on how many pools a manager may own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,18 +26,10 @@ impl PoolLimits {
         units_per_pool: i64,
         workers_per_pool: i64,
     ) -> Result<Self, ConfigError> {
-        if max_pools <= 0 {
-            return Err(ConfigError::MaxPools);
-        }
-        if min_pools <= 0 {
-            return Err(ConfigError::MinPools);
-        }
-        if units_per_pool <= 0 {
-            return Err(ConfigError::UnitsPerPool);
-        }
-        if workers_per_pool <= 0 {
-            return Err(ConfigError::WorkersPerPool);
-        }
+        let max_pools = positive("max_pools", max_pools)?;
+        let min_pools = positive("min_pools", min_pools)?;
+        let units_per_pool = positive("units_per_pool", units_per_pool)?;
+        positive("workers_per_pool", workers_per_pool)?;
         if min_pools > max_pools {
             return Err(ConfigError::MinAboveMax);
         }
@@ -80,12 +73,21 @@ mod tests {
 
     #[test]
     fn validation_order_matches_reference() {
-        assert_eq!(PoolLimits::new(0, 0, 0, 0), Err(ConfigError::MaxPools));
-        assert_eq!(PoolLimits::new(1, 0, 0, 0), Err(ConfigError::MinPools));
-        assert_eq!(PoolLimits::new(1, 1, 0, 0), Err(ConfigError::UnitsPerPool));
+        assert_eq!(
+            PoolLimits::new(0, 0, 0, 0),
+            Err(ConfigError::NotPositive("max_pools"))
+        );
+        assert_eq!(
+            PoolLimits::new(1, 0, 0, 0),
+            Err(ConfigError::NotPositive("min_pools"))
+        );
+        assert_eq!(
+            PoolLimits::new(1, 1, 0, 0),
+            Err(ConfigError::NotPositive("units_per_pool"))
+        );
         assert_eq!(
             PoolLimits::new(1, 1, 1, 0),
-            Err(ConfigError::WorkersPerPool)
+            Err(ConfigError::NotPositive("workers_per_pool"))
         );
         assert_eq!(PoolLimits::new(1, 2, 1, 1), Err(ConfigError::MinAboveMax));
     }
