@@ -18,7 +18,7 @@ async def test_unstarted_manager_fails_every_item() -> None:
     await grinder.start()
     try:
         enqueued = await grinder.enqueue(ran.append, 1)
-        from_thread = grinder.submit_from_thread(ran.append, 2)
+        from_thread = await asyncio.to_thread(grinder.submit_from_thread, ran.append, 2)
         with pytest.raises(LeasePoolNotStartedError):
             await grinder.submit(ran.append, 3)
         with pytest.raises(LeasePoolNotStartedError):

@@ -55,12 +55,23 @@ async def test_from_worker_threads_of_another_executor() -> None:
         assert all(name.startswith("other") for _, name in results)
 
 
-async def test_from_the_loop_thread_itself() -> None:
-    """Called on the loop thread it must not block; the future is awaitable via wrap_future."""
+async def test_from_the_loop_thread_itself_is_refused() -> None:
+    """As in 0.1.3: on the owning loop's thread the thread APIs would block the loop they
+    wait for, so they raise at once and queue nothing."""
     async with grinder_env(max_wait_seconds=0.02, batch_size_threshold=1) as (_, grinder):
-        future = grinder.submit_from_thread(sum, [1, 2, 3])
-        assert isinstance(future, concurrent.futures.Future)
+        with pytest.raises(RuntimeError) as info:
+            grinder.submit_from_thread(sum, [1, 2, 3])
+        assert str(info.value) == (
+            "WorkGrinder.submit_from_thread() cannot be called from the owning "
+            "event-loop thread; use the async API instead."
+        )
+        with pytest.raises(RuntimeError, match=r"^WorkGrinder.stats_from_thread\(\) cannot"):
+            grinder.stats_from_thread()
+        assert grinder.stats()["pending"] == 0
+        # From another thread both work.
+        future = await asyncio.to_thread(grinder.submit_from_thread, sum, [1, 2, 3])
         assert await asyncio.wait_for(asyncio.wrap_future(future), 3) == 6
+        assert (await asyncio.to_thread(grinder.stats_from_thread))["started"] is True
 
 
 async def test_after_stop_returns_an_already_failed_future() -> None:

@@ -16,6 +16,7 @@ use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 
 use crate::future::{Outcome, PyLeaseFuture};
+use crate::py_cache::current_running_loop;
 
 /// Most completions handled per loop callback; the rest wait one loop turn so a
 /// flood of results cannot monopolise the loop.
@@ -185,6 +186,30 @@ impl LoopBridge {
     /// `loop.call_soon` (bound method, cached).
     pub(crate) fn call_soon(&self) -> &Py<PyAny> {
         &self.call_soon
+    }
+
+    /// Whether the event loop running on the calling thread is this bridge's loop
+    /// (the thread check first: it is free, and decides every call from elsewhere).
+    pub(crate) fn owns_running_loop(&self, py: Python<'_>) -> bool {
+        self.on_loop_thread() && matches!(self.running_loop_is_ours(py), Some(true))
+    }
+
+    /// Whether another event loop than this bridge's runs on the calling thread. With
+    /// no loop running here the call may still be awaited on ours (e.g.
+    /// `loop.run_until_complete(manager.acquire())` or
+    /// `run_coroutine_threadsafe(manager.acquire(), loop)`, which 0.1.3's coroutines
+    /// allow), so that is not foreign.
+    pub(crate) fn foreign_loop_running(&self, py: Python<'_>) -> bool {
+        matches!(self.running_loop_is_ours(py), Some(false))
+    }
+
+    /// `None` if no loop runs on the calling thread, else whether it is ours.
+    fn running_loop_is_ours(&self, py: Python<'_>) -> Option<bool> {
+        let running = current_running_loop(py).and_then(|get| get.call0()).ok()?;
+        if running.is_none() {
+            return None;
+        }
+        Some(running.is(self.event_loop.bind(py)))
     }
 
     /// Whether the calling thread is the loop's thread.

@@ -110,6 +110,28 @@ fn runtime_error(message: &str) -> PyErr {
     PyRuntimeError::new_err(message.to_owned())
 }
 
+/// The async methods belong to the loop the grinder started on (0.1.3's message).
+fn require_owner_loop(py: Python<'_>, bridge: &LoopBridge) -> PyResult<()> {
+    if !bridge.foreign_loop_running(py) {
+        return Ok(());
+    }
+    Err(runtime_error(
+        "WorkGrinder async methods must be called from its owning event loop; \
+         use submit_from_thread() or stats_from_thread() from other threads.",
+    ))
+}
+
+/// The blocking thread APIs would deadlock on the loop they wait for.
+fn reject_owner_loop_thread(py: Python<'_>, bridge: &LoopBridge, method: &str) -> PyResult<()> {
+    if bridge.owns_running_loop(py) {
+        return Err(runtime_error(&format!(
+            "WorkGrinder.{method}() cannot be called from the owning event-loop thread; \
+             use the async API instead."
+        )));
+    }
+    Ok(())
+}
+
 impl GrinderCore {
     fn bridge(&self) -> Option<Arc<LoopBridge>> {
         lock(&self.state).bridge.clone()
@@ -388,11 +410,13 @@ impl GrinderCore {
     }
 
     fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
-        {
-            let state = lock(&self.state);
-            if state.phase != Phase::Idle {
+        if let Some(bridge) = self.bridge() {
+            if !bridge.foreign_loop_running(py) {
                 return Ok(());
             }
+            return Err(runtime_error(
+                "WorkGrinder is already started on a different event loop",
+            ));
         }
         let event_loop = get_running_loop(py)?.call0()?;
         let bridge = LoopBridge::attach(py, &event_loop)?;
@@ -417,6 +441,9 @@ impl GrinderCore {
     }
 
     fn stop_now(self: &Arc<Self>, py: Python<'_>, cancel_pending: bool) -> PyResult<Step> {
+        if let Some(bridge) = self.bridge() {
+            require_owner_loop(py, &bridge)?;
+        }
         let (pending, parked, bridge) = {
             let mut state = lock(&self.state);
             if state.phase == Phase::Idle {
@@ -621,7 +648,10 @@ impl PyWorkGrinder {
         what: &'static str,
     ) -> PyResult<Result<Arc<LoopBridge>, Py<PyAny>>> {
         match self.core.bridge() {
-            Some(bridge) => Ok(Ok(bridge)),
+            Some(bridge) => match require_owner_loop(py, &bridge) {
+                Ok(()) => Ok(Ok(bridge)),
+                Err(err) => Ok(Err(PyEngineCoroutine::failing(py, what, err)?.into_any())),
+            },
             None => {
                 let err = runtime_error("WorkGrinder is not started");
                 Ok(Err(PyEngineCoroutine::failing(py, what, err)?.into_any()))
@@ -852,6 +882,7 @@ impl PyWorkGrinder {
             let Some(bridge) = bridge else {
                 return fail(runtime_error("WorkGrinder is not started"));
             };
+            reject_owner_loop_thread(py, &bridge, "submit_from_thread")?;
             let closed = bridge
                 .event_loop()
                 .bind(py)
@@ -922,8 +953,15 @@ impl PyWorkGrinder {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let _ = timeout;
-        if !lock(&self.core.state).ever_started {
+        let (ever_started, bridge) = {
+            let state = lock(&self.core.state);
+            (state.ever_started, state.bridge.clone())
+        };
+        if !ever_started {
             return Err(runtime_error("WorkGrinder is not started"));
+        }
+        if let Some(bridge) = bridge {
+            reject_owner_loop_thread(py, &bridge, "stats_from_thread")?;
         }
         self.core.stats(py)
     }

@@ -103,6 +103,17 @@ impl Drop for ManagerCore {
     }
 }
 
+/// `RuntimeError` if another event loop than the one the manager started on runs
+/// here (0.1.3's message). Nothing has changed when this refuses.
+fn require_owner_loop(py: Python<'_>, bridge: &LoopBridge, method: &str) -> PyResult<()> {
+    if !bridge.foreign_loop_running(py) {
+        return Ok(());
+    }
+    Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+        "LeasedExecutorManager.{method}() must be called from its owning event loop."
+    )))
+}
+
 /// Every manager of this process, so a forked child can disown the parent's threads.
 static MANAGERS: Mutex<Vec<Weak<ManagerCore>>> = Mutex::new(Vec::new());
 
@@ -392,8 +403,8 @@ impl ManagerCore {
     }
 
     fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
-        if self.bridge().is_some() {
-            return Ok(());
+        if let Some(bridge) = self.bridge() {
+            return require_owner_loop(py, &bridge, "start");
         }
         match &self.process {
             Some(process) => process.start(py)?,
@@ -448,6 +459,10 @@ impl ManagerCore {
     }
 
     fn stop_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<Step> {
+        if let Some(bridge) = self.bridge() {
+            // Refused before anything changes: the manager stays running and stoppable.
+            require_owner_loop(py, &bridge, "stop")?;
+        }
         let running = {
             let mut guard = match self.running.write() {
                 Ok(g) => g,
@@ -524,6 +539,9 @@ impl ManagerCore {
             let err = lease_error(py, &LeaseError::NotStarted);
             return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
         };
+        if let Err(err) = require_owner_loop(py, &bridge, "acquire") {
+            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+        }
         let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
         let owner: Owner = Arc::new(owner);
         let now = monotonic();

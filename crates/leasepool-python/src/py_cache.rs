@@ -20,6 +20,8 @@ macro_rules! cached_attr {
 cached_attr!(cancelled_error, "asyncio", "CancelledError");
 cached_attr!(invalid_state_error, "asyncio", "InvalidStateError");
 cached_attr!(get_running_loop, "asyncio", "get_running_loop");
+// The running loop or None (never raises): for ownership checks.
+cached_attr!(current_running_loop, "asyncio", "_get_running_loop");
 cached_attr!(concurrent_future, "concurrent.futures", "Future");
 cached_attr!(
     concurrent_cancelled_error,
