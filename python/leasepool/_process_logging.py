@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
-__all__ = ["ProcessLoggingConfig", "coerce_log_level"]
+__all__ = [
+    "LoggerForwardingHandler",
+    "ProcessLoggingConfig",
+    "build_queue_listener",
+    "coerce_log_level",
+    "configure_process_worker_logging",
+    "process_worker_initializer",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,38 +57,61 @@ def coerce_log_level(level: int | str) -> int:
     return int(level)
 
 
-def install_worker_logging(
-    log_queue: Any,
-    level: int,
-    clear_existing_handlers: bool,
-    user_initializer: Callable[..., object] | None,
-    user_initargs: tuple[Any, ...],
+def configure_process_worker_logging(
+    log_queue: Any, *, level: int | str, clear_existing_handlers: bool
 ) -> None:
-    """Worker-process initializer: route the root logger into ``log_queue``, then run
-    the user's own initializer (so records it logs are forwarded too)."""
+    """In a worker process: send every record of the root logger to ``log_queue``."""
     root = logging.getLogger()
     if clear_existing_handlers:
         root.handlers.clear()
     root.addHandler(QueueHandler(log_queue))
-    root.setLevel(level)
+    root.setLevel(coerce_log_level(level))
+
+
+def process_worker_initializer(
+    log_queue: Any | None,
+    level: int | str,
+    clear_existing_handlers: bool,
+    user_initializer: Callable[..., object] | None,
+    user_initargs: tuple[Any, ...],
+) -> None:
+    """Worker-process initializer: route the root logger into ``log_queue`` (if any),
+    then run the user's own initializer (so records it logs are forwarded too)."""
+    if log_queue is not None:
+        configure_process_worker_logging(
+            log_queue, level=level, clear_existing_handlers=clear_existing_handlers
+        )
     if user_initializer is not None:
         user_initializer(*user_initargs)
 
 
-class _ForwardToLogger(logging.Handler):
-    """Hands each record from a worker to ``target.handle`` (if enabled for its level)."""
+# The name the engine's worker bootstrap uses.
+install_worker_logging = process_worker_initializer
 
-    def __init__(self, target: logging.Logger) -> None:
-        super().__init__()
-        self._target = target
+
+class LoggerForwardingHandler(logging.Handler):
+    """Parent side: hands each record from a worker to ``target_logger.handle`` if that
+    logger is enabled for its level, so the application's handlers, filters and
+    levels decide what happens to it."""
+
+    def __init__(self, target_logger: logging.Logger) -> None:
+        super().__init__(level=logging.NOTSET)
+        self._target_logger = target_logger
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._target.isEnabledFor(record.levelno):
-            self._target.handle(record)
+        if self._target_logger.isEnabledFor(record.levelno):
+            self._target_logger.handle(record)
+
+
+def build_queue_listener(*, log_queue: Any, target_logger: logging.Logger) -> QueueListener:
+    """The parent's listener on ``log_queue`` (not started)."""
+    return QueueListener(
+        log_queue, LoggerForwardingHandler(target_logger), respect_handler_level=True
+    )
 
 
 def start_forwarding(log_queue: Any, target: logging.Logger) -> QueueListener:
     """Start the parent's listener on ``log_queue`` (the manager stops it in ``stop()``)."""
-    listener = QueueListener(log_queue, _ForwardToLogger(target), respect_handler_level=True)
+    listener = build_queue_listener(log_queue=log_queue, target_logger=target)
     listener.start()
     return listener

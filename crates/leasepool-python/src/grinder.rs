@@ -685,6 +685,9 @@ impl PyWorkGrinder {
         wait = true,
         submit_timeout = None,
     ))]
+    #[pyo3(
+        text_signature = "(*, executor_manager, max_wait_seconds=10.0, batch_size_threshold=20, lease_seconds=60.0, owner_prefix='work-grinder', logger=None, max_pending=None, wait=True, submit_timeout=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -783,7 +786,10 @@ impl PyWorkGrinder {
     }
 
     /// Queue `fn(*args, **kwargs)` and await its result.
-    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    #[pyo3(
+        signature = (fn_, /, *args, owner = None, **kwargs),
+        text_signature = "($self, fn, /, *args, owner=None, **kwargs)"
+    )]
     fn submit(
         &self,
         py: Python<'_>,
@@ -810,7 +816,10 @@ impl PyWorkGrinder {
     }
 
     /// Queue `fn(*args, **kwargs)`; await it to get an `asyncio.Future` of the result.
-    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    #[pyo3(
+        signature = (fn_, /, *args, owner = None, **kwargs),
+        text_signature = "($self, fn, /, *args, owner=None, **kwargs)"
+    )]
     fn enqueue(
         &self,
         py: Python<'_>,
@@ -855,7 +864,10 @@ impl PyWorkGrinder {
     }
 
     /// Queue from any thread; returns a `concurrent.futures.Future`.
-    #[pyo3(signature = (fn_, /, *args, owner = None, **kwargs))]
+    #[pyo3(
+        signature = (fn_, /, *args, owner = None, **kwargs),
+        text_signature = "($self, fn, /, *args, owner=None, **kwargs)"
+    )]
     fn submit_from_thread(
         &self,
         py: Python<'_>,

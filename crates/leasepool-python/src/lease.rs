@@ -154,7 +154,10 @@ impl PyExecutorLease {
     }
 
     /// Run `fn(*args, **kwargs)` on the leased pool; await the result.
-    #[pyo3(signature = (fn_, /, *args, **kwargs))]
+    #[pyo3(
+        signature = (fn_, /, *args, **kwargs),
+        text_signature = "($self, fn, /, *args, **kwargs)"
+    )]
     fn run(
         &self,
         py: Python<'_>,
@@ -177,7 +180,10 @@ impl PyExecutorLease {
     }
 
     /// `Executor.submit` for `lease.executor`: returns a `concurrent.futures.Future`.
-    #[pyo3(signature = (fn_, /, *args, **kwargs))]
+    #[pyo3(
+        signature = (fn_, /, *args, **kwargs),
+        text_signature = "($self, fn, /, *args, **kwargs)"
+    )]
     fn _submit(
         &self,
         py: Python<'_>,
