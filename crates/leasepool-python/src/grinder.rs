@@ -8,6 +8,7 @@
 //! releases the lease. Several batches can be in flight at once, up to the manager's
 //! capacity. A single loop timer (`call_later`) covers `max_wait_seconds`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use crate::bridge::LoopBridge;
 use crate::coerce;
 use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::future::{Outcome, PyLeaseFuture};
-use crate::job::{Job, JobObserver, Target};
+use crate::job::{Job, JobObserver, StartGate, Target};
 use crate::lease::PyExecutorLease;
 use crate::logging::{Logger, DEBUG, ERROR, INFO};
 use crate::manager::{ManagerCore, PyLeasedExecutorManager};
@@ -51,9 +52,20 @@ struct State {
     bridge: Option<Arc<LoopBridge>>,
     timer_armed: bool,
     in_flight: usize,
+    /// Batches in flight, so `stop(cancel_pending=True)` can reach their calls.
+    batches: HashMap<u64, BatchTrack>,
     stop_waiters: Vec<Py<PyLeaseFuture>>,
     /// One entry per parked item, in the batcher's parking order.
     parked_acks: std::collections::VecDeque<Ack>,
+}
+
+/// What `stop(cancel_pending=True)` needs of a batch in flight.
+struct BatchTrack {
+    /// The batch's `acquire()` while it waits for a lease.
+    acquire: Option<Py<PyLeaseFuture>>,
+    /// Its items: each gate withdraws the call unless a worker started it, and then
+    /// its taker is told it was cancelled.
+    targets: Vec<(Arc<StartGate>, Target)>,
 }
 
 struct Settings {
@@ -95,6 +107,7 @@ pub(crate) fn forget_loops_after_fork() {
             state.phase = Phase::Idle;
             state.timer_armed = false;
             state.in_flight = 0;
+            std::mem::forget(std::mem::take(&mut state.batches));
         }
     }
 }
@@ -238,6 +251,7 @@ impl GrinderCore {
         let live: Vec<Job> = batch
             .into_iter()
             .filter_map(|item| (!item.job.is_cancelled(py)).then_some(item.job))
+            .map(|job| job.gated(Arc::new(StartGate::default())))
             .collect();
         let skipped = total - live.len();
         if skipped > 0 {
@@ -273,6 +287,23 @@ impl GrinderCore {
         match acquired {
             Ok(awaitable) => {
                 if let Ok(future) = awaitable.bind(py).cast::<PyLeaseFuture>() {
+                    let targets = lock(&start.jobs)
+                        .as_ref()
+                        .map(|jobs| {
+                            jobs.iter()
+                                .filter_map(|job| {
+                                    Some((job.gate()?.clone(), job.target.clone_ref(py)))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    lock(&self.state).batches.insert(
+                        batch_id,
+                        BatchTrack {
+                            acquire: Some(future.clone().unbind()),
+                            targets,
+                        },
+                    );
                     let callback = Py::new(py, start);
                     if let Err(err) =
                         callback.and_then(|cb| future.call_method1("add_done_callback", (cb,)))
@@ -330,21 +361,55 @@ impl GrinderCore {
         }
     }
 
-    fn batch_finished(self: &Arc<Self>, py: Python<'_>) {
-        let waiters = {
+    fn batch_finished(self: &Arc<Self>, py: Python<'_>, batch_id: u64) {
+        let (waiters, track) = {
             let mut state = lock(&self.state);
             state.in_flight -= 1;
-            if state.phase == Phase::Stopping
+            let track = state.batches.remove(&batch_id);
+            let waiters = if state.phase == Phase::Stopping
                 && state.in_flight == 0
                 && state.batcher.pending_len() == 0
             {
                 std::mem::take(&mut state.stop_waiters)
             } else {
                 Vec::new()
-            }
+            };
+            (waiters, track)
         };
+        drop(track); // Python references: dropped outside the lock
         for waiter in waiters {
             PyLeaseFuture::settle(&waiter, py, Outcome::Value(py.None()));
+        }
+    }
+
+    /// `stop(cancel_pending=True)`: every batch still waiting for a lease gives up its
+    /// `acquire()` (its items are cancelled when that settles), and every item of a
+    /// leased batch that has not started is cancelled (a worker skips it). Running
+    /// items finish; `stop()` waits for them only.
+    fn cancel_in_flight(&self, py: Python<'_>) {
+        let tracks: Vec<(Option<Py<PyLeaseFuture>>, Vec<(Arc<StartGate>, Target)>)> = {
+            let mut state = lock(&self.state);
+            state
+                .batches
+                .values_mut()
+                .map(|track| (track.acquire.take(), std::mem::take(&mut track.targets)))
+                .collect()
+        };
+        for (acquire, targets) in tracks {
+            match acquire {
+                // Still waiting: cancelling the acquire also leaves the manager's queue
+                // (or hands back a lease granted in the same instant).
+                Some(acquire) if PyLeaseFuture::abort(&acquire, py, Outcome::Cancelled(None)) => {}
+                // Leased already (perhaps its start is still queued on the loop): its
+                // items are cancelled before any worker takes them.
+                _ => {
+                    for (gate, target) in &targets {
+                        if gate.withdraw() {
+                            target.cancel(py);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -478,6 +543,7 @@ impl GrinderCore {
                 item.job.cancel(py);
             }
             self.items_finished(py, count);
+            self.cancel_in_flight(py);
         } else {
             // Drain: everything accepted or parked still runs.
             let mut batch = pending;
@@ -542,7 +608,7 @@ impl JobObserver for BatchProgress {
                 None,
             );
             self.lease.get().release_now(py);
-            self.core.batch_finished(py);
+            self.core.batch_finished(py, self.batch_id);
         }
     }
 }
@@ -570,7 +636,18 @@ impl BatchStart {
             job.fail(py, err.clone_ref(py));
         }
         self.core.items_finished(py, count);
-        self.core.batch_finished(py);
+        self.core.batch_finished(py, self.batch_id);
+    }
+
+    /// `stop(cancel_pending=True)` withdrew the batch's acquire: its items never run.
+    fn cancel(&self, py: Python<'_>) {
+        let jobs = lock(&self.jobs).take().unwrap_or_default();
+        let count = jobs.len();
+        for job in jobs {
+            job.cancel(py);
+        }
+        self.core.items_finished(py, count);
+        self.core.batch_finished(py, self.batch_id);
     }
 }
 
@@ -585,6 +662,19 @@ impl BatchStart {
 
 impl BatchStart {
     fn start(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        if future
+            .call_method0("cancelled")
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(false)
+        {
+            return self.cancel(py);
+        }
+        // Leased: from now on its items are cancelled one by one.
+        let acquire = lock(&self.core.state)
+            .batches
+            .get_mut(&self.batch_id)
+            .and_then(|track| track.acquire.take());
+        drop(acquire); // outside the lock
         let lease = match future.call_method0("result") {
             Ok(lease) => lease,
             Err(err) => return self.fail(py, &err),
@@ -747,6 +837,7 @@ impl PyWorkGrinder {
                 bridge: None,
                 timer_armed: false,
                 in_flight: 0,
+                batches: HashMap::new(),
                 stop_waiters: Vec::new(),
                 parked_acks: std::collections::VecDeque::new(),
             }),

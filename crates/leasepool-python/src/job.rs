@@ -1,6 +1,7 @@
 //! A queued call: the callable, its arguments, the caller's context, and where the
 //! outcome goes.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use pyo3::ffi;
@@ -21,10 +22,74 @@ pub(crate) enum Target {
     Asyncio(Py<PyAny>, Arc<LoopBridge>),
 }
 
+impl Target {
+    /// Another handle on the same taker (to cancel the call later, wherever the job is).
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Self::Future(fut) => Self::Future(fut.clone_ref(py)),
+            Self::Concurrent(fut) => Self::Concurrent(fut.clone_ref(py)),
+            Self::Asyncio(fut, bridge) => Self::Asyncio(fut.clone_ref(py), bridge.clone()),
+        }
+    }
+
+    /// Cancels the taker's future unless the call already started (a worker claims
+    /// the future before running the call, so a cancelled one is skipped).
+    pub(crate) fn cancel(&self, py: Python<'_>) {
+        match self {
+            Self::Future(fut) => {
+                PyLeaseFuture::settle(fut, py, Outcome::Cancelled(None));
+            }
+            Self::Concurrent(fut) => {
+                crate::errors::best_effort(py, fut.bind(py).call_method0("cancel"));
+            }
+            Self::Asyncio(fut, bridge) => {
+                bridge.resolve(py, fut.clone_ref(py), Outcome::Cancelled(None));
+            }
+        }
+    }
+}
+
 /// Told when a job is finished with (run, failed or cancelled): the WorkGrinder
 /// counts a batch's jobs down with it.
 pub(crate) trait JobObserver: Send + Sync {
     fn job_done(&self, py: Python<'_>);
+}
+
+/// Decides once, by compare-and-swap, between "a worker starts this call" and "it
+/// was withdrawn before it started" (`WorkGrinder.stop(cancel_pending=True)`), so a
+/// call is never both run and reported cancelled.
+#[derive(Default)]
+pub(crate) struct StartGate(AtomicU8);
+
+impl StartGate {
+    const OPEN: u8 = 0;
+    const STARTED: u8 = 1;
+    const WITHDRAWN: u8 = 2;
+
+    /// A worker is about to run the call: `false` if it was withdrawn.
+    fn start(&self) -> bool {
+        matches!(
+            self.0.compare_exchange(
+                Self::OPEN,
+                Self::STARTED,
+                Ordering::AcqRel,
+                Ordering::Acquire
+            ),
+            Ok(_) | Err(Self::STARTED)
+        )
+    }
+
+    /// Withdraws the call unless a worker started it: `true` if withdrawn now.
+    pub(crate) fn withdraw(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::OPEN,
+                Self::WITHDRAWN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
 }
 
 /// One call to run on a worker.
@@ -35,6 +100,7 @@ pub(crate) struct Job {
     context: Py<PyAny>,
     pub(crate) target: Target,
     observer: Option<Arc<dyn JobObserver>>,
+    gate: Option<Arc<StartGate>>,
 }
 
 impl Drop for Job {
@@ -75,6 +141,7 @@ impl Job {
             context: context.unbind(),
             target,
             observer: None,
+            gate: None,
         })
     }
 
@@ -82,6 +149,16 @@ impl Job {
     pub(crate) fn observed_by(mut self, observer: Arc<dyn JobObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Lets `gate` withdraw this call until a worker starts it.
+    pub(crate) fn gated(mut self, gate: Arc<StartGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    pub(crate) fn gate(&self) -> Option<&Arc<StartGate>> {
+        self.gate.as_ref()
     }
 
     /// The callable and its arguments (for backends that ship calls elsewhere).
@@ -103,7 +180,11 @@ impl Job {
     }
 
     /// Whether the outcome still has a taker (a cancelled future's call never runs).
+    /// Called by whoever starts the call (a worker; the process backend's dispatcher).
     pub(crate) fn is_wanted(&self, py: Python<'_>) -> bool {
+        if self.gate.as_ref().is_some_and(|gate| !gate.start()) {
+            return false;
+        }
         match &self.target {
             Target::Future(fut) => fut.get().is_pending(),
             Target::Concurrent(fut) => fut
@@ -181,20 +262,7 @@ impl Job {
 
     /// Settles the target as cancelled (pool shut down before the call started).
     pub(crate) fn cancel(self, py: Python<'_>) {
-        match &self.target {
-            Target::Future(fut) => {
-                PyLeaseFuture::settle(fut, py, Outcome::Cancelled(None));
-            }
-            Target::Concurrent(fut) => {
-                crate::errors::best_effort(py, fut.bind(py).call_method0("cancel"));
-            }
-            Target::Asyncio(fut, bridge) => {
-                bridge.push(Completion::Resolve(
-                    fut.clone_ref(py),
-                    Outcome::Cancelled(None),
-                ));
-            }
-        }
+        self.target.cancel(py);
     }
 
     /// Like [`cancel`](Self::cancel) for a job already marked started (`is_wanted`
