@@ -65,8 +65,11 @@ struct BatchTrack {
     acquire: Option<Py<PyLeaseFuture>>,
     /// Its items: each gate withdraws the call unless a worker started it, and then
     /// its taker is told it was cancelled.
-    targets: Vec<(Arc<StartGate>, Target)>,
+    targets: GatedTargets,
 }
+
+/// Each item's start gate and taker.
+type GatedTargets = Vec<(Arc<StartGate>, Target)>;
 
 struct Settings {
     max_wait_seconds: f64,
@@ -387,7 +390,7 @@ impl GrinderCore {
     /// leased batch that has not started is cancelled (a worker skips it). Running
     /// items finish; `stop()` waits for them only.
     fn cancel_in_flight(&self, py: Python<'_>) {
-        let tracks: Vec<(Option<Py<PyLeaseFuture>>, Vec<(Arc<StartGate>, Target)>)> = {
+        let tracks: Vec<(Option<Py<PyLeaseFuture>>, GatedTargets)> = {
             let mut state = lock(&self.state);
             state
                 .batches
