@@ -157,6 +157,15 @@ impl Job {
         self
     }
 
+    /// The loop bridge the outcome goes to, if the taker lives on an event loop.
+    pub(crate) fn bridge(&self) -> Option<Arc<LoopBridge>> {
+        match &self.target {
+            Target::Future(fut) => Some(fut.get().bridge().clone()),
+            Target::Asyncio(_, bridge) => Some(bridge.clone()),
+            Target::Concurrent(_) => None,
+        }
+    }
+
     pub(crate) fn gate(&self) -> Option<&Arc<StartGate>> {
         self.gate.as_ref()
     }

@@ -69,7 +69,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::attach::attach_known_thread;
-use crate::bridge::LoopBridge;
+use crate::bridge::{Completion, LoopBridge, LoopTask};
 use crate::errors::guard_panics;
 use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
@@ -96,6 +96,9 @@ const KILL_GRACE: Duration = Duration::from_millis(500);
 /// How long a crash handler waits for a killed survivor of a broken executor to be
 /// reaped (SIGKILL: normally immediate; a process in uninterruptible sleep may lag).
 const SURVIVOR_REAP_SECONDS: f64 = 5.0;
+/// `Process.exitcode` of a process ended by SIGTERM: how the executor's clean-up
+/// stops the workers that survived a crash.
+const SIGTERM_EXIT: i64 = -15;
 /// Executors in a row that may die before completing any chunk.
 const MAX_BARREN_GENERATIONS: u32 = 3;
 
@@ -434,6 +437,20 @@ struct Generation {
     executor: Option<Py<PyAny>>,
     completed: AtomicBool,
     crash: PyOnceLock<Crash>,
+    /// Chunks the executor failed when it broke, waiting for `settle_crash`.
+    casualties: Mutex<Vec<Casualty>>,
+    /// The first casualty arrived: a settler is on its way.
+    settling: AtomicBool,
+    /// `settle_crash` took the casualties: any later one is failed on arrival.
+    settled: AtomicBool,
+}
+
+/// A chunk failed by a broken executor, before anyone decided what to do with it.
+struct Casualty {
+    seq: u64,
+    slot: usize,
+    items: Vec<Item>,
+    err: PyErr,
 }
 
 impl Generation {
@@ -754,6 +771,9 @@ impl ProcessPool {
                     executor: Some(executor.unbind()),
                     completed: AtomicBool::new(false),
                     crash: PyOnceLock::new(),
+                    casualties: Mutex::new(Vec::new()),
+                    settling: AtomicBool::new(false),
+                    settled: AtomicBool::new(false),
                 });
                 st.generation = Some(generation.clone());
                 (generation, None)
@@ -980,8 +1000,8 @@ impl ProcessPool {
                     requeue = items;
                     retire = true;
                 } else if broken && self.kind() == Kind::Process {
-                    self.crashed(py, &generation, slot, seq, &err, items, &mut requeue, rings);
-                    retire = true;
+                    // Decided later, off this thread (see `record_casualty`).
+                    return self.record_casualty(py, generation, seq, slot, items, err, rings);
                 } else if broken {
                     // InterpreterPoolExecutor: an initializer failed; broken for good.
                     self.break_for_good(py, err.value(py).to_string());
@@ -1004,6 +1024,130 @@ impl ProcessPool {
         drop(generation);
         self.settle_chunk(py, slot, requeue, rings);
         self.pump(py, rings);
+    }
+
+    /// A chunk failed because its executor broke (a worker died).
+    ///
+    /// This runs in the executor's done-callback, and on CPython 3.11 that is inside
+    /// `terminate_broken`'s loop over its pending work items, which set `_broken`
+    /// without the executor's lock: anything here that lets go of the GIL (blocking,
+    /// starting a thread, even ringing a doorbell after detaching) lets a concurrent
+    /// `submit()` that already passed the `_broken` check add to that dict mid-loop,
+    /// and the management thread dies ("dictionary changed size during iteration"),
+    /// stranding every call it held. So the casualty is only recorded here; the first
+    /// one retires the executor (no dispatch uses it again) and asks the event loop to
+    /// start a settler thread (`settle_crash`). Nothing is delivered yet.
+    #[allow(clippy::too_many_arguments)]
+    fn record_casualty(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        generation: Arc<Generation>,
+        seq: u64,
+        slot: usize,
+        items: Vec<Item>,
+        err: PyErr,
+        rings: &mut Rings,
+    ) {
+        if generation.settled.load(Ordering::Acquire) {
+            // After the settler looked: whether these started is unknown.
+            let message = "the process pool broke; whether this call started is unknown, \
+                           so it is not run again";
+            for item in items {
+                item.fail(
+                    py,
+                    make_error(broken_process_pool(py), message.to_owned()),
+                    rings,
+                );
+            }
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            self.pump(py, rings);
+            return;
+        }
+        let bridge = items.iter().find_map(|item| item.job.bridge());
+        lock(&generation.casualties).push(Casualty {
+            seq,
+            slot,
+            items,
+            err,
+        });
+        if generation.settling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Both stay alive in the task: dropping the last reference to an executor
+        // starts a thread (see `Generation::drop`), which must not happen here.
+        let retired = self.retire_generation(&generation);
+        let pool = self.clone();
+        let start: LoopTask = Box::new(move |py| {
+            let task = Py::new(py, SettleCrash { pool, generation });
+            let started = task.and_then(|task| {
+                background_run(py)?
+                    .call1(("leasepool-crash", task))?
+                    .is_truthy()
+            });
+            if let Err(err) = started {
+                crate::errors::report_unraisable(py, err, None);
+            }
+            drop(retired);
+        });
+        match bridge {
+            // The loop starts the thread: it may block for a moment, this may not.
+            Some(bridge) => bridge.push(Completion::Call(start)),
+            // Only `lease.executor.submit()` callers (no loop to ask): start it here.
+            None => start(py),
+        }
+    }
+
+    /// The settler thread: waits until the broken executor has failed all its work
+    /// and stopped its processes (its management thread ends after joining them; the
+    /// processes are killed if that takes longer than a grace), so the progress array
+    /// is final, then fails the calls that started and re-queues those that did not.
+    fn settle_crash(self: &Arc<Self>, py: Python<'_>, generation: &Arc<Generation>) {
+        let executor = generation.executor(py);
+        let processes = executor_processes(py, &executor);
+        let manager_thread = executor
+            .getattr("_executor_manager_thread")
+            .ok()
+            .filter(|thread| !thread.is_none());
+        if let Some(thread) = &manager_thread {
+            let alive = |thread: &Bound<'_, PyAny>| {
+                crate::errors::best_effort(
+                    py,
+                    thread.call_method1("join", (SURVIVOR_REAP_SECONDS,)),
+                );
+                thread
+                    .call_method0("is_alive")
+                    .and_then(|a| a.is_truthy())
+                    .unwrap_or(false)
+            };
+            if alive(thread) {
+                for process in &processes {
+                    crate::errors::best_effort(py, process.bind(py).call_method0("kill"));
+                }
+                alive(thread);
+            }
+        }
+        generation.settled.store(true, Ordering::Release);
+        let casualties = std::mem::take(&mut *lock(&generation.casualties));
+        let crash = generation
+            .crash
+            .get_or_init(py, || self.inspect_crash(py, generation, &casualties));
+        if let Some(message) = &crash.fatal {
+            self.break_for_good(py, message.clone());
+        }
+        let mut rings = Rings::default();
+        for casualty in casualties {
+            let Casualty {
+                seq,
+                slot,
+                items,
+                err,
+            } = casualty;
+            let mut requeue = Vec::new();
+            self.crashed(py, crash, slot, seq, &err, items, &mut requeue, &mut rings);
+            self.settle_chunk(py, slot, requeue, &mut rings);
+        }
+        self.pump(py, &mut rings);
+        rings.ring(py);
     }
 
     /// Process backend: unpickle and deliver each outcome of a finished chunk.
@@ -1074,7 +1218,7 @@ impl ProcessPool {
     fn crashed(
         &self,
         py: Python<'_>,
-        generation: &Arc<Generation>,
+        crash: &Crash,
         slot: usize,
         seq: u64,
         err: &PyErr,
@@ -1082,12 +1226,6 @@ impl ProcessPool {
         requeue: &mut Vec<Item>,
         rings: &mut Rings,
     ) {
-        let crash = generation
-            .crash
-            .get_or_init(py, || self.inspect_crash(py, generation, slot, seq, &items));
-        if let Some(message) = &crash.fatal {
-            self.break_for_good(py, message.clone());
-        }
         let progress = self.progress_of(py, slot, seq);
         let make = |message: String| {
             let err_new = make_error(broken_process_pool(py), message);
@@ -1162,9 +1300,7 @@ impl ProcessPool {
         &self,
         py: Python<'_>,
         generation: &Generation,
-        slot: usize,
-        seq: u64,
-        items: &[Item],
+        casualties: &[Casualty],
     ) -> Crash {
         // What each in-flight chunk of this executor was running, by pid.
         let mut running: HashMap<i64, String> = HashMap::new();
@@ -1175,9 +1311,11 @@ impl ProcessPool {
                 }
             }
         };
-        note(slot, seq, &|i| {
-            items.get(i).map(|item| item.function_name(py))
-        });
+        for casualty in casualties {
+            note(casualty.slot, casualty.seq, &|i| {
+                casualty.items.get(i).map(|item| item.function_name(py))
+            });
+        }
         let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
             let st = lock(&self.state);
             st.chunks
@@ -1205,7 +1343,7 @@ impl ProcessPool {
         // clean-up (SIGTERM); prefer one that was running a call.
         let primary = dead
             .iter()
-            .filter(|(_, code)| *code != -15)
+            .filter(|(_, code)| *code != SIGTERM_EXIT)
             .max_by_key(|(pid, _)| running.contains_key(pid))
             .or_else(|| dead.first());
         let cause = match primary {
@@ -1240,8 +1378,11 @@ impl ProcessPool {
         };
         Crash {
             cause,
+            // Processes the executor's own clean-up terminated (SIGTERM) did not die
+            // of the crash: their calls were cut short, and say so.
             dead: dead
                 .iter()
+                .filter(|(_, code)| *code != SIGTERM_EXIT)
                 .map(|(pid, code)| (*pid, describe_exit(py, *code)))
                 .collect(),
             fatal,
@@ -1741,4 +1882,20 @@ fn launch_processes(executor: &Bound<'_, PyAny>) -> PyResult<()> {
         .and_then(|_| executor.call_method0("_start_executor_manager_thread"));
     shutdown_lock.call_method0("release")?;
     launched.map(drop)
+}
+
+/// The settler thread's target (see [`ProcessPool::record_casualty`]).
+#[pyclass(module = "leasepool._engine", frozen)]
+struct SettleCrash {
+    pool: Arc<ProcessPool>,
+    generation: Arc<Generation>,
+}
+
+#[pymethods]
+impl SettleCrash {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool process crash settler", || {
+            self.pool.settle_crash(py, &self.generation);
+        });
+    }
 }
