@@ -1339,12 +1339,16 @@ impl ProcessPool {
             });
         }
         let (dead, all_reaped) = stop_broken_processes(py, &generation.executor(py));
-        // The process that died first is the one not killed by the executor's own
-        // clean-up (SIGTERM); prefer one that was running a call.
+        // By now every process of the executor is dead: the one that broke it, and the
+        // survivors the executor's clean-up stopped with SIGTERM (whose exit status is
+        // -15, or whatever a SIGTERM handler inherited from the parent made it). So
+        // the culprit is ranked, not read off: one that was running a call, then one
+        // whose status is not SIGTERM's, then one with an abnormal status.
         let primary = dead
             .iter()
-            .filter(|(_, code)| *code != SIGTERM_EXIT)
-            .max_by_key(|(pid, _)| running.contains_key(pid))
+            .max_by_key(|(pid, code)| {
+                (running.contains_key(pid), *code != SIGTERM_EXIT, *code != 0)
+            })
             .or_else(|| dead.first());
         let cause = match primary {
             Some((pid, code)) => {
@@ -1358,9 +1362,9 @@ impl ProcessPool {
             }
             None => "a worker process died unexpectedly".to_owned(),
         };
-        let initializer_failed = dead
-            .iter()
-            .any(|(pid, code)| *code == 0 && !running.contains_key(pid));
+        // The stdlib's worker returns (status 0) when its initializer raises; that is
+        // the cause only if no worker had started any call.
+        let initializer_failed = running.is_empty() && dead.iter().any(|(_, code)| *code == 0);
         let barren = !generation.completed.load(Ordering::Acquire)
             && lock(&self.state).barren + 1 >= MAX_BARREN_GENERATIONS;
         let fatal = if initializer_failed {
@@ -1378,11 +1382,10 @@ impl ProcessPool {
         };
         Crash {
             cause,
-            // Processes the executor's own clean-up terminated (SIGTERM) did not die
-            // of the crash: their calls were cut short, and say so.
-            dead: dead
+            // Only the culprit died of the crash; the others were stopped by the
+            // executor's clean-up and their calls say so.
+            dead: primary
                 .iter()
-                .filter(|(_, code)| *code != SIGTERM_EXIT)
                 .map(|(pid, code)| (*pid, describe_exit(py, *code)))
                 .collect(),
             fatal,
