@@ -101,7 +101,7 @@ class LoopSignal:
         self.fired.set()
         self._loop.call_soon_threadsafe(self._event.set)
 
-    async def wait(self, within: float = 3.0) -> None:
+    async def wait(self, within: float = 30.0) -> None:
         await asyncio.wait_for(self._event.wait(), within)
 
 
@@ -120,7 +120,7 @@ def blocker(
     return work
 
 
-async def until(predicate: Callable[[], bool], within: float = 3.0, what: str = "") -> None:
+async def until(predicate: Callable[[], bool], within: float = 30.0, what: str = "") -> None:
     """Yield to the loop until ``predicate()`` holds (bounded); for state that other
     tasks reach without signalling (e.g. a task reaching its first await)."""
     deadline = time.monotonic() + within

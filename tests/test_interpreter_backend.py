@@ -6,10 +6,10 @@ import asyncio
 import concurrent.futures
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures.thread import BrokenThreadPool
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import _interp_funcs as f
@@ -117,17 +117,23 @@ def test_failing_initializer_breaks_the_pool() -> None:
 
 
 @needs_314
-def test_hard_expiry_fails_the_await_of_a_running_call() -> None:
+def test_hard_expiry_fails_the_await_of_a_running_call(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+
     async def main() -> None:
         async with interpreter_manager(
             workers_per_pool=1, default_lease_seconds=0.2, lease_grace_seconds=0.1
         ) as manager:
             lease = await manager.acquire()
-            start = time.monotonic()
-            with pytest.raises(LeaseExpiredError):
-                # An interpreter cannot be killed: the call ends on its own later.
-                await lease.run(f.sleep_then, 1.0, None)
-            assert time.monotonic() - start < 0.9
+            try:
+                with pytest.raises(LeaseExpiredError):
+                    # The call cannot end before the gate opens, which happens only after
+                    # the await failed: the await does not wait for the running call.
+                    # (The bound turns a regression into a TimeoutError, not a hang.)
+                    await asyncio.wait_for(lease.run(f.wait_for_path, str(gate), 120.0), 60)
+            finally:
+                # An interpreter cannot be killed: the call ends on its own, now.
+                gate.touch()
             async with await manager.acquire(lease_seconds=10) as fresh:
                 assert await fresh.run(f.add, 1, 2) == 3
 
