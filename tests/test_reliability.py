@@ -234,7 +234,7 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
     forever) as orphans."""
     done = run_script(
         """
-        import asyncio, os, signal
+        import asyncio, multiprocessing, os, signal
         from leasepool import LeasedExecutorManager
         import _proc_funcs as f
 
@@ -242,8 +242,9 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
             manager = LeasedExecutorManager(backend="process", max_pools=1, workers_per_pool=2)
             await manager.start()
             lease = await manager.acquire()
-            pids = set(await asyncio.gather(*(lease.run(f.pid_after, 0.2) for _ in range(2))))
+            await lease.run(f.getpid)  # the pool's workers are all started by now
             stuck = lease.run(f.block_forever)   # one worker never comes back
+            pids = [p.pid for p in multiprocessing.active_children()]
             print("PIDS", *sorted(pids), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
