@@ -1048,28 +1048,35 @@ impl ProcessPool {
         err: PyErr,
         rings: &mut Rings,
     ) {
-        if generation.settled.load(Ordering::Acquire) {
+        let bridge = items.iter().find_map(|item| item.job.bridge());
+        let late = {
+            // Checked and pushed under the lock the settler takes the list under: a
+            // chunk failed between `submit()` and `add_done_callback()` arrives here on
+            // the dispatching thread, possibly while the settler runs.
+            let mut casualties = lock(&generation.casualties);
+            if generation.settled.load(Ordering::Acquire) {
+                Some(items)
+            } else {
+                casualties.push(Casualty {
+                    seq,
+                    slot,
+                    items,
+                    err,
+                });
+                None
+            }
+        };
+        if let Some(items) = late {
             // After the settler looked: whether these started is unknown.
             let message = "the process pool broke; whether this call started is unknown, \
                            so it is not run again";
             for item in items {
-                item.fail(
-                    py,
-                    make_error(broken_process_pool(py), message.to_owned()),
-                    rings,
-                );
+                item.fail(py, make_error(broken_process_pool(py), message.to_owned()), rings);
             }
             self.settle_chunk(py, slot, Vec::new(), rings);
             self.pump(py, rings);
             return;
         }
-        let bridge = items.iter().find_map(|item| item.job.bridge());
-        lock(&generation.casualties).push(Casualty {
-            seq,
-            slot,
-            items,
-            err,
-        });
         if generation.settling.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -1126,8 +1133,11 @@ impl ProcessPool {
                 alive(thread);
             }
         }
-        generation.settled.store(true, Ordering::Release);
-        let casualties = std::mem::take(&mut *lock(&generation.casualties));
+        let casualties = {
+            let mut casualties = lock(&generation.casualties);
+            generation.settled.store(true, Ordering::Release);
+            std::mem::take(&mut *casualties)
+        };
         let crash = generation
             .crash
             .get_or_init(py, || self.inspect_crash(py, generation, &casualties));
