@@ -1071,7 +1071,11 @@ impl ProcessPool {
             let message = "the process pool broke; whether this call started is unknown, \
                            so it is not run again";
             for item in items {
-                item.fail(py, make_error(broken_process_pool(py), message.to_owned()), rings);
+                item.fail(
+                    py,
+                    make_error(broken_process_pool(py), message.to_owned()),
+                    rings,
+                );
             }
             self.settle_chunk(py, slot, Vec::new(), rings);
             self.pump(py, rings);
