@@ -542,8 +542,22 @@ pub(crate) struct ProcessPool {
 
 static LIVE_POOLS: Mutex<Vec<Weak<ProcessPool>>> = Mutex::new(Vec::new());
 static HOOKS_REGISTERED: AtomicBool = AtomicBool::new(false);
-/// Interpreter exit began (our exit hook ran).
+/// Interpreter exit began (our exit hook ran): no executor is created any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
+/// Spawner threads started and not finished. The exit hook waits for them: an
+/// executor whose manager thread starts after the stdlib's own exit hook has listed
+/// the threads to join is never woken, and `multiprocessing`'s exit handler then
+/// joins its idle workers forever.
+static SPAWNS_IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static SPAWNS_DONE: std::sync::Condvar = std::sync::Condvar::new();
+/// How long the exit hook waits for spawns in flight.
+const EXIT_SPAWN_WAIT: Duration = Duration::from_secs(10);
+
+fn spawn_finished() {
+    let mut in_flight = lock(&SPAWNS_IN_FLIGHT);
+    *in_flight = in_flight.saturating_sub(1);
+    SPAWNS_DONE.notify_all();
+}
 /// Executors drained during interpreter exit, kept alive (never dropped) so that the
 /// stdlib's own exit hook wakes and joins their management threads. Dropping one
 /// there instead makes its management thread close its wakeup pipe while
@@ -556,6 +570,13 @@ static KEPT_FOR_EXIT: Mutex<Vec<Arc<Generation>>> = Mutex::new(Vec::new());
 #[pyfunction]
 pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
     EXITING.store(true, Ordering::Release);
+    // Runs before the stdlib's exit hook (registered earlier): let every executor
+    // being created right now finish, so that hook finds and joins it.
+    py.detach(|| {
+        let in_flight = lock(&SPAWNS_IN_FLIGHT);
+        let waited = SPAWNS_DONE.wait_timeout_while(in_flight, EXIT_SPAWN_WAIT, |n| *n > 0);
+        drop(waited);
+    });
     let pools: Vec<Arc<ProcessPool>> = std::mem::take(&mut *lock(&LIVE_POOLS))
         .iter()
         .filter_map(Weak::upgrade)
@@ -1766,6 +1787,15 @@ impl ProcessPool {
     /// processes takes milliseconds each (`workers_per_pool` of them, more with
     /// spawn/forkserver), and the caller is usually the event loop.
     fn spawn_generation(self: &Arc<Self>, py: Python<'_>) {
+        if EXITING.load(Ordering::Acquire) {
+            return self.spawn_failed(
+                py,
+                PyRuntimeError::new_err(
+                    "leasepool: cannot start worker processes during interpreter shutdown",
+                ),
+            );
+        }
+        *lock(&SPAWNS_IN_FLIGHT) += 1;
         let task = Py::new(py, SpawnGeneration { pool: self.clone() });
         let started = task.and_then(|task| {
             background_run(py)?
@@ -1774,13 +1804,19 @@ impl ProcessPool {
         });
         match started {
             Ok(true) => {}
-            Ok(false) => self.spawn_failed(
-                py,
-                PyRuntimeError::new_err(
-                    "leasepool: cannot start worker processes during interpreter shutdown",
-                ),
-            ),
-            Err(err) => self.spawn_failed(py, err),
+            Ok(false) => {
+                spawn_finished();
+                self.spawn_failed(
+                    py,
+                    PyRuntimeError::new_err(
+                        "leasepool: cannot start worker processes during interpreter shutdown",
+                    ),
+                );
+            }
+            Err(err) => {
+                spawn_finished();
+                self.spawn_failed(py, err);
+            }
         }
     }
 
@@ -1876,6 +1912,7 @@ impl SpawnGeneration {
         crate::errors::contain_panics(py, "leasepool process spawner", || {
             self.pool.spawn_now(py);
         });
+        spawn_finished();
     }
 }
 
