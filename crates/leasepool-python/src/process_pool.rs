@@ -553,12 +553,6 @@ static SPAWNS_DONE: std::sync::Condvar = std::sync::Condvar::new();
 /// How long the exit hook waits for spawns in flight.
 const EXIT_SPAWN_WAIT: Duration = Duration::from_secs(10);
 
-/// Notified whenever a pool drains (the exit hook waits for that).
-static POOL_DRAINED: std::sync::Condvar = std::sync::Condvar::new();
-static DRAINED_AT_EXIT: Mutex<()> = Mutex::new(());
-/// How long the exit hook waits for running calls before the stdlib's hook takes over.
-const EXIT_DRAIN_WAIT: Duration = Duration::from_secs(30);
-
 fn spawn_finished() {
     let mut in_flight = lock(&SPAWNS_IN_FLIGHT);
     *in_flight = in_flight.saturating_sub(1);
@@ -587,22 +581,9 @@ pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
         .iter()
         .filter_map(Weak::upgrade)
         .collect();
-    for pool in &pools {
+    for pool in pools {
         pool.shutdown(py, None);
     }
-    // Then let running calls finish before the stdlib's hook runs: on CPython 3.11 it
-    // writes to each executor's wakeup pipe without the executor's lock, and an
-    // executor whose last call completes at that moment closes the pipe under it
-    // ("Exception ignored ... OSError: [Errno 9] Bad file descriptor" at exit). With
-    // every pool drained first, that hook finds idle executors and stops them in
-    // order. Bounded: a call that runs longer is waited for by that hook, as before.
-    py.detach(|| {
-        let drained = lock(&DRAINED_AT_EXIT);
-        let waited = POOL_DRAINED.wait_timeout_while(drained, EXIT_DRAIN_WAIT, |_| {
-            pools.iter().any(|pool| !lock(&pool.state).drained)
-        });
-        drop(waited);
-    });
 }
 
 /// `os.register_at_fork(after_in_child=...)`: a forked child owns none of the
@@ -1546,10 +1527,6 @@ impl ProcessPool {
     /// threads are kept for `join_threads`.
     fn finish_drain(&self, py: Python<'_>, drained: Option<Option<Arc<DrainBarrier>>>) {
         let Some(barrier) = drained else { return };
-        {
-            let _exit_waiter = lock(&DRAINED_AT_EXIT);
-            POOL_DRAINED.notify_all();
-        }
         let generation = lock(&self.state).generation.take();
         if let Some(generation) = generation {
             let executor = generation.executor(py);
