@@ -59,7 +59,7 @@
 //! dropped under it (drops can run Python).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -548,15 +548,36 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// executor whose manager thread starts after the stdlib's own exit hook has listed
 /// the threads to join is never woken, and `multiprocessing`'s exit handler then
 /// joins its idle workers forever.
+///
+/// Worker processes are forked *during* a spawn and inherit both this count and the
+/// exit hook, so the count is tied to the process that keeps it: a forked child
+/// never waits for (or locks anything of) its parent's spawns.
 static SPAWNS_IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static SPAWN_COUNT_OWNER: AtomicU32 = AtomicU32::new(0);
 static SPAWNS_DONE: std::sync::Condvar = std::sync::Condvar::new();
 /// How long the exit hook waits for spawns in flight.
 const EXIT_SPAWN_WAIT: Duration = Duration::from_secs(10);
+
+fn spawn_started() {
+    let mut in_flight = lock(&SPAWNS_IN_FLIGHT);
+    SPAWN_COUNT_OWNER.store(std::process::id(), Ordering::Release);
+    *in_flight += 1;
+}
 
 fn spawn_finished() {
     let mut in_flight = lock(&SPAWNS_IN_FLIGHT);
     *in_flight = in_flight.saturating_sub(1);
     SPAWNS_DONE.notify_all();
+}
+
+/// Waits (bounded) until no spawn of this process is in flight.
+fn wait_for_spawns() {
+    if SPAWN_COUNT_OWNER.load(Ordering::Acquire) != std::process::id() {
+        return; // nothing spawned here, or an inherited count (a forked child)
+    }
+    let in_flight = lock(&SPAWNS_IN_FLIGHT);
+    let waited = SPAWNS_DONE.wait_timeout_while(in_flight, EXIT_SPAWN_WAIT, |n| *n > 0);
+    drop(waited);
 }
 /// Executors drained during interpreter exit, kept alive (never dropped) so that the
 /// stdlib's own exit hook wakes and joins their management threads. Dropping one
@@ -572,11 +593,7 @@ pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
     EXITING.store(true, Ordering::Release);
     // Runs before the stdlib's exit hook (registered earlier): let every executor
     // being created right now finish, so that hook finds and joins it.
-    py.detach(|| {
-        let in_flight = lock(&SPAWNS_IN_FLIGHT);
-        let waited = SPAWNS_DONE.wait_timeout_while(in_flight, EXIT_SPAWN_WAIT, |n| *n > 0);
-        drop(waited);
-    });
+    py.detach(wait_for_spawns);
     let pools: Vec<Arc<ProcessPool>> = std::mem::take(&mut *lock(&LIVE_POOLS))
         .iter()
         .filter_map(Weak::upgrade)
@@ -1795,7 +1812,7 @@ impl ProcessPool {
                 ),
             );
         }
-        *lock(&SPAWNS_IN_FLIGHT) += 1;
+        spawn_started();
         let task = Py::new(py, SpawnGeneration { pool: self.clone() });
         let started = task.and_then(|task| {
             background_run(py)?
