@@ -227,4 +227,19 @@ def test_no_orphan_processes_at_exit(stop: bool) -> None:
     assert "WORKERS 4" in done.stdout, done.stdout
     # atexit handlers run after the executors joined their workers.
     assert "LEFT []" in done.stdout, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
+    assert _without_known_exit_race(done.stderr) == "", done.stderr
+
+
+def _without_known_exit_race(stderr: str) -> str:
+    """``stderr`` minus the one known CPython 3.11 message at exit: the stdlib's
+    ``concurrent.futures.process._python_exit`` writes to an executor's wakeup pipe
+    without the executor's lock, and an executor finishing its last call at that
+    moment closes the pipe under it (docs/process-backend.md, "Shutdown and exit")."""
+    marker = "Exception ignored in: <module 'threading'"
+    if marker not in stderr:
+        return stderr.strip()
+    head, _, tail = stderr.partition(marker)
+    known = "in _python_exit" in tail and tail.rstrip().endswith(
+        "OSError: [Errno 9] Bad file descriptor"
+    )
+    return head.strip() if known else stderr.strip()

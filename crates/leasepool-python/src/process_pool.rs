@@ -1198,6 +1198,39 @@ impl ProcessPool {
             self.crashed(py, crash, slot, seq, &err, items, &mut requeue, &mut rings);
             self.settle_chunk(py, slot, requeue, &mut rings);
         }
+        // A `submit()` that passed the executor's broken check just before it broke can
+        // add its work item after `terminate_broken` cleared them: that future never
+        // completes. Its manager thread is gone now, so no worker ever got it: run it
+        // on the next executor.
+        let candidates: Vec<(u64, Py<PyAny>)> = lock(&self.state)
+            .chunks
+            .iter()
+            .filter(|(_, chunk)| chunk.generation.id == generation.id)
+            .filter_map(|(seq, chunk)| Some((*seq, chunk.future.as_ref()?.clone_ref(py))))
+            .collect();
+        // Checked outside the lock (no Python under it), removed under it.
+        let never_done: Vec<u64> = candidates
+            .into_iter()
+            .filter(|(_, future)| {
+                !future
+                    .bind(py)
+                    .call_method0("done")
+                    .and_then(|done| done.is_truthy())
+                    .unwrap_or(true)
+            })
+            .map(|(seq, _)| seq)
+            .collect();
+        let stranded: Vec<Chunk> = {
+            let mut st = lock(&self.state);
+            never_done
+                .iter()
+                .filter_map(|seq| st.chunks.remove(seq))
+                .collect()
+        };
+        for chunk in stranded {
+            let Chunk { slot, items, .. } = chunk;
+            self.settle_chunk(py, slot, items, &mut rings);
+        }
         self.pump(py, &mut rings);
         rings.ring(py);
     }
