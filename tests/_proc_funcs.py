@@ -179,3 +179,15 @@ def record_then_sleep(path: str, token: str, seconds: float) -> str:
     record_token(path, token)
     time.sleep(seconds)
     return token
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` no longer exists (or is a zombie nobody reaped yet).
+
+    Not a worker function: the tests' check that no worker process outlived its pool.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True

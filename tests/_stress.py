@@ -207,15 +207,6 @@ def arm_watchdog(deadline: float) -> None:
     timer.start()
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer exists (or is a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group ``pgid``."""
     members = []
@@ -416,8 +407,8 @@ async def _churn(opts: Options, problems: Problems) -> set[int]:
 def scenario_churn(opts: Options, problems: Problems) -> None:
     pids = run_on(opts.loop, _churn(opts, problems))
     # stop() joins every worker; the bound only covers a slow process table.
-    if not wait_until(lambda: all(process_gone(pid) for pid in pids), 10.0):
-        left = sorted(pid for pid in pids if not process_gone(pid))
+    if not wait_until(lambda: all(f.process_gone(pid) for pid in pids), 10.0):
+        left = sorted(pid for pid in pids if not f.process_gone(pid))
         problems.add("worker-left-after-stop", f"{len(left)} of {len(pids)} workers: {left[:10]}")
 
 

@@ -34,15 +34,6 @@ async def process_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]
         await manager.stop()
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer exists (or is only a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
 async def until(predicate: Any, within: float = 30.0) -> None:
     """Poll an outside observable (process table, a file); the deadline only turns a
     condition that never comes into a failure (it is generous: the machine may be busy)."""
@@ -154,7 +145,7 @@ def test_hard_expiry_terminates_a_runaway_call() -> None:
                 # The call would run for 120 s: an await that waited for it instead of
                 # failing at the hard expiry (0.3 s) ends in TimeoutError here.
                 await asyncio.wait_for(lease.run(f.sleep_then, 120.0), 60)
-            await until(lambda: process_gone(pid))
+            await until(lambda: f.process_gone(pid))
             # A replacement pool serves the next lease.
             async with await manager.acquire(lease_seconds=10) as fresh:
                 assert await fresh.run(f.getpid) != pid
@@ -174,7 +165,7 @@ def test_no_worker_process_survives_stop() -> None:
 
     pids = asyncio.run(main())
     assert len(pids) >= 2
-    assert [pid for pid in pids if not process_gone(pid)] == []
+    assert [pid for pid in pids if not f.process_gone(pid)] == []
 
 
 _EXIT_SCRIPT = """

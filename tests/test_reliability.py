@@ -34,15 +34,6 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
 }
 
 
-def process_gone(pid: int) -> bool:
-    """True once ``pid`` no longer exists (or is a zombie nobody reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-
-
 def run_script(body: str, deadline: float = 60.0) -> subprocess.CompletedProcess[str]:
     """Run ``body`` in a fresh interpreter that can import the test helpers."""
     script = f"import sys\nsys.path.insert(0, {str(TESTS_DIR)!r})\n" + textwrap.dedent(body)
@@ -187,7 +178,7 @@ def test_stop_does_not_block_the_loop_on_a_frozen_worker_and_still_ends() -> Non
         return pid
 
     pid = asyncio.run(main())
-    assert process_gone(pid)
+    assert f.process_gone(pid)
 
 
 # --- calls queued inside the executor do not run after stop() / at exit -------------
@@ -259,10 +250,10 @@ def test_workers_exit_when_the_parent_is_killed() -> None:
     # the test waits for them, bounded.
     waiter = threading.Event()
     for _ in range(600):
-        if all(process_gone(pid) for pid in pids):
+        if all(f.process_gone(pid) for pid in pids):
             break
         waiter.wait(0.05)
-    assert [pid for pid in pids if not process_gone(pid)] == []
+    assert [pid for pid in pids if not f.process_gone(pid)] == []
 
 
 # --- worker processes start off the event loop --------------------------------------
