@@ -142,12 +142,12 @@ async def test_acquire_log_records(caplog: pytest.LogCaptureFixture) -> None:
         f"Leased executor backend=thread lease_id={lease_id} owner=bob seconds=30.0 grace=2.5"
         in infos
     )
-    assert f"Released executor lease_id={lease_id} owner=bob kept=True" in infos
+    assert f"Finalized released executor lease_id={lease_id} owner=bob kept=True" in infos
     assert (
         f"Leased executor backend=thread lease_id={anon.lease_id} owner=None seconds=0.1 grace=2.5"
         in infos
     )
-    assert f"Released executor lease_id={anon.lease_id} owner=None kept=True" in infos
+    assert f"Finalized released executor lease_id={anon.lease_id} owner=None kept=True" in infos
 
 
 async def test_created_record_counts_sequence(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import subprocess
 import sys
@@ -118,20 +119,32 @@ def test_repeated_crashes_are_each_reported_and_capacity_stays_bounded() -> None
     asyncio.run(main())
 
 
-def test_failing_initializer_breaks_the_pool_for_good() -> None:
+def test_failing_initializer_breaks_the_pool_for_good(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        async with (
-            process_manager(initializer=f.failing_initializer, workers_per_pool=1) as manager,
-            await manager.acquire() as lease,
-        ):
+        async with process_manager(
+            initializer=f.failing_initializer, workers_per_pool=1, max_pools=1
+        ) as manager:
+            lease = await manager.acquire(owner="init")
             with pytest.raises(BrokenProcessPool, match="initializer"):
                 await lease.run(f.add, 1, 2)
-            with pytest.raises(BrokenProcessPool, match="initializer"):
+            # As in 0.1.3, the first call that reports the pool broken retires it with
+            # its lease: the lease is over and the manager holds a fresh pool.
+            with pytest.raises(LeaseExpiredError, match="no longer active"):
                 await lease.run(f.add, 1, 2)
-            with pytest.raises(BrokenProcessPool):
+            with pytest.raises(LeaseExpiredError, match="no longer active"):
                 lease.executor.submit(f.add, 1, 2)
+            assert manager.leased_count == 0
+            assert manager.total_count == 1
+            await lease.release()  # a no-op now
+            async with await manager.acquire() as fresh:
+                with pytest.raises(BrokenProcessPool, match="initializer"):
+                    await fresh.run(f.add, 1, 2)
 
-    asyncio.run(main())
+    with caplog.at_level(logging.WARNING, logger="leasepool.manager"):
+        asyncio.run(main())
+    retired = [r.getMessage() for r in caplog.records if "Retiring broken" in r.getMessage()]
+    assert len(retired) == 2, retired
+    assert "owner=init exc_type=BrokenProcessPool exc=BrokenProcessPool(" in retired[0]
 
 
 def test_hard_expiry_terminates_a_runaway_call() -> None:

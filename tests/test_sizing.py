@@ -77,8 +77,8 @@ async def test_release_above_target_shuts_pool(caplog: pytest.LogCaptureFixture)
         await second.release()
         assert (manager.total_count, manager.available_count, manager.leased_count) == (1, 1, 0)
     infos = messages(caplog, logging.INFO)
-    assert f"Released executor lease_id={first.lease_id} owner=one kept=False" in infos
-    assert f"Released executor lease_id={second.lease_id} owner=two kept=True" in infos
+    assert f"Finalized released executor lease_id={first.lease_id} owner=one kept=False" in infos
+    assert f"Finalized released executor lease_id={second.lease_id} owner=two kept=True" in infos
 
 
 async def test_acquire_may_exceed_target_up_to_max() -> None:

@@ -27,7 +27,7 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
         LeaseError::InvalidLeaseSeconds | LeaseError::NonFiniteLeaseSeconds => {
             PyValueError::new_err(message)
         }
-        LeaseError::Inactive | LeaseError::ExpiredRevoked => {
+        LeaseError::Inactive | LeaseError::Released | LeaseError::ExpiredRevoked => {
             leasepool_error(py, "LeaseExpiredError", message)
         }
     }

@@ -32,6 +32,9 @@ use crate::py_cache::{concurrent_future, exception_class, get_logger, get_runnin
 /// A submission.
 struct Item {
     job: Job,
+    /// The `work_id` of its log records; finds it again if its submitter cancels.
+    id: u64,
+    owner: Py<PyAny>,
 }
 
 /// Tells an `enqueue()` caller parked for lack of space that its item was accepted:
@@ -173,16 +176,54 @@ impl GrinderCore {
         }
     }
 
-    fn log_queued(&self, py: Python<'_>, owner: &Py<PyAny>, pending: usize) {
+    fn next_work_id(&self) -> u64 {
+        self.work_seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn log_queued(&self, py: Python<'_>, id: u64, owner: &Py<PyAny>, pending: usize) {
         if self.logger.enabled(py, DEBUG) {
-            let work_id = format!("{:032x}", self.work_seq.fetch_add(1, Ordering::Relaxed) + 1);
             self.logger.log(
                 py,
                 DEBUG,
                 "Queued work work_id=%s owner=%s pending=%s",
-                (work_id, owner.clone_ref(py), pending),
+                (format!("{id:032x}"), owner.clone_ref(py), pending),
                 None,
             );
+        }
+    }
+
+    /// The submitter of item `id` cancelled: if it is still pending it leaves the
+    /// queue now (as in 0.1.3), and its space goes to a parked submitter.
+    fn withdraw(self: &Arc<Self>, py: Python<'_>, id: u64) {
+        let (item, admitted, acks, pending) = {
+            let mut state = lock(&self.state);
+            let Some((item, admitted)) = state.batcher.withdraw(monotonic(), |item| item.id == id)
+            else {
+                return;
+            };
+            let acks: Vec<Ack> = (0..admitted.len())
+                .filter_map(|_| state.parked_acks.pop_front())
+                .collect();
+            (item, admitted, acks, state.batcher.pending_len())
+        };
+        self.space.notify_all();
+        if self.logger.enabled(py, DEBUG) {
+            self.logger.log(
+                py,
+                DEBUG,
+                "Removed cancelled pending work work_id=%s owner=%s pending=%s",
+                (format!("{id:032x}"), item.owner.clone_ref(py), pending),
+                None,
+            );
+        }
+        // Settles the item's future as cancelled if it was not already (a
+        // `concurrent.futures.Future` cancelled from another thread is).
+        item.job.cancel(py);
+        for ack in acks {
+            Self::acknowledge(py, ack);
+        }
+        for offer in admitted {
+            self.follow(py, offer);
         }
     }
 
@@ -423,9 +464,10 @@ impl GrinderCore {
         self: &Arc<Self>,
         py: Python<'_>,
         item: Item,
-        owner: &Py<PyAny>,
         park: Option<Ack>,
     ) -> Result<bool, (Item, PyErr)> {
+        let id = item.id;
+        let owner = item.owner.clone_ref(py);
         let (offer, pending, parked) = {
             let mut state = lock(&self.state);
             if let Some(err) = Self::refusal(&state) {
@@ -449,7 +491,7 @@ impl GrinderCore {
         if let Offer::Full(item) = offer {
             return Err((item, self.queue_full_error(py)));
         }
-        self.log_queued(py, owner, pending);
+        self.log_queued(py, id, &owner, pending);
         self.follow(py, offer);
         Ok(parked)
     }
@@ -759,7 +801,64 @@ impl PyWorkGrinder {
         kwargs: Option<&Bound<'_, PyDict>>,
         target: Target,
     ) -> PyResult<Job> {
-        PyExecutorLease::job(py, func, args, kwargs, target)
+        PyExecutorLease::capture_job(py, func, args, kwargs, target)
+    }
+
+    /// Withdraws item `id` from the pending queue when `future` is cancelled.
+    fn withdraw_on_cancel(
+        &self,
+        py: Python<'_>,
+        future: &Bound<'_, PyAny>,
+        id: u64,
+    ) -> PyResult<()> {
+        let callback = Py::new(
+            py,
+            WithdrawIfCancelled {
+                core: Arc::downgrade(&self.core),
+                id,
+            },
+        )?;
+        future.call_method1(pyo3::intern!(py, "add_done_callback"), (callback,))?;
+        Ok(())
+    }
+}
+
+/// `submit()`'s future hook: a cancelled pending item leaves the queue at once.
+struct WithdrawOnCancel {
+    core: std::sync::Weak<GrinderCore>,
+    id: u64,
+}
+
+impl crate::future::FutureHook for WithdrawOnCancel {
+    fn on_cancel(&self, py: Python<'_>) {
+        if let Some(core) = self.core.upgrade() {
+            core.withdraw(py, self.id);
+        }
+    }
+}
+
+/// The same for the `asyncio.Future` of `enqueue()` and the
+/// `concurrent.futures.Future` of `submit_from_thread()` (a done-callback).
+#[pyclass(module = "leasepool._engine", frozen)]
+struct WithdrawIfCancelled {
+    core: std::sync::Weak<GrinderCore>,
+    id: u64,
+}
+
+#[pymethods]
+impl WithdrawIfCancelled {
+    fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        crate::errors::contain_panics(py, "leasepool grinder withdraw", || {
+            let cancelled = future
+                .call_method0(pyo3::intern!(py, "cancelled"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(false);
+            if cancelled {
+                if let Some(core) = self.core.upgrade() {
+                    core.withdraw(py, self.id);
+                }
+            }
+        });
     }
 }
 
@@ -898,10 +997,15 @@ impl PyWorkGrinder {
                 Ok(bridge) => bridge,
                 Err(refusal) => return Ok(refusal),
             };
-            let future = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+            let id = self.core.next_work_id();
+            let hook = WithdrawOnCancel {
+                core: Arc::downgrade(&self.core),
+                id,
+            };
+            let future = PyLeaseFuture::pending(py, bridge.clone(), Some(Box::new(hook)))?;
             let job = Self::job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
-            let item = Item { job };
-            if let Err((item, err)) = self.core.submit_item(py, item, &owner, Some(None)) {
+            let item = Item { job, id, owner };
+            if let Err((item, err)) = self.core.submit_item(py, item, Some(None)) {
                 drop(item);
                 return Ok(PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)?.into_any());
             }
@@ -941,8 +1045,13 @@ impl PyWorkGrinder {
                 kwargs,
                 Target::Asyncio(result.clone_ref(py), bridge.clone()),
             )?;
+            let id = self.core.next_work_id();
+            self.withdraw_on_cancel(py, result.bind(py), id)?;
             let ack = Some((accepted.clone_ref(py), result.clone_ref(py)));
-            match self.core.submit_item(py, Item { job }, &owner, Some(ack)) {
+            match self
+                .core
+                .submit_item(py, Item { job, id, owner }, Some(ack))
+            {
                 Ok(parked) => {
                     if !parked {
                         PyLeaseFuture::settle(&accepted, py, Outcome::Value(result));
@@ -1005,10 +1114,16 @@ impl PyWorkGrinder {
                 kwargs,
                 Target::Concurrent(result.clone_ref(py)),
             )?;
+            let id = self.core.next_work_id();
+            self.withdraw_on_cancel(py, result.bind(py), id)?;
             let deadline = self.core.settings.submit_timeout.map(|t| monotonic() + t);
             loop {
-                let item = Item { job };
-                match self.core.submit_item(py, item, &owner, None) {
+                let item = Item {
+                    job,
+                    id,
+                    owner: owner.clone_ref(py),
+                };
+                match self.core.submit_item(py, item, None) {
                     Ok(_) => return Ok(result),
                     Err((item, err)) => {
                         let full = self.core.settings.max_pending.is_some()

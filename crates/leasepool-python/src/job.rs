@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use crate::bridge::{Completion, LoopBridge};
 use crate::future::{Outcome, PyLeaseFuture};
+use crate::lease::LeaseLink;
 use crate::py_cache::concurrent_cancelled_error;
 
 /// Where a job's outcome is delivered.
@@ -101,13 +102,26 @@ pub(crate) struct Job {
     pub(crate) target: Target,
     observer: Option<Arc<dyn JobObserver>>,
     gate: Option<Arc<StartGate>>,
+    lease: Option<Arc<LeaseLink>>,
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
-        if let Some(observer) = self.observer.take() {
-            let _ = crate::attach::attach_known_thread(|py| observer.job_done(py));
+        let lease = self.lease.take();
+        let observer = self.observer.take();
+        if lease.is_none() && observer.is_none() {
+            return;
         }
+        let _ = crate::attach::attach_known_thread(|py| {
+            // The lease first: a WorkGrinder's observer releases the batch's lease
+            // after its last job, which then finds nothing in flight (no drain).
+            if let Some(lease) = lease {
+                lease.call_ended(py);
+            }
+            if let Some(observer) = observer {
+                observer.job_done(py);
+            }
+        });
     }
 }
 
@@ -142,12 +156,19 @@ impl Job {
             target,
             observer: None,
             gate: None,
+            lease: None,
         })
     }
 
     /// Attaches an observer told when this job is finished with.
     pub(crate) fn observed_by(mut self, observer: Arc<dyn JobObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Counts this job as a call in flight on `lease` until it is finished with.
+    pub(crate) fn on_lease(mut self, lease: Arc<LeaseLink>) -> Self {
+        self.lease = Some(lease);
         self
     }
 

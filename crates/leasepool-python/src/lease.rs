@@ -3,13 +3,17 @@
 //! A lease carries its pool and a liveness flag shared with the engine, so `run()`
 //! and `executor.submit()` check and submit without taking the manager's lock; only
 //! an expired lease goes through the manager (to be revoked).
+//!
+//! Every call submitted through a lease is counted in the engine's [`CallTracker`]
+//! and carries a [`LeaseLink`] that uncounts it when the job is finished with, so a
+//! released lease drains before its pool moves on (engine `manager` docs, "Draining").
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use leasepool::expiry::monotonic;
 use leasepool::manager::Grant;
-use leasepool::{LeaseError, LeaseKey, LeaseTiming};
+use leasepool::{Begin, CallTracker, LeaseError, LeaseKey, LeaseTiming};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -30,6 +34,7 @@ pub(crate) struct PyExecutorLease {
     timing: LeaseTiming,
     pool: Pool,
     live: Arc<AtomicBool>,
+    link: Arc<LeaseLink>,
     released: AtomicBool,
     bridge: Arc<LoopBridge>,
     executor: PyOnceLock<Py<PyAny>>,
@@ -43,6 +48,12 @@ impl PyExecutorLease {
         owner: Owner,
         bridge: Arc<LoopBridge>,
     ) -> PyResult<Py<Self>> {
+        let link = Arc::new(LeaseLink {
+            core: Arc::downgrade(&core),
+            key: grant.key,
+            calls: grant.calls,
+            pool: grant.pool.clone(),
+        });
         Py::new(
             py,
             Self {
@@ -51,6 +62,7 @@ impl PyExecutorLease {
                 id: PyString::new(py, &grant.id).unbind(),
                 owner,
                 timing: grant.timing,
+                link,
                 pool: grant.pool,
                 live: grant.live,
                 released: AtomicBool::new(false),
@@ -60,10 +72,15 @@ impl PyExecutorLease {
         )
     }
 
-    /// Returns the lease to the manager (idempotent).
+    /// Returns the lease to the manager (idempotent); a lease whose pool broke is
+    /// retired with it instead.
     pub(crate) fn release_now(&self, py: Python<'_>) {
         if !self.released.swap(true, Ordering::AcqRel) {
-            self.core.release_key(py, self.key);
+            if self.pool.is_broken() {
+                self.core.retire_broken(py, self.key, &self.pool);
+            } else {
+                self.core.release_key(py, self.key);
+            }
         }
     }
 
@@ -71,12 +88,18 @@ impl PyExecutorLease {
     fn admit(&self, py: Python<'_>) -> Result<(), LeaseError> {
         // Acquire pairs with the engine's Release store when it removes the lease.
         if !self.live.load(Ordering::Acquire) {
-            return Err(LeaseError::Inactive);
+            return Err(self.link.inactive_error());
         }
         if self.timing.is_hard_expired(monotonic()) {
             return self.core.check_lease(py, self.key);
         }
         Ok(())
+    }
+
+    /// Admits `calls` new calls and counts them in flight, or says why not.
+    fn admit_calls(&self, py: Python<'_>, calls: u64) -> Result<(), LeaseError> {
+        self.admit(py)?;
+        self.link.begin(py, calls)
     }
 
     /// Submits a WorkGrinder batch (one queue operation for all of it).
@@ -85,13 +108,19 @@ impl PyExecutorLease {
         py: Python<'_>,
         jobs: Vec<Job>,
     ) -> Result<(), (Vec<Job>, PyErr)> {
-        if let Err(err) = self.admit(py) {
+        let count = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
+        if let Err(err) = self.admit_calls(py, count) {
             return Err((jobs, lease_error(py, &err)));
         }
+        let jobs = jobs
+            .into_iter()
+            .map(|job| job.on_lease(self.link.clone()))
+            .collect();
         self.pool.submit_many(py, jobs)
     }
 
-    pub(crate) fn job(
+    /// A call not yet tied to a lease (the WorkGrinder's items).
+    pub(crate) fn capture_job(
         py: Python<'_>,
         func: Py<PyAny>,
         args: &Bound<'_, PyTuple>,
@@ -100,6 +129,80 @@ impl PyExecutorLease {
     ) -> PyResult<Job> {
         let kwargs = kwargs.filter(|k| !k.is_empty()).map(|k| k.clone().unbind());
         Job::capture(py, func, args.clone().unbind(), kwargs, target)
+    }
+
+    /// A counted call of this lease (call after [`admit_calls`](Self::admit_calls)).
+    fn job(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+        target: Target,
+    ) -> PyResult<Job> {
+        match Self::capture_job(py, func, args, kwargs, target) {
+            Ok(job) => Ok(job.on_lease(self.link.clone())),
+            Err(err) => {
+                self.link.call_ended(py);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Ties a job to the lease it was submitted through: when the job is finished with
+/// (run, failed or cancelled), [`call_ended`](Self::call_ended) uncounts it.
+pub(crate) struct LeaseLink {
+    /// Weak: queued jobs must not keep a dropped manager alive (its `Drop` closes
+    /// the pools, which cancels them).
+    core: Weak<ManagerCore>,
+    key: LeaseKey,
+    calls: Arc<CallTracker>,
+    pool: Pool,
+}
+
+impl LeaseLink {
+    fn begin(&self, py: Python<'_>, calls: u64) -> Result<(), LeaseError> {
+        match self.calls.begin_many(calls) {
+            Begin::Admitted => Ok(()),
+            Begin::Released { finished_drain } => {
+                if finished_drain {
+                    if let Some(core) = self.core.upgrade() {
+                        core.finish_drain(py, self.key);
+                    }
+                }
+                Err(self.inactive_error())
+            }
+        }
+    }
+
+    /// 0.1.3's two messages: "released" while the lease drains, "no longer active"
+    /// once it is gone.
+    fn inactive_error(&self) -> LeaseError {
+        if self.calls.is_released() && self.calls.in_flight() > 0 {
+            LeaseError::Released
+        } else {
+            LeaseError::Inactive
+        }
+    }
+
+    /// One call of the lease is finished with. A broken pool ends the lease (0.1.3
+    /// retires an executor on the first call that reports it broken); the last call
+    /// of a released lease lets its pool go.
+    pub(crate) fn call_ended(&self, py: Python<'_>) {
+        let finished_drain = self.calls.end();
+        let broken = self.pool.is_broken();
+        if !broken && !finished_drain {
+            return;
+        }
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        if broken {
+            core.retire_broken(py, self.key, &self.pool);
+        } else {
+            core.finish_drain(py, self.key);
+        }
     }
 }
 
@@ -166,12 +269,18 @@ impl PyExecutorLease {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyLeaseFuture>> {
         crate::errors::guard_panics(|| {
-            if let Err(err) = self.admit(py) {
+            if let Err(err) = self.admit_calls(py, 1) {
                 let err = lease_error(py, &err);
                 return PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Error(err), None);
             }
-            let future = PyLeaseFuture::pending(py, self.bridge.clone(), None)?;
-            let job = Self::job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
+            let future = match PyLeaseFuture::pending(py, self.bridge.clone(), None) {
+                Ok(future) => future,
+                Err(err) => {
+                    self.link.call_ended(py);
+                    return Err(err);
+                }
+            };
+            let job = self.job(py, fn_, args, kwargs, Target::Future(future.clone_ref(py)))?;
             if let Err((job, err)) = self.pool.submit(py, job) {
                 job.fail(py, err);
             }
@@ -192,9 +301,15 @@ impl PyExecutorLease {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         crate::errors::guard_panics(|| {
-            self.admit(py).map_err(|e| lease_error(py, &e))?;
-            let future = concurrent_future(py)?.call0()?.unbind();
-            let job = Self::job(
+            self.admit_calls(py, 1).map_err(|e| lease_error(py, &e))?;
+            let future = match concurrent_future(py).and_then(|cls| cls.call0()) {
+                Ok(future) => future.unbind(),
+                Err(err) => {
+                    self.link.call_ended(py);
+                    return Err(err);
+                }
+            };
+            let job = self.job(
                 py,
                 fn_,
                 args,

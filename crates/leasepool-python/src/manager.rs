@@ -324,10 +324,17 @@ impl ManagerCore {
                     ),
                     None,
                 ),
+                Event::Draining { id, meta, pending } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Released executor lease_id=%s owner=%s pending=%s draining=True",
+                    (&*id, meta.clone_ref(py), pending),
+                    None,
+                ),
                 Event::Released { id, meta, kept } if info => self.logger.log(
                     py,
                     INFO,
-                    "Released executor lease_id=%s owner=%s kept=%s",
+                    "Finalized released executor lease_id=%s owner=%s kept=%s",
                     (&*id, meta.clone_ref(py), kept),
                     None,
                 ),
@@ -359,13 +366,60 @@ impl ManagerCore {
         PyExecutorLease::new(py, self.clone(), grant, owner, bridge.clone())
     }
 
-    /// Releases `key` (idempotent).
+    /// Releases `key` (idempotent). A lease with calls in flight starts draining.
     pub(crate) fn release_key(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) {
+        self.drive(py, |engine, now, target, fx| {
+            engine.release(key, now, target, fx)
+        });
+    }
+
+    /// The last call of the draining lease `key` ended (any thread; idempotent).
+    pub(crate) fn finish_drain(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) {
+        self.drive(py, |engine, now, target, fx| {
+            engine.finish_drain(key, now, target, fx)
+        });
+    }
+
+    /// The pool of lease `key` broke for good: end the lease and retire the pool
+    /// (any thread; idempotent). Logged as 0.1.3 does, with the pool's error.
+    pub(crate) fn retire_broken(self: &Arc<Self>, py: Python<'_>, key: LeaseKey, pool: &Pool) {
         let target = self.target(py);
-        let now = monotonic();
         let mut fx = Fx::default();
-        let found = lock(&self.engine).release(key, now, target, &mut fx);
-        if found {
+        if !lock(&self.engine).retire_broken(key, monotonic(), target, &mut fx) {
+            return;
+        }
+        let err = pool.broken_error(py);
+        for event in &fx.events {
+            if let Event::RetiredBroken { id, meta } = event {
+                let exc = err.value(py);
+                let exc_type = exc.get_type().name().map(|n| n.to_string());
+                self.logger.log(
+                    py,
+                    WARNING,
+                    "Retiring broken executor lease_id=%s owner=%s exc_type=%s exc=%r",
+                    (
+                        &**id,
+                        meta.clone_ref(py),
+                        exc_type.unwrap_or_default(),
+                        exc.clone(),
+                    ),
+                    None,
+                );
+            }
+        }
+        let bridge = self.bridge();
+        self.perform(py, fx, bridge.as_ref());
+    }
+
+    /// Runs one engine operation under the lock and performs its effects after it.
+    fn drive(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        op: impl FnOnce(&mut Engine, f64, usize, &mut Fx) -> bool,
+    ) {
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        if op(&mut lock(&self.engine), monotonic(), target, &mut fx) {
             let bridge = self.bridge();
             self.perform(py, fx, bridge.as_ref());
         }

@@ -34,6 +34,17 @@ pub(crate) trait ExecutorPool: Send + Sync {
         self.shutdown(py, None);
     }
 
+    /// Whether the pool can never run a call again (an initializer failed): it is
+    /// retired with its lease, never handed to another one.
+    fn is_broken(&self) -> bool {
+        false
+    }
+
+    /// The error a broken pool fails calls with (for the retirement's log record).
+    fn broken_error(&self, py: Python<'_>) -> PyErr {
+        crate::errors::lease_error(py, &leasepool::LeaseError::Inactive)
+    }
+
     /// Hands over what must be joined once the pool drained (`stop()`).
     fn take_reapable(&self) -> Reapable;
 }

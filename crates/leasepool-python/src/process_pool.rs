@@ -538,6 +538,8 @@ pub(crate) struct ProcessPool {
     /// `[chunk seq, pid, call index]` per slot (process backend), then one halt flag;
     /// made with the first executor and shared with every later one.
     progress: PyOnceLock<Py<PyAny>>,
+    /// Mirrors `Mode::Broken` without the state lock: read after every call of a lease.
+    broken: AtomicBool,
 }
 
 static LIVE_POOLS: Mutex<Vec<Weak<ProcessPool>>> = Mutex::new(Vec::new());
@@ -696,6 +698,7 @@ impl ProcessPool {
                 reapable: Reapable::default(),
             }),
             progress: PyOnceLock::new(),
+            broken: AtomicBool::new(false),
         });
         let mut live = lock(&LIVE_POOLS);
         live.retain(|weak| weak.strong_count() > 0);
@@ -1504,6 +1507,7 @@ impl ProcessPool {
             }
             st.mode = Mode::Broken;
             st.broken_message = message.clone();
+            self.broken.store(true, Ordering::Release);
             st.queue.drain(..).collect()
         };
         let mut rings = Rings::default();
@@ -1707,6 +1711,15 @@ fn stop_broken_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> (Vec<(i
 }
 
 impl ExecutorPool for ProcessPool {
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn broken_error(&self, py: Python<'_>) -> PyErr {
+        let message = lock(&self.state).broken_message.clone();
+        make_error(self.broken_cls(py), message)
+    }
+
     fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
         let refused = {
             let mut st = lock(&self.state);

@@ -230,6 +230,14 @@ impl ThreadPool {
 }
 
 impl ExecutorPool for ThreadPool {
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn broken_error(&self, py: Python<'_>) -> PyErr {
+        broken_error(py)
+    }
+
     fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
         match self.queue.push(job) {
             Push::Queued => Ok(()),

@@ -61,6 +61,8 @@ pub enum LeaseError {
     NonFiniteLeaseSeconds,
     /// The lease was released or revoked earlier.
     Inactive,
+    /// The lease was released and is draining its calls in flight.
+    Released,
     /// The lease passed its hard expiry; it has now been revoked.
     ExpiredRevoked,
 }
@@ -75,6 +77,7 @@ impl fmt::Display for LeaseError {
             Self::InvalidLeaseSeconds => f.write_str("lease_seconds must be > 0"),
             Self::NonFiniteLeaseSeconds => f.write_str("lease_seconds must be a finite number > 0"),
             Self::Inactive => f.write_str("Executor lease is no longer active"),
+            Self::Released => f.write_str("Executor lease has been released"),
             Self::ExpiredRevoked => f.write_str("Executor lease expired and was revoked"),
         }
     }

@@ -143,6 +143,21 @@ impl<T> Batcher<T> {
         admitted
     }
 
+    /// Takes back the pending item `is_it` picks (its submitter cancelled): it leaves
+    /// at once, and the space it held admits parked items, returned as
+    /// [`finished`](Self::finished) returns them. `None` if it is not pending any more
+    /// (already in a batch).
+    pub fn withdraw(
+        &mut self,
+        now: f64,
+        mut is_it: impl FnMut(&T) -> bool,
+    ) -> Option<(T, Vec<Offer<T>>)> {
+        let index = self.pending.iter().position(|(item, _)| is_it(item))?;
+        let (item, _) = self.pending.remove(index)?;
+        let admitted = self.finished(1, now);
+        Some((item, admitted))
+    }
+
     /// What is due at `now`.
     pub fn due(&mut self, now: f64) -> Due<T> {
         match self.oldest_arrival() {
@@ -168,6 +183,27 @@ impl<T> Batcher<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn withdrawing_a_pending_item_frees_its_space_for_a_parked_one() {
+        let mut b = Batcher::new(policy(10, Some(2)));
+        assert!(matches!(b.offer(1, 0.0), Offer::ArmTimer(_)));
+        assert!(matches!(b.offer(2, 0.0), Offer::Queued));
+        let Offer::Full(three) = b.offer(3, 0.0) else {
+            panic!("no space")
+        };
+        b.park(three);
+        let (gone, admitted) = b.withdraw(0.5, |&i| i == 1).expect("pending");
+        assert_eq!(gone, 1);
+        assert_eq!(admitted.len(), 1);
+        assert_eq!(
+            (b.pending_len(), b.parked_len(), b.outstanding()),
+            (2, 0, 2)
+        );
+        assert_eq!(b.oldest_arrival(), Some(0.0));
+        assert!(b.withdraw(0.5, |&i| i == 1).is_none(), "only once");
+        assert_eq!(b.take_pending(), vec![2, 3]);
+    }
 
     fn policy(threshold: usize, max: Option<usize>) -> BatchPolicy {
         BatchPolicy {

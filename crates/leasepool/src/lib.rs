@@ -11,6 +11,7 @@
 //! outside its lock.
 
 pub mod completion;
+pub mod drain;
 pub mod error;
 #[cfg(not(loom))]
 pub mod expiry;
@@ -25,6 +26,7 @@ pub mod tokio;
 pub mod waiters;
 pub mod worker_pool;
 
+pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
 pub use lease::{LeaseKey, LeaseTiming};
 pub use manager::{Acquired, Effects, Event, Grant, Manager, Waiter};

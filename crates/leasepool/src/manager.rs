@@ -15,14 +15,27 @@
 //! barge in, and a waiter cancelled before the hand-off is skipped without consuming
 //! the pool. New acquires never overtake queued waiters.
 //!
+//! # Draining
+//!
+//! A lease's calls in flight are counted by its [`CallTracker`]. Releasing a lease
+//! with calls still running makes it *draining*: it stops accepting work at once but
+//! keeps its pool (still counted as leased, still revoked at its hard expiry) until
+//! the last call ends and the front end calls [`Manager::finish_drain`]. Only then
+//! is the pool handed to the oldest waiter or kept, so a pool never runs one holder's
+//! calls on behalf of another.
+//!
 //! # Invariants
 //!
 //! * `available.len() + leased.len() <= max_pools`.
 //! * While the manager runs, `available` is non-empty only if no waiter is queued.
-//! * Every removed lease has its liveness flag cleared before the lock is released.
+//! * Every removed or draining lease has its liveness flag cleared before the lock is
+//!   released.
+//! * A pool whose lease passed its hard expiry, or that the front end reports broken,
+//!   never returns to `available`.
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::drain::CallTracker;
 use crate::error::LeaseError;
 use crate::lease::{LeaseIdMint, LeaseKey, LeaseRecord, LeaseTiming};
 use crate::sizing::PoolLimits;
@@ -53,6 +66,8 @@ pub struct Grant<P> {
     pub pool: P,
     /// Cleared (with `Release` ordering) the moment the lease is released or revoked.
     pub live: Arc<AtomicBool>,
+    /// Counts the lease's calls in flight (see the module docs, "Draining").
+    pub calls: std::sync::Arc<CallTracker>,
 }
 
 /// Something worth a log line, reported after the lock is dropped.
@@ -74,7 +89,16 @@ pub enum Event<M> {
         /// Grace period.
         grace_seconds: f64,
     },
-    /// A lease was released.
+    /// A lease was released while calls still run on its pool: it drains first.
+    Draining {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Calls in flight at the release.
+        pending: u64,
+    },
+    /// A released lease let go of its pool (at once, or when its drain finished).
     Released {
         /// Lease id.
         id: IdStr,
@@ -82,6 +106,13 @@ pub enum Event<M> {
         meta: M,
         /// Whether the pool stayed in the manager (`false`: shut down).
         kept: bool,
+    },
+    /// A lease's pool was reported broken and retired (the lease ended with it).
+    RetiredBroken {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
     },
     /// A lease passed its hard expiry and was revoked by a scan.
     Revoked {
@@ -159,6 +190,9 @@ struct Held<P, M> {
     record: LeaseRecord<P, M>,
     id: IdStr,
     live: Arc<AtomicBool>,
+    calls: std::sync::Arc<CallTracker>,
+    /// Released with calls in flight; waiting for [`Manager::finish_drain`].
+    draining: bool,
 }
 
 /// Builds a new pool given its sequence number. Must be cheap and must not block:
@@ -341,10 +375,59 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.waiters.remove(ticket).map(|queued| queued.waiter)
     }
 
-    /// Releases a lease. The pool goes to the oldest waiter if there is one; otherwise
-    /// it is kept if the pool count would not exceed `target`, else retired.
+    /// Releases a lease. With calls still in flight the lease starts draining (see
+    /// the module docs) and keeps its pool; otherwise the pool is let go at once: to
+    /// the oldest waiter if there is one, else kept if the pool count would not
+    /// exceed `target` and the lease had not passed its hard expiry, else retired.
     /// Returns `false` for an unknown (already released or revoked) key.
     pub fn release(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(held) = self.leased.get_mut(&key) else {
+            return false;
+        };
+        if held.draining {
+            return false;
+        }
+        held.live.store(false, Ordering::Release);
+        if !held.calls.release() {
+            held.draining = true;
+            effects.events.push(Event::Draining {
+                id: held.id.clone(),
+                meta: held.record.meta.clone(),
+                pending: held.calls.in_flight(),
+            });
+            return true;
+        }
+        self.let_go(key, now, target, effects);
+        true
+    }
+
+    /// The last call of a draining lease ended: let go of its pool as
+    /// [`release`](Self::release) would have. A no-op for a lease that is not
+    /// draining (already finished, revoked at its expiry, or gone with `stop()`).
+    pub fn finish_drain(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        if !self.leased.get(&key).is_some_and(|held| held.draining) {
+            return false;
+        }
+        self.let_go(key, now, target, effects);
+        true
+    }
+
+    /// Ends the lease `key` because its pool is broken for good, whatever its state
+    /// (live or draining): the pool is retired, never reused, and a replacement is
+    /// created if the manager is below `target`.
+    pub fn retire_broken(
         &mut self,
         key: LeaseKey,
         now: f64,
@@ -355,8 +438,29 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return false;
         };
         held.live.store(false, Ordering::Release);
+        effects.events.push(Event::RetiredBroken {
+            id: held.id,
+            meta: held.record.meta,
+        });
+        effects.retired.push(held.record.pool);
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+        true
+    }
+
+    fn let_go(&mut self, key: LeaseKey, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
+        let Some(held) = self.leased.remove(&key) else {
+            return;
+        };
+        held.live.store(false, Ordering::Release);
         let pool = held.record.pool;
-        let kept = self.running && (!self.waiters.is_empty() || self.total_count() < target);
+        // A lease past its hard expiry would have been revoked by the next scan: its
+        // pool must not come back just because the release got there first.
+        let kept = self.running
+            && !held.record.timing.is_hard_expired(now)
+            && (!self.waiters.is_empty() || self.total_count() < target);
         effects.events.push(Event::Released {
             id: held.id,
             meta: held.record.meta,
@@ -371,7 +475,6 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             self.ensure_minimum(target, effects);
             self.serve_waiters(now, effects);
         }
-        true
     }
 
     /// Revokes the lease `key` if it passed its hard expiry (the submit path).
@@ -507,6 +610,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             grace_seconds: self.grace_seconds,
         };
         let live = Arc::new(AtomicBool::new(true));
+        let calls = std::sync::Arc::new(CallTracker::new());
         self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
         effects.events.push(Event::Leased {
             id: id.clone(),
@@ -525,6 +629,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 },
                 id: id.clone(),
                 live: live.clone(),
+                calls: calls.clone(),
+                draining: false,
             },
         );
         Grant {
@@ -533,6 +639,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             timing,
             pool,
             live,
+            calls,
         }
     }
 }
