@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fresh machine -> every check this project has: Rust (fmt, clippy, unit, integration
-# and loom model tests) and Python (ruff, mypy --strict, pytest incl. examples).
+# and loom model tests) and Python (ruff, mypy --strict, stubtest, pytest incl. examples).
 # Needs only Python 3.11+ with pip and a Rust toolchain. Set LEASEPOOL_PY314=1 to also
 # run the suite on CPython 3.14 in a Debian chroot (scripts/py314.sh).
 set -euo pipefail
@@ -38,6 +38,11 @@ step "mypy --strict"
 # Tests and benchmarks are checked against the installed package (and its stubs).
 (cd /tmp && "$PY" -m mypy --strict --config-file "$OLDPWD/pyproject.toml" \
     "$OLDPWD/tests" "$OLDPWD/benchmarks")
+
+step "stubtest"
+# The stubs (python/leasepool/*.pyi) must describe the installed package, including
+# the Rust extension, as it is at run time: names, parameters, defaults, markers.
+(cd /tmp && "$PY" -m mypy.stubtest leasepool --mypy-config-file "$OLDPWD/pyproject.toml")
 
 step "pytest"
 # Run from outside the checkout so tests import the installed package.

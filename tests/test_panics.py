@@ -12,7 +12,7 @@ from leasepool import _engine
 
 def test_engine_panic_becomes_runtime_error() -> None:
     with pytest.raises(RuntimeError, match="deliberate test panic") as info:
-        _engine._panic_for_tests()  # type: ignore[attr-defined]
+        _engine._panic_for_tests()
     assert type(info.value) is RuntimeError, "not pyo3's PanicException (a BaseException)"
 
 

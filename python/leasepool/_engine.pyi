@@ -1,13 +1,32 @@
-"""Type stubs for the Rust extension ``leasepool._engine``."""
+"""Type stubs for the Rust extension ``leasepool._engine``.
+
+They describe the extension as it is at run time (parameter names, defaults,
+positional-only markers); ``python -m mypy.stubtest leasepool`` checks that.
+"""
 
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Executor, Future
-from typing import Any, Generic, ParamSpec, TypeVar, final
+from contextvars import Context
+from types import TracebackType
+from typing import Any, Generic, NoReturn, ParamSpec, Self, TypeVar, final
+
+from typing_extensions import disjoint_base
 
 from ._process_logging import ProcessLoggingConfig
 from .backends import ExecutorBackend
+
+__all__ = [
+    "LeasedExecutorManager",
+    "ExecutorLease",
+    "LeaseFuture",
+    "EngineCoroutine",
+    "WorkGrinder",
+    "_shutdown_all_pools",
+    "_after_fork_in_child",
+    "_panic_for_tests",
+]
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
@@ -18,11 +37,23 @@ class LeaseFuture(Coroutine[Any, Any, _T_co], Generic[_T_co]):
     """Awaitable returned by engine operations: an asyncio future and a coroutine."""
 
     _asyncio_future_blocking: bool
+    # asyncio.Future compatibility: always False; assignments are ignored.
+    _log_traceback: bool
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def _cancel_message(self) -> Any | None: ...
+    def _make_cancelled_error(self) -> asyncio.CancelledError: ...
     def __await__(self) -> Generator[Any, None, _T_co]: ...
     def __iter__(self) -> Generator[Any, None, _T_co]: ...
     def __next__(self) -> Any: ...
-    def send(self, value: Any, /) -> Any: ...
-    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any: ...
+    def send(self, _value: object) -> Any: ...
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> NoReturn: ...
     def close(self) -> None: ...
     def get_loop(self) -> asyncio.AbstractEventLoop: ...
     def done(self) -> bool: ...
@@ -30,20 +61,32 @@ class LeaseFuture(Coroutine[Any, Any, _T_co], Generic[_T_co]):
     def result(self) -> _T_co: ...
     def exception(self) -> BaseException | None: ...
     def add_done_callback(
-        self, callback: Callable[[LeaseFuture[_T_co]], object], /, *, context: Any = None
+        self, callback: Callable[[LeaseFuture[_T_co]], object], *, context: Context | None = None
     ) -> None: ...
-    def remove_done_callback(self, callback: Callable[[LeaseFuture[_T_co]], object], /) -> int: ...
+    def remove_done_callback(self, callback: Callable[[LeaseFuture[_T_co]], object]) -> int: ...
     def cancel(self, msg: Any | None = None) -> bool: ...
 
 @final
 class EngineCoroutine(Coroutine[Any, Any, _T_co], Generic[_T_co]):
     """A lazily-run coroutine (``start()``, ``stop()``)."""
 
+    @property
+    def __name__(self) -> str: ...
+    @property
+    def __qualname__(self) -> str: ...
     def __await__(self) -> Generator[Any, None, _T_co]: ...
-    def send(self, value: Any, /) -> Any: ...
-    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any: ...
+    def __iter__(self) -> Generator[Any, None, _T_co]: ...
+    def __next__(self) -> Any: ...
+    def send(self, _value: object) -> Any: ...
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> NoReturn: ...
     def close(self) -> None: ...
 
+@final
 class ExecutorLease:
     """The temporary right to run work on one leased executor."""
 
@@ -71,15 +114,16 @@ class ExecutorLease:
     ) -> Future[_T]: ...
     def release(self) -> LeaseFuture[None]: ...
     def __aenter__(self) -> LeaseFuture[ExecutorLease]: ...
-    def __aexit__(self, exc_type: object, exc: object, tb: object) -> LeaseFuture[None]: ...
+    def __aexit__(self, _exc_type: object, _exc: object, _tb: object) -> LeaseFuture[None]: ...
 
+@disjoint_base
 class LeasedExecutorManager:
     """Bounded async manager of leased executor pools."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
-        backend: ExecutorBackend | str = ...,
+        backend: ExecutorBackend | str = "thread",
         max_pools: int,
         min_pools: int = 1,
         units_per_pool: int = 10,
@@ -96,7 +140,7 @@ class LeasedExecutorManager:
         process_log_target_logger: logging.Logger | None = None,
         clear_process_log_handlers: bool = True,
         **executor_kwargs: Any,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def backend(self) -> ExecutorBackend: ...
     @property
@@ -120,11 +164,12 @@ class LeasedExecutorManager:
     def desired_executor_count(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
 
+@disjoint_base
 class WorkGrinder:
     """Batches many small submissions onto leased executors."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         executor_manager: LeasedExecutorManager,
         max_wait_seconds: float = 10.0,
@@ -135,7 +180,7 @@ class WorkGrinder:
         max_pending: int | None = None,
         wait: bool = True,
         submit_timeout: float | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def start(self) -> EngineCoroutine[None]: ...
     def stop(self, *, cancel_pending: bool = False) -> EngineCoroutine[None]: ...
     def submit(
@@ -150,3 +195,14 @@ class WorkGrinder:
     def stats(self) -> dict[str, Any]: ...
     def astats(self) -> LeaseFuture[dict[str, Any]]: ...
     def stats_from_thread(self, timeout: float | None = None) -> dict[str, Any]: ...
+
+# Plumbing of the extension itself; never call these.
+
+def _shutdown_all_pools() -> None:
+    """``threading._register_atexit`` hook: live thread pools stop taking work."""
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork(after_in_child=...)`` hook: managers disown the parent's threads."""
+
+def _panic_for_tests() -> NoReturn:
+    """Test hook: panics inside the engine; always raises ``RuntimeError``."""
