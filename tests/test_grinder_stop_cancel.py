@@ -5,6 +5,7 @@ leased batch that no worker has taken yet. Only running items are waited for."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -68,3 +69,41 @@ async def test_items_of_a_leased_batch_not_yet_started_are_cancelled() -> None:
     finally:
         gate.set()
         await manager.stop()
+
+
+async def test_cancelled_batches_are_logged_as_in_0_1_3(caplog: pytest.LogCaptureFixture) -> None:
+    """Each batch stop(cancel_pending=True) cancels gets "Cancelled batch" (INFO) and no
+    "Finished batch", whether it waited for a lease or was already leased."""
+    caplog.set_level(logging.INFO, logger="leasepool.grinder")
+    manager = LeasedExecutorManager(max_pools=2, workers_per_pool=1)
+    await manager.start()
+    grinder = WorkGrinder(executor_manager=manager, batch_size_threshold=2, max_wait_seconds=30)
+    await grinder.start()
+    started, gate = threading.Event(), threading.Event()
+
+    def first() -> None:
+        started.set()
+        if not gate.wait(30):
+            raise TimeoutError("gate never opened")
+
+    try:
+        held = await manager.acquire()  # one pool left: batch 1 leases it, batch 2 waits
+        leased = [grinder.submit(first), grinder.submit(len, "x")]
+        assert await asyncio.to_thread(started.wait, 30)
+        waiting = [grinder.submit(len, "y"), grinder.submit(len, "z")]
+        stopping = asyncio.ensure_future(grinder.stop(cancel_pending=True))
+        for item in waiting:
+            with pytest.raises(asyncio.CancelledError):
+                await item
+        gate.set()
+        await stopping
+        assert await leased[0] is None
+        with pytest.raises(asyncio.CancelledError):
+            await leased[1]
+        await held.release()
+    finally:
+        await manager.stop()
+    infos = [r.getMessage() for r in caplog.records if r.name == "leasepool.grinder"]
+    assert "Cancelled batch batch_id=1 size=2" in infos
+    assert "Cancelled batch batch_id=2 size=2" in infos
+    assert not [m for m in infos if m.startswith("Finished batch")]

@@ -148,8 +148,16 @@ async def test_cancelled_thread_future_never_runs() -> None:
             dropped = grinder.submit_from_thread(ran.append, "dropped")
             kept = grinder.submit_from_thread(ran.append, "kept")
             assert dropped.cancel()
+            # The cancelled item left the queue at once: two more fill the batch of 3.
+            assert grinder.stats()["pending"] == 1
             last = grinder.submit_from_thread(ran.append, "last")
-            return [dropped.cancelled(), kept.result(timeout=3), last.result(timeout=3)]
+            extra = grinder.submit_from_thread(ran.append, "extra")
+            return [
+                dropped.cancelled(),
+                kept.result(timeout=30),
+                last.result(timeout=30),
+                extra.result(timeout=30),
+            ]
 
-        assert await asyncio.to_thread(caller) == [True, None, None]
-    assert sorted(ran) == ["kept", "last"]
+        assert await asyncio.to_thread(caller) == [True, None, None, None]
+    assert sorted(ran) == ["extra", "kept", "last"]

@@ -69,6 +69,10 @@ struct BatchTrack {
     /// Its items: each gate withdraws the call unless a worker started it, and then
     /// its taker is told it was cancelled.
     targets: GatedTargets,
+    size: usize,
+    /// `stop(cancel_pending=True)` cancelled it: logged "Cancelled batch", never
+    /// "Finished batch" (as in 0.1.3).
+    cancelled: bool,
 }
 
 /// Each item's start gate and taker.
@@ -346,6 +350,8 @@ impl GrinderCore {
                         BatchTrack {
                             acquire: Some(future.clone().unbind()),
                             targets,
+                            size,
+                            cancelled: false,
                         },
                     );
                     let callback = Py::new(py, start);
@@ -431,15 +437,28 @@ impl GrinderCore {
     /// leased batch that has not started is cancelled (a worker skips it). Running
     /// items finish; `stop()` waits for them only.
     fn cancel_in_flight(&self, py: Python<'_>) {
-        let tracks: Vec<(Option<Py<PyLeaseFuture>>, GatedTargets)> = {
+        let mut tracks: Vec<(u64, usize, Option<Py<PyLeaseFuture>>, GatedTargets)> = {
             let mut state = lock(&self.state);
             state
                 .batches
-                .values_mut()
-                .map(|track| (track.acquire.take(), std::mem::take(&mut track.targets)))
+                .iter_mut()
+                .filter(|(_, track)| !track.cancelled)
+                .map(|(id, track)| {
+                    track.cancelled = true;
+                    let targets = std::mem::take(&mut track.targets);
+                    (*id, track.size, track.acquire.take(), targets)
+                })
                 .collect()
         };
-        for (acquire, targets) in tracks {
+        tracks.sort_unstable_by_key(|(id, ..)| *id);
+        for (batch_id, size, acquire, targets) in tracks {
+            self.logger.log(
+                py,
+                INFO,
+                "Cancelled batch batch_id=%s size=%s",
+                (batch_id, size),
+                None,
+            );
             match acquire {
                 // Still waiting: cancelling the acquire also leaves the manager's queue
                 // (or hands back a lease granted in the same instant).
@@ -645,13 +664,19 @@ impl JobObserver for BatchProgress {
     fn job_done(&self, py: Python<'_>) {
         self.core.items_finished(py, 1);
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.core.logger.log(
-                py,
-                INFO,
-                "Finished batch batch_id=%s size=%s",
-                (self.batch_id, self.size),
-                None,
-            );
+            let cancelled = lock(&self.core.state)
+                .batches
+                .get(&self.batch_id)
+                .is_some_and(|track| track.cancelled);
+            if !cancelled {
+                self.core.logger.log(
+                    py,
+                    INFO,
+                    "Finished batch batch_id=%s size=%s",
+                    (self.batch_id, self.size),
+                    None,
+                );
+            }
             self.lease.get().release_now(py);
             self.core.batch_finished(py, self.batch_id);
         }
