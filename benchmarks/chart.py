@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draw the ratio chart (ours / 0.1.1, log scale) from run.py's chart data.
+"""Draw the ratio chart (ours / 0.1.3, log scale) from run.py's chart data.
 
     python benchmarks/chart.py benchmarks/results/chart-data.json docs/benchmarks.png
 
@@ -77,8 +77,8 @@ def draw(bars: list[dict[str, Any]], path: str) -> None:
     ax.set_yticks(range(len(labels)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("time (or wait) ours / leasepool 0.1.1 — log scale, lower is better")
-    ax.set_title("leasepool: ratio to 0.1.1 (black tick = goal, dashed = parity)")
+    ax.set_xlabel("time (or wait) ours / leasepool 0.1.3 — log scale, lower is better")
+    ax.set_title("leasepool: ratio to 0.1.3 (black tick = goal, dashed = parity)")
     legend = [
         Patch(facecolor=COLORS[True], label="meets goal"),
         Patch(facecolor=COLORS[False], label="misses goal"),

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Benchmark harness: this leasepool against leasepool 0.1.1 and asyncio/anyio baselines.
+"""Benchmark harness: this leasepool against leasepool 0.1.3 and asyncio/anyio baselines.
 
     python benchmarks/run.py            # full run (5 repeats), writes docs/benchmarks.{md,png}
     python benchmarks/run.py --quick    # 2 repeats, smaller workloads
     python benchmarks/run.py --only 'gathered_run,process_*' --impl ours,ref
 
 "ours" is the ``leasepool`` importable by the interpreter running this script (where
-``pip install .`` put it). leasepool 0.1.1 is installed from the package index into
+``pip install .`` put it). leasepool 0.1.3 is installed from the package index into
 benchmarks/.venvs/ref. Every sample runs in a fresh worker process (worker.py).
 Standard library only; Linux only (/proc).
 """
@@ -39,7 +39,7 @@ REPO = BENCH.parent
 VENVS = BENCH / ".venvs"
 RESULTS = BENCH / "results"
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
-REF_REQUIREMENTS = ("leasepool==0.1.1", "uvloop")
+REF_REQUIREMENTS = ("leasepool==0.1.3", "uvloop")
 
 sys.path.insert(0, str(BENCH))
 from spec import (  # noqa: E402
@@ -121,7 +121,7 @@ def ensure_current_deps(want_anyio: bool, want_uvloop: bool, install: bool) -> t
 def ref_ok(python: Path | str) -> bool:
     check = (
         "import importlib.metadata as m, leasepool, uvloop; "
-        "assert m.version('leasepool') == '0.1.1', m.version('leasepool')"
+        "assert m.version('leasepool') == '0.1.3', m.version('leasepool')"
     )
     try:
         return run_quiet([str(python), "-c", check], timeout=120).returncode == 0
@@ -130,10 +130,10 @@ def ref_ok(python: Path | str) -> bool:
 
 
 def ensure_ref_python(explicit: str | None, install: bool) -> str:
-    """The interpreter of the leasepool 0.1.1 virtualenv, created on first use."""
+    """The interpreter of the leasepool 0.1.3 virtualenv, created on first use."""
     if explicit:
         if not ref_ok(explicit):
-            raise HarnessError(f"--ref-python {explicit} cannot import leasepool 0.1.1 + uvloop")
+            raise HarnessError(f"--ref-python {explicit} cannot import leasepool 0.1.3 + uvloop")
         return explicit
     venv = VENVS / "ref"
     python = venv_python(venv)
@@ -538,7 +538,7 @@ def build_rows(
 
 def results_table(rows: list[Row], impls: Sequence[str]) -> list[str]:
     head = ["workload", "metric", "loop", *(IMPLS[i] for i in impls)]
-    head += ["ours/0.1.1", "range", "goal", "result"]
+    head += ["ours/0.1.3", "range", "goal", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row.workload.title, f"{row.metric.label} ({row.metric.unit})", row.loop]
@@ -689,7 +689,7 @@ def write_report(
     ref = probes.get("ref")
     if ref:
         md.append(
-            f"- **0.1.1**: leasepool {ref.get('leasepool_version')} from the package index, "
+            f"- **0.1.3**: leasepool {ref.get('leasepool_version')} from the package index, "
             f"in its own virtualenv (Python {ref.get('python')})"
         )
     base = probes.get("base") or ours or {}
@@ -700,18 +700,18 @@ def write_report(
         f"{base.get('anyio_version')}); event loops: asyncio, uvloop "
         f"{base.get('uvloop_version')}"
     )
-    if ours and ours.get("leasepool_version") == "0.1.1":
-        md += ["", '> **Note:** "ours" imported leasepool 0.1.1 (a stand-in), not this package.']
+    if ours and ours.get("leasepool_version") == "0.1.3":
+        md += ["", '> **Note:** "ours" imported leasepool 0.1.3 (a stand-in), not this package.']
     goals = goals_table(goal_rows, loops)
     md += ["", *goals, ""]
     if chart_py and write_chart(rows, png, chart_py):
-        md += [f"![ratio ours/0.1.1 per workload]({png.name})", ""]
+        md += [f"![ratio ours/0.1.3 per workload]({png.name})", ""]
     md += [
         "## Results",
         "",
         f"Median of {header['repeats']} runs per cell. Each run is a fresh process that warms"
         " up before timing; the implementations alternate within every repeat. Lower is better"
-        " everywhere. *ours/0.1.1* is the ratio of the medians (goal: at most the *goal*"
+        " everywhere. *ours/0.1.3* is the ratio of the medians (goal: at most the *goal*"
         " column); *range* is the min–max of the per-repeat ratios.",
         "",
         *table,
@@ -782,7 +782,7 @@ def select(names: str | None, universe: Sequence[str], what: str) -> list[str]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark this leasepool against leasepool 0.1.1 and baselines.",
+        description="Benchmark this leasepool against leasepool 0.1.3 and baselines.",
         epilog="workloads: " + ", ".join(w.name for w in WORKLOADS),
     )
     parser.add_argument("--quick", action="store_true", help="2 repeats, smaller workloads")
@@ -810,7 +810,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--retries", type=int, default=2, help="reruns of a sample on a busy machine"
     )
-    parser.add_argument("--ref-python", help="use this interpreter for leasepool 0.1.1")
+    parser.add_argument("--ref-python", help="use this interpreter for leasepool 0.1.3")
     parser.add_argument("--no-install", action="store_true", help="never run pip or venv")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument(
@@ -889,10 +889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  {impl:<5} leasepool {info['leasepool_version']} from {info['leasepool_file']}"
                 f" (Python {info['python']})"
             )
-    if probes.get("ours", {}).get("leasepool_version") == "0.1.1":
-        warn('"ours" imports leasepool 0.1.1: ratios compare 0.1.1 with itself (stand-in)')
+    if probes.get("ours", {}).get("leasepool_version") == "0.1.3":
+        warn('"ours" imports leasepool 0.1.3: ratios compare 0.1.3 with itself (stand-in)')
     if "ref" in probes and probes["ref"]["python"] != probes["base"]["python"]:
-        warn(f"0.1.1 runs on Python {probes['ref']['python']}, ours on {probes['base']['python']}")
+        warn(f"0.1.3 runs on Python {probes['ref']['python']}, ours on {probes['base']['python']}")
 
     header: dict[str, Any] = {
         "command": command_line(argv),

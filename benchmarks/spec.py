@@ -14,7 +14,7 @@ from typing import Any
 # (workloads/leasepool_api.py); the others are baselines (workloads/baselines.py).
 IMPLS: dict[str, str] = {
     "ours": "ours",
-    "ref": "0.1.1",
+    "ref": "0.1.3",
     "executor": "run_in_executor",
     "to_thread": "to_thread",
     "anyio": "anyio",
@@ -31,7 +31,7 @@ class Metric:
     key: str
     label: str
     unit: str
-    # Goal on the ratio ours / 0.1.1 (pass when ratio <= goal) ...
+    # Goal on the ratio ours / 0.1.3 (pass when ratio <= goal) ...
     goal_ratio: Fraction | None = None
     # ... or an absolute goal on ours' own value (pass when value <= goal).
     goal_abs: float | None = None

@@ -6,7 +6,7 @@
     python benchmarks/worker.py --probe    # what would be imported, as JSON
 
 Launched by run.py with the interpreter of the implementation: the current one for
-"ours" and the baselines, the 0.1.1 virtualenv's for "ref". Standard library only at
+"ours" and the baselines, the 0.1.3 virtualenv's for "ref". Standard library only at
 import time: this file is re-imported as ``__mp_main__`` by spawned worker processes.
 """
 
