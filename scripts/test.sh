@@ -42,7 +42,9 @@ step "mypy --strict"
 step "stubtest"
 # The stubs (python/leasepool/*.pyi) must describe the installed package, including
 # the Rust extension, as it is at run time: names, parameters, defaults, markers.
-(cd /tmp && "$PY" -m mypy.stubtest leasepool --mypy-config-file "$OLDPWD/pyproject.toml")
+# stubtest-allowlist.txt names the few members left out on purpose, with the reason.
+(cd /tmp && "$PY" -m mypy.stubtest leasepool --mypy-config-file "$OLDPWD/pyproject.toml" \
+    --allowlist "$OLDPWD/stubtest-allowlist.txt")
 
 step "pytest"
 # Run from outside the checkout so tests import the installed package.

@@ -15,6 +15,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 from ._process_logging import ProcessLoggingConfig  # noqa: E402
 from .backends import ExecutorBackend  # noqa: E402
 from .exceptions import (  # noqa: E402
+    LeaseAcquireTimeoutError,
     LeaseExpiredError,
     LeasePoolError,
     LeasePoolNotStartedError,
@@ -35,4 +36,6 @@ __all__ = [
     "UnsupportedBackendError",
     "WorkGrinder",
     "ProcessLoggingConfig",
+    # Beyond 0.1.3 (docs/compatibility.md):
+    "LeaseAcquireTimeoutError",
 ]

@@ -37,7 +37,8 @@ class LeaseFuture(Coroutine[Any, Any, _T_co], Generic[_T_co]):
     """Awaitable returned by engine operations: an asyncio future and a coroutine."""
 
     _asyncio_future_blocking: bool
-    # asyncio.Future compatibility: always False; assignments are ignored.
+    # asyncio.Future compatibility: True while an exception nobody retrieved is stored
+    # (logged when the future is dropped); may only be set to False.
     _log_traceback: bool
     @property
     def _loop(self) -> asyncio.AbstractEventLoop: ...

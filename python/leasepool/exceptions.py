@@ -7,6 +7,7 @@ with leasepool 0.1.1; the engine raises these very classes.
 from __future__ import annotations
 
 __all__ = [
+    "LeaseAcquireTimeoutError",
     "LeaseExpiredError",
     "LeasePoolError",
     "LeasePoolNotStartedError",
@@ -33,3 +34,11 @@ class LeaseExpiredError(LeasePoolError):
 
 class UnsupportedBackendError(LeasePoolError):
     """The selected backend cannot run on this interpreter."""
+
+
+class LeaseAcquireTimeoutError(LeasePoolError, TimeoutError):
+    """``acquire(timeout=...)`` gave up waiting for an executor.
+
+    A :class:`TimeoutError`, so ``except TimeoutError`` still catches it as in 0.1.x,
+    but distinguishable from a timeout raised by the blocking call itself.
+    """

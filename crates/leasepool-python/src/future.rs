@@ -62,6 +62,9 @@ struct Inner {
     consumed: bool,
     /// The awaiting coroutine was thrown into or closed before the value was delivered.
     abandoned: bool,
+    /// An exception is stored that nobody retrieved yet: logged at drop, as asyncio's
+    /// "Future exception was never retrieved" (asyncio's `_log_traceback`).
+    log_exception: bool,
 }
 
 #[pyclass(name = "LeaseFuture", module = "leasepool._engine", frozen, weakref)]
@@ -86,6 +89,7 @@ impl PyLeaseFuture {
         hook: Option<Box<dyn FutureHook>>,
         outcome: Option<Outcome>,
     ) -> Self {
+        let log_exception = matches!(outcome, Some(Outcome::Error(_)));
         Self {
             state: AtomicU8::new(if outcome.is_some() { DONE } else { PENDING }),
             blocking: AtomicBool::new(false),
@@ -94,6 +98,7 @@ impl PyLeaseFuture {
                 callbacks: Vec::new(),
                 consumed: false,
                 abandoned: false,
+                log_exception,
             }),
             bridge,
             hook,
@@ -139,6 +144,7 @@ impl PyLeaseFuture {
             (Outcome::Value(v), true) => Some(v.clone_ref(py)),
             _ => None,
         };
+        inner.log_exception = matches!(outcome, Outcome::Error(_));
         inner.outcome = Some(outcome);
         self.state.store(DONE, Ordering::Release);
         discard
@@ -329,6 +335,7 @@ impl PyLeaseFuture {
         }
         let mut inner = lock(&this.inner);
         inner.consumed = true;
+        inner.log_exception = false;
         match inner.outcome.as_ref() {
             Some(Outcome::Value(v)) => SendStep::Return(v.clone_ref(py)),
             Some(Outcome::Error(e)) => SendStep::Raise(e.clone_ref(py)),
@@ -425,11 +432,60 @@ impl PyLeaseFuture {
 
     #[getter]
     fn _log_traceback(&self) -> bool {
-        false
+        lock(&self.inner).log_exception
     }
 
+    /// As asyncio: only `False` may be set (the exception was handled elsewhere).
     #[setter(_log_traceback)]
-    fn set_log_traceback(&self, _value: bool) {}
+    fn set_log_traceback(&self, value: bool) -> PyResult<()> {
+        if value {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "_log_traceback can only be set to False",
+            ));
+        }
+        lock(&self.inner).log_exception = false;
+        Ok(())
+    }
+
+    /// `async with manager.acquire()` (without `await`) lands here: say what is wrong.
+    fn __aenter__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err(format!(
+            "'LeaseFuture' object does not support the asynchronous context manager \
+             protocol. {FORGOT_AWAIT}"
+        )))
+    }
+
+    fn __aexit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.__aenter__()
+    }
+
+    // The attributes of a lease, reached on the awaitable instead (`lease =
+    // manager.acquire()` without `await`): an `AttributeError` with the hint. Named
+    // getters, not `__getattr__`, so no other attribute lookup pays for the check.
+    #[getter]
+    fn run(&self) -> PyResult<()> {
+        Err(forgot_await("run"))
+    }
+
+    #[getter]
+    fn release(&self) -> PyResult<()> {
+        Err(forgot_await("release"))
+    }
+
+    #[getter]
+    fn executor(&self) -> PyResult<()> {
+        Err(forgot_await("executor"))
+    }
+
+    #[getter]
+    fn lease_id(&self) -> PyResult<()> {
+        Err(forgot_await("lease_id"))
+    }
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
@@ -454,6 +510,7 @@ impl PyLeaseFuture {
         }
         let mut inner = lock(&self.inner);
         inner.consumed = true;
+        inner.log_exception = false;
         match inner.outcome.as_ref() {
             Some(Outcome::Value(v)) => Ok(v.clone_ref(py)),
             Some(Outcome::Error(e)) => Err(e.clone_ref(py)),
@@ -472,6 +529,7 @@ impl PyLeaseFuture {
         }
         let mut inner = lock(&self.inner);
         inner.consumed = true;
+        inner.log_exception = false;
         match inner.outcome.as_ref() {
             Some(Outcome::Value(_)) | None => Ok(None),
             Some(Outcome::Error(e)) => Ok(Some(e.value(py).clone().into_any().unbind())),
@@ -595,14 +653,73 @@ impl PyLeaseFuture {
     }
 }
 
+const FORGOT_AWAIT: &str = "It is an awaitable: did you forget `await`? \
+     (e.g. `lease = await manager.acquire()`, `async with await manager.acquire() as lease:`)";
+
+fn forgot_await(name: &str) -> PyErr {
+    pyo3::exceptions::PyAttributeError::new_err(format!(
+        "'LeaseFuture' object has no attribute '{name}'. {FORGOT_AWAIT}"
+    ))
+}
+
+impl PyLeaseFuture {
+    /// asyncio's report for a future whose exception nobody retrieved, sent to the
+    /// loop's exception handler (on the loop's thread when the loop still runs).
+    fn report_unretrieved(&self, py: Python<'_>, err: &PyErr) {
+        let reported = (|| -> PyResult<()> {
+            let context = PyDict::new(py);
+            context.set_item("message", "LeaseFuture exception was never retrieved")?;
+            context.set_item("exception", crate::job::exception_value(py, err))?;
+            let event_loop = self.bridge.event_loop().bind(py);
+            let handler = event_loop.getattr(pyo3::intern!(py, "call_exception_handler"))?;
+            if !self.bridge.on_loop_thread()
+                && event_loop
+                    .call_method1("call_soon_threadsafe", (&handler, &context))
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            handler.call1((context,))?;
+            Ok(())
+        })();
+        if let Err(failure) = reported {
+            crate::errors::report_unraisable(py, failure, None);
+        }
+    }
+}
+
 impl Drop for PyLeaseFuture {
     fn drop(&mut self) {
-        if self.hook.is_none() || self.state.load(Ordering::Acquire) != DONE {
+        if self.state.load(Ordering::Acquire) != DONE {
             return;
         }
-        // A granted lease dropped unawaited: hand the pool on instead of leaking it.
-        let _ =
-            crate::attach::attach_known_thread(|py| Self::discard_if_undelivered(self, py, true));
+        let inner = match self.inner.get_mut() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let unretrieved = if inner.log_exception {
+            match inner.outcome.take() {
+                Some(Outcome::Error(err)) => Some(err),
+                other => {
+                    inner.outcome = other;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if self.hook.is_none() && unretrieved.is_none() {
+            return;
+        }
+        let _ = crate::attach::attach_known_thread(|py| {
+            if let Some(err) = unretrieved {
+                self.report_unretrieved(py, &err);
+            }
+            // A granted lease dropped unawaited: hand the pool on instead of leaking it.
+            if self.hook.is_some() {
+                Self::discard_if_undelivered(self, py, true);
+            }
+        });
     }
 }
 

@@ -11,7 +11,7 @@ use leasepool::expiry::{monotonic, CheckerClock};
 use leasepool::manager::{Acquired, Effects, Event, Grant, Manager};
 use leasepool::waiters::Ticket;
 use leasepool::{LeaseError, LeaseKey, PoolLimits};
-use pyo3::exceptions::{PyTimeoutError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
@@ -25,7 +25,8 @@ use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNIN
 use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
 use crate::process_pool::ProcessBackend;
 use crate::py_cache::{
-    coerce_log_level, get_logger, get_running_loop, normalize_backend, process_logging_config,
+    coerce_log_level, exception_class, get_logger, get_running_loop, normalize_backend,
+    process_logging_config,
 };
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
@@ -629,7 +630,7 @@ impl ManagerCore {
         if let Some((seconds, text)) = &timeout {
             if *seconds <= 0.0 {
                 self.perform(py, fx, Some(&bridge));
-                let err = PyTimeoutError::new_err(timeout_message(text));
+                let err = acquire_timeout_error(py, timeout_message(text));
                 return Ok(ready_error(py, bridge, err)?.into_any());
             }
         }
@@ -683,6 +684,15 @@ impl ManagerCore {
             }
         }
         Ok(future.into_any())
+    }
+}
+
+/// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
+/// acquire timeout apart from one raised by the user's own call.
+fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
+    match exception_class(py, "LeaseAcquireTimeoutError").and_then(|cls| cls.call1((message,))) {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
     }
 }
 
@@ -755,7 +765,7 @@ struct AcquireTimeout {
 impl AcquireTimeout {
     fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool acquire timeout", || {
-            let err = PyTimeoutError::new_err(self.message.clone());
+            let err = acquire_timeout_error(py, self.message.clone());
             PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
         });
     }
