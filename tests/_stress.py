@@ -360,7 +360,11 @@ def scenario_crash(opts: Options, problems: Problems) -> None:
 async def _churn(opts: Options, problems: Problems) -> set[int]:
     rng = random.Random(opts.seed)
     STATUS.update(scenario="churn", phase="start")
-    manager = LeasedExecutorManager(backend="process", max_pools=3, min_pools=1, workers_per_pool=1)
+    # idle_pool_seconds=0: pools above min_pools retire at release (0.1.3's sizing), so
+    # every round replaces executors, which is the churn this scenario is about.
+    manager = LeasedExecutorManager(
+        backend="process", max_pools=3, min_pools=1, workers_per_pool=1, idle_pool_seconds=0
+    )
     await manager.start()
     pids: set[int] = set()
     try:

@@ -26,8 +26,14 @@ def unique_prefix(tag: str = "lp") -> str:
 
 @contextlib.asynccontextmanager
 async def started_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]:
-    """Start a thread-backend manager (``max_pools=1`` unless given) and always stop it."""
+    """Start a thread-backend manager (``max_pools=1`` unless given) and always stop it.
+
+    Pools above the target retire at release (``idle_pool_seconds=0``, 0.1.3's sizing)
+    unless a test asks otherwise: most tests check 0.1.3's semantics; idle retirement
+    has tests of its own.
+    """
     kwargs.setdefault("max_pools", 1)
+    kwargs.setdefault("idle_pool_seconds", 0.0)
     kwargs.setdefault("name_prefix", unique_prefix())
     manager = LeasedExecutorManager(**kwargs)
     await manager.start()

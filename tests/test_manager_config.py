@@ -32,14 +32,18 @@ REFERENCE_PARAMETERS: list[tuple[str, Any]] = [
     ("process_log_target_logger", None),
     ("clear_process_log_handlers", True),
 ]
+# Parameters this package adds after 0.1.3's, each in docs/compatibility.md.
+ADDED_PARAMETERS: list[tuple[str, Any]] = [("idle_pool_seconds", 10.0)]
 
 
 def test_constructor_signature_matches_reference() -> None:
-    """All parameters are keyword-only with 0.1.1's names, order and defaults."""
+    """All parameters are keyword-only with 0.1.1's names, order and defaults, then
+    the documented additions."""
     params = list(inspect.signature(LeasedExecutorManager).parameters.values())
     *named, extra = params
-    assert [p.name for p in named] == [name for name, _ in REFERENCE_PARAMETERS]
-    for param, (_, default) in zip(named, REFERENCE_PARAMETERS, strict=True):
+    expected = REFERENCE_PARAMETERS + ADDED_PARAMETERS
+    assert [p.name for p in named] == [name for name, _ in expected]
+    for param, (_, default) in zip(named, expected, strict=True):
         assert param.kind is inspect.Parameter.KEYWORD_ONLY, param.name
         if default is inspect.Parameter.empty:
             assert param.default is inspect.Parameter.empty, param.name

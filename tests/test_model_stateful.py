@@ -57,6 +57,7 @@ class LeaseModel(RuleBasedStateMachine):
             size_provider=lambda: self.units,
             check_interval=120.0,
             name_prefix=self.prefix,
+            idle_pool_seconds=0.0,  # the model shrinks at once, as 0.1.3 does
         )
         self.held: dict[str, ExecutorLease] = {}
         self.waiters: list[asyncio.Task[ExecutorLease]] = []

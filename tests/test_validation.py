@@ -69,20 +69,25 @@ def test_positive_durations_must_be_above_zero(name: str, value: float) -> None:
     assert str(info.value) == f"{name} must be > 0"
 
 
+ZERO_ALLOWED = ["lease_grace_seconds", "idle_pool_seconds"]
+
+
 @pytest.mark.parametrize("value", [v for v in NOT_FINITE if v is not None], ids=repr)
-def test_grace_must_be_a_finite_number(value: Any) -> None:
+@pytest.mark.parametrize("name", ZERO_ALLOWED)
+def test_grace_and_idle_time_must_be_finite_numbers(name: str, value: Any) -> None:
     """``lease_grace_seconds=nan`` used to make leases never expire."""
     with pytest.raises(ValueError) as info:
-        LeasedExecutorManager(**manager_kwargs(lease_grace_seconds=value))
-    assert str(info.value) == "lease_grace_seconds must be a finite number >= 0"
+        LeasedExecutorManager(**manager_kwargs(**{name: value}))
+    assert str(info.value) == f"{name} must be a finite number >= 0"
 
 
-def test_negative_grace_is_rejected_and_zero_means_no_grace() -> None:
+@pytest.mark.parametrize("name", ZERO_ALLOWED)
+def test_negative_grace_and_idle_time_are_rejected_and_zero_is_allowed(name: str) -> None:
     """A negative grace used to revoke leases at once."""
     with pytest.raises(ValueError) as info:
-        LeasedExecutorManager(**manager_kwargs(lease_grace_seconds=-0.1))
-    assert str(info.value) == "lease_grace_seconds must be >= 0"
-    LeasedExecutorManager(**manager_kwargs(lease_grace_seconds=0))
+        LeasedExecutorManager(**manager_kwargs(**{name: -0.1}))
+    assert str(info.value) == f"{name} must be >= 0"
+    LeasedExecutorManager(**manager_kwargs(**{name: 0}))
 
 
 def test_numeric_strings_are_accepted_as_durations_like_0_1_3() -> None:

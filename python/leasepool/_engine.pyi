@@ -26,6 +26,7 @@ __all__ = [
     "_shutdown_all_pools",
     "_after_fork_in_child",
     "_panic_for_tests",
+    "_set_clock_skew_for_tests",
 ]
 
 _T = TypeVar("_T")
@@ -140,6 +141,7 @@ class LeasedExecutorManager:
         process_log_level: int | str = 20,
         process_log_target_logger: logging.Logger | None = None,
         clear_process_log_handlers: bool = True,
+        idle_pool_seconds: float = 10.0,
         **executor_kwargs: Any,
     ) -> Self: ...
     @property
@@ -207,3 +209,6 @@ def _after_fork_in_child() -> None:
 
 def _panic_for_tests() -> NoReturn:
     """Test hook: panics inside the engine; always raises ``RuntimeError``."""
+
+def _set_clock_skew_for_tests(seconds: float) -> None:
+    """Test hook: the engine's clock runs ``seconds`` ahead of ``time.monotonic()``."""

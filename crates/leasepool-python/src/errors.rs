@@ -77,6 +77,13 @@ pub(crate) fn _panic_for_tests() -> PyResult<()> {
     guard_panics(|| -> PyResult<()> { panic!("deliberate test panic") })
 }
 
+/// Test hook: moves the engine's clock `seconds` ahead of `time.monotonic()` (absolute,
+/// `0` restores it), so tests drive expiry and idle retirement without sleeping.
+#[pyfunction]
+pub(crate) fn _set_clock_skew_for_tests(seconds: f64) {
+    leasepool::expiry::set_clock_skew_for_tests(seconds);
+}
+
 /// Reports an error the engine cannot hand to anyone (it ran Python on behalf of
 /// nobody who awaits it). A `KeyboardInterrupt` is never dropped: it is re-armed with
 /// `PyErr_SetInterrupt`, so the main thread raises it again at its next check, as if

@@ -35,6 +35,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(manager::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_set_clock_skew_for_tests, m)?)?;
 
     // asyncio.create_task()/TaskGroup accept what collections.abc.Coroutine accepts.
     let coroutine_abc = py.import("collections.abc")?.getattr("Coroutine")?;

@@ -104,6 +104,11 @@ impl Drop for ManagerCore {
     }
 }
 
+/// How long a pool above the target may idle before it is retired: long enough that a
+/// lease-per-request service reuses its pools (and their threads) instead of building
+/// new ones for every burst, as anyio and trio keep idle workers ~10 s.
+const DEFAULT_IDLE_POOL_SECONDS: f64 = 10.0;
+
 /// `RuntimeError` if another event loop than the one the manager started on runs
 /// here (0.1.3's message). Nothing has changed when this refuses.
 fn require_owner_loop(py: Python<'_>, bridge: &LoopBridge, method: &str) -> PyResult<()> {
@@ -420,7 +425,16 @@ impl ManagerCore {
     ) {
         let target = self.target(py);
         let mut fx = Fx::default();
-        if op(&mut lock(&self.engine), monotonic(), target, &mut fx) {
+        let (changed, idle_deadline) = {
+            let mut engine = lock(&self.engine);
+            let changed = op(&mut engine, monotonic(), target, &mut fx);
+            (changed, engine.next_idle_retirement(target))
+        };
+        // A pool kept above the target must be retired when it has idled out.
+        if let Some(deadline) = idle_deadline {
+            self.with_clock(|clock| clock.arm_before(deadline));
+        }
+        if changed {
             let bridge = self.bridge();
             self.perform(py, fx, bridge.as_ref());
         }
@@ -450,11 +464,13 @@ impl ManagerCore {
         let next = {
             let mut engine = lock(&self.engine);
             engine.check(now, target, &mut fx);
-            engine.next_hard_expiry()
+            [engine.next_hard_expiry(), engine.next_idle_retirement(target)]
+                .into_iter()
+                .flatten()
+                .fold(now + self.cfg.check_interval, f64::min)
         };
         self.perform(py, fx, Some(&bridge));
-        let next_check = now + self.cfg.check_interval;
-        self.with_clock(|clock| clock.reset(next.map_or(next_check, |t| t.min(next_check))));
+        self.with_clock(|clock| clock.reset(next));
     }
 
     fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
@@ -810,10 +826,11 @@ impl PyLeasedExecutorManager {
         process_log_level = None,
         process_log_target_logger = None,
         clear_process_log_handlers = true,
+        idle_pool_seconds = None,
         **executor_kwargs
     ))]
     #[pyo3(
-        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, **executor_kwargs)"
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, **executor_kwargs)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -834,6 +851,7 @@ impl PyLeasedExecutorManager {
         process_log_level: Option<Bound<'_, PyAny>>,
         process_log_target_logger: Option<Bound<'_, PyAny>>,
         clear_process_log_handlers: bool,
+        idle_pool_seconds: Option<&Bound<'_, PyAny>>,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         // 0.1.3's order: the counts, then the durations, then min_pools <= max_pools.
@@ -854,6 +872,12 @@ impl PyLeasedExecutorManager {
             seconds("default_lease_seconds", default_lease_seconds, 300.0, false)?;
         let lease_grace_seconds = seconds("lease_grace_seconds", lease_grace_seconds, 15.0, true)?;
         let check_interval = seconds("check_interval", check_interval, 120.0, false)?;
+        let idle_pool_seconds = seconds(
+            "idle_pool_seconds",
+            idle_pool_seconds,
+            DEFAULT_IDLE_POOL_SECONDS,
+            true,
+        )?;
         let limits = PoolLimits::new(max_pools, min_pools, units_per_pool, workers_per_pool)
             .map_err(|e| config_error(&e))?;
         let backend = match backend {
@@ -934,8 +958,10 @@ impl PyLeasedExecutorManager {
             let pool: Pool = ThreadPool::new(seq, settings);
             pool
         });
+        let mut engine = Manager::new(limits, lease_grace_seconds, factory);
+        engine.set_idle_pool_seconds(idle_pool_seconds);
         let core = Arc::new(ManagerCore {
-            engine: Mutex::new(Manager::new(limits, lease_grace_seconds, factory)),
+            engine: Mutex::new(engine),
             cfg: Config {
                 backend: backend.unbind(),
                 backend_name,

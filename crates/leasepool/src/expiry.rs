@@ -35,7 +35,19 @@ pub struct CheckerClock {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Monotonic seconds on the same clock as Python's `time.monotonic()`.
+/// Seconds added to [`monotonic`] (an `f64` bit pattern; `0.0` is all zero bits).
+static TEST_SKEW: AtomicU64 = AtomicU64::new(0);
+
+/// Moves this process's engine clock `seconds` ahead of the OS clock: the seam that
+/// lets tests drive time-based behaviour (expiry, idle retirement) without sleeping.
+/// Only for tests; every deadline the engine computed before keeps its old value.
+#[doc(hidden)]
+pub fn set_clock_skew_for_tests(seconds: f64) {
+    TEST_SKEW.store(seconds.to_bits(), Ordering::Relaxed);
+}
+
+/// Monotonic seconds on the same clock as Python's `time.monotonic()` (plus the
+/// test skew, normally zero).
 #[must_use]
 pub fn monotonic() -> f64 {
     let mut ts = libc::timespec {
@@ -47,7 +59,7 @@ pub fn monotonic() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     #[allow(clippy::cast_precision_loss)]
     let secs = ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
-    secs
+    secs + f64::from_bits(TEST_SKEW.load(Ordering::Relaxed))
 }
 
 impl CheckerClock {

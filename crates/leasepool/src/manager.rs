@@ -24,6 +24,16 @@
 //! is the pool handed to the oldest waiter or kept, so a pool never runs one holder's
 //! calls on behalf of another.
 //!
+//! # Idle retirement
+//!
+//! With [`Manager::set_idle_pool_seconds`] > 0, a pool above the target is not retired
+//! the moment it is released: it stays available and leaves only once it has been
+//! idle that long ([`Manager::check`], at [`Manager::next_idle_retirement`]). Acquires
+//! take the most recently released pool, so under steady load the surplus pools at
+//! the cold end age out while the busy ones stay warm (no thread churn for a
+//! lease-per-request service). `0` (the engine's default) retires at once, as
+//! leasepool 0.1.3 did.
+//!
 //! # Invariants
 //!
 //! * `available.len() + leased.len() <= max_pools`.
@@ -204,7 +214,9 @@ pub struct Manager<P, M, W> {
     limits: PoolLimits,
     grace_seconds: f64,
     running: bool,
-    available: VecDeque<P>,
+    /// Free pools, least recently released first, each with when it became free.
+    available: VecDeque<(P, f64)>,
+    idle_pool_seconds: f64,
     leased: BTreeMap<LeaseKey, Held<P, M>>,
     waiters: WaiterQueue<Queued<M, W>>,
     ids: LeaseIdMint,
@@ -234,6 +246,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             grace_seconds,
             running: false,
             available: VecDeque::new(),
+            idle_pool_seconds: 0.0,
             leased: BTreeMap::new(),
             waiters: WaiterQueue::default(),
             ids: LeaseIdMint::new(),
@@ -241,6 +254,29 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             expiry_floor: f64::INFINITY,
             factory,
         }
+    }
+
+    /// How long a pool above the target may stay idle before it is retired (seconds;
+    /// `0` retires it at release). Negative and NaN count as `0`.
+    pub fn set_idle_pool_seconds(&mut self, seconds: f64) {
+        self.idle_pool_seconds = if seconds > 0.0 { seconds } else { 0.0 };
+    }
+
+    /// The idle retirement delay (see [`set_idle_pool_seconds`](Self::set_idle_pool_seconds)).
+    #[must_use]
+    pub fn idle_pool_seconds(&self) -> f64 {
+        self.idle_pool_seconds
+    }
+
+    /// When the next idle pool above `target` is due for retirement, if any.
+    #[must_use]
+    pub fn next_idle_retirement(&self, target: usize) -> Option<f64> {
+        if self.total_count() <= target.min(self.limits.max_pools()) {
+            return None;
+        }
+        self.available
+            .front()
+            .map(|(_, since)| since + self.idle_pool_seconds)
     }
 
     /// The limits this manager enforces.
@@ -310,7 +346,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Stops the manager: every pool is retired, every lease revoked, every waiter refused.
     pub fn stop(&mut self, effects: &mut Effects<P, M, W>) {
         self.running = false;
-        effects.retired.extend(self.available.drain(..));
+        effects
+            .retired
+            .extend(self.available.drain(..).map(|(pool, _)| pool));
         for (_, held) in std::mem::take(&mut self.leased) {
             held.live.store(false, Ordering::Release);
             effects.retired.push(held.record.pool);
@@ -458,16 +496,19 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let pool = held.record.pool;
         // A lease past its hard expiry would have been revoked by the next scan: its
         // pool must not come back just because the release got there first.
+        // Above the target it is kept only to idle out later (see "Idle retirement").
         let kept = self.running
             && !held.record.timing.is_hard_expired(now)
-            && (!self.waiters.is_empty() || self.total_count() < target);
+            && (!self.waiters.is_empty()
+                || self.total_count() < target
+                || self.idle_pool_seconds > 0.0);
         effects.events.push(Event::Released {
             id: held.id,
             meta: held.record.meta,
             kept,
         });
         if kept {
-            self.available.push_back(pool);
+            self.available.push_back((pool, now));
         } else {
             effects.retired.push(pool);
         }
@@ -512,12 +553,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         self.revoke_expired(now, effects);
         self.ensure_minimum(target, effects);
-        while self.total_count() > target {
-            let Some(pool) = self.available.pop_back() else {
-                break;
-            };
-            effects.retired.push(pool);
-        }
+        self.retire_idle_surplus(now, target, effects);
         self.serve_waiters(now, effects);
     }
 
@@ -547,11 +583,27 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
     }
 
+    /// Retires free pools above `target`, coldest first, once idle long enough.
+    fn retire_idle_surplus(&mut self, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
+        while self.total_count() > target {
+            match self.available.front() {
+                // The same sum as `next_idle_retirement`, so a check at that deadline
+                // always retires (no re-arm at a deadline that never passes).
+                Some((_, since)) if now >= since + self.idle_pool_seconds => {}
+                _ => break,
+            }
+            if let Some((pool, _)) = self.available.pop_front() {
+                effects.retired.push(pool);
+            }
+        }
+    }
+
     fn ensure_minimum(&mut self, target: usize, effects: &mut Effects<P, M, W>) {
         let target = target.min(self.limits.max_pools());
         while self.total_count() < target {
             let pool = self.create_pool(effects);
-            self.available.push_back(pool);
+            // A new pool is the coldest: it goes first when the target drops again.
+            self.available.push_front((pool, f64::NEG_INFINITY));
         }
     }
 
@@ -582,7 +634,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     fn take_pool(&mut self, effects: &mut Effects<P, M, W>) -> Option<P> {
-        if let Some(pool) = self.available.pop_front() {
+        // The warmest pool (most recently released): its threads are running and
+        // the cold end can age out (see "Idle retirement").
+        if let Some((pool, _)) = self.available.pop_back() {
             return Some(pool);
         }
         (self.total_count() < self.limits.max_pools()).then(|| self.create_pool(effects))

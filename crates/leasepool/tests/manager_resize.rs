@@ -64,3 +64,81 @@ fn invalid_lease_seconds_are_rejected() {
     }
     assert_eq!(m.leased_count(), 0);
 }
+
+/// Grants a lease at `now` from a free or creatable pool.
+fn grant(m: &mut common::TestManager, now: f64, who: &'static str) -> leasepool::Grant<u64> {
+    match m.acquire(now, 600.0, who, None, &mut Fx::default()) {
+        Ok(Acquired::Granted(g)) => g,
+        other => panic!("no grant: {other:?}"),
+    }
+}
+
+#[test]
+fn surplus_pools_retire_only_after_idling_for_the_configured_time() {
+    let mut m = started(3, 1);
+    m.set_idle_pool_seconds(10.0);
+    let (a, b, c) = (grant(&mut m, 0.0, "a"), grant(&mut m, 0.0, "b"), grant(&mut m, 0.0, "c"));
+    for (g, at) in [(&a, 1.0), (&b, 2.0), (&c, 3.0)] {
+        let mut fx = Fx::default();
+        assert!(m.release(g.key, at, 1, &mut fx));
+        assert!(fx.retired.is_empty(), "kept to idle out, not retired at release");
+    }
+    assert_eq!((m.total_count(), m.available_count()), (3, 3));
+    assert_eq!(m.next_idle_retirement(1), Some(11.0), "coldest: released at 1.0");
+
+    let mut fx = Fx::default();
+    m.check(10.9, 1, &mut fx);
+    assert!(fx.retired.is_empty());
+    m.check(11.0, 1, &mut fx);
+    assert_eq!(fx.retired, vec![a.pool], "the coldest pool goes first");
+    assert_eq!(m.next_idle_retirement(1), Some(12.0));
+    // An acquire takes the warmest pool, so the cold one keeps ageing.
+    let d = grant(&mut m, 11.5, "d");
+    assert_eq!(d.pool, c.pool);
+    let mut fx = Fx::default();
+    m.check(12.0, 1, &mut fx);
+    assert_eq!(fx.retired, vec![b.pool]);
+    assert_eq!(m.next_idle_retirement(1), None, "at the target: nothing to retire");
+    assert_eq!(m.total_count(), 1);
+}
+
+#[test]
+fn steady_lease_per_request_traffic_creates_no_pools() {
+    // One request at a time, target 1, max 4: with idle retirement the same pool
+    // serves every request; nothing is created or retired.
+    let mut m = started(4, 1);
+    m.set_idle_pool_seconds(10.0);
+    let mut created = 0;
+    for i in 0..1000_u32 {
+        let now = f64::from(i) * 0.01;
+        let mut fx = Fx::default();
+        let g = match m.acquire(now, 60.0, "req", None, &mut fx) {
+            Ok(Acquired::Granted(g)) => g,
+            other => panic!("{other:?}"),
+        };
+        created += fx
+            .events
+            .iter()
+            .filter(|e| matches!(e, leasepool::Event::Created { .. }))
+            .count();
+        let mut fx = Fx::default();
+        m.release(g.key, now, 1, &mut fx);
+        m.check(now, 1, &mut fx);
+        assert!(fx.retired.is_empty());
+    }
+    assert_eq!(created, 0);
+    assert_eq!(m.total_count(), 1);
+}
+
+#[test]
+fn zero_idle_seconds_keeps_0_1_3_behaviour() {
+    let mut m = started(2, 1);
+    let (a, b) = (grant(&mut m, 0.0, "a"), grant(&mut m, 0.0, "b"));
+    let mut fx = Fx::default();
+    m.release(a.key, 1.0, 1, &mut fx);
+    assert_eq!(fx.retired, vec![a.pool], "above target: retired at release");
+    let mut fx = Fx::default();
+    m.release(b.key, 1.0, 1, &mut fx);
+    assert!(fx.retired.is_empty());
+    assert_eq!(m.total_count(), 1);
+}
