@@ -464,10 +464,13 @@ impl ManagerCore {
         let next = {
             let mut engine = lock(&self.engine);
             engine.check(now, target, &mut fx);
-            [engine.next_hard_expiry(), engine.next_idle_retirement(target)]
-                .into_iter()
-                .flatten()
-                .fold(now + self.cfg.check_interval, f64::min)
+            [
+                engine.next_hard_expiry(),
+                engine.next_idle_retirement(target),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(now + self.cfg.check_interval, f64::min)
         };
         self.perform(py, fx, Some(&bridge));
         self.with_clock(|clock| clock.reset(next));

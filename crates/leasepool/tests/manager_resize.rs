@@ -77,14 +77,25 @@ fn grant(m: &mut common::TestManager, now: f64, who: &'static str) -> leasepool:
 fn surplus_pools_retire_only_after_idling_for_the_configured_time() {
     let mut m = started(3, 1);
     m.set_idle_pool_seconds(10.0);
-    let (a, b, c) = (grant(&mut m, 0.0, "a"), grant(&mut m, 0.0, "b"), grant(&mut m, 0.0, "c"));
+    let (a, b, c) = (
+        grant(&mut m, 0.0, "a"),
+        grant(&mut m, 0.0, "b"),
+        grant(&mut m, 0.0, "c"),
+    );
     for (g, at) in [(&a, 1.0), (&b, 2.0), (&c, 3.0)] {
         let mut fx = Fx::default();
         assert!(m.release(g.key, at, 1, &mut fx));
-        assert!(fx.retired.is_empty(), "kept to idle out, not retired at release");
+        assert!(
+            fx.retired.is_empty(),
+            "kept to idle out, not retired at release"
+        );
     }
     assert_eq!((m.total_count(), m.available_count()), (3, 3));
-    assert_eq!(m.next_idle_retirement(1), Some(11.0), "coldest: released at 1.0");
+    assert_eq!(
+        m.next_idle_retirement(1),
+        Some(11.0),
+        "coldest: released at 1.0"
+    );
 
     let mut fx = Fx::default();
     m.check(10.9, 1, &mut fx);
@@ -98,7 +109,11 @@ fn surplus_pools_retire_only_after_idling_for_the_configured_time() {
     let mut fx = Fx::default();
     m.check(12.0, 1, &mut fx);
     assert_eq!(fx.retired, vec![b.pool]);
-    assert_eq!(m.next_idle_retirement(1), None, "at the target: nothing to retire");
+    assert_eq!(
+        m.next_idle_retirement(1),
+        None,
+        "at the target: nothing to retire"
+    );
     assert_eq!(m.total_count(), 1);
 }
 
