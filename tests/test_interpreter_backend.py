@@ -110,8 +110,14 @@ def test_failing_initializer_breaks_the_pool() -> None:
         ):
             with pytest.raises(BrokenThreadPool):
                 await lease.run(f.add, 1, 2)
-            with pytest.raises(BrokenThreadPool):
+            # As in 0.1.3: the first call that reports the pool broken retires it with
+            # its lease; the next lease gets a new pool (which breaks the same way).
+            with pytest.raises(LeaseExpiredError, match="no longer active"):
                 await lease.run(f.add, 1, 2)
+            assert manager.leased_count == 0
+            async with await manager.acquire() as fresh:
+                with pytest.raises(BrokenThreadPool):
+                    await fresh.run(f.add, 1, 2)
 
     asyncio.run(main())
 
