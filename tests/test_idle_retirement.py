@@ -109,8 +109,9 @@ async def test_the_warmest_pool_is_reused_and_the_cold_one_ages_out(
 ) -> None:
     probe = CheckProbe()
     async with started_manager(
-        max_pools=2, min_pools=1, idle_pool_seconds=30, size_provider=probe
+        max_pools=2, min_pools=1, idle_pool_seconds=30, size_provider=probe, workers_per_pool=1
     ) as manager:
+        # One worker per pool, so a thread name identifies its pool.
         cold, warm = await manager.acquire(), await manager.acquire()
         cold_thread = await cold.run(thread_name)
         warm_thread = await warm.run(thread_name)
