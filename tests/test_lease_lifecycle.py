@@ -114,11 +114,12 @@ async def test_release_after_hard_expiry_never_returns_the_pool(
     """The release wins the race against the expiry scan: still, an expired lease's
     pool is not kept (0.1.3 finalizes it with kept=False)."""
     caplog.set_level(logging.INFO, logger=MANAGER_LOGGER)
+    prefix = unique_prefix("expired")
     async with started_manager(
-        max_pools=2, min_pools=1, lease_grace_seconds=0.0, check_interval=120
+        max_pools=2, min_pools=1, lease_grace_seconds=0.0, check_interval=120, name_prefix=prefix
     ) as manager:
         lease = await manager.acquire(owner="late", lease_seconds=0.01)
-        pool_threads = await lease.run(threading.current_thread)
+        assert (await lease.run(threading.current_thread)).name.startswith(f"{prefix}-1_")
         # Hold the loop thread until the lease is past its hard expiry, so the scan
         # (which runs on this thread) cannot revoke it first.
         while time.monotonic() < lease.hard_expires_at:
@@ -131,7 +132,8 @@ async def test_release_after_hard_expiry_never_returns_the_pool(
         assert manager.leased_count == 0
         assert manager.total_count == 1, "min_pools is restored with a fresh pool"
         async with await manager.acquire() as fresh:
-            assert await fresh.run(threading.current_thread) is not pool_threads
+            fresh_thread = await fresh.run(threading.current_thread)
+            assert fresh_thread.name.startswith(f"{prefix}-2_"), "a new pool, not the expired one"
 
 
 async def test_thread_pool_with_a_failing_initializer_is_retired(
@@ -229,7 +231,7 @@ def test_process_pool_retired_by_a_drain_leaves_no_worker_behind() -> None:
 
     async def main() -> None:
         manager = LeasedExecutorManager(
-            backend="process", max_pools=2, min_pools=1, workers_per_pool=1
+            backend="process", max_pools=2, min_pools=1, workers_per_pool=1, idle_pool_seconds=0
         )
         await manager.start()
         try:
