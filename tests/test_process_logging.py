@@ -230,3 +230,24 @@ def test_forwarding_is_refused_for_other_backends() -> None:
     with pytest.raises(ValueError, match="only supported for process backend"):
         LeasedExecutorManager(backend="thread", max_pools=1, forward_process_logs=True)
     assert sys.modules["leasepool"].ProcessLoggingConfig().enabled is False
+
+
+def test_forwarding_start_is_logged_as_in_0_1_3() -> None:
+    """0.1.3's DEBUG record on the manager's logger when forwarding starts."""
+    with (
+        target_logger("lp.test.forward.manager") as (manager_logger, manager_seen),
+        target_logger("lp.test.forward.target") as (target, _),
+    ):
+        asyncio.run(
+            run_logging_calls(
+                [(logging.INFO, "hello")],
+                logger=manager_logger,
+                forward_process_logs=True,
+                process_log_level="WARNING",
+                process_log_target_logger=target,
+            )
+        )
+    assert (
+        "Process log forwarding started target_logger=lp.test.forward.target level=30"
+        in manager_seen.messages()
+    )
