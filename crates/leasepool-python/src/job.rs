@@ -107,19 +107,16 @@ pub(crate) struct Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
-        // The lease first: a WorkGrinder's observer releases the batch's lease after
-        // its last job, which then finds nothing in flight (no drain).
-        let follow_up = self
-            .lease
-            .take()
-            .and_then(|lease| lease.uncount().map(|follow_up| (lease, follow_up)));
+        let lease = self.lease.take();
         let observer = self.observer.take();
-        if follow_up.is_none() && observer.is_none() {
+        if lease.is_none() && observer.is_none() {
             return;
         }
         let _ = crate::attach::attach_known_thread(|py| {
-            if let Some((lease, follow_up)) = follow_up {
-                lease.follow_up(py, follow_up);
+            // The lease first: a WorkGrinder's observer releases the batch's lease
+            // after its last job, which then finds nothing in flight (no drain).
+            if let Some(lease) = lease {
+                lease.call_ended(py);
             }
             if let Some(observer) = observer {
                 observer.job_done(py);

@@ -190,44 +190,20 @@ impl LeaseLink {
     /// retires an executor on the first call that reports it broken); the last call
     /// of a released lease lets its pool go.
     pub(crate) fn call_ended(&self, py: Python<'_>) {
-        if let Some(follow_up) = self.uncount() {
-            self.follow_up(py, follow_up);
-        }
-    }
-
-    /// The Python-free half of [`call_ended`](Self::call_ended): uncounts the call and
-    /// says whether the manager must act. Almost every call ends here, so a worker
-    /// dropping a finished job need not attach to the interpreter for it.
-    pub(crate) fn uncount(&self) -> Option<CallFollowUp> {
         let finished_drain = self.calls.end();
-        if self.pool.is_broken() {
-            Some(CallFollowUp::RetireBroken)
-        } else if finished_drain {
-            Some(CallFollowUp::FinishDrain)
-        } else {
-            None
+        let broken = self.pool.is_broken();
+        if !broken && !finished_drain {
+            return;
         }
-    }
-
-    /// The manager's half of [`call_ended`](Self::call_ended).
-    pub(crate) fn follow_up(&self, py: Python<'_>, follow_up: CallFollowUp) {
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        match follow_up {
-            CallFollowUp::RetireBroken => core.retire_broken(py, self.key, &self.pool),
-            CallFollowUp::FinishDrain => core.finish_drain(py, self.key),
+        if broken {
+            core.retire_broken(py, self.key, &self.pool);
+        } else {
+            core.finish_drain(py, self.key);
         }
     }
-}
-
-/// What the manager must do after a lease's call ended.
-#[derive(Clone, Copy)]
-pub(crate) enum CallFollowUp {
-    /// The pool broke: end the lease with it.
-    RetireBroken,
-    /// The last call of a released lease ended: let its pool go.
-    FinishDrain,
 }
 
 #[pymethods]
