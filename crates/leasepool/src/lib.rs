@@ -20,6 +20,7 @@ pub mod lease;
 pub mod manager;
 pub mod settings;
 pub mod sizing;
+pub mod slots;
 mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
 pub mod tokio;
@@ -29,5 +30,6 @@ pub mod worker_pool;
 pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
 pub use lease::{LeaseKey, LeaseTiming};
-pub use manager::{Acquired, Effects, Event, Grant, Manager, Waiter};
+pub use manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired, Waiter};
 pub use sizing::PoolLimits;
+pub use slots::SlotGrant;

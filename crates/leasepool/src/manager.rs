@@ -34,9 +34,23 @@
 //! lease-per-request service). `0` (the engine's default) retires at once, as
 //! leasepool 0.1.3 did.
 //!
+//! # Call slots
+//!
+//! [`Manager::acquire_slot`] leases one *worker slot* instead of a whole pool: the
+//! one-call path (`manager.run(fn)`) of a request-serving app, where a whole pool per
+//! call would leave `workers_per_pool - 1` workers idle. A pool hosting slots is
+//! *shared*: it counts as leased, takes up to `slots_per_pool` slot leases (one per
+//! worker, so a granted call never queues behind another) and goes back to
+//! `available` when its last slot ends. Slot leases have ids, owners and expiry like
+//! any lease. Slot and pool requests wait in the same FIFO queue and nobody barges:
+//! while a pool request heads the queue, free slots are not handed out (they would
+//! keep its pool from ever emptying). A slot that passes its hard expiry is revoked:
+//! its pool is *tainted* (no new slots) and is revoked itself once its other slots
+//! have ended, so their calls are not killed for a neighbour's overrun.
+//!
 //! # Invariants
 //!
-//! * `available.len() + leased.len() <= max_pools`.
+//! * `available.len() + leased.len() + shared.len() <= max_pools`.
 //! * While the manager runs, `available` is non-empty only if no waiter is queued.
 //! * Every removed or draining lease has its liveness flag cleared before the lock is
 //!   released.
@@ -49,6 +63,7 @@ use crate::drain::CallTracker;
 use crate::error::LeaseError;
 use crate::lease::{LeaseIdMint, LeaseKey, LeaseRecord, LeaseTiming};
 use crate::sizing::PoolLimits;
+use crate::slots::{PoolSeq, SharedPools, SlotGrant, SlotHeld};
 use crate::sync::{Arc, AtomicBool, Ordering};
 
 /// Lease ids are immutable strings shared with the front end; not a synchronisation
@@ -99,6 +114,22 @@ pub enum Event<M> {
         /// Grace period.
         grace_seconds: f64,
     },
+    /// A call slot was leased on the shared pool `seq`.
+    SlotLeased {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Sequence number of the shared pool.
+        seq: u64,
+    },
+    /// A call slot's call was finished with and the slot returned.
+    SlotEnded {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+    },
     /// A lease was released while calls still run on its pool: it drains first.
     Draining {
         /// Lease id.
@@ -142,6 +173,8 @@ pub enum Event<M> {
 pub struct Effects<P, M, W> {
     /// Waiters that now hold a lease: complete them.
     pub granted: Vec<(W, Grant<P>)>,
+    /// Slot waiters that now hold a call slot: submit their calls.
+    pub slots_granted: Vec<(W, SlotGrant<P>)>,
     /// Waiters refused because the manager stopped: fail them.
     pub refused: Vec<W>,
     /// Cancelled waiters skipped during hand-off: just drop them (outside the lock).
@@ -159,6 +192,7 @@ impl<P, M, W> Default for Effects<P, M, W> {
     fn default() -> Self {
         Self {
             granted: Vec::new(),
+            slots_granted: Vec::new(),
             refused: Vec::new(),
             dropped: Vec::new(),
             retired: Vec::new(),
@@ -173,6 +207,7 @@ impl<P, M, W> Effects<P, M, W> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.granted.is_empty()
+            && self.slots_granted.is_empty()
             && self.refused.is_empty()
             && self.dropped.is_empty()
             && self.retired.is_empty()
@@ -190,14 +225,41 @@ pub enum Acquired<P> {
     Queued(Ticket),
 }
 
+/// Outcome of [`Manager::acquire_slot`] when waiting is allowed.
+#[derive(Debug)]
+pub enum SlotAcquired<P> {
+    /// A slot was free: run the call on `grant.pool`.
+    Granted(SlotGrant<P>),
+    /// The caller's waiter was queued under this ticket.
+    Queued(Ticket),
+}
+
+/// What a queued caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A whole pool (`acquire()`).
+    Pool,
+    /// One worker slot (`run()`).
+    Slot,
+}
+
 struct Queued<M, W> {
     waiter: W,
     lease_seconds: f64,
     meta: M,
+    want: Want,
+}
+
+/// A free pool and when it became free.
+struct Idle<P> {
+    pool: P,
+    seq: PoolSeq,
+    since: f64,
 }
 
 struct Held<P, M> {
     record: LeaseRecord<P, M>,
+    seq: PoolSeq,
     id: IdStr,
     live: Arc<AtomicBool>,
     calls: std::sync::Arc<CallTracker>,
@@ -215,9 +277,13 @@ pub struct Manager<P, M, W> {
     grace_seconds: f64,
     running: bool,
     /// Free pools, least recently released first, each with when it became free.
-    available: VecDeque<(P, f64)>,
+    available: VecDeque<Idle<P>>,
     idle_pool_seconds: f64,
     leased: BTreeMap<LeaseKey, Held<P, M>>,
+    /// Pools hosting call slots.
+    shared: SharedPools<P>,
+    /// Live call-slot leases.
+    slots: BTreeMap<LeaseKey, SlotHeld<M>>,
     waiters: WaiterQueue<Queued<M, W>>,
     ids: LeaseIdMint,
     pool_seq: u64,
@@ -233,6 +299,8 @@ impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
             .field("running", &self.running)
             .field("available", &self.available.len())
             .field("leased", &self.leased.len())
+            .field("shared", &self.shared.len())
+            .field("slots", &self.slots.len())
             .field("waiters", &self.waiters.len())
             .finish_non_exhaustive()
     }
@@ -248,6 +316,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             available: VecDeque::new(),
             idle_pool_seconds: 0.0,
             leased: BTreeMap::new(),
+            shared: SharedPools::new(1),
+            slots: BTreeMap::new(),
             waiters: WaiterQueue::default(),
             ids: LeaseIdMint::new(),
             pool_seq: 0,
@@ -276,7 +346,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         self.available
             .front()
-            .map(|(_, since)| since + self.idle_pool_seconds)
+            .map(|idle| idle.since + self.idle_pool_seconds)
     }
 
     /// The limits this manager enforces.
@@ -297,16 +367,33 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.available.len()
     }
 
-    /// Pools leased.
+    /// Pools leased: held by a lease, or shared by call slots.
     #[must_use]
     pub fn leased_count(&self) -> usize {
-        self.leased.len()
+        self.leased.len() + self.shared.len()
     }
 
     /// All pools owned.
     #[must_use]
     pub fn total_count(&self) -> usize {
-        self.available.len() + self.leased.len()
+        self.available.len() + self.leased.len() + self.shared.len()
+    }
+
+    /// Live call-slot leases.
+    #[must_use]
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many call slots one pool hosts (its worker count).
+    pub fn set_slots_per_pool(&mut self, slots: usize) {
+        self.shared.set_per_pool(slots);
+    }
+
+    /// See [`set_slots_per_pool`](Self::set_slots_per_pool).
+    #[must_use]
+    pub fn slots_per_pool(&self) -> usize {
+        self.shared.per_pool()
     }
 
     /// Callers queued for a pool.
@@ -321,11 +408,21 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.ids.parse(id)
     }
 
-    /// Live leases in grant order: `(id, meta, timing)`.
-    pub fn leases(&self) -> impl Iterator<Item = (&IdStr, &M, LeaseTiming)> {
-        self.leased
-            .values()
-            .map(|held| (&held.id, &held.record.meta, held.record.timing))
+    /// Live leases (pool leases and call slots) in grant order: `(id, meta, timing)`.
+    #[must_use]
+    pub fn leases(&self) -> Vec<(&IdStr, &M, LeaseTiming)> {
+        let mut all: Vec<_> = self
+            .leased
+            .iter()
+            .map(|(key, held)| (*key, (&held.id, &held.record.meta, held.record.timing)))
+            .chain(
+                self.slots
+                    .iter()
+                    .map(|(key, slot)| (*key, (&slot.id, &slot.meta, slot.timing))),
+            )
+            .collect();
+        all.sort_unstable_by_key(|(key, _)| *key);
+        all.into_iter().map(|(_, lease)| lease).collect()
     }
 
     /// The earliest hard expiry among live leases.
@@ -333,7 +430,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     pub fn next_hard_expiry(&self) -> Option<f64> {
         self.leased
             .values()
-            .map(|held| held.record.timing.hard_expires_at())
+            .map(|held| held.record.timing)
+            .chain(self.slots.values().map(|slot| slot.timing))
+            .map(|timing| timing.hard_expires_at())
             .min_by(f64::total_cmp)
     }
 
@@ -348,11 +447,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.running = false;
         effects
             .retired
-            .extend(self.available.drain(..).map(|(pool, _)| pool));
+            .extend(self.available.drain(..).map(|idle| idle.pool));
         for (_, held) in std::mem::take(&mut self.leased) {
             held.live.store(false, Ordering::Release);
             effects.retired.push(held.record.pool);
         }
+        effects.retired.extend(self.shared.drain());
+        self.slots.clear();
         self.expiry_floor = f64::INFINITY;
         effects
             .refused
@@ -383,12 +484,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             self.revoke_expired(now, effects);
         }
         if self.waiters.is_empty() {
-            if let Some(pool) = self.take_pool(effects) {
+            if let Some((pool, seq)) = self.take_pool(effects) {
                 return Ok(Acquired::Granted(self.grant(
                     now,
                     lease_seconds,
                     meta,
                     pool,
+                    seq,
                     effects,
                 )));
             }
@@ -402,10 +504,124 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                     waiter,
                     lease_seconds,
                     meta,
+                    want: Want::Pool,
                 });
                 Ok(Acquired::Queued(ticket))
             }
         }
+    }
+
+    /// Leases one call slot now or, if `make_waiter` is given, queues the caller in
+    /// the same FIFO queue as [`acquire`](Self::acquire). See "Call slots".
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_slot(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<SlotAcquired<P>, LeaseError> {
+        crate::settings::lease_seconds(lease_seconds)?;
+        if !self.running {
+            return Err(LeaseError::NotStarted);
+        }
+        if now >= self.expiry_floor {
+            self.revoke_expired(now, effects);
+        }
+        if self.waiters.is_empty() {
+            if let Some(grant) = self.grant_slot(now, lease_seconds, meta.clone(), effects) {
+                return Ok(SlotAcquired::Granted(grant));
+            }
+        }
+        match make_waiter {
+            None => Err(LeaseError::Unavailable {
+                max_pools: self.limits.max_pools(),
+            }),
+            Some(waiter) => {
+                let ticket = self.waiters.push(Queued {
+                    waiter,
+                    lease_seconds,
+                    meta,
+                    want: Want::Slot,
+                });
+                Ok(SlotAcquired::Queued(ticket))
+            }
+        }
+    }
+
+    /// The call of slot `key` was finished with (run, failed or withdrawn): return
+    /// the slot. Its pool goes back to `available` (or is retired, as
+    /// [`release`](Self::release) decides) when this was its last slot, and the
+    /// oldest waiters are served. `false` for a slot already revoked or gone.
+    pub fn end_slot(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(slot) = self.slots.remove(&key) else {
+            return false;
+        };
+        let timing = slot.timing;
+        let emptied = self.shared.end_slot(slot.seq, false);
+        effects.events.push(Event::SlotEnded {
+            id: slot.id,
+            meta: slot.meta,
+        });
+        if let Some(emptied) = emptied {
+            if emptied.tainted {
+                effects.revoked.push(emptied.pool);
+            } else {
+                self.free_pool(
+                    emptied.pool,
+                    emptied.seq,
+                    timing.is_hard_expired(now),
+                    now,
+                    target,
+                    effects,
+                );
+            }
+        }
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+        true
+    }
+
+    /// A pool nobody uses any more: kept (to the oldest waiter, under the target, or
+    /// to idle out) or retired. `expired`: its last holder passed its hard expiry.
+    fn free_pool(
+        &mut self,
+        pool: P,
+        seq: PoolSeq,
+        expired: bool,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        // A lease past its hard expiry would have been revoked by the next scan: its
+        // pool must not come back just because the release got there first.
+        // Above the target it is kept only to idle out later (see "Idle retirement").
+        let kept = self.running
+            && !expired
+            && (!self.waiters.is_empty()
+                || self.total_count() < target
+                || self.idle_pool_seconds > 0.0);
+        if kept {
+            self.available.push_back(Idle {
+                pool,
+                seq,
+                since: now,
+            });
+        } else {
+            effects.retired.push(pool);
+        }
+        kept
     }
 
     /// Removes a queued waiter (after the caller has made it unclaimable).
@@ -493,25 +709,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return;
         };
         held.live.store(false, Ordering::Release);
-        let pool = held.record.pool;
-        // A lease past its hard expiry would have been revoked by the next scan: its
-        // pool must not come back just because the release got there first.
-        // Above the target it is kept only to idle out later (see "Idle retirement").
-        let kept = self.running
-            && !held.record.timing.is_hard_expired(now)
-            && (!self.waiters.is_empty()
-                || self.total_count() < target
-                || self.idle_pool_seconds > 0.0);
+        let expired = held.record.timing.is_hard_expired(now);
+        let kept = self.free_pool(held.record.pool, held.seq, expired, now, target, effects);
         effects.events.push(Event::Released {
             id: held.id,
             meta: held.record.meta,
             kept,
         });
-        if kept {
-            self.available.push_back((pool, now));
-        } else {
-            effects.retired.push(pool);
-        }
         if self.running {
             self.ensure_minimum(target, effects);
             self.serve_waiters(now, effects);
@@ -577,9 +781,35 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 effects.revoked.push(held.record.pool);
             }
         }
+        self.revoke_expired_slots(now, effects);
         self.expiry_floor = self.next_hard_expiry().unwrap_or(f64::INFINITY);
         if self.running && self.total_count() < self.limits.max_pools() {
             self.serve_waiters(now, effects);
+        }
+    }
+
+    /// Revokes the call slots past their hard expiry; each taints its pool, which is
+    /// revoked once its other slots have ended (see "Call slots").
+    fn revoke_expired_slots(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
+        let expired: Vec<LeaseKey> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.timing.is_hard_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            let Some(slot) = self.slots.remove(&key) else {
+                continue;
+            };
+            effects.events.push(Event::Revoked {
+                id: slot.id,
+                meta: slot.meta,
+                lease_seconds: slot.timing.lease_seconds,
+                grace_seconds: slot.timing.grace_seconds,
+            });
+            if let Some(emptied) = self.shared.end_slot(slot.seq, true) {
+                effects.revoked.push(emptied.pool);
+            }
         }
     }
 
@@ -589,11 +819,11 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             match self.available.front() {
                 // The same sum as `next_idle_retirement`, so a check at that deadline
                 // always retires (no re-arm at a deadline that never passes).
-                Some((_, since)) if now >= since + self.idle_pool_seconds => {}
+                Some(idle) if now >= idle.since + self.idle_pool_seconds => {}
                 _ => break,
             }
-            if let Some((pool, _)) = self.available.pop_front() {
-                effects.retired.push(pool);
+            if let Some(idle) = self.available.pop_front() {
+                effects.retired.push(idle.pool);
             }
         }
     }
@@ -601,51 +831,120 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     fn ensure_minimum(&mut self, target: usize, effects: &mut Effects<P, M, W>) {
         let target = target.min(self.limits.max_pools());
         while self.total_count() < target {
-            let pool = self.create_pool(effects);
+            let (pool, seq) = self.create_pool(effects);
             // A new pool is the coldest: it goes first when the target drops again.
-            self.available.push_front((pool, f64::NEG_INFINITY));
+            self.available.push_front(Idle {
+                pool,
+                seq,
+                since: f64::NEG_INFINITY,
+            });
         }
     }
 
-    /// Hands free (or creatable) pools to the oldest claimable waiters.
+    /// Whether a free (or creatable) pool exists.
+    fn pool_obtainable(&self) -> bool {
+        !self.available.is_empty() || self.total_count() < self.limits.max_pools()
+    }
+
+    /// Hands what is free to the oldest claimable waiters, strictly in order: the
+    /// queue stops at the first waiter whose request cannot be met yet.
     fn serve_waiters(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        while !self.waiters.is_empty()
-            && (!self.available.is_empty() || self.total_count() < self.limits.max_pools())
-        {
-            let Some(queued) = self.pop_claimable_waiter(effects) else {
+        while let Some((_, head)) = self.waiters.peek_oldest() {
+            let servable = match head.want {
+                Want::Pool => self.pool_obtainable(),
+                Want::Slot => self.shared.has_free_slot() || self.pool_obtainable(),
+            };
+            if !servable {
+                break;
+            }
+            let Some((_, queued)) = self.waiters.pop_oldest() else {
                 break;
             };
-            let Some(pool) = self.take_pool(effects) else {
-                unreachable!("checked above that a pool is free or creatable");
-            };
-            let grant = self.grant(now, queued.lease_seconds, queued.meta, pool, effects);
-            effects.granted.push((queued.waiter, grant));
-        }
-    }
-
-    fn pop_claimable_waiter(&mut self, effects: &mut Effects<P, M, W>) -> Option<Queued<M, W>> {
-        while let Some((_, queued)) = self.waiters.pop_oldest() {
-            if queued.waiter.try_claim() {
-                return Some(queued);
+            if !queued.waiter.try_claim() {
+                effects.dropped.push(queued.waiter);
+                continue;
             }
-            effects.dropped.push(queued.waiter);
+            match queued.want {
+                Want::Pool => {
+                    let Some((pool, seq)) = self.take_pool(effects) else {
+                        unreachable!("checked above that a pool is free or creatable");
+                    };
+                    let grant =
+                        self.grant(now, queued.lease_seconds, queued.meta, pool, seq, effects);
+                    effects.granted.push((queued.waiter, grant));
+                }
+                Want::Slot => {
+                    let Some(grant) =
+                        self.grant_slot(now, queued.lease_seconds, queued.meta, effects)
+                    else {
+                        unreachable!("checked above that a slot is free or creatable");
+                    };
+                    effects.slots_granted.push((queued.waiter, grant));
+                }
+            }
         }
-        None
     }
 
-    fn take_pool(&mut self, effects: &mut Effects<P, M, W>) -> Option<P> {
+    fn take_pool(&mut self, effects: &mut Effects<P, M, W>) -> Option<(P, PoolSeq)> {
         // The warmest pool (most recently released): its threads are running and
         // the cold end can age out (see "Idle retirement").
-        if let Some((pool, _)) = self.available.pop_back() {
-            return Some(pool);
+        if let Some(idle) = self.available.pop_back() {
+            return Some((idle.pool, idle.seq));
         }
         (self.total_count() < self.limits.max_pools()).then(|| self.create_pool(effects))
     }
 
-    fn create_pool(&mut self, effects: &mut Effects<P, M, W>) -> P {
+    fn create_pool(&mut self, effects: &mut Effects<P, M, W>) -> (P, PoolSeq) {
         self.pool_seq += 1;
         effects.events.push(Event::Created { seq: self.pool_seq });
-        (self.factory)(self.pool_seq)
+        ((self.factory)(self.pool_seq), self.pool_seq)
+    }
+
+    /// Leases a slot on a shared pool with room, or on a free pool that starts
+    /// sharing; `None` if neither exists.
+    fn grant_slot(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        effects: &mut Effects<P, M, W>,
+    ) -> Option<SlotGrant<P>> {
+        let (pool, seq) = match self.shared.take_free_slot() {
+            Some(found) => found,
+            None => {
+                let (pool, seq) = self.take_pool(effects)?;
+                (self.shared.host(pool, seq), seq)
+            }
+        };
+        let (key, id) = self.ids.mint();
+        let id: IdStr = IdStr::from(id);
+        let timing = LeaseTiming {
+            leased_at: now,
+            lease_seconds,
+            grace_seconds: self.grace_seconds,
+        };
+        self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
+        effects.events.push(Event::SlotLeased {
+            id: id.clone(),
+            meta: meta.clone(),
+            seq,
+        });
+        self.slots.insert(
+            key,
+            SlotHeld {
+                id: id.clone(),
+                meta,
+                timing,
+                seq,
+            },
+        );
+        Some(SlotGrant {
+            key,
+            id,
+            timing,
+            pool,
+            seq,
+        })
     }
 
     fn grant(
@@ -654,6 +953,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         lease_seconds: f64,
         meta: M,
         pool: P,
+        seq: PoolSeq,
         effects: &mut Effects<P, M, W>,
     ) -> Grant<P> {
         let (key, id) = self.ids.mint();
@@ -681,6 +981,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                     meta,
                     timing,
                 },
+                seq,
                 id: id.clone(),
                 live: live.clone(),
                 calls: calls.clone(),

@@ -38,6 +38,12 @@ impl<W> WaiterQueue<W> {
         self.waiting.remove(&ticket)
     }
 
+    /// The oldest waiter, left in place.
+    #[must_use]
+    pub fn peek_oldest(&self) -> Option<(&Ticket, &W)> {
+        self.waiting.first_key_value()
+    }
+
     /// Takes the oldest waiter.
     pub fn pop_oldest(&mut self) -> Option<(Ticket, W)> {
         self.waiting.pop_first()
