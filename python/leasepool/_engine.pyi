@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Executor, Future
 from contextvars import Context
 from types import TracebackType
-from typing import Any, Generic, NoReturn, ParamSpec, Self, TypeVar, final
+from typing import Any, Generic, NoReturn, ParamSpec, Self, TypeVar, TypeVarTuple, final
 
 from typing_extensions import disjoint_base
 
@@ -32,6 +32,7 @@ __all__ = [
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
 _P = ParamSpec("_P")
+_Ts = TypeVarTuple("_Ts")
 
 @final
 class LeaseFuture(Coroutine[Any, Any, _T_co], Generic[_T_co]):
@@ -162,6 +163,17 @@ class LeasedExecutorManager:
         wait: bool = True,
         timeout: float | None = None,
     ) -> LeaseFuture[ExecutorLease]: ...
+    def run(
+        self,
+        func: Callable[[*_Ts], _T],
+        /,
+        *args: *_Ts,
+        owner: Any = None,
+        timeout: float | None = None,
+        wait: bool = True,
+        lease_seconds: float | None = None,
+    ) -> LeaseFuture[_T]:
+        """Run ``func(*args)`` on one worker slot: the one-call path."""
     def release(self, lease_id: str) -> LeaseFuture[None]: ...
     def notify_scale_changed(self) -> None: ...
     def desired_executor_count(self) -> int: ...

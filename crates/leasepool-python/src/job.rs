@@ -12,6 +12,7 @@ use crate::bridge::{Completion, LoopBridge};
 use crate::future::{Outcome, PyLeaseFuture};
 use crate::lease::LeaseLink;
 use crate::py_cache::concurrent_cancelled_error;
+use crate::run::SlotLink;
 
 /// Where a job's outcome is delivered.
 pub(crate) enum Target {
@@ -93,6 +94,23 @@ impl StartGate {
     }
 }
 
+/// What a job counts against until it is finished with.
+pub(crate) enum CallLink {
+    /// A call in flight on a lease (`lease.run`, `executor.submit`, a grinder batch).
+    Lease(Arc<LeaseLink>),
+    /// A call slot of its own (`manager.run`).
+    Slot(SlotLink),
+}
+
+impl CallLink {
+    fn call_ended(&self, py: Python<'_>) {
+        match self {
+            Self::Lease(lease) => lease.call_ended(py),
+            Self::Slot(slot) => slot.call_ended(py),
+        }
+    }
+}
+
 /// One call to run on a worker.
 pub(crate) struct Job {
     func: Py<PyAny>,
@@ -102,21 +120,21 @@ pub(crate) struct Job {
     pub(crate) target: Target,
     observer: Option<Arc<dyn JobObserver>>,
     gate: Option<Arc<StartGate>>,
-    lease: Option<Arc<LeaseLink>>,
+    link: Option<CallLink>,
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
-        let lease = self.lease.take();
+        let link = self.link.take();
         let observer = self.observer.take();
-        if lease.is_none() && observer.is_none() {
+        if link.is_none() && observer.is_none() {
             return;
         }
         let _ = crate::attach::attach_known_thread(|py| {
             // The lease first: a WorkGrinder's observer releases the batch's lease
             // after its last job, which then finds nothing in flight (no drain).
-            if let Some(lease) = lease {
-                lease.call_ended(py);
+            if let Some(link) = link {
+                link.call_ended(py);
             }
             if let Some(observer) = observer {
                 observer.job_done(py);
@@ -156,7 +174,7 @@ impl Job {
             target,
             observer: None,
             gate: None,
-            lease: None,
+            link: None,
         })
     }
 
@@ -168,7 +186,13 @@ impl Job {
 
     /// Counts this job as a call in flight on `lease` until it is finished with.
     pub(crate) fn on_lease(mut self, lease: Arc<LeaseLink>) -> Self {
-        self.lease = Some(lease);
+        self.link = Some(CallLink::Lease(lease));
+        self
+    }
+
+    /// Holds the call slot `slot` until this job is finished with.
+    pub(crate) fn on_slot(mut self, slot: SlotLink) -> Self {
+        self.link = Some(CallLink::Slot(slot));
         self
     }
 
@@ -233,10 +257,16 @@ impl Job {
     /// Delivers the call's outcome to its taker. Returns the bridge whose doorbell the
     /// caller must ring (deferred so a worker can ring after releasing the GIL).
     pub(crate) fn deliver(
-        self,
+        mut self,
         py: Python<'_>,
         outcome: PyResult<Py<PyAny>>,
     ) -> Option<Arc<LoopBridge>> {
+        // The capacity goes back before the taker hears of the outcome: a caller that
+        // awaited the call and runs the next one at once finds its slot free again
+        // (and a lease released right after its last call has nothing left to drain).
+        if let Some(link) = self.link.take() {
+            link.call_ended(py);
+        }
         match &self.target {
             Target::Future(fut) => {
                 if !fut.get().try_claim() {

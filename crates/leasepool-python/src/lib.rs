@@ -19,6 +19,7 @@ mod manager;
 mod pool;
 mod process_pool;
 mod py_cache;
+mod run;
 mod thread_pool;
 
 use pyo3::prelude::*;

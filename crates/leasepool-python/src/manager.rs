@@ -5,15 +5,19 @@
 //! and follows one rule: lock, mutate, unlock, *then* perform the effects (log,
 //! settle futures, shut pools down). No Python code ever runs under the engine lock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use leasepool::expiry::{monotonic, CheckerClock};
-use leasepool::manager::{Acquired, Effects, Event, Grant, Manager};
+use leasepool::manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired};
 use leasepool::waiters::Ticket;
-use leasepool::{LeaseError, LeaseKey, PoolLimits};
+use leasepool::{LeaseError, LeaseKey, PoolLimits, SlotGrant};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
+
+use crate::job::{Job, Target};
+use crate::run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
 
 use crate::bridge::{Completion, LoopBridge};
 use crate::coerce;
@@ -32,8 +36,8 @@ use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
 pub(crate) type Pool = Arc<dyn ExecutorPool>;
-type Engine = Manager<Pool, Owner, QueuedAcquire>;
-type Fx = Effects<Pool, Owner, QueuedAcquire>;
+type Engine = Manager<Pool, Owner, Queued>;
+type Fx = Effects<Pool, Owner, Queued>;
 
 /// A queued `acquire()`: its future and the owner the lease will carry.
 pub(crate) struct QueuedAcquire {
@@ -41,9 +45,30 @@ pub(crate) struct QueuedAcquire {
     owner: Owner,
 }
 
-impl leasepool::Waiter for QueuedAcquire {
+/// Somebody in the engine's FIFO queue.
+pub(crate) enum Queued {
+    /// `acquire()`, waiting for a whole pool.
+    Acquire(QueuedAcquire),
+    /// `run()`, waiting for a call slot.
+    Call(QueuedCall),
+}
+
+impl Queued {
+    fn future(&self) -> &Py<PyLeaseFuture> {
+        match self {
+            Self::Acquire(acquire) => &acquire.future,
+            Self::Call(call) => &call.future,
+        }
+    }
+}
+
+impl leasepool::Waiter for Queued {
     fn try_claim(&self) -> bool {
-        self.future.get().try_claim()
+        match self {
+            // A granted lease must reach its future: claim it now.
+            Self::Acquire(acquire) => acquire.future.get().try_claim(),
+            Self::Call(call) => call.is_wanted(),
+        }
     }
 }
 
@@ -76,6 +101,9 @@ pub(crate) struct ManagerCore {
     pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
     /// The process or interpreter backend (`None` for threads).
     process: Option<Arc<ProcessBackend>>,
+    /// The sizing target last computed. A call slot ending on a worker thread uses it
+    /// instead of calling `size_provider` (user code) once per call there.
+    last_target: AtomicUsize,
 }
 
 impl Drop for ManagerCore {
@@ -95,7 +123,7 @@ impl Drop for ManagerCore {
         let _ = crate::attach::attach_known_thread(|py| {
             for waiter in fx.refused.drain(..) {
                 let err = lease_error(py, &LeaseError::NotStarted);
-                PyLeaseFuture::settle(&waiter.future, py, Outcome::Error(err));
+                PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
             }
             for pool in fx.retired.drain(..).chain(fx.revoked.drain(..)) {
                 pool.shutdown(py, None);
@@ -148,7 +176,7 @@ pub(crate) fn _after_fork_in_child() {
     crate::grinder::forget_loops_after_fork();
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -218,7 +246,9 @@ impl ManagerCore {
     }
 
     fn target(&self, py: Python<'_>) -> usize {
-        self.cfg.limits.desired(self.units(py))
+        let target = self.cfg.limits.desired(self.units(py));
+        self.last_target.store(target, Ordering::Relaxed);
+        target
     }
 
     fn settings(&self, py: Python<'_>) -> PyResult<Arc<ThreadPoolSettings>> {
@@ -267,6 +297,7 @@ impl ManagerCore {
     fn perform(self: &Arc<Self>, py: Python<'_>, fx: Fx, bridge: Option<&Arc<LoopBridge>>) {
         let Effects {
             granted,
+            slots_granted,
             refused,
             dropped,
             retired,
@@ -275,7 +306,10 @@ impl ManagerCore {
         } = fx;
         self.log_events(py, events);
         for (waiter, grant) in granted {
-            let QueuedAcquire { future, owner } = waiter;
+            let Queued::Acquire(QueuedAcquire { future, owner }) = waiter else {
+                // The engine grants pools to pool waiters only.
+                continue;
+            };
             let outcome = match bridge {
                 Some(bridge) => match self.make_lease(py, grant, owner, bridge) {
                     Ok(lease) => Outcome::Value(lease.into_any()),
@@ -285,9 +319,16 @@ impl ManagerCore {
             };
             PyLeaseFuture::settle_claimed(&future, py, outcome);
         }
+        for (waiter, grant) in slots_granted {
+            match waiter {
+                Queued::Call(call) => self.start_call(py, call.job, grant),
+                // The engine grants slots to slot waiters only; give it back.
+                Queued::Acquire(_) => self.end_slot(py, grant.key, false),
+            }
+        }
         for waiter in refused {
             let err = lease_error(py, &LeaseError::NotStarted);
-            PyLeaseFuture::settle(&waiter.future, py, Outcome::Error(err));
+            PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
         }
         drop(dropped);
         for pool in retired {
@@ -303,6 +344,7 @@ impl ManagerCore {
             return;
         }
         let info = self.logger.enabled(py, INFO);
+        let debug = info || self.logger.enabled(py, DEBUG);
         for event in events {
             match event {
                 Event::Created { seq } if info => self.logger.log(
@@ -342,6 +384,20 @@ impl ManagerCore {
                     INFO,
                     "Finalized released executor lease_id=%s owner=%s kept=%s",
                     (&*id, meta.clone_ref(py), kept),
+                    None,
+                ),
+                Event::SlotLeased { id, meta, seq } if debug => self.logger.log(
+                    py,
+                    DEBUG,
+                    "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
+                    (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
+                    None,
+                ),
+                Event::SlotEnded { id, meta } if debug => self.logger.log(
+                    py,
+                    DEBUG,
+                    "Finished executor slot lease_id=%s owner=%s",
+                    (&*id, meta.clone_ref(py)),
                     None,
                 ),
                 Event::Revoked {
@@ -424,6 +480,15 @@ impl ManagerCore {
         op: impl FnOnce(&mut Engine, f64, usize, &mut Fx) -> bool,
     ) {
         let target = self.target(py);
+        self.drive_with_target(py, target, op);
+    }
+
+    fn drive_with_target(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        target: usize,
+        op: impl FnOnce(&mut Engine, f64, usize, &mut Fx) -> bool,
+    ) {
         let mut fx = Fx::default();
         let (changed, idle_deadline) = {
             let mut engine = lock(&self.engine);
@@ -438,6 +503,151 @@ impl ManagerCore {
             let bridge = self.bridge();
             self.perform(py, fx, bridge.as_ref());
         }
+    }
+
+    /// The call of slot `key` was finished with (any thread; idempotent).
+    pub(crate) fn end_slot(self: &Arc<Self>, py: Python<'_>, key: LeaseKey, broken: bool) {
+        let target = self.last_target.load(Ordering::Relaxed);
+        self.drive_with_target(py, target, |engine, now, target, fx| {
+            engine.end_slot(key, now, target, broken, fx)
+        });
+    }
+
+    /// Takes a waiter out of the queue (it is the caller's to drop, unlocked).
+    pub(crate) fn cancel_waiter(&self, ticket: Ticket) -> Option<Queued> {
+        lock(&self.engine).cancel_waiter(ticket)
+    }
+
+    /// Cancels a `loop.call_later` handle, on the loop's thread.
+    pub(crate) fn cancel_timer(&self, py: Python<'_>, timer: Py<PyAny>) {
+        let Some(bridge) = self.bridge() else { return };
+        bridge.run_on_loop(
+            py,
+            Box::new(move |py| {
+                crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
+            }),
+        );
+    }
+
+    /// Submits a call that was just granted a slot.
+    fn start_call(self: &Arc<Self>, py: Python<'_>, job: Job, grant: SlotGrant<Pool>) {
+        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        let job = job.on_slot(SlotLink {
+            core: Arc::downgrade(self),
+            key: grant.key,
+            pool: grant.pool.clone(),
+        });
+        if let Err((job, err)) = grant.pool.submit(py, job) {
+            // Dropping the failed job gives the slot back.
+            job.fail(py, err);
+        }
+    }
+
+    /// `manager.run(func, *args)`: one call on one worker slot (see `run.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        lease_seconds: Option<f64>,
+        owner: Py<PyAny>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(bridge) = self.bridge() else {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
+        };
+        if let Err(err) = require_owner_loop(py, &bridge, "run") {
+            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
+        }
+        let timeout = match timeout {
+            Some(t) if wait && !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
+            _ => None,
+        };
+        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
+        let owner: Owner = Arc::new(owner);
+        // Waiting callers get a hook that withdraws them from the queue on cancel.
+        let waiting = wait.then(|| WaitingCall::new(self));
+        let hook = waiting
+            .clone()
+            .map(|w| Box::new(WaitingCallHook(w)) as Box<dyn FutureHook>);
+        let future = PyLeaseFuture::pending(py, bridge.clone(), hook)?;
+        let job = Job::capture(py, func, args, None, Target::Future(future.clone_ref(py)))?;
+        let call = QueuedCall {
+            job,
+            future: future.clone_ref(py),
+        };
+        // The call travels in the waiter when it may wait, else it stays here.
+        let (waiter, kept) = if wait {
+            (Some(Queued::Call(call)), None)
+        } else {
+            (None, Some(call))
+        };
+        let mut fx = Fx::default();
+        let acquired =
+            lock(&self.engine).acquire_slot(monotonic(), lease_seconds, owner, waiter, &mut fx);
+        self.perform(py, fx, Some(&bridge));
+        match acquired {
+            Ok(SlotAcquired::Granted(grant, returned)) => {
+                let call = match returned {
+                    Some(Queued::Call(call)) => Some(call),
+                    _ => kept,
+                };
+                match call {
+                    Some(call) => self.start_call(py, call.job, grant),
+                    // Cannot happen: the call is either in the waiter or kept.
+                    None => self.end_slot(py, grant.key, false),
+                }
+            }
+            Ok(SlotAcquired::Queued(ticket)) => {
+                if let Some(waiting) = &waiting {
+                    let _ = waiting.ticket.set(ticket);
+                    if let Some((seconds, text)) = timeout {
+                        self.arm_run_timeout(py, &bridge, waiting, &future, seconds, &text)?;
+                    }
+                }
+            }
+            Err((err, _waiter)) => {
+                PyLeaseFuture::settle(&future, py, Outcome::Error(lease_error(py, &err)));
+            }
+        }
+        Ok(future.into_any())
+    }
+
+    fn arm_run_timeout(
+        &self,
+        py: Python<'_>,
+        bridge: &LoopBridge,
+        waiting: &Arc<WaitingCall>,
+        future: &Py<PyLeaseFuture>,
+        seconds: f64,
+        text: &str,
+    ) -> PyResult<()> {
+        let fire = Py::new(
+            py,
+            RunTimeout {
+                waiting: waiting.clone(),
+                future: future.clone_ref(py),
+                message: timeout_message(text),
+            },
+        )?;
+        // `call_later` with a delay <= 0 still runs on the next iteration, as
+        // `acquire(timeout=0)` on a busy manager fails at once.
+        let handle = bridge
+            .event_loop()
+            .bind(py)
+            .call_method1("call_later", (seconds.max(0.0), fire))?;
+        *lock(&waiting.timer) = Some(handle.unbind());
+        if !future.get().is_pending() {
+            // Granted (or cancelled) before the timer was stored: nobody else will
+            // cancel it.
+            if let Some(timer) = lock(&waiting.timer).take() {
+                crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
+            }
+        }
+        Ok(())
     }
 
     /// The submit-path expiry check: revokes the lease if it passed its hard expiry.
@@ -663,10 +873,10 @@ impl ManagerCore {
             bridge.clone(),
             Some(Box::new(AcquireHook(hook.clone()))),
         )?;
-        let waiter = QueuedAcquire {
+        let waiter = Queued::Acquire(QueuedAcquire {
             future: future.clone_ref(py),
             owner: owner.clone(),
-        };
+        });
         let second =
             lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
         match second {
@@ -708,7 +918,7 @@ impl ManagerCore {
 
 /// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
 /// acquire timeout apart from one raised by the user's own call.
-fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
+pub(crate) fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
     match exception_class(py, "LeaseAcquireTimeoutError").and_then(|cls| cls.call1((message,))) {
         Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
@@ -963,6 +1173,8 @@ impl PyLeasedExecutorManager {
         });
         let mut engine = Manager::new(limits, lease_grace_seconds, factory);
         engine.set_idle_pool_seconds(idle_pool_seconds);
+        // One call slot per worker: a granted call never queues behind another.
+        engine.set_slots_per_pool(workers);
         let core = Arc::new(ManagerCore {
             engine: Mutex::new(engine),
             cfg: Config {
@@ -981,6 +1193,7 @@ impl PyLeasedExecutorManager {
             running: RwLock::new(None),
             pool_settings: settings_cell,
             process,
+            last_target: AtomicUsize::new(usize::try_from(min_pools).unwrap_or(1)),
         });
         let mut managers = lock(&MANAGERS);
         managers.retain(|weak| weak.strong_count() > 0);
@@ -1043,6 +1256,34 @@ impl PyLeasedExecutorManager {
         crate::errors::guard_panics(|| self.core.acquire(py, lease_seconds, owner, wait, timeout))
     }
 
+    /// Run `func(*args)` on one worker slot (awaitable): the one-call path.
+    #[pyo3(signature = (func, /, *args, owner = None, timeout = None, wait = true, lease_seconds = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        owner: Option<Py<PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        wait: bool,
+        lease_seconds: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let lease_seconds = match lease_seconds {
+            Some(value) if !value.is_none() => match coerce::seconds("lease_seconds", value, false)
+            {
+                Ok(seconds) => Some(seconds),
+                Err(err) => return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any()),
+            },
+            _ => None,
+        };
+        let owner = owner.unwrap_or_else(|| py.None());
+        crate::errors::guard_panics(|| {
+            self.core
+                .run(py, func, args, lease_seconds, owner, wait, timeout)
+        })
+    }
+
     /// Release a lease by id (awaitable; idempotent; unknown ids are ignored).
     fn release(&self, py: Python<'_>, lease_id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         crate::errors::guard_panics(|| {
@@ -1088,6 +1329,7 @@ impl PyLeasedExecutorManager {
             let engine = lock(&self.core.engine);
             let leases: Vec<_> = engine
                 .leases()
+                .into_iter()
                 .map(|(id, owner, timing)| (id.clone(), owner.clone(), timing))
                 .collect();
             (

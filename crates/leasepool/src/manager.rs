@@ -225,11 +225,12 @@ pub enum Acquired<P> {
     Queued(Ticket),
 }
 
-/// Outcome of [`Manager::acquire_slot`] when waiting is allowed.
+/// Outcome of [`Manager::acquire_slot`].
 #[derive(Debug)]
-pub enum SlotAcquired<P> {
-    /// A slot was free: run the call on `grant.pool`.
-    Granted(SlotGrant<P>),
+pub enum SlotAcquired<P, W> {
+    /// A slot was free: run the call on `grant.pool`. The unused waiter comes back
+    /// (it may own the call itself; it is the caller's to drop, outside the lock).
+    Granted(SlotGrant<P>, Option<W>),
     /// The caller's waiter was queued under this ticket.
     Queued(Ticket),
 }
@@ -515,7 +516,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// the same FIFO queue as [`acquire`](Self::acquire). See "Call slots".
     ///
     /// # Errors
-    /// As [`acquire`](Self::acquire).
+    /// As [`acquire`](Self::acquire), with the waiter handed back.
     pub fn acquire_slot(
         &mut self,
         now: f64,
@@ -523,23 +524,28 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         meta: M,
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
-    ) -> Result<SlotAcquired<P>, LeaseError> {
-        crate::settings::lease_seconds(lease_seconds)?;
+    ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
+        if let Err(err) = crate::settings::lease_seconds(lease_seconds) {
+            return Err((err, make_waiter));
+        }
         if !self.running {
-            return Err(LeaseError::NotStarted);
+            return Err((LeaseError::NotStarted, make_waiter));
         }
         if now >= self.expiry_floor {
             self.revoke_expired(now, effects);
         }
         if self.waiters.is_empty() {
             if let Some(grant) = self.grant_slot(now, lease_seconds, meta.clone(), effects) {
-                return Ok(SlotAcquired::Granted(grant));
+                return Ok(SlotAcquired::Granted(grant, make_waiter));
             }
         }
         match make_waiter {
-            None => Err(LeaseError::Unavailable {
-                max_pools: self.limits.max_pools(),
-            }),
+            None => Err((
+                LeaseError::Unavailable {
+                    max_pools: self.limits.max_pools(),
+                },
+                None,
+            )),
             Some(waiter) => {
                 let ticket = self.waiters.push(Queued {
                     waiter,
@@ -555,19 +561,22 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// The call of slot `key` was finished with (run, failed or withdrawn): return
     /// the slot. Its pool goes back to `available` (or is retired, as
     /// [`release`](Self::release) decides) when this was its last slot, and the
-    /// oldest waiters are served. `false` for a slot already revoked or gone.
+    /// oldest waiters are served. `broken`: the pool can never run a call again; it
+    /// takes no new slot and is retired with its last one. `false` for a slot
+    /// already revoked or gone.
     pub fn end_slot(
         &mut self,
         key: LeaseKey,
         now: f64,
         target: usize,
+        broken: bool,
         effects: &mut Effects<P, M, W>,
     ) -> bool {
         let Some(slot) = self.slots.remove(&key) else {
             return false;
         };
         let timing = slot.timing;
-        let emptied = self.shared.end_slot(slot.seq, false);
+        let emptied = self.shared.end_slot(slot.seq, broken);
         effects.events.push(Event::SlotEnded {
             id: slot.id,
             meta: slot.meta,

@@ -9,7 +9,7 @@ use leasepool::{Acquired, Event, LeaseError, SlotAcquired, SlotGrant};
 fn slot(m: &mut common::TestManager, now: f64, who: &'static str) -> SlotGrant<u64> {
     let mut fx = Fx::default();
     match m.acquire_slot(now, 60.0, who, None, &mut fx) {
-        Ok(SlotAcquired::Granted(grant)) => grant,
+        Ok(SlotAcquired::Granted(grant, _)) => grant,
         other => panic!("a slot must be free for {who}: {other:?}"),
     }
 }
@@ -45,14 +45,19 @@ fn the_last_slot_returns_the_pool_and_serves_waiters_in_order() {
         Ok(SlotAcquired::Queued(_))
     ));
     assert_eq!(
-        m.acquire_slot(1.0, 60.0, "barger", None, &mut fx).err(),
+        m.acquire_slot(1.0, 60.0, "barger", None, &mut fx)
+            .err()
+            .map(|(err, _)| err),
         Some(LeaseError::Unavailable { max_pools: 1 }),
         "nobody overtakes the queue"
     );
 
     let mut fx = Fx::default();
-    assert!(m.end_slot(running.key, 2.0, 1, &mut fx));
-    assert!(!m.end_slot(running.key, 2.0, 1, &mut fx), "idempotent");
+    assert!(m.end_slot(running.key, 2.0, 1, false, &mut fx));
+    assert!(
+        !m.end_slot(running.key, 2.0, 1, false, &mut fx),
+        "idempotent"
+    );
     assert_eq!(fx.granted.len(), 1, "the pool waiter was first");
     assert!(fx.slots_granted.is_empty());
     let lease = fx.granted.pop().unwrap().1;
@@ -77,14 +82,18 @@ fn a_pool_waiter_at_the_head_stops_free_slots_being_handed_out() {
     let _ = m.acquire_slot(1.0, 60.0, "late", Some(Flag::new("late")), &mut fx);
 
     let mut fx = Fx::default();
-    m.end_slot(a.key, 2.0, 1, &mut fx);
+    m.end_slot(a.key, 2.0, 1, false, &mut fx);
     assert!(
         fx.granted.is_empty() && fx.slots_granted.is_empty(),
         "the freed slot waits for the pool waiter ahead of `late`"
     );
     let mut fx = Fx::default();
-    m.end_slot(b.key, 3.0, 1, &mut fx);
-    assert_eq!(fx.granted.len(), 1, "the emptied pool goes to the pool waiter");
+    m.end_slot(b.key, 3.0, 1, false, &mut fx);
+    assert_eq!(
+        fx.granted.len(),
+        1,
+        "the emptied pool goes to the pool waiter"
+    );
     assert!(fx.slots_granted.is_empty());
     assert_eq!(m.waiter_count(), 1);
 }
@@ -94,7 +103,8 @@ fn an_expired_slot_taints_its_pool_until_the_other_slots_end() {
     let mut m = started(2, 1);
     m.set_slots_per_pool(2);
     let mut fx = Fx::default();
-    let Ok(SlotAcquired::Granted(short)) = m.acquire_slot(0.0, 1.0, "short", None, &mut fx) else {
+    let Ok(SlotAcquired::Granted(short, _)) = m.acquire_slot(0.0, 1.0, "short", None, &mut fx)
+    else {
         panic!();
     };
     let long = slot(&mut m, 0.0, "long");
@@ -112,10 +122,13 @@ fn an_expired_slot_taints_its_pool_until_the_other_slots_end() {
     let next = slot(&mut m, 20.0, "next");
     assert_ne!(next.seq, short.seq, "no new slot on a tainted pool");
     let mut fx = Fx::default();
-    assert!(!m.end_slot(short.key, 21.0, 1, &mut fx), "already revoked");
+    assert!(
+        !m.end_slot(short.key, 21.0, 1, false, &mut fx),
+        "already revoked"
+    );
 
     let mut fx = Fx::default();
-    assert!(m.end_slot(long.key, 22.0, 1, &mut fx));
+    assert!(m.end_slot(long.key, 22.0, 1, false, &mut fx));
     assert_eq!(fx.revoked, vec![short.seq], "revoked once empty");
     assert_eq!(m.total_count(), 1, "only `next`'s pool is left");
 }
@@ -133,9 +146,11 @@ fn stop_ends_slots_and_refuses_slot_waiters() {
     assert_eq!(fx.refused.len(), 1);
     assert_eq!((m.total_count(), m.slot_count()), (0, 0));
     let mut fx = Fx::default();
-    assert!(!m.end_slot(held.key, 1.0, 1, &mut fx));
+    assert!(!m.end_slot(held.key, 1.0, 1, false, &mut fx));
     assert_eq!(
-        m.acquire_slot(1.0, 60.0, "x", None, &mut fx).err(),
+        m.acquire_slot(1.0, 60.0, "x", None, &mut fx)
+            .err()
+            .map(|(err, _)| err),
         Some(LeaseError::NotStarted)
     );
 }
@@ -150,13 +165,13 @@ fn an_emptied_shared_pool_above_target_idles_out() {
     let b = slot(&mut m, 0.0, "b");
     assert_eq!(m.total_count(), 2);
     let mut fx = Fx::default();
-    m.end_slot(b.key, 1.0, 1, &mut fx);
+    m.end_slot(b.key, 1.0, 1, false, &mut fx);
     assert!(fx.retired.is_empty(), "kept to idle out");
     assert_eq!(m.next_idle_retirement(1), Some(11.0));
     let c = slot(&mut m, 2.0, "c");
     assert_eq!(c.seq, b.seq, "the warm pool is reused");
     let mut fx = Fx::default();
-    m.end_slot(c.key, 3.0, 1, &mut fx);
+    m.end_slot(c.key, 3.0, 1, false, &mut fx);
     m.check(12.0, 1, &mut fx);
     assert!(fx.retired.is_empty(), "idle for 9 s only");
     m.check(13.0, 1, &mut fx);
