@@ -1,10 +1,11 @@
 """The service under test: a Starlette app whose endpoints offload a real sqlite3
 query, through the implementation named by ``SERVICE_IMPL``.
 
-    SERVICE_IMPL=leasepool|executor|anyio  SERVICE_DB=/path/to.db  uvicorn app:app
+    SERVICE_IMPL=leasepool|leasepool_run|executor|anyio  SERVICE_DB=/path/to.db  uvicorn app:app
 
 ``leasepool`` is whichever leasepool the interpreter imports: this package, or
-upstream 0.1.3 in its own virtualenv (the harness runs both). Endpoints:
+upstream 0.1.3 in its own virtualenv (the harness runs both): a lease per request.
+``leasepool_run`` is this package's one-call path, ``manager.run(fn, *args)``. Endpoints:
 
 * ``GET /query/{n}``: one indexed sqlite3 lookup, waiting for capacity (FIFO, bounded
   by ``SERVICE_WAIT_SECONDS``; 503 when it runs out).
@@ -99,6 +100,29 @@ def _leasepool() -> tuple[Offload, Callable[[], Awaitable[None]], Callable[[], A
     return offload, manager.start, manager.stop
 
 
+def _leasepool_run() -> tuple[
+    Offload, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]
+]:
+    from leasepool import LeasedExecutorManager, LeaseUnavailableError
+
+    # The README's recipe: the same 16 threads as 4 pools of 4; each call holds one.
+    workers = 4
+    manager = LeasedExecutorManager(
+        max_pools=max(1, CONCURRENCY // workers), min_pools=1, workers_per_pool=workers
+    )
+
+    async def offload(n: int, wait: bool) -> tuple[int, str] | None:
+        try:
+            result: tuple[int, str] = await manager.run(
+                lookup, n, owner="service", wait=wait, timeout=WAIT_SECONDS
+            )
+        except (LeaseUnavailableError, TimeoutError):
+            return None
+        return result
+
+    return offload, manager.start, manager.stop
+
+
 def _executor() -> tuple[Offload, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
     pool = ThreadPoolExecutor(CONCURRENCY)
 
@@ -136,7 +160,12 @@ def _anyio() -> tuple[Offload, Callable[[], Awaitable[None]], Callable[[], Await
     return offload, start, stop
 
 
-OFFLOAD, START, STOP = {"leasepool": _leasepool, "executor": _executor, "anyio": _anyio}[IMPL]()
+OFFLOAD, START, STOP = {
+    "leasepool": _leasepool,
+    "leasepool_run": _leasepool_run,
+    "executor": _executor,
+    "anyio": _anyio,
+}[IMPL]()
 
 
 def _respond(result: tuple[int, str] | None) -> Response:
