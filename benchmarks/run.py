@@ -501,7 +501,7 @@ def build_rows(
                         errors[impl] = sum(not s.ok for s in cell)
                 if not any(impl in medians for impl in impls):
                     continue
-                ours, ref = medians.get("ours"), medians.get("ref")
+                ours, ref = medians.get("ours"), medians.get(metric.baseline)
                 ratio = ours / ref if ours is not None and ref else None
                 pairs: list[float] = []
                 ours_by_r = {
@@ -509,7 +509,7 @@ def build_rows(
                     for s in by_cell.get((w.name, loop, "ours"), [])
                     if s.ok
                 }
-                for s in by_cell.get((w.name, loop, "ref"), []):
+                for s in by_cell.get((w.name, loop, metric.baseline), []):
                     o = ours_by_r.get(s.repeat)
                     v = s.metrics.get(metric.key)
                     if s.ok and o is not None and v:
@@ -538,7 +538,7 @@ def build_rows(
 
 def results_table(rows: list[Row], impls: Sequence[str]) -> list[str]:
     head = ["workload", "metric", "loop", *(IMPLS[i] for i in impls)]
-    head += ["ours/0.1.3", "range", "goal", "result"]
+    head += ["ours/base", "range", "goal", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row.workload.title, f"{row.metric.label} ({row.metric.unit})", row.loop]
@@ -711,8 +711,9 @@ def write_report(
         "",
         f"Median of {header['repeats']} runs per cell. Each run is a fresh process that warms"
         " up before timing; the implementations alternate within every repeat. Lower is better"
-        " everywhere. *ours/0.1.3* is the ratio of the medians (goal: at most the *goal*"
-        " column); *range* is the min–max of the per-repeat ratios.",
+        " everywhere. *ours/base* is the ratio of the medians to the goal's baseline (0.1.3"
+        " unless the *goal* column names another; goal: at most that column); *range* is"
+        " the min–max of the per-repeat ratios.",
         "",
         *table,
         "",
@@ -751,7 +752,9 @@ def write_chart(rows: list[Row], png: Path, python: str) -> bool:
             "passed": r.passed,
         }
         for r in rows
-        if r.ratio is not None and (r.metric.goal_ratio is not None or r.metric.chart)
+        if r.ratio is not None
+        and r.metric.baseline == "ref"
+        and (r.metric.goal_ratio is not None or r.metric.chart)
     ]
     if not bars:
         return False

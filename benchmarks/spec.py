@@ -37,6 +37,8 @@ class Metric:
     goal_abs: float | None = None
     # Shown in the chart (metrics with a goal are always shown).
     chart: bool = False
+    # The implementation goal_ratio compares ours with (0.1.3 unless named).
+    baseline: str = "ref"
 
     @property
     def has_goal(self) -> bool:
@@ -128,6 +130,32 @@ WORKLOADS: tuple[Workload, ...] = (
         "(tasks × rounds); the acquire wait is measured around each `await acquire()`.",
     ),
     Workload(
+        name="one_call",
+        title="5b. one call per request, 32 callers on 16 workers",
+        impls=("ours", "ref", "executor", "anyio"),
+        metrics=(
+            Metric("us_per_op", "per call", US, goal_ratio=Fraction(1, 2)),
+            Metric(
+                "cpu_us_per_op",
+                "CPU per call (all threads)",
+                US,
+                goal_ratio=Fraction(1),
+                baseline="executor",
+            ),
+            Metric("p99_ms", "call latency p99", "ms", goal_ratio=Fraction(1), baseline="anyio"),
+        ),
+        full={"tasks": 32, "rounds": 500, "warmup": 20, "capacity": 16},
+        quick={"tasks": 32, "rounds": 150, "warmup": 10, "capacity": 16},
+        description="A request-serving app's offload: 32 concurrent callers each awaiting "
+        "`add(i, 1)` `rounds` times with a capacity of 16 threads. Ours: `await "
+        "manager.run(add, i, 1)` (max_pools=4, workers_per_pool=4; each call holds one "
+        "worker). 0.1.3 has no one-call path: acquire → `lease.run` → release per call "
+        "(max_pools=16, min_pools=4, workers_per_pool=1). Baselines: "
+        "`loop.run_in_executor(ThreadPoolExecutor(16), ...)`, `anyio.to_thread.run_sync(..., "
+        "limiter=CapacityLimiter(16))`. CPU is the process's (every thread) over the timed "
+        "part; p99 is the latency of one call.",
+    ),
+    Workload(
         name="grinder",
         title="6. WorkGrinder, tiny calls",
         impls=LEASEPOOL_IMPLS,
@@ -210,7 +238,8 @@ WORKLOADS_BY_NAME: dict[str, Workload] = {w.name: w for w in WORKLOADS}
 def format_goal(metric: Metric) -> str:
     if metric.goal_ratio is not None:
         g = metric.goal_ratio
-        return f"≤ 1/{g.denominator}" if g.numerator == 1 and g.denominator > 1 else f"≤ {g}"
+        text = f"≤ 1/{g.denominator}" if g.numerator == 1 and g.denominator > 1 else f"≤ {g}"
+        return text if metric.baseline == "ref" else f"{text} × {IMPLS[metric.baseline]}"
     if metric.goal_abs is not None:
         return f"≤ {metric.goal_abs:g} {metric.unit} (abs)"
     return "–"

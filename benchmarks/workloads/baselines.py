@@ -12,7 +12,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .common import AsyncCall, Metrics, Params, time_gathered, time_sequential, time_submit_result
+from .common import (
+    AsyncCall,
+    Metrics,
+    Params,
+    time_gathered,
+    time_requests,
+    time_sequential,
+    time_submit_result,
+)
 
 WORKERS = 4
 
@@ -69,8 +77,32 @@ async def executor_submit(impl: str, p: Params) -> Metrics:
         return time_submit_result(pool.submit, p["n"], p["warmup"])
 
 
+async def one_call(impl: str, p: Params) -> Metrics:
+    capacity = p["capacity"]
+    loop = asyncio.get_running_loop()
+    if impl == "executor":
+        with ThreadPoolExecutor(capacity, thread_name_prefix="lpbench-tpe") as pool:
+
+            def run_in_executor(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+                return loop.run_in_executor(pool, fn, *args)
+
+            return await time_requests(run_in_executor, p["tasks"], p["rounds"], p["warmup"])
+    if impl == "anyio":
+        import anyio
+        import anyio.to_thread
+
+        limiter = anyio.CapacityLimiter(capacity)
+
+        def run_sync(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+            return anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+        return await time_requests(run_sync, p["tasks"], p["rounds"], p["warmup"])
+    raise ValueError(f"one_call has no {impl!r} baseline")
+
+
 WORKLOADS: dict[str, Callable[[str, Params], Awaitable[Metrics]]] = {
     "sequential_run": sequential_run,
     "gathered_run": gathered_run,
     "executor_submit": executor_submit,
+    "one_call": one_call,
 }

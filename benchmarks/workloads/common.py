@@ -112,6 +112,39 @@ async def time_gathered(call: AsyncCall, n: int, warmup: int) -> Metrics:
     return {"us_per_op": us_per_op(t1 - t0, n)}
 
 
+async def time_requests(call: AsyncCall, tasks: int, rounds: int, warmup_rounds: int) -> Metrics:
+    """``tasks`` concurrent callers each ``await call(add, i, 1)`` ``rounds`` times, as the
+    handlers of a request-serving app do: wall and CPU time (all threads) per call, and
+    the p99 latency of one call."""
+    latencies_ns: list[int] = []
+
+    async def caller(k: int, record: bool) -> int:
+        total = 0
+        for i in range(k):
+            t0 = time.perf_counter_ns()
+            total += await call(add, i, 1)
+            if record:
+                latencies_ns.append(time.perf_counter_ns() - t0)
+        return total
+
+    async def go(k: int, record: bool) -> None:
+        totals = await asyncio.gather(*(caller(k, record) for _ in range(tasks)))
+        expect(sum(totals) == tasks * expected_sum(k), "results")
+
+    await go(warmup_rounds, record=False)
+    gc.collect()
+    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+    await go(rounds, record=True)
+    c1, t1 = time.process_time_ns(), time.perf_counter_ns()
+    ops = tasks * rounds
+    latencies = sorted(ns / 1e6 for ns in latencies_ns)
+    return {
+        "us_per_op": us_per_op(t1 - t0, ops),
+        "cpu_us_per_op": us_per_op(c1 - c0, ops),
+        "p99_ms": percentile(latencies, 0.99),
+    }
+
+
 def time_submit_result(submit: SubmitCall, n: int, warmup: int) -> Metrics:
     """Submit n calls to a concurrent.futures executor, then ``.result()`` each.
 

@@ -25,6 +25,7 @@ from .common import (
     percentile,
     settle_rss,
     time_gathered,
+    time_requests,
     time_sequential,
     time_submit_result,
     us_per_op,
@@ -131,6 +132,34 @@ async def contended(p: Params) -> Metrics:
         "wait_p99_ms": percentile(waits, 0.99),
         "wait_max_ms": waits[-1],
     }
+
+
+async def one_call(p: Params) -> Metrics:
+    capacity, per_pool = p["capacity"], 4
+    if hasattr(LeasedExecutorManager, "run"):
+        # Ours: the one-call path, each call holding one worker of 4 pools x 4 workers.
+        manager = _manager(max_pools=capacity // per_pool, workers_per_pool=per_pool)
+
+        def call(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+            return manager.run(fn, *args)  # type: ignore[attr-defined, no-any-return]
+
+    else:
+        # 0.1.3 has no one-call path: a lease per call, one worker per pool (its README's
+        # sizing, min_pools below max_pools).
+        manager = _manager(max_pools=capacity, min_pools=4, workers_per_pool=1)
+
+        async def call(fn: Callable[..., Any], *args: Any) -> Any:
+            lease = await manager.acquire()
+            try:
+                return await lease.run(fn, *args)
+            finally:
+                await lease.release()
+
+    await manager.start()
+    try:
+        return await time_requests(call, p["tasks"], p["rounds"], p["warmup"])
+    finally:
+        await manager.stop()
 
 
 async def _grind(manager: LeasedExecutorManager, p: Params) -> Metrics:
@@ -241,4 +270,5 @@ WORKLOADS: dict[str, Callable[[Params], Awaitable[Metrics]]] = {
     "idle_cpu": idle_cpu,
     "memory_pools": memory_pools,
     "memory_queued": memory_queued,
+    "one_call": one_call,
 }
