@@ -44,3 +44,15 @@ def test_work_grinder() -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_exits_cleanly(name: str) -> None:
     _run(name)
+
+
+def test_one_call_per_request() -> None:
+    out = _run("03_one_call_per_request.py").splitlines()
+    assert out == [
+        "(200, 'row 7 for req-7')",
+        "saturated: 2 pools, 4 calls",
+        "(503, 'LeaseUnavailableError')",
+        "(503, 'LeaseAcquireTimeoutError')",
+        "['row', 'row', 'row', 'row']",
+        "(200, 'row 10 for req-10')",
+    ]

@@ -142,6 +142,20 @@ async def test_calls_and_pool_leases_share_one_fifo_queue() -> None:
         assert order == ["late"]
 
 
+async def test_withdrawing_a_pool_request_lets_the_call_behind_it_start() -> None:
+    gate = Gate()
+    async with started_manager(max_pools=1, workers_per_pool=2) as manager:
+        running = manager.run(gate.call, "running")
+        acquiring = manager.acquire(owner="pool", timeout=60)
+        behind = manager.run(gate.call, "behind")
+        acquiring.cancel()
+        # Only the pool request kept `behind` from the free slot: it starts now,
+        # while `running` still holds the other one.
+        await gate.wait_started(2)
+        gate.opened.set()
+        assert list(await asyncio.gather(running, behind)) == ["running", "behind"]
+
+
 async def test_wait_false_fails_fast_while_anyone_waits() -> None:
     gate = Gate()
     async with started_manager(max_pools=1, workers_per_pool=1) as manager:

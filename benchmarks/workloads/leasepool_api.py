@@ -136,24 +136,24 @@ async def contended(p: Params) -> Metrics:
 
 async def one_call(p: Params) -> Metrics:
     capacity, per_pool = p["capacity"], 4
+    call: Callable[..., Awaitable[Any]]
     if hasattr(LeasedExecutorManager, "run"):
         # Ours: the one-call path, each call holding one worker of 4 pools x 4 workers.
         manager = _manager(max_pools=capacity // per_pool, workers_per_pool=per_pool)
-
-        def call(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-            return manager.run(fn, *args)  # type: ignore[attr-defined, no-any-return]
-
+        call = manager.run
     else:
         # 0.1.3 has no one-call path: a lease per call, one worker per pool (its README's
         # sizing, min_pools below max_pools).
         manager = _manager(max_pools=capacity, min_pools=4, workers_per_pool=1)
 
-        async def call(fn: Callable[..., Any], *args: Any) -> Any:
+        async def lease_per_call(fn: Callable[..., Any], *args: Any) -> Any:
             lease = await manager.acquire()
             try:
                 return await lease.run(fn, *args)
             finally:
                 await lease.release()
+
+        call = lease_per_call
 
     await manager.start()
     try:

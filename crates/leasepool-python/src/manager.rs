@@ -344,7 +344,10 @@ impl ManagerCore {
             return;
         }
         let info = self.logger.enabled(py, INFO);
-        let debug = info || self.logger.enabled(py, DEBUG);
+        // Asked only when a slot record comes up: the lease path pays for one check.
+        let mut debug: Option<bool> = None;
+        let mut debug_enabled =
+            |py| *debug.get_or_insert_with(|| info || self.logger.enabled(py, DEBUG));
         for event in events {
             match event {
                 Event::Created { seq } if info => self.logger.log(
@@ -386,14 +389,14 @@ impl ManagerCore {
                     (&*id, meta.clone_ref(py), kept),
                     None,
                 ),
-                Event::SlotLeased { id, meta, seq } if debug => self.logger.log(
+                Event::SlotLeased { id, meta, seq } if debug_enabled(py) => self.logger.log(
                     py,
                     DEBUG,
                     "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
                     (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
                     None,
                 ),
-                Event::SlotEnded { id, meta } if debug => self.logger.log(
+                Event::SlotEnded { id, meta } if debug_enabled(py) => self.logger.log(
                     py,
                     DEBUG,
                     "Finished executor slot lease_id=%s owner=%s",
@@ -513,9 +516,19 @@ impl ManagerCore {
         });
     }
 
-    /// Takes a waiter out of the queue (it is the caller's to drop, unlocked).
-    pub(crate) fn cancel_waiter(&self, ticket: Ticket) -> Option<Queued> {
-        lock(&self.engine).cancel_waiter(ticket)
+    /// Takes a cancelled or timed-out waiter out of the queue and serves those behind
+    /// it. Returns whether it was still queued (not granted meanwhile).
+    pub(crate) fn withdraw_waiter(self: &Arc<Self>, py: Python<'_>, ticket: Ticket) -> bool {
+        let mut fx = Fx::default();
+        let removed = lock(&self.engine).withdraw_waiter(ticket, monotonic(), &mut fx);
+        let withdrawn = removed.is_some();
+        // Dropped here, after the engine's lock was released.
+        drop(removed);
+        if !fx.is_empty() {
+            let bridge = self.bridge();
+            self.perform(py, fx, bridge.as_ref());
+        }
+        withdrawn
     }
 
     /// Cancels a `loop.call_later` handle, on the loop's thread.
@@ -953,12 +966,11 @@ impl AcquireHook {
 }
 
 impl FutureHook for AcquireHook {
-    fn on_cancel(&self, _py: Python<'_>) {
+    fn on_cancel(&self, py: Python<'_>) {
         let (Some(core), Some(ticket)) = (self.0.core.upgrade(), self.0.ticket.get()) else {
             return;
         };
-        let removed = lock(&core.engine).cancel_waiter(*ticket);
-        drop(removed);
+        core.withdraw_waiter(py, *ticket);
     }
 
     fn on_settled(&self, py: Python<'_>) {

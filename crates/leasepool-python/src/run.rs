@@ -67,13 +67,11 @@ impl WaitingCall {
 
     /// Takes the call out of the queue: `true` if it was still waiting (it never
     /// got a slot), `false` if a slot was granted (or it already left).
-    fn withdraw(&self) -> bool {
+    fn withdraw(&self, py: Python<'_>) -> bool {
         let (Some(core), Some(ticket)) = (self.core.upgrade(), self.ticket.get()) else {
             return false;
         };
-        let removed = core.cancel_waiter(*ticket);
-        // Dropped here, after the engine's lock was released.
-        removed.is_some()
+        core.withdraw_waiter(py, *ticket)
     }
 }
 
@@ -81,8 +79,8 @@ impl WaitingCall {
 pub(crate) struct WaitingCallHook(pub(crate) Arc<WaitingCall>);
 
 impl FutureHook for WaitingCallHook {
-    fn on_cancel(&self, _py: Python<'_>) {
-        self.0.withdraw();
+    fn on_cancel(&self, py: Python<'_>) {
+        self.0.withdraw(py);
     }
 
     fn on_settled(&self, py: Python<'_>) {
@@ -109,7 +107,7 @@ pub(crate) struct RunTimeout {
 impl RunTimeout {
     fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool run timeout", || {
-            if self.waiting.withdraw() {
+            if self.waiting.withdraw(py) {
                 let err = crate::manager::acquire_timeout_error(py, self.message.clone());
                 PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
             }

@@ -638,6 +638,22 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.waiters.remove(ticket).map(|queued| queued.waiter)
     }
 
+    /// Removes a queued waiter (cancelled, timed out) and serves the waiters behind
+    /// it: with pool and slot requests in one queue, a pool request at the head may
+    /// have been all that kept a slot request behind it from a free slot.
+    pub fn withdraw_waiter(
+        &mut self,
+        ticket: Ticket,
+        now: f64,
+        effects: &mut Effects<P, M, W>,
+    ) -> Option<W> {
+        let removed = self.waiters.remove(ticket)?;
+        if self.running {
+            self.serve_waiters(now, effects);
+        }
+        Some(removed.waiter)
+    }
+
     /// Releases a lease. With calls still in flight the lease starts draining (see
     /// the module docs) and keeps its pool; otherwise the pool is let go at once: to
     /// the oldest waiter if there is one, else kept if the pool count would not

@@ -99,6 +99,35 @@ fn a_pool_waiter_at_the_head_stops_free_slots_being_handed_out() {
 }
 
 #[test]
+fn withdrawing_a_blocking_pool_waiter_serves_the_slot_waiter_behind_it() {
+    let mut m = started(1, 1);
+    m.set_slots_per_pool(2);
+    let _running = slot(&mut m, 0.0, "running");
+    let mut fx = Fx::default();
+    let Ok(Acquired::Queued(pool_ticket)) =
+        m.acquire(1.0, 60.0, "pool", Some(Flag::new("pool")), &mut fx)
+    else {
+        panic!();
+    };
+    let _ = m.acquire_slot(1.0, 60.0, "call", Some(Flag::new("call")), &mut fx);
+    assert!(
+        fx.slots_granted.is_empty(),
+        "queued behind the pool request"
+    );
+
+    let mut fx = Fx::default();
+    let removed = m.withdraw_waiter(pool_ticket, 2.0, &mut fx);
+    assert_eq!(removed.map(|w| w.1), Some("pool"));
+    assert_eq!(
+        fx.slots_granted.len(),
+        1,
+        "the free slot goes to the call now"
+    );
+    assert_eq!(m.waiter_count(), 0);
+    assert!(m.withdraw_waiter(pool_ticket, 3.0, &mut fx).is_none());
+}
+
+#[test]
 fn an_expired_slot_taints_its_pool_until_the_other_slots_end() {
     let mut m = started(2, 1);
     m.set_slots_per_pool(2);
