@@ -7,9 +7,9 @@
 #   scripts/stress.sh [-n ROUNDS] [-r REPEATS] [-d SECONDS] [-c SECONDS] [-m HANGS]
 #                     [-l LOOP] [-s SEED] [-o LOGDIR] [SCENARIO...]
 #
-#   SCENARIO    crash churn stop interrupt sigint (default: all five; see the
+#   SCENARIO    crash churn calls stop interrupt sigint (default: all six; see the
 #               docstring of tests/_stress.py for what each checks)
-#   -n ROUNDS   rounds per repeat (default per scenario: crash 500, churn 300,
+#   -n ROUNDS   rounds per repeat (default per scenario: crash 500, churn 300, calls 500,
 #               stop 10 cycles per child, interrupt 2 and sigint 2 passes over
 #               their 16/12 child-process combinations)
 #   -r REPEATS  repeats per scenario, each a fresh process (default 3)
@@ -20,7 +20,7 @@
 #   -c SECONDS  deadline of each child process of stop/interrupt/sigint (default 30)
 #   -m HANGS    stop/interrupt/sigint give up after this many hung children
 #               (default 3; raise it, with -d, to see every combination)
-#   -l LOOP     asyncio or uvloop, for crash and churn (default asyncio)
+#   -l LOOP     asyncio or uvloop, for crash, churn and calls (default asyncio)
 #   -s SEED     seed of the first repeat (the next ones use SEED+1, ...); default
 #               random. Every repeat prints its seed.
 #   -o LOGDIR   keep the logs there (default: a new directory under /tmp, printed)
@@ -71,7 +71,7 @@ while getopts 'n:r:d:c:m:l:s:o:h' opt; do
 done
 shift $((OPTIND - 1))
 SCENARIOS=("$@")
-((${#SCENARIOS[@]})) || SCENARIOS=(crash churn stop interrupt sigint)
+((${#SCENARIOS[@]})) || SCENARIOS=(crash churn calls stop interrupt sigint)
 
 PY=${LEASEPOOL_PY:-}
 if [[ -z $PY ]]; then
@@ -81,7 +81,7 @@ for n in "$REPEATS" "$DEADLINE" "$CHILD_DEADLINE" "$MAX_HANGS" ${ROUNDS:+"$ROUND
     [[ $n =~ ^[0-9]+$ ]] || { echo "stress.sh: not a whole number: $n" >&2; exit 2; }
 done
 for s in "${SCENARIOS[@]}"; do
-    case $s in crash | churn | stop | interrupt | sigint) ;; *) echo "stress.sh: unknown scenario: $s" >&2; exit 2 ;; esac
+    case $s in crash | churn | calls | stop | interrupt | sigint) ;; *) echo "stress.sh: unknown scenario: $s" >&2; exit 2 ;; esac
 done
 [[ -n $SEED ]] || SEED=$((RANDOM * 32768 + RANDOM))
 [[ -n $LOGDIR ]] || LOGDIR=$(mktemp -d /tmp/leasepool-stress.XXXXXX)
@@ -151,7 +151,7 @@ for scenario in "${SCENARIOS[@]}"; do
         esac
         if [[ $verdict != PASS ]]; then
             total_bad=$((total_bad + 1))
-            grep -E '^(FAIL|HANG|RESULT|LEFTOVER|crash:|churn:)' "$log" | head -n 12 | sed 's/^/    /'
+            grep -E '^(FAIL|HANG|RESULT|LEFTOVER|crash:|churn:|calls:)' "$log" | head -n 12 | sed 's/^/    /'
             if grep -qE '^Timeout \(' "$log"; then
                 echo "    --- status, asyncio tasks and stack dump (start; all in the log):"
                 sed -n '/^WATCHDOG: deadline/,/^Timeout (/{/^Timeout (/!p}' "$log" | head -n 20 | sed 's/^/    /'

@@ -23,6 +23,15 @@ Scenarios (``--rounds`` means what the list says):
     ``backend="process", max_pools=3, min_pools=1, workers_per_pool=1``: each round
     acquires 1-3 leases at once, runs calls on each, releases them. Every call must
     succeed; after ``stop()`` no worker process may be left. N rounds.
+``calls``
+    The one-call path under random traffic, on ``backend="thread", max_pools=2,
+    workers_per_pool=2``: each round starts 5-40 operations at once, mixing
+    ``manager.run`` (waiting, with or without a short ``timeout``, or ``wait=False``)
+    with acquire -> ``lease.run`` -> release, and cancels a random share of them at a
+    random point. A call that returned ran exactly once; a call refused (unavailable,
+    timed out) never ran; nothing runs twice. After each round every slot and lease is
+    back (no leak) and nobody waits. Every 25 rounds the manager is stopped with calls
+    in flight and started again: every call settles. N rounds.
 ``stop``
     One child process per backend (thread, process) and loop (asyncio, uvloop); each
     runs N cycles of: start a manager, start many calls (some running 0.3 s), ``await
@@ -416,6 +425,125 @@ def scenario_churn(opts: Options, problems: Problems) -> None:
         problems.add("worker-left-after-stop", f"{len(left)} of {len(pids)} workers: {left[:10]}")
 
 
+# ---------------------------------------------------------------------- calls
+
+
+class _Ledger:
+    """Which call tokens ran, and how often (calls run on worker threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ran: collections.Counter[str] = collections.Counter()
+
+    def call(self, token: str) -> str:
+        with self._lock:
+            self.ran[token] += 1
+        time.sleep(random.random() * 0.002)  # hold the slot a little, at random
+        return token
+
+
+async def _calls_round(
+    manager: LeasedExecutorManager,
+    rng: random.Random,
+    ledger: _Ledger,
+    r: int,
+    problems: Problems,
+    stop_midway: bool,
+) -> None:
+    from leasepool import LeaseAcquireTimeoutError, LeaseExpiredError, LeasePoolNotStartedError
+    from leasepool import LeaseUnavailableError as Unavailable
+
+    refused: tuple[type[BaseException], ...] = (Unavailable, LeaseAcquireTimeoutError)
+    if stop_midway:
+        # stop() refuses waiters and ends leases: lease.run() on one it ended refuses.
+        refused += (LeasePoolNotStartedError, LeaseExpiredError)
+
+    async def via_lease(token: str) -> str:
+        lease = await manager.acquire(owner=token, timeout=rng.choice([None, 0.01]))
+        try:
+            result: str = await lease.run(ledger.call, token)
+            return result
+        finally:
+            await lease.release()
+
+    ops: dict[str, asyncio.Future[Any]] = {}
+    for i in range(rng.randint(5, 40)):
+        token = f"{r}-{i}"
+        kind = rng.random()
+        if kind < 0.5:
+            timeout = rng.choice([None, None, 0.0, 0.005])
+            ops[token] = asyncio.ensure_future(manager.run(ledger.call, token, timeout=timeout))
+        elif kind < 0.75:
+            ops[token] = asyncio.ensure_future(manager.run(ledger.call, token, wait=False))
+        else:
+            ops[token] = asyncio.ensure_future(via_lease(token))
+    doomed = [t for t in ops if rng.random() < 0.2]
+    for _ in range(rng.randint(0, 3)):
+        await asyncio.sleep(0)
+    for token in doomed:
+        ops[token].cancel()
+    stopping = None
+    if stop_midway:
+        stopping = asyncio.ensure_future(manager.stop())
+    outcomes = await asyncio.gather(*ops.values(), return_exceptions=True)
+    if stopping is not None:
+        await stopping
+    for token, outcome in zip(ops, outcomes, strict=True):
+        ran = ledger.ran[token]
+        if ran > 1:
+            problems.add("ran-twice", f"round {r}: {token} ran {ran} times")
+        if outcome == token:
+            if ran != 1:
+                problems.add("lost-run", f"round {r}: {token} returned but ran {ran} times")
+        elif isinstance(outcome, refused):
+            if ran:
+                problems.add("refused-but-ran", f"round {r}: {token}: {outcome!r}")
+        elif isinstance(outcome, asyncio.CancelledError):
+            if token not in doomed and not stop_midway:
+                problems.add("spurious-cancel", f"round {r}: {token}")
+        else:
+            problems.add("unexpected-outcome", f"round {r}: {token}: {outcome!r}")
+    if stop_midway:
+        await manager.start()
+        return
+    # A cancelled call already handed to a worker gives its slot back when the worker
+    # skips it: bounded wait, as for any background activity.
+    if not await _eventually(lambda: manager.stats()["leases"] == [], 10.0):
+        problems.add("slot-leak", f"round {r}: {manager.stats()['leases']}")
+    if manager.leased_count != 0:
+        problems.add("pool-leak", f"round {r}: {manager.leased_count} pools still leased")
+
+
+async def _eventually(predicate: Callable[[], bool], limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
+async def _calls(opts: Options, problems: Problems) -> None:
+    rng = random.Random(opts.seed)
+    random.seed(opts.seed)
+    ledger = _Ledger()
+    manager = LeasedExecutorManager(max_pools=2, min_pools=1, workers_per_pool=2)
+    await manager.start()
+    try:
+        for r in range(opts.rounds):
+            STATUS.update(scenario="calls", round=r, phase="round")
+            await _calls_round(manager, rng, ledger, r, problems, stop_midway=r % 25 == 24)
+            if (r + 1) % 100 == 0:
+                print(f"calls: {r + 1} rounds, {sum(ledger.ran.values())} calls ran", flush=True)
+    finally:
+        STATUS.update(phase="stop()")
+        await manager.stop()
+
+
+def scenario_calls(opts: Options, problems: Problems) -> None:
+    run_on(opts.loop, _calls(opts, problems))
+
+
 # ------------------------------------------------------------- child processes
 
 
@@ -739,12 +867,13 @@ def scenario_sigint(opts: Options, problems: Problems) -> None:
 SCENARIOS: dict[str, Callable[[Options, Problems], None]] = {
     "crash": scenario_crash,
     "churn": scenario_churn,
+    "calls": scenario_calls,
     "stop": scenario_stop,
     "interrupt": scenario_interrupt,
     "sigint": scenario_sigint,
 }
 #: Rounds per run when --rounds is not given (scripts/stress.sh uses these too).
-DEFAULT_ROUNDS = {"crash": 500, "churn": 300, "stop": 10, "interrupt": 2, "sigint": 2}
+DEFAULT_ROUNDS = {"crash": 500, "churn": 300, "calls": 500, "stop": 10, "interrupt": 2, "sigint": 2}
 
 
 # ----------------------------------------------------------------------- main
