@@ -337,3 +337,29 @@ async def test_process_backend_runs_calls_in_worker_processes() -> None:
         assert await manager.run(divmod, 17, 5) == (3, 2)
     finally:
         await manager.stop()
+
+
+async def test_process_backend_revokes_an_overrunning_call_and_kills_its_worker(
+    advance_clock: Callable[[float], None], tmp_path: Any
+) -> None:
+    import _proc_funcs as f
+
+    from leasepool import LeaseExpiredError
+
+    manager = LeasedExecutorManager(
+        backend="process", max_pools=1, workers_per_pool=1, lease_grace_seconds=1
+    )
+    await manager.start()
+    try:
+        marker = tmp_path / "started"
+        overrun = manager.run(f.mark_then_sleep, str(marker), 600.0, lease_seconds=1)
+        await eventually(marker.exists, what="the call started in its worker")
+        pid = int(marker.read_text())
+        advance_clock(10)
+        manager.notify_scale_changed()
+        with pytest.raises(LeaseExpiredError, match="expired and was revoked"):
+            await overrun
+        await eventually(lambda: f.process_gone(pid), what="the worker was terminated")
+        assert await manager.run(f.add, 2, 2) == 4, "a fresh pool serves the next call"
+    finally:
+        await manager.stop()
