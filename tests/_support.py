@@ -98,12 +98,3 @@ def blocked_until(gate: threading.Event, started: ThreadSignal | None = None) ->
         return "finished"
 
     return work
-
-
-async def let_checker_park() -> None:
-    """Give a freshly started manager's background checker time to finish its first pass.
-
-    The checker's first pass is not observable, and a pass that happens to run after
-    a test changes the size signal would make a notify_scale_changed() test vacuous.
-    """
-    await asyncio.sleep(0.05)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from _support import MANAGER_LOGGER, eventually, let_checker_park, messages, started_manager
+from _support import MANAGER_LOGGER, eventually, messages, started_manager
 
 from leasepool import LeaseExpiredError
 
@@ -93,7 +93,6 @@ async def test_notify_wakes_checker_promptly() -> None:
     async with started_manager(
         max_pools=4, units_per_pool=5, check_interval=120.0, size_provider=lambda: units[0]
     ) as manager:
-        await let_checker_park()
         assert manager.total_count == 1
         units[0] = 11
         manager.notify_scale_changed()
@@ -107,7 +106,6 @@ async def test_expiry_does_not_wait_for_check_interval() -> None:
     async with started_manager(
         max_pools=1, check_interval=120.0, lease_grace_seconds=0.02
     ) as manager:
-        await let_checker_park()
         await manager.acquire(lease_seconds=0.03)
         await eventually(lambda: manager.leased_count == 0, limit=30.0, what="revocation")
         assert (manager.total_count, manager.available_count) == (1, 1)
@@ -119,7 +117,6 @@ async def test_notify_from_another_thread() -> None:
     async with started_manager(
         max_pools=2, units_per_pool=1, check_interval=120.0, size_provider=lambda: units[0]
     ) as manager:
-        await let_checker_park()
         assert manager.total_count == 1
         units[0] = 2
         await asyncio.to_thread(manager.notify_scale_changed)

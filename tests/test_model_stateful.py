@@ -54,18 +54,25 @@ class LeaseModel(RuleBasedStateMachine):
             max_pools=MAX_POOLS,
             min_pools=1,
             units_per_pool=1,
-            size_provider=lambda: self.units,
+            size_provider=self.read_units,
             check_interval=120.0,
             name_prefix=self.prefix,
             idle_pool_seconds=0.0,  # the model shrinks at once, as 0.1.3 does
         )
         self.held: dict[str, ExecutorLease] = {}
+        # Checks run on the loop and read size_provider first: counting the reads lets
+        # a step wait for "the check it asked for has run" instead of sleeping.
+        self.unit_reads = 0
         self.waiters: list[asyncio.Task[ExecutorLease]] = []
         self.counter = 0
         self.run(self.manager.start())
 
     def run(self, awaitable: Awaitable[T]) -> T:
         return self.loop.run_until_complete(_await(awaitable))
+
+    def read_units(self) -> int:
+        self.unit_reads += 1
+        return self.units
 
     def owner(self) -> str:
         self.counter += 1
@@ -140,9 +147,10 @@ class LeaseModel(RuleBasedStateMachine):
     def resize(self, units: int) -> None:
         """After notify, the pool count converges to max(desired, leased)."""
         self.units = units
+        reads = self.unit_reads
         self.manager.notify_scale_changed()
-        # Let the wake-up be processed even when the count is already right.
-        self.run(asyncio.sleep(0.005))
+        # Wait for the check itself, even when the count is already right.
+        self.run(eventually(lambda: self.unit_reads > reads, what="the notified check"))
         desired = min(MAX_POOLS, max(1, units))
         assert self.manager.desired_executor_count() == desired
         expected = max(desired, len(self.held))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from _support import MANAGER_LOGGER, eventually, let_checker_park, messages, started_manager
+from _support import MANAGER_LOGGER, eventually, messages, started_manager
 
 
 async def test_grow_to_target_on_notify() -> None:
@@ -14,7 +14,6 @@ async def test_grow_to_target_on_notify() -> None:
     async with started_manager(
         max_pools=4, min_pools=1, units_per_pool=10, size_provider=lambda: units[0]
     ) as manager:
-        await let_checker_park()
         assert manager.total_count == 1
         units[0] = 25
         manager.notify_scale_changed()
@@ -33,7 +32,6 @@ async def test_shrink_idle_pools_above_target() -> None:
         max_pools=4, min_pools=2, units_per_pool=10, size_provider=lambda: units[0]
     ) as manager:
         assert manager.total_count == 3
-        await let_checker_park()
         units[0] = 0
         manager.notify_scale_changed()
         await eventually(lambda: manager.total_count == 2, what="shrink to min_pools")
@@ -50,7 +48,6 @@ async def test_shrinking_never_revokes_leased_pool() -> None:
     ) as manager:
         assert manager.total_count == 3
         leases = [await manager.acquire(owner=f"busy{i}") for i in range(2)]
-        await let_checker_park()
         units[0] = 0
         manager.notify_scale_changed()
         await eventually(lambda: manager.available_count == 0, what="idle pool shrink")

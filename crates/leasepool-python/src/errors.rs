@@ -8,14 +8,25 @@ use pyo3::prelude::*;
 
 use crate::py_cache::exception_class;
 
-fn leasepool_error(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match exception_class(py, class) {
-        Ok(cls) => match cls.call1((message,)) {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        },
+/// The exception an exception class call just made, or whatever stopped it being made
+/// (a missing class, a failing constructor): either way the caller has an error to raise.
+pub(crate) fn made_exception(made: PyResult<Bound<'_, PyAny>>) -> PyErr {
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
         Err(err) => err,
     }
+}
+
+/// `cls(message)` as a `PyErr` (`cls` as the cache or an import handed it over).
+pub(crate) fn new_exception<'py, C>(cls: PyResult<C>, message: impl AsRef<str>) -> PyErr
+where
+    C: std::ops::Deref<Target = Bound<'py, PyAny>>,
+{
+    made_exception(cls.and_then(|cls| cls.call1((message.as_ref(),))))
+}
+
+fn leasepool_error(py: Python<'_>, class: &str, message: String) -> PyErr {
+    new_exception(exception_class(py, class), message)
 }
 
 /// The Python exception for an engine error, with 0.1.1's type and message.

@@ -11,10 +11,11 @@
 //!
 //! # States
 //!
-//! `PENDING → CLAIMED → DONE`. Whoever wins the `PENDING → CLAIMED` compare-exchange
-//! (a worker with a result, the manager handing over a pool, `cancel()`, a timeout)
-//! is the only one allowed to set the outcome. The state is an atomic so the manager
-//! can claim a waiter under its own lock without touching Python.
+//! The engine's [`ClaimFlag`]: `Pending → Claimed → Done`. Whoever wins the claim (a
+//! worker with a result, the manager handing over a pool, `cancel()`, a timeout) is
+//! the only one allowed to set the outcome. It is lock-free so the manager can claim
+//! a waiter under its own lock without touching Python; the loom models check this
+//! very type.
 //!
 //! # Hooks
 //!
@@ -23,7 +24,7 @@
 //! was cancelled after the grant, or the awaitable was dropped unawaited) is released
 //! so the pool is handed on instead of leaking.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyStopIteration, PyTypeError};
@@ -31,12 +32,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
+use leasepool::{Claim, ClaimFlag};
+
 use crate::bridge::{Completion, LoopBridge};
 use crate::py_cache::{cancelled_error, invalid_state_error};
-
-const PENDING: u8 = 0;
-const CLAIMED: u8 = 1;
-const DONE: u8 = 2;
 
 /// Final state of a future.
 pub(crate) enum Outcome {
@@ -69,19 +68,15 @@ struct Inner {
 
 #[pyclass(name = "LeaseFuture", module = "leasepool._engine", frozen, weakref)]
 pub(crate) struct PyLeaseFuture {
-    state: AtomicU8,
+    /// Who may settle it (see "States").
+    claim: ClaimFlag,
     blocking: AtomicBool,
     inner: Mutex<Inner>,
     bridge: Arc<LoopBridge>,
     hook: Option<Box<dyn FutureHook>>,
 }
 
-fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
-    match inner.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 impl PyLeaseFuture {
     fn build(
@@ -91,7 +86,11 @@ impl PyLeaseFuture {
     ) -> Self {
         let log_exception = matches!(outcome, Some(Outcome::Error(_)));
         Self {
-            state: AtomicU8::new(if outcome.is_some() { DONE } else { PENDING }),
+            claim: if outcome.is_some() {
+                ClaimFlag::done()
+            } else {
+                ClaimFlag::new()
+            },
             blocking: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 outcome,
@@ -125,15 +124,13 @@ impl PyLeaseFuture {
     }
 
     pub(crate) fn is_pending(&self) -> bool {
-        self.state.load(Ordering::Acquire) == PENDING
+        self.claim.is_pending()
     }
 
     /// Claims the right to settle the future. Lock-free and Python-free, so the
     /// manager can call it under its own lock.
     pub(crate) fn try_claim(&self) -> bool {
-        self.state
-            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.claim.try_claim()
     }
 
     /// Stores the outcome of a claimed future and marks it done; returns whether the
@@ -146,7 +143,7 @@ impl PyLeaseFuture {
         };
         inner.log_exception = matches!(outcome, Outcome::Error(_));
         inner.outcome = Some(outcome);
-        self.state.store(DONE, Ordering::Release);
+        self.claim.finish();
         discard
     }
 
@@ -196,7 +193,7 @@ impl PyLeaseFuture {
     }
 
     pub(crate) fn done_flag(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
+        self.claim.is_done()
     }
 
     pub(crate) fn mark_blocking(&self) {
@@ -309,27 +306,21 @@ impl PyLeaseFuture {
                     Some(m) => cls.call1((m,)),
                     None => cls.call0(),
                 };
-                match made {
-                    Ok(exc) => PyErr::from_value(exc),
-                    Err(err) => err,
-                }
+                crate::errors::made_exception(made)
             }
             Err(err) => err,
         }
     }
 
     fn invalid_state(py: Python<'_>, msg: &str) -> PyErr {
-        match invalid_state_error(py).and_then(|cls| cls.call1((msg,))) {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        }
+        crate::errors::new_exception(invalid_state_error(py), msg)
     }
 
     /// One step of the await protocol: yield ourselves while pending, else finish.
     fn send_step(slf: &Bound<'_, Self>) -> SendStep {
         let py = slf.py();
         let this = slf.get();
-        if this.state.load(Ordering::Acquire) != DONE {
+        if !this.claim.is_done() {
             this.blocking.store(true, Ordering::Relaxed);
             return SendStep::Yield(slf.clone().into_any().unbind());
         }
@@ -362,13 +353,13 @@ impl PyLeaseFuture {
     fn abandon(slf: &Bound<'_, Self>) {
         let py = slf.py();
         let this = slf.get();
-        match this.state.load(Ordering::Acquire) {
-            PENDING => {
+        match this.claim.state() {
+            Claim::Pending => {
                 let _ = Self::cancel_impl(slf, None);
             }
-            CLAIMED => {
+            Claim::Claimed => {
                 let mut inner = lock(&this.inner);
-                if this.state.load(Ordering::Acquire) == CLAIMED {
+                if this.claim.state() == Claim::Claimed {
                     inner.abandoned = true;
                     return;
                 }
@@ -497,7 +488,7 @@ impl PyLeaseFuture {
     }
 
     fn done(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DONE
+        self.claim.is_done()
     }
 
     fn cancelled(&self) -> bool {
@@ -546,7 +537,7 @@ impl PyLeaseFuture {
         let this = slf.get();
         {
             let mut inner = lock(&this.inner);
-            if this.state.load(Ordering::Acquire) != DONE {
+            if !this.claim.is_done() {
                 inner.callbacks.push((callback, context));
                 return;
             }
@@ -640,10 +631,10 @@ impl PyLeaseFuture {
     }
 
     fn __repr__(&self) -> String {
-        let state = match self.state.load(Ordering::Acquire) {
-            PENDING => "pending",
-            CLAIMED => "settling",
-            _ => match lock(&self.inner).outcome {
+        let state = match self.claim.state() {
+            Claim::Pending => "pending",
+            Claim::Claimed => "settling",
+            Claim::Done => match lock(&self.inner).outcome {
                 Some(Outcome::Cancelled(_)) => "cancelled",
                 Some(Outcome::Error(_)) => "finished (exception)",
                 _ => "finished",
@@ -690,7 +681,7 @@ impl PyLeaseFuture {
 
 impl Drop for PyLeaseFuture {
     fn drop(&mut self) {
-        if self.state.load(Ordering::Acquire) != DONE {
+        if !self.claim.is_done() {
             return;
         }
         let inner = match self.inner.get_mut() {
@@ -796,10 +787,7 @@ pub(crate) fn make_exception(typ: &Bound<'_, PyAny>, val: Option<&Bound<'_, PyAn
             Some(v) => cls.call1((v,)),
             None => cls.call0(),
         };
-        return match made {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        };
+        return crate::errors::made_exception(made);
     }
     if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return PyErr::from_value(typ.clone());

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use leasepool::expiry::monotonic;
@@ -122,12 +122,7 @@ pub(crate) fn forget_loops_after_fork() {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 fn runtime_error(message: &str) -> PyErr {
     PyRuntimeError::new_err(message.to_owned())
@@ -174,10 +169,7 @@ impl GrinderCore {
             "WorkGrinder queue is full; max_pending={} reached",
             self.settings.max_pending.unwrap_or(0)
         );
-        match exception_class(py, "LeaseUnavailableError").and_then(|c| c.call1((message,))) {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        }
+        crate::errors::new_exception(exception_class(py, "LeaseUnavailableError"), message)
     }
 
     fn next_work_id(&self) -> u64 {

@@ -98,8 +98,9 @@ impl StartGate {
 pub(crate) enum CallLink {
     /// A call in flight on a lease (`lease.run`, `executor.submit`, a grinder batch).
     Lease(Arc<LeaseLink>),
-    /// A call slot of its own (`manager.run`).
-    Slot(SlotLink),
+    /// A call slot of its own (`manager.run`). Boxed: a job is queued by the
+    /// thousand, and this keeps the link one pointer wide.
+    Slot(Box<SlotLink>),
 }
 
 impl CallLink {
@@ -192,7 +193,7 @@ impl Job {
 
     /// Holds the call slot `slot` until this job is finished with.
     pub(crate) fn on_slot(mut self, slot: SlotLink) -> Self {
-        self.link = Some(CallLink::Slot(slot));
+        self.link = Some(CallLink::Slot(Box::new(slot)));
         self
     }
 
@@ -334,12 +335,10 @@ impl Job {
             self.cancel(py);
             return None;
         }
-        let err = match concurrent_cancelled_error(py)
-            .and_then(|cls| cls.call1(("the pool shut down before this call started",)))
-        {
-            Ok(exc) => PyErr::from_value(exc),
-            Err(err) => err,
-        };
+        let err = crate::errors::new_exception(
+            concurrent_cancelled_error(py),
+            "the pool shut down before this call started",
+        );
         self.deliver(py, Err(err))
     }
 

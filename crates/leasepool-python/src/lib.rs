@@ -1,9 +1,12 @@
 //! `leasepool._engine`: the PyO3 binding of the leasepool engine.
 //!
-//! One module per concern: [`manager`] (LeasedExecutorManager), [`lease`]
-//! (ExecutorLease), [`future`] (the awaitable), [`coroutine`] (start/stop),
-//! [`bridge`] (worker → event-loop wake-ups), [`thread_pool`] (native worker
-//! threads), [`job`] (a queued call), [`attach`] (which threads may attach), [`errors`], [`logging`], [`py_cache`].
+//! One module per concern: [`manager`] (LeasedExecutorManager), [`run`] (its one-call
+//! path), [`lease`] (ExecutorLease), [`future`] (the awaitable), [`coroutine`]
+//! (start/stop), [`bridge`] (worker → event-loop wake-ups), [`pool`] (what a leased
+//! executor must do), [`thread_pool`] (native worker threads), [`process_pool`]
+//! (process and interpreter backends), [`job`] (a queued call), [`grinder`]
+//! (WorkGrinder), [`attach`] (which threads may attach), [`coerce`] (argument
+//! checks), [`errors`], [`logging`], [`py_cache`] (cached stdlib objects), [`sync`].
 
 mod attach;
 mod bridge;
@@ -20,6 +23,7 @@ mod pool;
 mod process_pool;
 mod py_cache;
 mod run;
+mod sync;
 mod thread_pool;
 
 use pyo3::prelude::*;

@@ -176,12 +176,7 @@ pub(crate) fn _after_fork_in_child() {
     crate::grinder::forget_loops_after_fork();
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 impl ManagerCore {
     fn bridge(&self) -> Option<Arc<LoopBridge>> {
@@ -932,10 +927,7 @@ impl ManagerCore {
 /// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
 /// acquire timeout apart from one raised by the user's own call.
 pub(crate) fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
-    match exception_class(py, "LeaseAcquireTimeoutError").and_then(|cls| cls.call1((message,))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
+    crate::errors::new_exception(exception_class(py, "LeaseAcquireTimeoutError"), message)
 }
 
 fn timeout_message(text: &str) -> String {

@@ -6,20 +6,20 @@
 //! `ProcessPoolExecutor` already does what a process pool must get right:
 //! `initializer`/`initargs`, `mp_context`, `max_tasks_per_child`, dead-worker
 //! detection, remote tracebacks, clean shutdown at interpreter exit. Its cost is per
-//! *task* (110–220 µs gathered, ENGINE-NOTES "Process backend"), not per call: 100
+//! *task* (110–220 µs gathered, docs/design-facts.md "Process backend"), not per call: 100
 //! calls in one task cost 2–5 µs each. So this module keeps the executor and changes
 //! what a task is.
 //!
 //! # Chunks
 //! Queued calls wait in this pool's own FIFO. A dispatcher ([`ProcessPool::pump`])
-//! takes up to [`MAX_CHUNK`] of them, pickles each call on its own (so an
+//! takes up to [`leasepool::chunking::MAX_CHUNK`] of them, pickles each call on its own (so an
 //! unpicklable call fails only its own await) and submits ONE executor task,
 //! `_process_worker.run_chunk`, which returns one pickled outcome per call (so
 //! exceptions and unpicklable results stay per call, and carry the stdlib's
 //! `_RemoteTraceback` cause). At most [`CHUNKS_PER_WORKER`] × workers chunks are in
 //! flight; everything else stays queued here, where a cancelled call is dropped
 //! before it runs. The chunk size adapts to each callable's measured call time
-//! (see [`ProcessPool::chunk_size`]): about [`CHUNK_TARGET_SECONDS`] per chunk, a
+//! (the engine's `leasepool::chunking` plans it): about 5 ms of calls per chunk, a
 //! callable never measured or slow travels alone, and a worker stops starting new
 //! calls of a chunk after [`CHUNK_BUDGET_SECONDS`] (the rest come back and are
 //! re-queued at the front). With `max_tasks_per_child` every call is its own task,
@@ -39,8 +39,10 @@
 //! dropped and the next dispatch creates a fresh one inside the same leased pool, so
 //! the lease keeps working. A worker that exits with code 0 without running a call
 //! means its initializer failed: like the stdlib, the pool is then broken for good
-//! (so is one whose executors die [`MAX_BARREN_GENERATIONS`] times in a row before
-//! completing anything).
+//! (so is one whose executors die [`leasepool::crash::MAX_BARREN_GENERATIONS`] times in a
+//! row before completing anything). Those verdicts (the culprit, whether the pool is
+//! unusable, what became of each call) are decided by the engine's `leasepool::crash`;
+//! this module gathers the facts (exit statuses, progress records) and words the errors.
 //!
 //! # Hard revocation
 //! [`ExecutorPool::revoke`] (a lease passed its hard expiry) fails every queued and
@@ -63,6 +65,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use leasepool::chunking::CallDurations;
+use leasepool::crash::{
+    classify_chunk, culprit, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -79,16 +85,9 @@ use crate::py_cache::{
     resolve_executor_cls, start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
-/// Most calls in one executor task.
-const MAX_CHUNK: usize = 64;
 /// Chunks in flight per worker: enough to keep every worker fed while the next chunk
 /// crosses the pipe, few enough that later calls stay cancellable here.
 const CHUNKS_PER_WORKER: usize = 2;
-/// A chunk holds about this much measured call time (amortises the per-task cost).
-const CHUNK_TARGET_SECONDS: f64 = 0.005;
-/// Below this much call time a chunk is not split further to spread a burst over the
-/// workers (an executor task costs 0.1–0.3 ms).
-const CHUNK_MIN_SECONDS: f64 = 0.001;
 /// A worker starts no further call of a chunk after this long.
 const CHUNK_BUDGET_SECONDS: f64 = 0.02;
 /// Between terminating a revoked pool's processes and killing the survivors.
@@ -96,18 +95,7 @@ const KILL_GRACE: Duration = Duration::from_millis(500);
 /// How long a crash handler waits for a killed survivor of a broken executor to be
 /// reaped (SIGKILL: normally immediate; a process in uninterruptible sleep may lag).
 const SURVIVOR_REAP_SECONDS: f64 = 5.0;
-/// `Process.exitcode` of a process ended by SIGTERM: how the executor's clean-up
-/// stops the workers that survived a crash.
-const SIGTERM_EXIT: i64 = -15;
-/// Executors in a row that may die before completing any chunk.
-const MAX_BARREN_GENERATIONS: u32 = 3;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 /// Which standard-library executor a pool wraps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -519,7 +507,7 @@ struct State {
     /// Executors that broke in a row before completing any chunk.
     barren: u32,
     /// Measured seconds per call of each callable (by address; moving average).
-    durations: HashMap<usize, f64>,
+    durations: CallDurations<usize>,
     barrier: Option<Arc<DrainBarrier>>,
     drained: bool,
     /// What `stop()` joins once the pool drained: a process executor's management
@@ -638,19 +626,10 @@ fn register_hooks(py: Python<'_>) {
     }
 }
 
-/// `cls(message)` as a `PyErr`.
-fn make_error(cls: PyResult<&Bound<'_, PyAny>>, message: String) -> PyErr {
-    match cls.and_then(|cls| cls.call1((message,))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
-}
+use crate::errors::new_exception as make_error;
 
 fn lease_expired(py: Python<'_>, message: &str) -> PyErr {
-    match exception_class(py, "LeaseExpiredError").and_then(|cls| cls.call1((message,))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
+    make_error(exception_class(py, "LeaseExpiredError"), message)
 }
 
 /// `exit code 3` / `signal 9 (SIGKILL)`.
@@ -692,7 +671,7 @@ impl ProcessPool {
                 dispatching: false,
                 next_generation: 0,
                 barren: 0,
-                durations: HashMap::new(),
+                durations: CallDurations::default(),
                 barrier: None,
                 drained: false,
                 reapable: Reapable::default(),
@@ -718,7 +697,7 @@ impl ProcessPool {
 
     fn closed_error(&self, py: Python<'_>, mode: Mode, message: &str) -> PyErr {
         match mode {
-            Mode::Broken => make_error(self.broken_cls(py), message.to_owned()),
+            Mode::Broken => make_error(self.broken_cls(py), message),
             Mode::Revoked => crate::errors::lease_error(py, &leasepool::LeaseError::ExpiredRevoked),
             _ => crate::errors::lease_error(py, &leasepool::LeaseError::Inactive),
         }
@@ -731,12 +710,9 @@ impl ProcessPool {
         }
     }
 
-    /// Calls for the next chunk: about [`CHUNK_TARGET_SECONDS`] of measured call time
-    /// (at most [`MAX_CHUNK`] calls), and no more than a fair share of the queue (so
-    /// every slot gets work) once the chunk holds [`CHUNK_MIN_SECONDS`] (below that,
-    /// another executor task costs more than it parallelises). A call whose callable
-    /// was never measured, or is slow, travels alone: packed calls would wait for it
-    /// (their results travel back with the chunk).
+    /// Calls for the next chunk, as the engine's planner
+    /// ([`CallDurations::chunk_size`]) decides from the measured call times; one per
+    /// task for interpreters and under `max_tasks_per_child`.
     fn chunk_size(&self, st: &State) -> usize {
         if self.kind() == Kind::Interpreter
             || self
@@ -747,24 +723,8 @@ impl ProcessPool {
         {
             return 1;
         }
-        let share = st.queue.len().div_ceil(self.cap);
-        let mut n = 0;
-        let mut expected = 0.0;
-        for item in st.queue.iter().take(MAX_CHUNK) {
-            match st.durations.get(&item.key()) {
-                Some(&seconds) if seconds < CHUNK_TARGET_SECONDS => {
-                    n += 1;
-                    expected += seconds;
-                    if expected >= CHUNK_TARGET_SECONDS
-                        || (n >= share && expected >= CHUNK_MIN_SECONDS)
-                    {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-        n.max(1)
+        st.durations
+            .chunk_size(st.queue.iter().map(Item::key), st.queue.len(), self.cap)
     }
 
     /// The executor to submit to, created if there is none (outside the lock; if two
@@ -1112,11 +1072,7 @@ impl ProcessPool {
             let message = "the process pool broke; whether this call started is unknown, \
                            so it is not run again";
             for item in items {
-                item.fail(
-                    py,
-                    make_error(broken_process_pool(py), message.to_owned()),
-                    rings,
-                );
+                item.fail(py, make_error(broken_process_pool(py), message), rings);
             }
             self.settle_chunk(py, slot, Vec::new(), rings);
             self.pump(py, rings);
@@ -1290,14 +1246,8 @@ impl ProcessPool {
         }
         let mut st = lock(&self.state);
         st.barren = 0;
-        if st.durations.len() > 4096 {
-            st.durations.clear();
-        }
         for (key, seconds) in measured {
-            st.durations
-                .entry(key)
-                .and_modify(|d| *d = 0.7 * *d + 0.3 * seconds)
-                .or_insert(seconds);
+            st.durations.record(key, seconds);
         }
     }
 
@@ -1314,48 +1264,47 @@ impl ProcessPool {
         requeue: &mut Vec<Item>,
         rings: &mut Rings,
     ) {
-        let progress = self.progress_of(py, slot, seq);
+        let facts = CrashFacts {
+            culprit: crash.dead.first().map(|(pid, _)| *pid),
+            unusable: crash.fatal.is_some(),
+            unsettled: crash.unsettled,
+        };
+        let verdicts = classify_chunk(items.len(), self.progress_of(py, slot, seq), facts);
         let make = |message: String| {
             let err_new = make_error(broken_process_pool(py), message);
             let _ = err_new.value(py).setattr("__cause__", err.value(py));
             err_new
         };
-        for (index, item) in items.into_iter().enumerate() {
-            match progress {
-                Some((pid, running)) if index <= running => {
-                    let how = crash.dead.iter().find(|(dead, _)| *dead == pid);
-                    let message = match how {
-                        Some((_, how)) if index == running => format!(
-                            "worker process {pid} died with {how} while running {}",
-                            item.function_name(py)
-                        ),
-                        Some(_) => format!(
-                            "{}; this call had completed in that process but its result was lost with it",
-                            crash.cause
-                        ),
-                        None => format!(
-                            "the process pool broke ({}); this call had started in worker \
-                             process {pid}, which was terminated, and its outcome was lost",
-                            crash.cause
-                        ),
-                    };
-                    item.fail(py, make(message), rings);
+        for (item, verdict) in items.into_iter().zip(verdicts) {
+            let message = match verdict {
+                CallVerdict::DiedRunning { pid } => {
+                    let how = crash.dead.first().map_or("", |(_, how)| how.as_str());
+                    format!(
+                        "worker process {pid} died with {how} while running {}",
+                        item.function_name(py)
+                    )
                 }
-                _ if crash.fatal.is_some() => {
-                    let message = crash.fatal.clone().unwrap_or_default();
-                    item.fail(py, make(message), rings);
+                CallVerdict::ResultLost { .. } => format!(
+                    "{}; this call had completed in that process but its result was lost with it",
+                    crash.cause
+                ),
+                CallVerdict::Terminated { pid } => format!(
+                    "the process pool broke ({}); this call had started in worker \
+                     process {pid}, which was terminated, and its outcome was lost",
+                    crash.cause
+                ),
+                CallVerdict::PoolUnusable => crash.fatal.clone().unwrap_or_default(),
+                CallVerdict::Unknown => format!(
+                    "the process pool broke ({}); whether this call started is unknown \
+                     (a worker process could not be stopped), so it is not run again",
+                    crash.cause
+                ),
+                CallVerdict::Requeue => {
+                    requeue.push(item);
+                    continue;
                 }
-                _ if crash.unsettled => {
-                    let message = format!(
-                        "the process pool broke ({}); whether this call started is unknown \
-                         (a worker process could not be stopped), so it is not run again",
-                        crash.cause
-                    );
-                    item.fail(py, make(message), rings);
-                }
-                // Never started: it runs on the next executor.
-                _ => requeue.push(item),
-            }
+            };
+            item.fail(py, make(message), rings);
         }
     }
 
@@ -1427,21 +1376,17 @@ impl ProcessPool {
             });
         }
         let (dead, all_reaped) = stop_broken_processes(py, &generation.executor(py));
-        // By now every process of the executor is dead: the one that broke it, and the
-        // survivors the executor's clean-up stopped with SIGTERM (whose exit status is
-        // -15, or whatever a SIGTERM handler inherited from the parent made it). So
-        // the culprit is ranked, not read off: one that was running a call, then one
-        // whose status is not SIGTERM's, then one with an abnormal status.
-        let primary = dead
-            .iter()
-            .max_by_key(|(pid, code)| {
-                (running.contains_key(pid), *code != SIGTERM_EXIT, *code != 0)
-            })
-            .or_else(|| dead.first());
+        let dead: Vec<DeadWorker> = dead
+            .into_iter()
+            .map(|(pid, code)| DeadWorker { pid, code })
+            .collect();
+        // Every process is dead by now (the survivors stopped by the executor's
+        // clean-up): the engine ranks which one broke the pool.
+        let primary = culprit(&dead, |pid| running.contains_key(&pid));
         let cause = match primary {
-            Some((pid, code)) => {
-                let how = describe_exit(py, *code);
-                match running.get(pid) {
+            Some(DeadWorker { pid, code }) => {
+                let how = describe_exit(py, code);
+                match running.get(&pid) {
                     Some(name) => {
                         format!("worker process {pid} died with {how} while running {name}")
                     }
@@ -1450,23 +1395,18 @@ impl ProcessPool {
             }
             None => "a worker process died unexpectedly".to_owned(),
         };
-        // The stdlib's worker returns (status 0) when its initializer raises; that is
-        // the cause only if no worker had started any call.
-        let initializer_failed = running.is_empty() && dead.iter().any(|(_, code)| *code == 0);
-        let barren = !generation.completed.load(Ordering::Acquire)
-            && lock(&self.state).barren + 1 >= MAX_BARREN_GENERATIONS;
-        let fatal = if initializer_failed {
-            Some(format!(
+        let barren_before = lock(&self.state).barren;
+        let completed_any = generation.completed.load(Ordering::Acquire);
+        let fatal = match unusable(&dead, !running.is_empty(), completed_any, barren_before) {
+            Some(Unusable::InitializerFailed) => Some(format!(
                 "A process initializer failed ({cause} before running any call); \
                  the process pool is not usable anymore"
-            ))
-        } else if barren {
-            Some(format!(
+            )),
+            Some(Unusable::Barren) => Some(format!(
                 "Worker processes keep dying before completing any call ({cause}); \
                  the process pool is not usable anymore"
-            ))
-        } else {
-            None
+            )),
+            None => None,
         };
         Crash {
             cause,
@@ -1474,7 +1414,7 @@ impl ProcessPool {
             // executor's clean-up and their calls say so.
             dead: primary
                 .iter()
-                .map(|(pid, code)| (*pid, describe_exit(py, *code)))
+                .map(|w| (w.pid, describe_exit(py, w.code)))
                 .collect(),
             fatal,
             unsettled: !all_reaped,

@@ -84,7 +84,7 @@ impl FutureHook for WaitingCallHook {
     }
 
     fn on_settled(&self, py: Python<'_>) {
-        let timer = crate::manager::lock(&self.0.timer).take();
+        let timer = crate::sync::lock(&self.0.timer).take();
         if let (Some(timer), Some(core)) = (timer, self.0.core.upgrade()) {
             core.cancel_timer(py, timer);
         }

@@ -4,7 +4,7 @@
 //! interpreter at exit) whose target is the Rust loop in [`ThreadPool::work`]. A
 //! worker stays attached to the interpreter while the queue has work and detaches
 //! only to park on an empty queue, so the GIL's switch interval bounds event-loop lag
-//! instead of every job paying a release/re-acquire (ENGINE-NOTES "starvation trap").
+//! instead of every job paying a release/re-acquire (docs/design-facts.md, "Starvation trap").
 //! The completion doorbell is rung after detaching when possible.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,12 +82,7 @@ pub(crate) fn forget_pools_after_fork() {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::sync::lock;
 
 impl ThreadPool {
     pub(crate) fn new(seq: u64, settings: Arc<ThreadPoolSettings>) -> Arc<Self> {
@@ -282,10 +277,8 @@ impl ExecutorPool for ThreadPool {
 }
 
 fn broken_error(py: Python<'_>) -> PyErr {
-    match broken_thread_pool(py).and_then(|cls| {
-        cls.call1(("A thread initializer failed, the thread pool is not usable anymore",))
-    }) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(err) => err,
-    }
+    crate::errors::new_exception(
+        broken_thread_pool(py),
+        "A thread initializer failed, the thread pool is not usable anymore",
+    )
 }

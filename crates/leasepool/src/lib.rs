@@ -10,7 +10,10 @@
 //! explicit timestamps and returns [`manager::Effects`] for the caller to perform
 //! outside its lock.
 
+pub mod chunking;
+pub mod claim;
 pub mod completion;
+pub mod crash;
 pub mod drain;
 pub mod error;
 #[cfg(not(loom))]
@@ -27,6 +30,7 @@ pub mod tokio;
 pub mod waiters;
 pub mod worker_pool;
 
+pub use claim::{Claim, ClaimFlag};
 pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
 pub use lease::{LeaseKey, LeaseTiming};

@@ -26,12 +26,13 @@
 //! before it was polled again) returns that pool, which goes to the next waiter. So
 //! `tokio::time::timeout(d, manager.acquire())` never leaks a pool.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::claim::ClaimFlag;
 use crate::expiry::monotonic;
 use crate::lease::{LeaseKey, LeaseTiming};
 use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
@@ -39,22 +40,16 @@ use crate::sizing::PoolLimits;
 use crate::waiters::Ticket;
 use crate::LeaseError;
 
-const PENDING: u8 = 0;
-const CLAIMED: u8 = 1;
-const CANCELLED: u8 = 2;
-
 /// A queued `acquire()`: claimed by the engine (or cancelled) exactly once; the grant
 /// travels through a oneshot channel.
 struct QueuedAcquire<P> {
-    state: Arc<AtomicU8>,
+    claim: Arc<ClaimFlag>,
     grant_tx: Option<oneshot::Sender<Grant<P>>>,
 }
 
 impl<P> Waiter for QueuedAcquire<P> {
     fn try_claim(&self) -> bool {
-        self.state
-            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.claim.try_claim()
     }
 }
 
@@ -189,10 +184,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// # Errors
     /// [`LeaseError::InvalidLeaseSeconds`], [`LeaseError::NotStarted`].
     pub async fn acquire_for(&self, lease_seconds: f64) -> Result<Lease<P>, LeaseError> {
-        let state = Arc::new(AtomicU8::new(PENDING));
+        let claim = Arc::new(ClaimFlag::new());
         let (grant_tx, grant_rx) = oneshot::channel();
         let waiter = QueuedAcquire {
-            state: state.clone(),
+            claim: claim.clone(),
             grant_tx: Some(grant_tx),
         };
         let mut fx = Effects::default();
@@ -210,7 +205,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         };
         let mut wait = Wait {
             shared: self.shared.clone(),
-            state,
+            claim,
             ticket,
             grant_rx: Some(grant_rx),
         };
@@ -303,7 +298,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
 /// Keeps an `acquire()` future cancel-safe (see the module docs).
 struct Wait<P: Clone + Send + 'static> {
     shared: Arc<Shared<P>>,
-    state: Arc<AtomicU8>,
+    claim: Arc<ClaimFlag>,
     ticket: Ticket,
     grant_rx: Option<oneshot::Receiver<Grant<P>>>,
 }
@@ -313,11 +308,8 @@ impl<P: Clone + Send + 'static> Drop for Wait<P> {
         let Some(mut rx) = self.grant_rx.take() else {
             return;
         };
-        if self
-            .state
-            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        // The dropped caller claims its own waiter: the engine can no longer grant it.
+        if self.claim.try_claim() {
             let removed = lock(&self.shared.engine).cancel_waiter(self.ticket);
             drop(removed);
             return;

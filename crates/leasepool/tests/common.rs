@@ -1,36 +1,32 @@
 //! Shared fixtures: a manager whose pools are numbers and whose waiters are flags.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use leasepool::{Effects, Manager, PoolLimits, Waiter};
+use leasepool::{ClaimFlag, Effects, Manager, PoolLimits, Waiter};
 
-pub const PENDING: u8 = 0;
-pub const CLAIMED: u8 = 1;
-pub const CANCELLED: u8 = 2;
-
-/// A waiter that can be claimed once or cancelled once.
+/// A named waiter on the shipped [`ClaimFlag`]: granted once, or cancelled once.
 #[derive(Clone, Debug)]
-pub struct Flag(pub Arc<AtomicU8>, pub &'static str);
+pub struct Flag(pub Arc<ClaimFlag>, pub &'static str);
 
 impl Flag {
     pub fn new(name: &'static str) -> Self {
-        Self(Arc::new(AtomicU8::new(PENDING)), name)
+        Self(Arc::new(ClaimFlag::new()), name)
     }
 
+    /// The caller gives up: it claims its own waiter, so no grant can reach it.
     pub fn cancel(&self) -> bool {
-        self.0
-            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let won = self.0.try_claim();
+        if won {
+            self.0.finish();
+        }
+        won
     }
 }
 
 impl Waiter for Flag {
     fn try_claim(&self) -> bool {
-        self.0
-            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.0.try_claim()
     }
 }
 

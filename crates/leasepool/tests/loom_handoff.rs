@@ -3,24 +3,19 @@
 //! is free again (or went to the next waiter).
 #![cfg(loom)]
 
-use loom::sync::atomic::{AtomicU8, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use leasepool::{Acquired, Effects, Manager, PoolLimits, Waiter};
+use leasepool::{Acquired, Claim, ClaimFlag, Effects, Manager, PoolLimits, Waiter};
 
-const PENDING: u8 = 0;
-const CLAIMED: u8 = 1;
-const CANCELLED: u8 = 2;
-
+/// A waiter whose claim flag is the shipped [`ClaimFlag`] (loom's atomics under
+/// `cfg(loom)`), claimed by the manager's grant or by its caller's cancellation.
 #[derive(Clone)]
-struct Flag(Arc<AtomicU8>);
+struct Flag(Arc<ClaimFlag>);
 
 impl Waiter for Flag {
     fn try_claim(&self) -> bool {
-        self.0
-            .compare_exchange(PENDING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.0.try_claim()
     }
 }
 
@@ -35,8 +30,8 @@ fn handoff_never_loses_a_pool() {
         let Ok(Acquired::Granted(held)) = m.acquire(0.0, 10.0, 0, None, &mut fx) else {
             panic!("free pool");
         };
-        let first = Flag(Arc::new(AtomicU8::new(PENDING)));
-        let second = Flag(Arc::new(AtomicU8::new(PENDING)));
+        let first = Flag(Arc::new(ClaimFlag::new()));
+        let second = Flag(Arc::new(ClaimFlag::new()));
         let Ok(Acquired::Queued(ticket)) = m.acquire(0.0, 10.0, 1, Some(first.clone()), &mut fx)
         else {
             panic!("queued");
@@ -56,13 +51,11 @@ fn handoff_never_loses_a_pool() {
             let m = m.clone();
             let first = first.clone();
             thread::spawn(move || {
-                // Cancel = make unclaimable, then leave the queue (what the binding does).
-                let won = first
-                    .0
-                    .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
+                // Cancel = claim it first, then leave the queue (what the binding does).
+                let won = first.0.try_claim();
                 if won {
                     m.lock().unwrap().cancel_waiter(ticket);
+                    first.0.finish();
                 }
                 won
             })
@@ -73,17 +66,18 @@ fn handoff_never_loses_a_pool() {
         assert_eq!(granted, 1, "the release always serves somebody");
         assert_eq!(m.total_count(), 1);
         assert_eq!(m.leased_count(), 1);
-        let first_state = first.0.load(Ordering::Acquire);
-        let second_state = second.0.load(Ordering::Acquire);
+        let first_state = first.0.state();
+        let second_state = second.0.state();
         if cancelled {
-            assert_eq!(first_state, CANCELLED);
+            assert_eq!(first_state, Claim::Done, "cancelled by its caller");
             assert_eq!(
-                second_state, CLAIMED,
+                second_state,
+                Claim::Claimed,
                 "the pool moved on to the next waiter"
             );
         } else {
-            assert_eq!(first_state, CLAIMED);
-            assert_eq!(second_state, PENDING);
+            assert_eq!(first_state, Claim::Claimed, "granted");
+            assert_eq!(second_state, Claim::Pending);
             assert_eq!(m.waiter_count(), 1);
         }
     });
