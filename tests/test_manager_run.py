@@ -182,6 +182,19 @@ async def test_timeout_bounds_the_wait_and_the_call_never_runs() -> None:
         assert manager.stats()["leases"] == []
 
 
+async def test_a_zero_or_negative_timeout_takes_capacity_now_or_fails_now() -> None:
+    gate = Gate()
+    async with started_manager(max_pools=1, workers_per_pool=1) as manager:
+        assert await manager.run(int, "7", timeout=0) == 7, "capacity was free"
+        running = manager.run(gate.call, "running")
+        for timeout in (0, -1):
+            with pytest.raises(LeaseAcquireTimeoutError, match=f"after {timeout}s"):
+                await manager.run(gate.call, "late", timeout=timeout)
+        gate.opened.set()
+        assert await running == "running"
+        assert gate.started == ["running"]
+
+
 def test_a_timeout_never_fails_a_call_that_got_its_slot() -> None:
     """The timer is fired by hand (a recorded ``call_later``), so no time passes."""
 

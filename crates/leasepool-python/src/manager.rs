@@ -574,10 +574,14 @@ impl ManagerCore {
             Some(t) if wait && !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
             _ => None,
         };
-        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
-        let owner: Owner = Arc::new(owner);
-        // Waiting callers get a hook that withdraws them from the queue on cancel.
-        let waiting = wait.then(|| WaitingCall::new(self));
+        // As `acquire(timeout<=0)`: take capacity now or fail with the timeout error.
+        let expired_timeout = timeout
+            .as_ref()
+            .filter(|(seconds, _)| *seconds <= 0.0)
+            .map(|(_, text)| timeout_message(text));
+        let may_queue = wait && expired_timeout.is_none();
+        // Queued callers get a hook that withdraws them from the queue on cancel.
+        let waiting = may_queue.then(|| WaitingCall::new(self));
         let hook = waiting
             .clone()
             .map(|w| Box::new(WaitingCallHook(w)) as Box<dyn FutureHook>);
@@ -587,16 +591,56 @@ impl ManagerCore {
             job,
             future: future.clone_ref(py),
         };
-        // The call travels in the waiter when it may wait, else it stays here.
-        let (waiter, kept) = if wait {
+        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
+        match self.take_slot(py, &bridge, call, lease_seconds, owner, may_queue) {
+            Ok(None) => {}
+            Ok(Some(ticket)) => {
+                if let Some(waiting) = &waiting {
+                    let _ = waiting.ticket.set(ticket);
+                    if let Some((seconds, text)) = timeout {
+                        self.arm_run_timeout(py, &bridge, waiting, &future, seconds, &text)?;
+                    }
+                }
+            }
+            Err(err) => {
+                let err = match (err, expired_timeout) {
+                    (LeaseError::Unavailable { .. }, Some(message)) => {
+                        acquire_timeout_error(py, message)
+                    }
+                    (err, _) => lease_error(py, &err),
+                };
+                PyLeaseFuture::settle(&future, py, Outcome::Error(err));
+            }
+        }
+        Ok(future.into_any())
+    }
+
+    /// Takes a call slot for `call` and starts it (`Ok(None)`), or queues it when
+    /// `may_queue` (`Ok(Some(ticket))`).
+    fn take_slot(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        bridge: &Arc<LoopBridge>,
+        call: QueuedCall,
+        lease_seconds: f64,
+        owner: Py<PyAny>,
+        may_queue: bool,
+    ) -> Result<Option<Ticket>, LeaseError> {
+        // The call travels in the waiter when it may queue, else it stays here.
+        let (waiter, kept) = if may_queue {
             (Some(Queued::Call(call)), None)
         } else {
             (None, Some(call))
         };
         let mut fx = Fx::default();
-        let acquired =
-            lock(&self.engine).acquire_slot(monotonic(), lease_seconds, owner, waiter, &mut fx);
-        self.perform(py, fx, Some(&bridge));
+        let acquired = lock(&self.engine).acquire_slot(
+            monotonic(),
+            lease_seconds,
+            Arc::new(owner),
+            waiter,
+            &mut fx,
+        );
+        self.perform(py, fx, Some(bridge));
         match acquired {
             Ok(SlotAcquired::Granted(grant, returned)) => {
                 let call = match returned {
@@ -608,20 +652,12 @@ impl ManagerCore {
                     // Cannot happen: the call is either in the waiter or kept.
                     None => self.end_slot(py, grant.key, false),
                 }
+                Ok(None)
             }
-            Ok(SlotAcquired::Queued(ticket)) => {
-                if let Some(waiting) = &waiting {
-                    let _ = waiting.ticket.set(ticket);
-                    if let Some((seconds, text)) = timeout {
-                        self.arm_run_timeout(py, &bridge, waiting, &future, seconds, &text)?;
-                    }
-                }
-            }
-            Err((err, _waiter)) => {
-                PyLeaseFuture::settle(&future, py, Outcome::Error(lease_error(py, &err)));
-            }
+            Ok(SlotAcquired::Queued(ticket)) => Ok(Some(ticket)),
+            // The unused call (in the waiter or kept) is dropped here, unlocked.
+            Err((err, _waiter)) => Err(err),
         }
-        Ok(future.into_any())
     }
 
     fn arm_run_timeout(
