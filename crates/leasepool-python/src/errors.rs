@@ -33,7 +33,12 @@ fn leasepool_error(py: Python<'_>, class: &str, message: String) -> PyErr {
 pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
     let message = err.to_string();
     match err {
-        LeaseError::NotStarted => leasepool_error(py, "LeasePoolNotStartedError", message),
+        // 0.1.3's message names the Python class; the engine's text is neutral.
+        LeaseError::NotStarted => leasepool_error(
+            py,
+            "LeasePoolNotStartedError",
+            "LeasedExecutorManager is not started".to_owned(),
+        ),
         LeaseError::Unavailable { .. } => leasepool_error(py, "LeaseUnavailableError", message),
         LeaseError::InvalidLeaseSeconds | LeaseError::NonFiniteLeaseSeconds => {
             PyValueError::new_err(message)

@@ -1,5 +1,6 @@
-//! Typed errors of the engine. Their `Display` text is the exact message leasepool
-//! 0.1.3 uses, because the Python binding raises them verbatim.
+//! Typed errors of the engine. Their `Display` text is neutral (no front end's names)
+//! and, where 0.1.3 worded the same condition without naming a Python class, the
+//! same; the Python binding maps the rest to 0.1.3's messages (`errors.rs` there).
 
 use std::fmt;
 
@@ -70,7 +71,7 @@ pub enum LeaseError {
 impl fmt::Display for LeaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotStarted => f.write_str("LeasedExecutorManager is not started"),
+            Self::NotStarted => f.write_str("the lease manager is not started"),
             Self::Unavailable { max_pools } => {
                 write!(f, "No executor available; max_pools={max_pools} reached")
             }
