@@ -1,0 +1,490 @@
+//! Crash handling of the process backend: collecting what a broken executor left
+//! (its dead workers' exit statuses, each chunk's progress record), asking the engine
+//! for the verdicts (`leasepool::crash`), and failing or re-queueing the calls.
+
+use super::*;
+
+impl ProcessPool {
+    /// A chunk failed because its executor broke (a worker died).
+    ///
+    /// This runs in the executor's done-callback, and on CPython 3.11 that is inside
+    /// `terminate_broken`'s loop over its pending work items, which set `_broken`
+    /// without the executor's lock: anything here that lets go of the GIL (blocking,
+    /// starting a thread, even ringing a doorbell after detaching) lets a concurrent
+    /// `submit()` that already passed the `_broken` check add to that dict mid-loop,
+    /// and the management thread dies ("dictionary changed size during iteration"),
+    /// stranding every call it held. So the casualty is only recorded here; the first
+    /// one retires the executor (no dispatch uses it again) and asks the event loop to
+    /// start a settler thread (`settle_crash`). Nothing is delivered yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_casualty(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        generation: Arc<Generation>,
+        seq: u64,
+        slot: usize,
+        items: Vec<Item>,
+        err: PyErr,
+        rings: &mut Rings,
+    ) {
+        let bridge = items.iter().find_map(|item| item.job.bridge());
+        let late = {
+            // Checked and pushed under the lock the settler takes the list under: a
+            // chunk failed between `submit()` and `add_done_callback()` arrives here on
+            // the dispatching thread, possibly while the settler runs.
+            let mut casualties = lock(&generation.casualties);
+            if generation.settled.load(Ordering::Acquire) {
+                Some(items)
+            } else {
+                casualties.push(Casualty {
+                    seq,
+                    slot,
+                    items,
+                    err,
+                });
+                None
+            }
+        };
+        if let Some(items) = late {
+            // After the settler looked: whether these started is unknown.
+            let message = "the process pool broke; whether this call started is unknown, \
+                           so it is not run again";
+            for item in items {
+                item.fail(py, make_error(broken_process_pool(py), message), rings);
+            }
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            self.pump(py, rings);
+            return;
+        }
+        if generation.settling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Both stay alive in the task: dropping the last reference to an executor
+        // starts a thread (see `Generation::drop`), which must not happen here.
+        let retired = self.retire_generation(&generation);
+        let pool = self.clone();
+        let start: LoopTask = Box::new(move |py| {
+            let task = Py::new(py, SettleCrash { pool, generation });
+            let started = task.and_then(|task| {
+                background_run(py)?
+                    .call1(("leasepool-crash", task))?
+                    .is_truthy()
+            });
+            if let Err(err) = started {
+                crate::errors::report_unraisable(py, err, None);
+            }
+            drop(retired);
+        });
+        match bridge {
+            // The loop starts the thread: it may block for a moment, this may not.
+            Some(bridge) => bridge.push(Completion::Call(start)),
+            // Only `lease.executor.submit()` callers (no loop to ask): start it here.
+            None => start(py),
+        }
+    }
+
+    /// The settler thread: waits until the broken executor has failed all its work
+    /// and stopped its processes (its management thread ends after joining them; the
+    /// processes are killed if that takes longer than a grace), so the progress array
+    /// is final, then fails the calls that started and re-queues those that did not.
+    pub(super) fn settle_crash(self: &Arc<Self>, py: Python<'_>, generation: &Arc<Generation>) {
+        let executor = generation.executor(py);
+        let processes = executor_processes(py, &executor);
+        let manager_thread = executor
+            .getattr("_executor_manager_thread")
+            .ok()
+            .filter(|thread| !thread.is_none());
+        if let Some(thread) = &manager_thread {
+            let alive = |thread: &Bound<'_, PyAny>| {
+                crate::errors::best_effort(
+                    py,
+                    thread.call_method1("join", (SURVIVOR_REAP_SECONDS,)),
+                );
+                thread
+                    .call_method0("is_alive")
+                    .and_then(|a| a.is_truthy())
+                    .unwrap_or(false)
+            };
+            if alive(thread) {
+                for process in &processes {
+                    crate::errors::best_effort(py, process.bind(py).call_method0("kill"));
+                }
+                alive(thread);
+            }
+        }
+        let casualties = {
+            let mut casualties = lock(&generation.casualties);
+            generation.settled.store(true, Ordering::Release);
+            std::mem::take(&mut *casualties)
+        };
+        let crash = generation
+            .crash
+            .get_or_init(py, || self.inspect_crash(py, generation, &casualties));
+        if let Some(message) = &crash.fatal {
+            self.break_for_good(py, message.clone());
+        }
+        let mut rings = Rings::default();
+        for casualty in casualties {
+            let Casualty {
+                seq,
+                slot,
+                items,
+                err,
+            } = casualty;
+            let mut requeue = Vec::new();
+            self.crashed(py, crash, slot, seq, &err, items, &mut requeue, &mut rings);
+            self.settle_chunk(py, slot, requeue, &mut rings);
+        }
+        // A `submit()` that passed the executor's broken check just before it broke can
+        // add its work item after `terminate_broken` cleared them: that future never
+        // completes. Its manager thread is gone now, so no worker ever got it: run it
+        // on the next executor.
+        let candidates: Vec<(u64, Py<PyAny>)> = lock(&self.state)
+            .chunks
+            .iter()
+            .filter(|(_, chunk)| chunk.generation.id == generation.id)
+            .filter_map(|(seq, chunk)| Some((*seq, chunk.future.as_ref()?.clone_ref(py))))
+            .collect();
+        // Checked outside the lock (no Python under it), removed under it.
+        let never_done: Vec<u64> = candidates
+            .into_iter()
+            .filter(|(_, future)| {
+                !future
+                    .bind(py)
+                    .call_method0("done")
+                    .and_then(|done| done.is_truthy())
+                    .unwrap_or(true)
+            })
+            .map(|(seq, _)| seq)
+            .collect();
+        let stranded: Vec<Chunk> = {
+            let mut st = lock(&self.state);
+            never_done
+                .iter()
+                .filter_map(|seq| st.chunks.remove(seq))
+                .collect()
+        };
+        for chunk in stranded {
+            let Chunk { slot, items, .. } = chunk;
+            self.settle_chunk(py, slot, items, &mut rings);
+        }
+        self.pump(py, &mut rings);
+        rings.ring(py);
+    }
+
+    /// Handles one chunk of an executor that broke (a worker process died).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn crashed(
+        &self,
+        py: Python<'_>,
+        crash: &Crash,
+        slot: usize,
+        seq: u64,
+        err: &PyErr,
+        items: Vec<Item>,
+        requeue: &mut Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let facts = CrashFacts {
+            culprit: crash.dead.first().map(|(pid, _)| *pid),
+            unusable: crash.fatal.is_some(),
+            unsettled: crash.unsettled,
+        };
+        let verdicts = classify_chunk(items.len(), self.progress_of(py, slot, seq), facts);
+        let make = |message: String| {
+            let err_new = make_error(broken_process_pool(py), message);
+            let _ = err_new.value(py).setattr("__cause__", err.value(py));
+            err_new
+        };
+        for (item, verdict) in items.into_iter().zip(verdicts) {
+            let message = match verdict {
+                CallVerdict::DiedRunning { pid } => {
+                    let how = crash.dead.first().map_or("", |(_, how)| how.as_str());
+                    format!(
+                        "worker process {pid} died with {how} while running {}",
+                        item.function_name(py)
+                    )
+                }
+                CallVerdict::ResultLost { .. } => format!(
+                    "{}; this call had completed in that process but its result was lost with it",
+                    crash.cause
+                ),
+                CallVerdict::Terminated { pid } => format!(
+                    "the process pool broke ({}); this call had started in worker \
+                     process {pid}, which was terminated, and its outcome was lost",
+                    crash.cause
+                ),
+                CallVerdict::PoolUnusable => crash.fatal.clone().unwrap_or_default(),
+                CallVerdict::Unknown => format!(
+                    "the process pool broke ({}); whether this call started is unknown \
+                     (a worker process could not be stopped), so it is not run again",
+                    crash.cause
+                ),
+                CallVerdict::Requeue => {
+                    requeue.push(item);
+                    continue;
+                }
+            };
+            item.fail(py, make(message), rings);
+        }
+    }
+
+    /// `(pid, index of the running call)` of chunk `seq` if a worker started it.
+    pub(super) fn progress_of(
+        &self,
+        py: Python<'_>,
+        slot: usize,
+        seq: u64,
+    ) -> Option<(i64, usize)> {
+        let progress = self.progress.get(py)?.bind(py);
+        let read = |i: usize| {
+            progress
+                .get_item(3 * slot + i)
+                .and_then(|v| v.extract::<i64>())
+        };
+        let started = read(0).ok()?;
+        if u64::try_from(started).ok()? != seq {
+            return None;
+        }
+        Some((read(1).ok()?, usize::try_from(read(2).ok()?).ok()?))
+    }
+
+    /// Works out which processes died and why, and whether the pool is unusable.
+    pub(super) fn inspect_crash(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        casualties: &[Casualty],
+    ) -> Crash {
+        // What each in-flight chunk of this executor was running, by pid.
+        let mut running: HashMap<i64, String> = HashMap::new();
+        let mut note = |slot: usize, seq: u64, names: &dyn Fn(usize) -> Option<String>| {
+            if let Some((pid, index)) = self.progress_of(py, slot, seq) {
+                if let Some(name) = names(index) {
+                    running.insert(pid, name);
+                }
+            }
+        };
+        for casualty in casualties {
+            note(casualty.slot, casualty.seq, &|i| {
+                casualty.items.get(i).map(|item| item.function_name(py))
+            });
+        }
+        let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
+            let st = lock(&self.state);
+            st.chunks
+                .iter()
+                .filter(|(_, c)| c.generation.id == generation.id)
+                .map(|(s, c)| {
+                    (
+                        c.slot,
+                        *s,
+                        c.items
+                            .iter()
+                            .map(|i| i.job.parts().0.clone_ref(py))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        for (slot, seq, funcs) in &others {
+            note(*slot, *seq, &|i| {
+                funcs.get(i).map(|f| describe_callable(f.bind(py)))
+            });
+        }
+        let (dead, all_reaped) = stop_broken_processes(py, &generation.executor(py));
+        let dead: Vec<DeadWorker> = dead
+            .into_iter()
+            .map(|(pid, code)| DeadWorker { pid, code })
+            .collect();
+        // Every process is dead by now (the survivors stopped by the executor's
+        // clean-up): the engine ranks which one broke the pool.
+        let primary = culprit(&dead, |pid| running.contains_key(&pid));
+        let cause = match primary {
+            Some(DeadWorker { pid, code }) => {
+                let how = describe_exit(py, code);
+                match running.get(&pid) {
+                    Some(name) => {
+                        format!("worker process {pid} died with {how} while running {name}")
+                    }
+                    None => format!("worker process {pid} died with {how}"),
+                }
+            }
+            None => "a worker process died unexpectedly".to_owned(),
+        };
+        let barren_before = lock(&self.state).barren;
+        let completed_any = generation.completed.load(Ordering::Acquire);
+        let fatal = match unusable(&dead, !running.is_empty(), completed_any, barren_before) {
+            Some(Unusable::InitializerFailed) => Some(format!(
+                "A process initializer failed ({cause} before running any call); \
+                 the process pool is not usable anymore"
+            )),
+            Some(Unusable::Barren) => Some(format!(
+                "Worker processes keep dying before completing any call ({cause}); \
+                 the process pool is not usable anymore"
+            )),
+            None => None,
+        };
+        Crash {
+            cause,
+            // Only the culprit died of the crash; the others were stopped by the
+            // executor's clean-up and their calls say so.
+            dead: primary
+                .iter()
+                .map(|w| (w.pid, describe_exit(py, w.code)))
+                .collect(),
+            fatal,
+            unsettled: !all_reaped,
+        }
+    }
+
+    /// Forgets a broken executor (it already shuts itself down) so the next dispatch
+    /// creates a fresh one. Returns it, to be dropped outside the lock.
+    pub(super) fn retire_generation(
+        &self,
+        generation: &Arc<Generation>,
+    ) -> Option<Arc<Generation>> {
+        let mut st = lock(&self.state);
+        let current = st
+            .generation
+            .as_ref()
+            .is_some_and(|g| g.id == generation.id);
+        if !current {
+            return None;
+        }
+        if !generation.completed.load(Ordering::Acquire) {
+            st.barren += 1;
+        }
+        st.generation.take()
+    }
+
+    /// The pool can never work again: fail what is queued, refuse new work.
+    pub(super) fn break_for_good(&self, py: Python<'_>, message: String) {
+        let queued: Vec<Item> = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Broken || st.mode == Mode::Revoked {
+                return;
+            }
+            st.mode = Mode::Broken;
+            st.broken_message = message.clone();
+            self.broken.store(true, Ordering::Release);
+            st.queue.drain(..).collect()
+        };
+        let mut rings = Rings::default();
+        for item in queued {
+            item.fail(
+                py,
+                make_error(self.broken_cls(py), message.clone()),
+                &mut rings,
+            );
+        }
+        rings.ring(py);
+    }
+}
+
+/// `exit code 3` / `signal 9 (SIGKILL)`.
+pub(super) fn describe_exit(py: Python<'_>, code: i64) -> String {
+    if code >= 0 {
+        return format!("exit code {code}");
+    }
+    let signal = -code;
+    let name = py.import("signal").and_then(|m| {
+        m.getattr("Signals")?
+            .call1((signal,))?
+            .getattr("name")?
+            .extract::<String>()
+    });
+    match name {
+        Ok(name) => format!("signal {signal} ({name})"),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+/// A snapshot of an executor's worker processes (`list()` of its `_processes` values,
+/// taken in one step under the GIL while its management thread may change the dict).
+pub(super) fn executor_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<Py<PyAny>> {
+    executor
+        .getattr("_processes")
+        .ok()
+        .filter(|p| !p.is_none())
+        .and_then(|p| p.call_method0("values").ok())
+        .and_then(|v| py.get_type::<PyList>().call1((v,)).ok())
+        .and_then(|list| {
+            list.try_iter()
+                .ok()
+                .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The exit code of a multiprocessing `Process`, if it is known to be dead.
+pub(super) fn exit_code(py: Python<'_>, process: &Bound<'_, PyAny>) -> Option<i64> {
+    let read = || {
+        process
+            .getattr("exitcode")
+            .ok()
+            .and_then(|c| c.extract::<i64>().ok())
+    };
+    read().or_else(|| {
+        // The sentinel can signal a death a moment before the exit status is there.
+        let ready = process
+            .getattr("sentinel")
+            .and_then(|s| mp_wait(py)?.call1(([s], 0)))
+            .and_then(|r| r.is_truthy())
+            .unwrap_or(false);
+        if ready {
+            crate::errors::best_effort(py, process.call_method1("join", (1.0,)));
+        }
+        read()
+    })
+}
+
+/// Stops every process of a broken executor before anyone reads its progress.
+///
+/// Returns the processes that had died on their own, `(pid, exitcode)`, and whether
+/// every survivor was killed and reaped. On CPython 3.11 the executor fails its
+/// futures (running this code in their callbacks) *before* it terminates the
+/// surviving workers, so a survivor could still start the next call of its chunk
+/// after the progress array said it had not: re-queuing that call would run it
+/// twice. Once every process is dead the progress array is final.
+pub(super) fn stop_broken_processes(
+    py: Python<'_>,
+    executor: &Bound<'_, PyAny>,
+) -> (Vec<(i64, i64)>, bool) {
+    let mut dead = Vec::new();
+    let mut survivors = Vec::new();
+    for process in executor_processes(py, executor) {
+        let process = process.into_bound(py);
+        let pid = process.getattr("pid").and_then(|p| p.extract::<i64>());
+        match (exit_code(py, &process), pid) {
+            (Some(code), Ok(pid)) => dead.push((pid, code)),
+            (None, _) => survivors.push(process),
+            (Some(_), Err(_)) => {}
+        }
+    }
+    for process in &survivors {
+        crate::errors::best_effort(py, process.call_method0("kill"));
+    }
+    let mut all_reaped = true;
+    for process in &survivors {
+        crate::errors::best_effort(py, process.call_method1("join", (SURVIVOR_REAP_SECONDS,)));
+        all_reaped &= exit_code(py, process).is_some();
+    }
+    (dead, all_reaped)
+}
+
+/// The settler thread's target (see [`ProcessPool::record_casualty`]).
+#[pyclass(module = "leasepool._engine", frozen)]
+pub(super) struct SettleCrash {
+    pool: Arc<ProcessPool>,
+    generation: Arc<Generation>,
+}
+
+#[pymethods]
+impl SettleCrash {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool process crash settler", || {
+            self.pool.settle_crash(py, &self.generation);
+        });
+    }
+}

@@ -1,0 +1,460 @@
+//! Dispatch of the process backend: packing queued calls into chunks (as the engine's
+//! `leasepool::chunking` plans), submitting them to the executor, and delivering
+//! each chunk's outcomes (or handing a broken executor's chunks to `crash`).
+
+use super::*;
+
+impl ProcessPool {
+    /// Calls for the next chunk, as the engine's planner
+    /// ([`CallDurations::chunk_size`]) decides from the measured call times; one per
+    /// task for interpreters and under `max_tasks_per_child`.
+    pub(super) fn chunk_size(&self, st: &State) -> usize {
+        if self.kind() == Kind::Interpreter
+            || self
+                .backend
+                .settings
+                .get()
+                .is_some_and(|s| s.one_call_per_task)
+        {
+            return 1;
+        }
+        st.durations
+            .chunk_size(st.queue.iter().map(Item::key), st.queue.len(), self.cap)
+    }
+
+    /// The executor to submit to, created if there is none (outside the lock; if two
+    /// threads race, the loser's unused executor is discarded). Only the spawner
+    /// thread creates one (see [`Self::spawn_generation`]).
+    pub(super) fn create_generation(&self, py: Python<'_>) -> PyResult<Arc<Generation>> {
+        if let Some(generation) = lock(&self.state).generation.clone() {
+            return Ok(generation);
+        }
+        let settings = self.settings()?;
+        register_hooks(py);
+        let kwargs = settings.kwargs.bind(py).copy()?;
+        match self.kind() {
+            Kind::Process => {
+                let progress = self.progress.get_or_try_init(py, || {
+                    // One more cell after the slots: the halt flag (see `halt_workers`).
+                    Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * self.cap + 1))?.unbind())
+                })?;
+                let mut initargs = vec![progress.bind(py).clone()];
+                initargs.extend(settings.initargs_tail.bind(py).iter());
+                kwargs.set_item("initializer", worker_initialize(py)?)?;
+                kwargs.set_item("initargs", PyTuple::new(py, initargs)?)?;
+            }
+            Kind::Interpreter => {
+                if !settings.has_thread_prefix {
+                    kwargs.set_item(
+                        "thread_name_prefix",
+                        format!("{}-{}", self.backend.name_prefix, self.seq),
+                    )?;
+                }
+            }
+        }
+        let executor = settings
+            .executor_cls
+            .bind(py)
+            .call((self.backend.workers,), Some(&kwargs))?;
+        let (winner, loser) = {
+            let mut st = lock(&self.state);
+            if let Some(existing) = st.generation.clone() {
+                (existing, Some(executor))
+            } else {
+                st.next_generation += 1;
+                let generation = Arc::new(Generation {
+                    id: st.next_generation,
+                    executor: Some(executor.unbind()),
+                    completed: AtomicBool::new(false),
+                    crash: PyOnceLock::new(),
+                    casualties: Mutex::new(Vec::new()),
+                    settling: AtomicBool::new(false),
+                    settled: AtomicBool::new(false),
+                });
+                st.generation = Some(generation.clone());
+                (generation, None)
+            }
+        };
+        if let Some(unused) = loser {
+            crate::errors::best_effort(py, unused.call_method1("shutdown", (false,)));
+        }
+        Ok(winner)
+    }
+
+    /// Moves queued calls to the executor, one chunk at a time, while there is room.
+    ///
+    /// One thread dispatches at a time (the loop, the spawner and the executor's
+    /// management thread all pump), so chunks reach `executor.submit` in queue order:
+    /// a thread that finds another dispatching leaves its work to it. The dispatcher
+    /// gives the role up in the same critical section in which it finds nothing
+    /// more to take, so work queued meanwhile is never stranded.
+    pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, rings: &mut Rings) {
+        {
+            let mut st = lock(&self.state);
+            if std::mem::replace(&mut st.dispatching, true) {
+                return;
+            }
+        }
+        let _role = DispatchRole(self);
+        loop {
+            let (items, slot, seq) = {
+                let mut st = lock(&self.state);
+                if !matches!(st.mode, Mode::Open | Mode::Draining)
+                    || st.queue.is_empty()
+                    || st.in_flight >= self.cap
+                {
+                    st.dispatching = false;
+                    return;
+                }
+                if st.generation.is_none() {
+                    st.dispatching = false;
+                    let start = !std::mem::replace(&mut st.spawning, true);
+                    drop(st);
+                    if start {
+                        self.spawn_generation(py);
+                    }
+                    return;
+                }
+                let n = self.chunk_size(&st).min(st.queue.len());
+                let items: Vec<Item> = st.queue.drain(..n).collect();
+                st.in_flight += 1;
+                let slot = st.free_slots.pop().unwrap_or(0);
+                st.next_chunk += 1;
+                (items, slot, st.next_chunk)
+            };
+            self.dispatch(py, items, slot, seq, rings);
+        }
+    }
+
+    /// Claims, serialises, registers and submits one chunk.
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        items: Vec<Item>,
+        slot: usize,
+        seq: u64,
+        rings: &mut Rings,
+    ) {
+        let mut payload: Vec<Py<PyAny>> = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
+        for mut item in items {
+            if !item.claim(py) {
+                continue;
+            }
+            match self.prepare(py, &item) {
+                Ok(prepared) => {
+                    payload.push(prepared);
+                    kept.push(item);
+                }
+                Err(err) => item.fail(py, err, rings),
+            }
+        }
+        if kept.is_empty() {
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            return;
+        }
+        let Some(generation) = lock(&self.state).generation.clone() else {
+            // Retired by a crash since `pump` looked: back to the queue, whose next
+            // pump starts the spawner.
+            self.settle_chunk(py, slot, kept, rings);
+            return;
+        };
+        let refused = {
+            let mut st = lock(&self.state);
+            if matches!(st.mode, Mode::Open | Mode::Draining) {
+                st.chunks.insert(
+                    seq,
+                    Chunk {
+                        generation: generation.clone(),
+                        slot,
+                        items: kept,
+                        future: None,
+                    },
+                );
+                None
+            } else {
+                Some((kept, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((kept, mode, message)) = refused {
+            // Revoked or broken while this chunk was being prepared.
+            for item in kept {
+                item.fail(py, self.closed_error(py, mode, &message), rings);
+            }
+            self.settle_chunk(py, slot, Vec::new(), rings);
+            return;
+        }
+        let executor = generation.executor(py);
+        let submitted = match self.kind() {
+            Kind::Process => worker_run_chunk(py).and_then(|run_chunk| {
+                executor.call_method1(
+                    "submit",
+                    (
+                        run_chunk,
+                        slot,
+                        seq,
+                        PyList::new(py, payload)?,
+                        CHUNK_BUDGET_SECONDS,
+                    ),
+                )
+            }),
+            Kind::Interpreter => payload[0]
+                .bind(py)
+                .cast::<PyTuple>()
+                .map_err(PyErr::from)
+                .and_then(|call| {
+                    let args = call.get_item(0)?;
+                    let kwargs = call.get_item(1)?;
+                    let kwargs = kwargs.cast::<PyDict>().ok();
+                    executor.call_method("submit", args.cast::<PyTuple>()?, kwargs)
+                }),
+        };
+        let hooked = submitted.and_then(|future| {
+            if let Some(chunk) = lock(&self.state).chunks.get_mut(&seq) {
+                chunk.future = Some(future.clone().unbind());
+            }
+            let callback = Py::new(
+                py,
+                ChunkDone {
+                    pool: self.clone(),
+                    seq,
+                },
+            )?;
+            future.call_method1("add_done_callback", (callback,))
+        });
+        if let Err(err) = hooked {
+            // Never reached the executor (or cannot report back): settle it here.
+            self.finish_chunk(py, seq, Err(err), true, rings);
+        }
+    }
+
+    /// The call as the executor takes it: pickled `(fn, args, kwargs)` for the
+    /// process backend, `((fn, *args), kwargs)` for the interpreter backend.
+    pub(super) fn prepare(&self, py: Python<'_>, item: &Item) -> PyResult<Py<PyAny>> {
+        let (func, args, kwargs) = item.job.parts();
+        let kwargs = match kwargs {
+            Some(k) => k.bind(py).clone().into_any(),
+            None => py.None().into_bound(py),
+        };
+        match self.kind() {
+            Kind::Process => Ok(worker_dumps(py)?
+                .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
+                .unbind()),
+            Kind::Interpreter => {
+                let mut call = vec![func.bind(py).clone()];
+                call.extend(args.bind(py).iter());
+                Ok(
+                    PyTuple::new(py, [PyTuple::new(py, call)?.into_any(), kwargs])?
+                        .into_any()
+                        .unbind(),
+                )
+            }
+        }
+    }
+
+    /// A chunk's executor task is done (or could not be submitted): deliver, re-queue
+    /// what did not run, and keep the pump going.
+    pub(super) fn finish_chunk(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        seq: u64,
+        outcome: PyResult<Bound<'_, PyAny>>,
+        from_submit: bool,
+        rings: &mut Rings,
+    ) {
+        let Some(chunk) = lock(&self.state).chunks.remove(&seq) else {
+            return;
+        };
+        let Chunk {
+            generation,
+            slot,
+            items,
+            future,
+        } = chunk;
+        drop(future);
+        let mut requeue = Vec::new();
+        let mut retire = false;
+        match outcome {
+            Ok(value) => match self.kind() {
+                Kind::Process => {
+                    self.deliver_chunk(py, &generation, &value, items, &mut requeue, rings)
+                }
+                Kind::Interpreter => {
+                    generation.completed.store(true, Ordering::Release);
+                    for item in items {
+                        rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
+                    }
+                }
+            },
+            Err(err) => {
+                let broken = self
+                    .broken_cls(py)
+                    .is_ok_and(|cls| err.value(py).is_instance(cls).unwrap_or(false));
+                if broken && from_submit && self.kind() == Kind::Process {
+                    // Broke before this chunk reached it (a worker died while idle):
+                    // nothing here started.
+                    requeue = items;
+                    retire = true;
+                } else if broken && self.kind() == Kind::Process {
+                    // Decided later, off this thread (see `record_casualty`).
+                    return self.record_casualty(py, generation, seq, slot, items, err, rings);
+                } else if broken {
+                    // InterpreterPoolExecutor: an initializer failed; broken for good.
+                    self.break_for_good(py, err.value(py).to_string());
+                    for item in items {
+                        item.fail(py, err.clone_ref(py), rings);
+                    }
+                } else {
+                    for item in items {
+                        item.fail(py, err.clone_ref(py), rings);
+                    }
+                }
+            }
+        }
+        let old = if retire {
+            self.retire_generation(&generation)
+        } else {
+            None
+        };
+        drop(old);
+        drop(generation);
+        self.settle_chunk(py, slot, requeue, rings);
+        self.pump(py, rings);
+    }
+
+    /// Process backend: unpickle and deliver each outcome of a finished chunk.
+    pub(super) fn deliver_chunk(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        value: &Bound<'_, PyAny>,
+        items: Vec<Item>,
+        requeue: &mut Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let outcomes = match value.cast::<PyList>() {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                let err = PyErr::from(err);
+                for item in items {
+                    item.fail(py, err.clone_ref(py), rings);
+                }
+                return;
+            }
+        };
+        generation.completed.store(true, Ordering::Release);
+        let ran = outcomes.len();
+        let loads = match pickle_loads(py) {
+            Ok(loads) => loads.clone(),
+            Err(err) => {
+                for item in items {
+                    item.fail(py, err.clone_ref(py), rings);
+                }
+                return;
+            }
+        };
+        let mut measured = Vec::with_capacity(ran);
+        for (index, item) in items.into_iter().enumerate() {
+            if index >= ran {
+                requeue.push(item);
+                continue;
+            }
+            let result = (|| -> PyResult<Py<PyAny>> {
+                let (ok, data, seconds): (bool, Bound<'_, PyAny>, f64) =
+                    outcomes.get_item(index)?.extract()?;
+                measured.push((item.key(), seconds));
+                let value = loads.call1((data,))?;
+                if ok {
+                    Ok(value.unbind())
+                } else {
+                    Err(PyErr::from_value(value))
+                }
+            })();
+            rings.add(item.job.deliver(py, result));
+        }
+        let mut st = lock(&self.state);
+        st.barren = 0;
+        for (key, seconds) in measured {
+            st.durations.record(key, seconds);
+        }
+    }
+
+    /// A chunk left flight: free its slot, put `requeue` back at the front (or fail or
+    /// cancel it if the pool no longer runs work), and finish a drain if that was the
+    /// last one.
+    pub(super) fn settle_chunk(
+        &self,
+        py: Python<'_>,
+        slot: usize,
+        requeue: Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let (refused, mode, message, drained) = {
+            let mut st = lock(&self.state);
+            st.in_flight -= 1;
+            st.free_slots.push(slot);
+            let refused = match st.mode {
+                Mode::Open => {
+                    for item in requeue.into_iter().rev() {
+                        st.queue.push_front(item);
+                    }
+                    Vec::new()
+                }
+                // Handed to the executor but never started: cancelled like the rest
+                // of the queue at shutdown.
+                Mode::Draining => requeue,
+                Mode::Revoked | Mode::Broken => requeue,
+            };
+            (
+                refused,
+                st.mode,
+                st.broken_message.clone(),
+                self.take_drained(&mut st),
+            )
+        };
+        for item in refused {
+            if mode == Mode::Draining {
+                item.cancel(py, rings);
+            } else {
+                item.fail(py, self.closed_error(py, mode, &message), rings);
+            }
+        }
+        self.finish_drain(py, drained);
+    }
+}
+
+/// Done-callback of a chunk's executor future.
+#[pyclass(module = "leasepool._engine", frozen)]
+pub(super) struct ChunkDone {
+    pool: Arc<ProcessPool>,
+    seq: u64,
+}
+
+#[pymethods]
+impl ChunkDone {
+    fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
+        let mut rings = Rings::default();
+        let finished = guard_panics(|| {
+            let outcome = future.call_method1("result", (0,));
+            self.pool
+                .finish_chunk(py, self.seq, outcome, false, &mut rings);
+            Ok(())
+        });
+        if let Err(err) = finished {
+            crate::errors::report_unraisable(py, err, Some(future));
+        }
+        rings.ring(py);
+    }
+}
+
+/// Gives the dispatcher role back if a dispatch unwinds (a panic), so the pool is not
+/// left without one; the normal exits of `pump` give it back under the lock.
+pub(super) struct DispatchRole<'a>(&'a ProcessPool);
+
+impl Drop for DispatchRole<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.state).dispatching = false;
+        }
+    }
+}

@@ -1,0 +1,751 @@
+//! The process and interpreter backends: each leased pool wraps one standard-library
+//! executor (`ProcessPoolExecutor` / `InterpreterPoolExecutor`), created lazily on
+//! the first submission.
+//!
+//! # Why wrap the stdlib executor
+//! `ProcessPoolExecutor` already does what a process pool must get right:
+//! `initializer`/`initargs`, `mp_context`, `max_tasks_per_child`, dead-worker
+//! detection, remote tracebacks, clean shutdown at interpreter exit. Its cost is per
+//! *task* (110–220 µs gathered, docs/design-facts.md "Process backend"), not per call: 100
+//! calls in one task cost 2–5 µs each. So this module keeps the executor and changes
+//! what a task is.
+//!
+//! # Chunks
+//! Queued calls wait in this pool's own FIFO. A dispatcher ([`ProcessPool::pump`])
+//! takes up to [`leasepool::chunking::MAX_CHUNK`] of them, pickles each call on its own (so an
+//! unpicklable call fails only its own await) and submits ONE executor task,
+//! `_process_worker.run_chunk`, which returns one pickled outcome per call (so
+//! exceptions and unpicklable results stay per call, and carry the stdlib's
+//! `_RemoteTraceback` cause). At most [`CHUNKS_PER_WORKER`] × workers chunks are in
+//! flight; everything else stays queued here, where a cancelled call is dropped
+//! before it runs. The chunk size adapts to each callable's measured call time
+//! (the engine's `leasepool::chunking` plans it): about 5 ms of calls per chunk, a
+//! callable never measured or slow travels alone, and a worker stops starting new
+//! calls of a chunk after [`CHUNK_BUDGET_SECONDS`] (the rest come back and are
+//! re-queued at the front). With `max_tasks_per_child` every call is its own task,
+//! so the limit keeps counting calls. Outcomes are delivered from the chunk future's
+//! done-callback (the executor's management thread), and the event loop's doorbell is
+//! rung once per chunk, after detaching.
+//!
+//! # Crash recovery
+//! A worker that dies breaks the executor: it fails every task in flight and kills the
+//! other workers. The first callback that sees `BrokenProcessPool` inspects the dead
+//! processes' exit codes (before the executor kills the rest) and a shared progress
+//! array (`[chunk seq, pid, call index]` per chunk slot, written by `run_chunk`):
+//! the call that was running in the dead process fails with a `BrokenProcessPool`
+//! naming the process and its exit code or signal; calls that had started elsewhere
+//! (or had finished but whose results died with the process) fail with a message
+//! naming the cause; calls that never started are re-queued. The broken executor is
+//! dropped and the next dispatch creates a fresh one inside the same leased pool, so
+//! the lease keeps working. A worker that exits with code 0 without running a call
+//! means its initializer failed: like the stdlib, the pool is then broken for good
+//! (so is one whose executors die [`leasepool::crash::MAX_BARREN_GENERATIONS`] times in a
+//! row before completing anything). Those verdicts (the culprit, whether the pool is
+//! unusable, what became of each call) are decided by the engine's `leasepool::crash`;
+//! this module gathers the facts (exit statuses, progress records) and words the errors.
+//!
+//! # Hard revocation
+//! [`ExecutorPool::revoke`] (a lease passed its hard expiry) fails every queued and
+//! in-flight call with `LeaseExpiredError`, terminates the executor's processes and
+//! kills the survivors after [`KILL_GRACE`]. A plain [`ExecutorPool::shutdown`]
+//! (release above target, `stop()`) lets running calls finish. Interpreters cannot
+//! be killed: revoking an interpreter pool fails the awaits but lets the calls end.
+//!
+//! # Interpreter backend
+//! Same wrapper without chunks: nothing that runs in a sub-interpreter may import
+//! `leasepool` (a PyO3 extension cannot be loaded there), so each call is submitted
+//! to `InterpreterPoolExecutor` as the user's own callable.
+//!
+//! # Locking
+//! One mutex per pool; no Python runs under it, and no job or Python object is
+//! dropped under it (drops can run Python).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use leasepool::chunking::CallDurations;
+use leasepool::crash::{
+    classify_chunk, culprit, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
+};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::attach::attach_known_thread;
+use crate::bridge::{Completion, LoopBridge, LoopTask};
+use crate::errors::guard_panics;
+use crate::job::Job;
+use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
+use crate::py_cache::{
+    background_kill_after, background_release, background_run, broken_process_pool,
+    broken_thread_pool, coerce_log_level, exception_class, mp_wait, pickle_loads, raw_array,
+    resolve_executor_cls, start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
+};
+
+/// Chunks in flight per worker: enough to keep every worker fed while the next chunk
+/// crosses the pipe, few enough that later calls stay cancellable here.
+const CHUNKS_PER_WORKER: usize = 2;
+/// A worker starts no further call of a chunk after this long.
+const CHUNK_BUDGET_SECONDS: f64 = 0.02;
+/// Between terminating a revoked pool's processes and killing the survivors.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+/// How long a crash handler waits for a killed survivor of a broken executor to be
+/// reaped (SIGKILL: normally immediate; a process in uninterruptible sleep may lag).
+const SURVIVOR_REAP_SECONDS: f64 = 5.0;
+use crate::sync::lock;
+
+mod backend;
+mod crash;
+mod dispatch;
+mod exit;
+pub(crate) use backend::ProcessBackend;
+use backend::Settings;
+use crash::executor_processes;
+use exit::*;
+
+/// Which standard-library executor a pool wraps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Process,
+    Interpreter,
+}
+
+/// Bridges whose doorbell must be rung once the deliveries of a batch are done.
+#[derive(Default)]
+struct Rings(Vec<Arc<LoopBridge>>);
+
+impl Rings {
+    fn add(&mut self, bridge: Option<Arc<LoopBridge>>) {
+        if let Some(bridge) = bridge {
+            if !self.0.iter().any(|b| Arc::ptr_eq(b, &bridge)) {
+                self.0.push(bridge);
+            }
+        }
+    }
+
+    /// Rings after detaching, so the loop never wakes into a held GIL.
+    fn ring(self, py: Python<'_>) {
+        if !self.0.is_empty() {
+            py.detach(|| {
+                for bridge in &self.0 {
+                    bridge.ring();
+                }
+            });
+        }
+    }
+}
+
+/// A queued call and whether its taker was already told it started.
+struct Item {
+    job: Job,
+    claimed: bool,
+}
+
+impl Item {
+    /// Marks the call as started; `false` if nobody wants its outcome any more.
+    fn claim(&mut self, py: Python<'_>) -> bool {
+        if self.claimed {
+            // A `concurrent.futures.Future` is RUNNING now: ask without re-claiming.
+            return !self.job.is_cancelled(py);
+        }
+        self.claimed = self.job.is_wanted(py);
+        self.claimed
+    }
+
+    fn fail(self, py: Python<'_>, err: PyErr, rings: &mut Rings) {
+        if self.claimed {
+            rings.add(self.job.deliver(py, Err(err)));
+        } else {
+            self.job.fail(py, err);
+        }
+    }
+
+    /// The pool shut down before this call started.
+    fn cancel(self, py: Python<'_>, rings: &mut Rings) {
+        if self.claimed {
+            rings.add(self.job.cancel_claimed(py));
+        } else {
+            self.job.cancel(py);
+        }
+    }
+
+    /// Identifies the callable for duration bookkeeping (its address).
+    fn key(&self) -> usize {
+        self.job.parts().0.as_ptr() as usize
+    }
+
+    fn function_name(&self, py: Python<'_>) -> String {
+        describe_callable(self.job.parts().0.bind(py))
+    }
+}
+
+/// `module.qualname()` of a callable, for error messages.
+fn describe_callable(func: &Bound<'_, PyAny>) -> String {
+    let name = func
+        .getattr("__qualname__")
+        .or_else(|_| func.getattr("__name__"))
+        .and_then(|n| n.str().map(|s| s.to_string()))
+        .unwrap_or_else(|_| {
+            func.repr()
+                .map_or_else(|_| "?".to_owned(), |r| r.to_string())
+        });
+    match func
+        .getattr("__module__")
+        .and_then(|m| m.extract::<String>())
+    {
+        Ok(module) => format!("{module}.{name}()"),
+        Err(_) => format!("{name}()"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// Takes work.
+    Open,
+    /// Shut down: queued calls were cancelled; running ones finish.
+    Draining,
+    /// Hard-revoked: everything failed, processes terminated.
+    Revoked,
+    /// The executor cannot work (its initializer fails).
+    Broken,
+}
+
+/// What happened when an executor broke, worked out once per executor.
+struct Crash {
+    /// `worker process 1234 died with signal 9 (SIGKILL) while running f()`.
+    cause: String,
+    /// The dead processes: pid and how each died.
+    dead: Vec<(i64, String)>,
+    /// The pool must not be used again (an initializer fails).
+    fatal: Option<String>,
+    /// A surviving process could not be reaped: its progress may still change, so
+    /// nothing of this executor is re-queued (at most once beats at least once).
+    unsettled: bool,
+}
+
+/// One executor of a pool (a fresh one replaces it when it breaks).
+struct Generation {
+    id: u64,
+    /// Always `Some` until dropped.
+    executor: Option<Py<PyAny>>,
+    completed: AtomicBool,
+    crash: PyOnceLock<Crash>,
+    /// Chunks the executor failed when it broke, waiting for `settle_crash`.
+    casualties: Mutex<Vec<Casualty>>,
+    /// The first casualty arrived: a settler is on its way.
+    settling: AtomicBool,
+    /// `settle_crash` took the casualties: any later one is failed on arrival.
+    settled: AtomicBool,
+}
+
+/// A chunk failed by a broken executor, before anyone decided what to do with it.
+struct Casualty {
+    seq: u64,
+    slot: usize,
+    items: Vec<Item>,
+    err: PyErr,
+}
+
+impl Generation {
+    fn executor<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        match &self.executor {
+            Some(executor) => executor.bind(py).clone(),
+            None => py.None().into_bound(py),
+        }
+    }
+}
+
+impl Drop for Generation {
+    /// Lets go of the executor on a `threading.Thread` of its own. The last reference
+    /// may go in one of the executor's done-callbacks, i.e. on its management thread,
+    /// while it holds its `shutdown_lock` (`terminate_broken` in 3.13 and 3.14); in
+    /// CPython 3.13 the executor's weakref callback takes that same lock, so
+    /// finalising the executor there would deadlock. The thread is a `threading` one
+    /// because a thread the engine spawned would have to attach to the interpreter,
+    /// and attaching races `fork()` (see `_background.py`).
+    fn drop(&mut self) {
+        let Some(executor) = self.executor.take() else {
+            return;
+        };
+        let mut executor = Some(executor);
+        attach_known_thread(|py| {
+            let handed_over = background_release(py)
+                .and_then(|release| release.call1((executor.take(),)))
+                .and_then(|started| started.is_truthy())
+                .unwrap_or(false);
+            if !handed_over {
+                // Interpreter shutdown: no thread can start; the executor's own exit
+                // hook joins its processes, so leaking this reference is harmless.
+                std::mem::forget(executor.take());
+            }
+        });
+        // Not attachable (interpreter gone): nothing may be touched, not even refcounts.
+        std::mem::forget(executor);
+    }
+}
+
+/// Calls submitted to the executor as one task.
+struct Chunk {
+    generation: Arc<Generation>,
+    slot: usize,
+    items: Vec<Item>,
+    /// The executor's future for this chunk, once submitted.
+    future: Option<Py<PyAny>>,
+}
+
+struct State {
+    mode: Mode,
+    broken_message: String,
+    queue: VecDeque<Item>,
+    /// In-flight chunks by sequence number (registered before submission).
+    chunks: HashMap<u64, Chunk>,
+    /// Chunks taken from the queue and not yet finished (registered or not).
+    in_flight: usize,
+    free_slots: Vec<usize>,
+    next_chunk: u64,
+    generation: Option<Arc<Generation>>,
+    /// The spawner thread is creating the next executor.
+    spawning: bool,
+    /// A thread is moving chunks to the executor (see [`ProcessPool::pump`]).
+    dispatching: bool,
+    next_generation: u64,
+    /// Executors that broke in a row before completing any chunk.
+    barren: u32,
+    /// Measured seconds per call of each callable (by address; moving average).
+    durations: CallDurations<usize>,
+    barrier: Option<Arc<DrainBarrier>>,
+    drained: bool,
+    /// What `stop()` joins once the pool drained: a process executor's management
+    /// thread (which joins the worker processes) and those processes; an
+    /// interpreter executor's worker threads.
+    reapable: Reapable,
+}
+
+/// One leased executor of the process or interpreter backend.
+pub(crate) struct ProcessPool {
+    this: Weak<ProcessPool>,
+    seq: u64,
+    backend: Arc<ProcessBackend>,
+    cap: usize,
+    state: Mutex<State>,
+    /// `[chunk seq, pid, call index]` per slot (process backend), then one halt flag;
+    /// made with the first executor and shared with every later one.
+    progress: PyOnceLock<Py<PyAny>>,
+    /// Mirrors `Mode::Broken` without the state lock: read after every call of a lease.
+    broken: AtomicBool,
+}
+
+use crate::errors::new_exception as make_error;
+
+fn lease_expired(py: Python<'_>, message: &str) -> PyErr {
+    make_error(exception_class(py, "LeaseExpiredError"), message)
+}
+
+impl ProcessPool {
+    fn new(seq: u64, backend: Arc<ProcessBackend>) -> Arc<Self> {
+        let cap = CHUNKS_PER_WORKER * backend.workers.max(1);
+        let pool = Arc::new_cyclic(|this| Self {
+            this: this.clone(),
+            seq,
+            backend,
+            cap,
+            state: Mutex::new(State {
+                mode: Mode::Open,
+                broken_message: String::new(),
+                queue: VecDeque::new(),
+                chunks: HashMap::new(),
+                in_flight: 0,
+                free_slots: (0..cap).rev().collect(),
+                next_chunk: 0,
+                generation: None,
+                spawning: false,
+                dispatching: false,
+                next_generation: 0,
+                barren: 0,
+                durations: CallDurations::default(),
+                barrier: None,
+                drained: false,
+                reapable: Reapable::default(),
+            }),
+            progress: PyOnceLock::new(),
+            broken: AtomicBool::new(false),
+        });
+        let mut live = lock(&LIVE_POOLS);
+        live.retain(|weak| weak.strong_count() > 0);
+        live.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    fn kind(&self) -> Kind {
+        self.backend.kind
+    }
+
+    fn settings(&self) -> PyResult<&Arc<Settings>> {
+        self.backend.settings.get().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("leasepool: the manager was never started")
+        })
+    }
+
+    fn closed_error(&self, py: Python<'_>, mode: Mode, message: &str) -> PyErr {
+        match mode {
+            Mode::Broken => make_error(self.broken_cls(py), message),
+            Mode::Revoked => crate::errors::lease_error(py, &leasepool::LeaseError::ExpiredRevoked),
+            _ => crate::errors::lease_error(py, &leasepool::LeaseError::Inactive),
+        }
+    }
+
+    fn broken_cls<'py>(&self, py: Python<'py>) -> PyResult<&'py Bound<'py, PyAny>> {
+        match self.kind() {
+            Kind::Process => broken_process_pool(py),
+            Kind::Interpreter => broken_thread_pool(py),
+        }
+    }
+
+    /// Tells every worker to start no further call (`run_chunk` checks the flag before
+    /// each one): at shutdown, chunks already handed to the executor but not started
+    /// come back unrun and are cancelled, instead of running after `stop()`.
+    fn halt_workers(&self, py: Python<'_>) {
+        if let Some(progress) = self.progress.get(py) {
+            let _ = progress.bind(py).set_item(3 * self.cap, 1);
+        }
+    }
+
+    /// If the pool was shut down and nothing runs or waits any more: the drain barrier.
+    fn take_drained(&self, st: &mut State) -> Option<Option<Arc<DrainBarrier>>> {
+        if st.mode != Mode::Open && !st.drained && st.in_flight == 0 && st.queue.is_empty() {
+            st.drained = true;
+            Some(st.barrier.take())
+        } else {
+            None
+        }
+    }
+
+    /// The pool drained: release its executor (its workers are idle) and arrive at
+    /// the barrier.
+    ///
+    /// Never `executor.shutdown()` here or anywhere an executor's done-callback may
+    /// run: the stdlib runs some callbacks under the executor's own `shutdown_lock`
+    /// (`ThreadPoolExecutor` after a failed initializer, `terminate_broken` in 3.13
+    /// and 3.14), and CPython 3.11's shutdown races a `max_tasks_per_child` exit on
+    /// the management thread. Dropping
+    /// the executor is the stdlib's other way out: its weakref callback wakes the
+    /// management thread (or the worker threads), which stop the workers. The
+    /// threads are kept for `join_threads`.
+    fn finish_drain(&self, py: Python<'_>, drained: Option<Option<Arc<DrainBarrier>>>) {
+        let Some(barrier) = drained else { return };
+        let generation = lock(&self.state).generation.take();
+        if let Some(generation) = generation {
+            let executor = generation.executor(py);
+            let reapable = match self.kind() {
+                Kind::Process => Reapable {
+                    threads: executor
+                        .getattr("_executor_manager_thread")
+                        .ok()
+                        .filter(|thread| !thread.is_none())
+                        .map(|thread| vec![thread.unbind()])
+                        .unwrap_or_default(),
+                    processes: executor_processes(py, &executor),
+                },
+                Kind::Interpreter => Reapable {
+                    threads: executor
+                        .getattr("_threads")
+                        .and_then(|threads| {
+                            threads.try_iter()?.map(|t| t.map(Bound::unbind)).collect()
+                        })
+                        .unwrap_or_default(),
+                    processes: Vec::new(),
+                },
+            };
+            lock(&self.state).reapable.extend(reapable);
+            if EXITING.load(Ordering::Acquire) {
+                lock(&KEPT_FOR_EXIT).push(generation);
+            } else {
+                drop(generation);
+            }
+        }
+        if let Some(barrier) = barrier {
+            barrier.arrive(py);
+        }
+    }
+
+    /// Terminates a generation's worker processes; kills survivors after a grace.
+    fn terminate_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) {
+        let processes: Vec<Py<PyAny>> = executor
+            .getattr("_processes")
+            .ok()
+            .filter(|p| !p.is_none())
+            .and_then(|p| p.call_method0("values").ok())
+            .and_then(|v| v.try_iter().ok())
+            .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
+            .unwrap_or_default();
+        for process in &processes {
+            crate::errors::best_effort(py, process.bind(py).call_method0("terminate"));
+        }
+        if processes.is_empty() {
+            return;
+        }
+        let killer = background_kill_after(py)
+            .and_then(|kill_after| kill_after.call1((KILL_GRACE.as_secs_f64(), processes)));
+        if let Err(err) = killer {
+            crate::errors::report_unraisable(py, err, None);
+        }
+    }
+}
+
+impl ExecutorPool for ProcessPool {
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn broken_error(&self, py: Python<'_>) -> PyErr {
+        let message = lock(&self.state).broken_message.clone();
+        make_error(self.broken_cls(py), message)
+    }
+
+    fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+        let refused = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Open {
+                st.queue.push_back(Item {
+                    job,
+                    claimed: false,
+                });
+                None
+            } else {
+                Some((job, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((job, mode, message)) = refused {
+            return Err((job, self.closed_error(py, mode, &message)));
+        }
+        self.kick(py);
+        Ok(())
+    }
+
+    fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        let refused = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Open {
+                st.queue.extend(jobs.into_iter().map(|job| Item {
+                    job,
+                    claimed: false,
+                }));
+                None
+            } else {
+                Some((jobs, st.mode, st.broken_message.clone()))
+            }
+        };
+        if let Some((jobs, mode, message)) = refused {
+            return Err((jobs, self.closed_error(py, mode, &message)));
+        }
+        self.kick(py);
+        Ok(())
+    }
+
+    fn shutdown(&self, py: Python<'_>, barrier: Option<Arc<DrainBarrier>>) {
+        let (cancelled, drained) = {
+            let mut st = lock(&self.state);
+            if barrier.is_some() {
+                st.barrier = barrier;
+            }
+            if st.mode == Mode::Open {
+                st.mode = Mode::Draining;
+            }
+            let cancelled: Vec<Item> = st.queue.drain(..).collect();
+            let drained = self.take_drained(&mut st).or_else(|| {
+                // Already drained before (e.g. shut down twice): the barrier is due now.
+                if st.drained {
+                    Some(st.barrier.take())
+                } else {
+                    None
+                }
+            });
+            (cancelled, drained)
+        };
+        self.halt_workers(py);
+        let mut rings = Rings::default();
+        for item in cancelled {
+            item.cancel(py, &mut rings);
+        }
+        rings.ring(py);
+        self.finish_drain(py, drained);
+    }
+
+    fn revoke(&self, py: Python<'_>) {
+        let (items, futures, generation, drained) = {
+            let mut st = lock(&self.state);
+            if st.mode == Mode::Revoked {
+                return;
+            }
+            st.mode = Mode::Revoked;
+            let mut items: Vec<(Item, bool)> = st.queue.drain(..).map(|i| (i, false)).collect();
+            let mut futures = Vec::new();
+            for chunk in st.chunks.values_mut() {
+                items.extend(chunk.items.drain(..).map(|i| (i, true)));
+                futures.extend(chunk.future.as_ref().map(|f| f.clone_ref(py)));
+            }
+            (
+                items,
+                futures,
+                st.generation.clone(),
+                self.take_drained(&mut st),
+            )
+        };
+        let mut rings = Rings::default();
+        for (item, dispatched) in items {
+            let message = match (dispatched, self.kind()) {
+                (true, Kind::Process) => {
+                    "Executor lease expired and was revoked; the worker processes running \
+                     its calls were terminated"
+                }
+                (true, Kind::Interpreter) => {
+                    "Executor lease expired and was revoked while this call was running"
+                }
+                (false, _) => "Executor lease expired and was revoked before this call started",
+            };
+            item.fail(py, lease_expired(py, message), &mut rings);
+        }
+        rings.ring(py);
+        // Chunks the executor has not started never will; their callbacks find
+        // nothing left to deliver.
+        for future in futures {
+            crate::errors::best_effort(py, future.bind(py).call_method0("cancel"));
+        }
+        if let Some(generation) = generation {
+            if self.kind() == Kind::Process {
+                // The executor sees its workers die, fails what it still holds and
+                // shuts itself down.
+                Self::terminate_processes(py, &generation.executor(py));
+            }
+        }
+        self.finish_drain(py, drained);
+    }
+
+    fn take_reapable(&self) -> Reapable {
+        std::mem::take(&mut lock(&self.state).reapable)
+    }
+}
+
+impl ProcessPool {
+    /// Creates the next executor and starts its worker processes on a `threading`
+    /// thread of its own (`_background.run`), then dispatches from there. Starting
+    /// processes takes milliseconds each (`workers_per_pool` of them, more with
+    /// spawn/forkserver), and the caller is usually the event loop.
+    fn spawn_generation(self: &Arc<Self>, py: Python<'_>) {
+        if EXITING.load(Ordering::Acquire) {
+            return self.spawn_failed(
+                py,
+                PyRuntimeError::new_err(
+                    "leasepool: cannot start worker processes during interpreter shutdown",
+                ),
+            );
+        }
+        spawn_started();
+        let task = Py::new(py, SpawnGeneration { pool: self.clone() });
+        let started = task.and_then(|task| {
+            background_run(py)?
+                .call1(("leasepool-spawn", task))?
+                .is_truthy()
+        });
+        match started {
+            Ok(true) => {}
+            Ok(false) => {
+                spawn_finished();
+                self.spawn_failed(
+                    py,
+                    PyRuntimeError::new_err(
+                        "leasepool: cannot start worker processes during interpreter shutdown",
+                    ),
+                );
+            }
+            Err(err) => {
+                spawn_finished();
+                self.spawn_failed(py, err);
+            }
+        }
+    }
+
+    /// The spawner's work: a new executor with every worker process started.
+    fn spawn_now(self: &Arc<Self>, py: Python<'_>) {
+        let created = self.create_generation(py).and_then(|generation| {
+            if self.kind() == Kind::Process {
+                launch_processes(&generation.executor(py))?;
+            }
+            Ok(())
+        });
+        match created {
+            Ok(()) => {
+                lock(&self.state).spawning = false;
+                self.kick(py);
+            }
+            Err(err) => self.spawn_failed(py, err),
+        }
+    }
+
+    /// No executor could be made: what waits for one fails with the error.
+    fn spawn_failed(&self, py: Python<'_>, err: PyErr) {
+        let queued: Vec<Item> = {
+            let mut st = lock(&self.state);
+            st.spawning = false;
+            st.queue.drain(..).collect()
+        };
+        let mut rings = Rings::default();
+        for item in queued {
+            item.fail(py, err.clone_ref(py), &mut rings);
+        }
+        let drained = self.take_drained(&mut lock(&self.state));
+        rings.ring(py);
+        self.finish_drain(py, drained);
+    }
+
+    /// Dispatches what fits and rings the loops that got outcomes meanwhile.
+    fn kick(&self, py: Python<'_>) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let mut rings = Rings::default();
+        this.pump(py, &mut rings);
+        rings.ring(py);
+    }
+}
+
+/// The spawner thread's target (see [`ProcessPool::spawn_generation`]).
+#[pyclass(module = "leasepool._engine", frozen)]
+struct SpawnGeneration {
+    pool: Arc<ProcessPool>,
+}
+
+#[pymethods]
+impl SpawnGeneration {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool process spawner", || {
+            self.pool.spawn_now(py);
+        });
+        spawn_finished();
+    }
+}
+
+/// Starts every worker process of a fresh `ProcessPoolExecutor` now, on this thread,
+/// instead of at the first `submit()` (the stdlib starts them there: all at once
+/// with fork, one per submit with spawn/forkserver). Private stdlib API, present in
+/// 3.11–3.14; without it the executor starts them itself.
+fn launch_processes(executor: &Bound<'_, PyAny>) -> PyResult<()> {
+    let private_api = executor.hasattr("_launch_processes")?
+        && executor.hasattr("_start_executor_manager_thread")?
+        && executor.hasattr("_shutdown_lock")?;
+    if !private_api {
+        return Ok(());
+    }
+    // As `submit()` does it: under the executor's lock, processes first (the stdlib
+    // refuses to fork once its manager thread runs).
+    let shutdown_lock = executor.getattr("_shutdown_lock")?;
+    shutdown_lock.call_method0("acquire")?;
+    let launched = executor
+        .call_method0("_launch_processes")
+        .and_then(|_| executor.call_method0("_start_executor_manager_thread"));
+    shutdown_lock.call_method0("release")?;
+    launched.map(drop)
+}
