@@ -1,0 +1,194 @@
+//! `acquire()`: granting a lease now or queueing the caller, and the objects that keep
+//! a queued acquire consistent with its future (hook, timeout).
+
+use super::*;
+
+impl ManagerCore {
+    pub(crate) fn acquire(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        lease_seconds: Option<f64>,
+        owner: Py<PyAny>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(bridge) = self.bridge() else {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+        };
+        if let Err(err) = require_owner_loop(py, &bridge, "acquire") {
+            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+        }
+        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
+        let owner: Owner = Arc::new(owner);
+        let now = monotonic();
+        let mut fx = Fx::default();
+        let first = lock(&self.engine).acquire(now, lease_seconds, owner.clone(), None, &mut fx);
+        let result = match first {
+            Ok(Acquired::Granted(grant)) => {
+                self.perform(py, fx, Some(&bridge));
+                let lease = self.make_lease(py, grant, owner, &bridge)?;
+                let hook = AcquireHook::boxed(self);
+                return Ok(PyLeaseFuture::ready(
+                    py,
+                    bridge,
+                    Outcome::Value(lease.into_any()),
+                    Some(hook),
+                )?
+                .into_any());
+            }
+            Ok(Acquired::Queued(_)) => unreachable!("no waiter was offered"),
+            Err(LeaseError::Unavailable { .. }) if wait => None,
+            Err(err) => Some(err),
+        };
+        if let Some(err) = result {
+            self.perform(py, fx, Some(&bridge));
+            return Ok(ready_error(py, bridge, lease_error(py, &err))?.into_any());
+        }
+        let timeout = match timeout {
+            Some(t) if !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
+            _ => None,
+        };
+        if let Some((seconds, text)) = &timeout {
+            if *seconds <= 0.0 {
+                self.perform(py, fx, Some(&bridge));
+                let err = acquire_timeout_error(py, timeout_message(text));
+                return Ok(ready_error(py, bridge, err)?.into_any());
+            }
+        }
+        let hook = Arc::new(AcquireHookInner {
+            core: Arc::downgrade(self),
+            ticket: OnceLock::new(),
+            timer: Mutex::new(None),
+        });
+        let future = PyLeaseFuture::pending(
+            py,
+            bridge.clone(),
+            Some(Box::new(AcquireHook(hook.clone()))),
+        )?;
+        let waiter = Queued::Acquire(QueuedAcquire {
+            future: future.clone_ref(py),
+            owner: owner.clone(),
+        });
+        let second =
+            lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
+        match second {
+            Ok(Acquired::Queued(ticket)) => {
+                let _ = hook.ticket.set(ticket);
+            }
+            Ok(Acquired::Granted(grant)) => {
+                // A pool came free between our two looks.
+                let outcome = match self.make_lease(py, grant, owner, &bridge) {
+                    Ok(lease) => Outcome::Value(lease.into_any()),
+                    Err(err) => Outcome::Error(err),
+                };
+                PyLeaseFuture::settle(&future, py, outcome);
+            }
+            Err(err) => {
+                PyLeaseFuture::settle(&future, py, Outcome::Error(lease_error(py, &err)));
+            }
+        }
+        self.perform(py, fx, Some(&bridge));
+        if let Some((seconds, text)) = timeout {
+            if future.get().is_pending() {
+                let fire = Py::new(
+                    py,
+                    AcquireTimeout {
+                        future: future.clone_ref(py),
+                        message: timeout_message(&text),
+                    },
+                )?;
+                let handle = bridge
+                    .event_loop()
+                    .bind(py)
+                    .call_method1("call_later", (seconds, fire))?;
+                *lock(&hook.timer) = Some(handle.unbind());
+            }
+        }
+        Ok(future.into_any())
+    }
+}
+
+/// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
+/// acquire timeout apart from one raised by the user's own call.
+pub(crate) fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
+    crate::errors::new_exception(exception_class(py, "LeaseAcquireTimeoutError"), message)
+}
+
+pub(super) fn timeout_message(text: &str) -> String {
+    format!("Timed out waiting for an executor after {text}s")
+}
+
+pub(super) fn ready_error(
+    py: Python<'_>,
+    bridge: Arc<LoopBridge>,
+    err: PyErr,
+) -> PyResult<Py<PyLeaseFuture>> {
+    PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)
+}
+
+pub(super) struct AcquireHookInner {
+    core: Weak<ManagerCore>,
+    ticket: OnceLock<Ticket>,
+    timer: Mutex<Option<Py<PyAny>>>,
+}
+
+/// Keeps a waiter's queue entry, timer and granted lease consistent with its future.
+pub(super) struct AcquireHook(Arc<AcquireHookInner>);
+
+impl AcquireHook {
+    fn boxed(core: &Arc<ManagerCore>) -> Box<dyn FutureHook> {
+        Box::new(Self(Arc::new(AcquireHookInner {
+            core: Arc::downgrade(core),
+            ticket: OnceLock::new(),
+            timer: Mutex::new(None),
+        })))
+    }
+}
+
+impl FutureHook for AcquireHook {
+    fn on_cancel(&self, py: Python<'_>) {
+        let (Some(core), Some(ticket)) = (self.0.core.upgrade(), self.0.ticket.get()) else {
+            return;
+        };
+        core.withdraw_waiter(py, *ticket);
+    }
+
+    fn on_settled(&self, py: Python<'_>) {
+        let timer = lock(&self.0.timer).take();
+        if let Some(timer) = timer {
+            let Some(core) = self.0.core.upgrade() else {
+                return;
+            };
+            let Some(bridge) = core.bridge() else { return };
+            bridge.run_on_loop(
+                py,
+                Box::new(move |py| {
+                    crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
+                }),
+            );
+        }
+    }
+
+    fn on_discard(&self, py: Python<'_>, value: &Py<PyAny>) {
+        if let Ok(lease) = value.bind(py).cast::<PyExecutorLease>() {
+            lease.get().release_now(py);
+        }
+    }
+}
+
+#[pyclass(module = "leasepool._engine", frozen)]
+pub(super) struct AcquireTimeout {
+    future: Py<PyLeaseFuture>,
+    message: String,
+}
+
+#[pymethods]
+impl AcquireTimeout {
+    fn __call__(&self, py: Python<'_>) {
+        crate::errors::contain_panics(py, "leasepool acquire timeout", || {
+            let err = acquire_timeout_error(py, self.message.clone());
+            PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
+        });
+    }
+}

@@ -1,0 +1,138 @@
+//! Performing what an engine operation decided, after its lock is released: log
+//! records, settled waiters, started calls, pools shut down or revoked.
+
+use super::*;
+
+impl ManagerCore {
+    /// Performs the effects of an engine operation (after the lock was dropped).
+    pub(super) fn perform(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        fx: Fx,
+        bridge: Option<&Arc<LoopBridge>>,
+    ) {
+        let Effects {
+            granted,
+            slots_granted,
+            refused,
+            dropped,
+            retired,
+            revoked,
+            events,
+        } = fx;
+        self.log_events(py, events);
+        for (waiter, grant) in granted {
+            let Queued::Acquire(QueuedAcquire { future, owner }) = waiter else {
+                // The engine grants pools to pool waiters only.
+                continue;
+            };
+            let outcome = match bridge {
+                Some(bridge) => match self.make_lease(py, grant, owner, bridge) {
+                    Ok(lease) => Outcome::Value(lease.into_any()),
+                    Err(err) => Outcome::Error(err),
+                },
+                None => Outcome::Error(lease_error(py, &LeaseError::NotStarted)),
+            };
+            PyLeaseFuture::settle_claimed(&future, py, outcome);
+        }
+        for (waiter, grant) in slots_granted {
+            match waiter {
+                Queued::Call(call) => self.start_call(py, call.job, grant),
+                // The engine grants slots to slot waiters only; give it back.
+                Queued::Acquire(_) => self.end_slot(py, grant.key, false),
+            }
+        }
+        for waiter in refused {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
+        }
+        drop(dropped);
+        for pool in retired {
+            pool.shutdown(py, None);
+        }
+        for pool in revoked {
+            pool.revoke(py);
+        }
+    }
+
+    pub(super) fn log_events(&self, py: Python<'_>, events: Vec<Event<Owner>>) {
+        if events.is_empty() {
+            return;
+        }
+        let info = self.logger.enabled(py, INFO);
+        // Asked only when a slot record comes up: the lease path pays for one check.
+        let mut debug: Option<bool> = None;
+        let mut debug_enabled =
+            |py| *debug.get_or_insert_with(|| info || self.logger.enabled(py, DEBUG));
+        for event in events {
+            match event {
+                Event::Created { seq } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Created executor backend=%s seq=%s workers=%s",
+                    (&self.cfg.backend_name, seq, self.cfg.workers_per_pool),
+                    None,
+                ),
+                Event::Leased {
+                    id,
+                    meta,
+                    lease_seconds,
+                    grace_seconds,
+                } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Leased executor backend=%s lease_id=%s owner=%s seconds=%s grace=%s",
+                    (
+                        &self.cfg.backend_name,
+                        &*id,
+                        meta.clone_ref(py),
+                        lease_seconds,
+                        grace_seconds,
+                    ),
+                    None,
+                ),
+                Event::Draining { id, meta, pending } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Released executor lease_id=%s owner=%s pending=%s draining=True",
+                    (&*id, meta.clone_ref(py), pending),
+                    None,
+                ),
+                Event::Released { id, meta, kept } if info => self.logger.log(
+                    py,
+                    INFO,
+                    "Finalized released executor lease_id=%s owner=%s kept=%s",
+                    (&*id, meta.clone_ref(py), kept),
+                    None,
+                ),
+                Event::SlotLeased { id, meta, seq } if debug_enabled(py) => self.logger.log(
+                    py,
+                    DEBUG,
+                    "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
+                    (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
+                    None,
+                ),
+                Event::SlotEnded { id, meta } if debug_enabled(py) => self.logger.log(
+                    py,
+                    DEBUG,
+                    "Finished executor slot lease_id=%s owner=%s",
+                    (&*id, meta.clone_ref(py)),
+                    None,
+                ),
+                Event::Revoked {
+                    id,
+                    meta,
+                    lease_seconds,
+                    grace_seconds,
+                } => self.logger.log(
+                    py,
+                    WARNING,
+                    "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
+                    (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
+                    None,
+                ),
+                _ => {}
+            }
+        }
+    }
+}

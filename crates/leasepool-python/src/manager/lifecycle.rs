@@ -1,0 +1,142 @@
+//! `start()`, `stop()` and the periodic check.
+
+use super::*;
+
+impl ManagerCore {
+    /// The periodic check (runs on the loop thread when the clock rings).
+    pub(super) fn tick(self: &Arc<Self>, py: Python<'_>) {
+        let Some(bridge) = self.bridge() else { return };
+        let target = self.target(py);
+        let now = monotonic();
+        let mut fx = Fx::default();
+        let next = {
+            let mut engine = lock(&self.engine);
+            engine.check(now, target, &mut fx);
+            [
+                engine.next_hard_expiry(),
+                engine.next_idle_retirement(target),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(now + self.cfg.check_interval, f64::min)
+        };
+        self.perform(py, fx, Some(&bridge));
+        self.with_clock(|clock| clock.reset(next));
+    }
+
+    pub(super) fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        if let Some(bridge) = self.bridge() {
+            return require_owner_loop(py, &bridge, "start");
+        }
+        match &self.process {
+            Some(process) => process.start(py)?,
+            None => {
+                self.settings(py)?;
+            }
+        }
+        let event_loop = get_running_loop(py)?.call0()?;
+        let bridge = LoopBridge::attach(py, &event_loop)?;
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        lock(&self.engine).start(target, &mut fx);
+        let weak_core: Weak<Self> = Arc::downgrade(self);
+        let weak_bridge = Arc::downgrade(&bridge);
+        let clock = CheckerClock::start(
+            format!("{}-checker", self.cfg.name_prefix),
+            monotonic() + self.cfg.check_interval,
+            move || {
+                let (Some(bridge), core) = (weak_bridge.upgrade(), weak_core.clone()) else {
+                    return;
+                };
+                bridge.push(Completion::Call(Box::new(move |py| {
+                    if let Some(core) = core.upgrade() {
+                        core.tick(py);
+                    }
+                })));
+            },
+        )?;
+        {
+            let mut running = match self.running.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *running = Some(Running {
+                bridge: bridge.clone(),
+                clock,
+            });
+        }
+        self.perform(py, fx, Some(&bridge));
+        if self.logger.enabled(py, INFO) {
+            let (total, available, leased) = self.counts();
+            let target = self.target(py);
+            self.logger.log(
+                py,
+                INFO,
+                "LeasedExecutorManager started backend=%s total=%s available=%s leased=%s target=%s",
+                (&self.cfg.backend_name, total, available, leased, target),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn stop_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<Step> {
+        if let Some(bridge) = self.bridge() {
+            // Refused before anything changes: the manager stays running and stoppable.
+            require_owner_loop(py, &bridge, "stop")?;
+        }
+        let running = {
+            let mut guard = match self.running.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            guard.take()
+        };
+        let Some(Running { bridge, clock }) = running else {
+            self.logger
+                .log(py, INFO, "LeasedExecutorManager stopped", (), None);
+            return Ok(Step::Done(py.None()));
+        };
+        drop(clock);
+        let mut fx = Fx::default();
+        lock(&self.engine).stop(&mut fx);
+        let retired = std::mem::take(&mut fx.retired);
+        self.perform(py, fx, Some(&bridge));
+        let stopped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+        let to_settle = stopped.clone_ref(py);
+        let barrier = DrainBarrier::new(
+            retired.len(),
+            Box::new(move |py| {
+                PyLeaseFuture::settle(&to_settle, py, Outcome::Value(py.None()));
+            }),
+        );
+        for pool in &retired {
+            pool.shutdown(py, Some(barrier.clone()));
+        }
+        barrier.arrive(py);
+        let core = self.clone();
+        Ok(Step::Await(
+            stopped,
+            Some(Box::new(move |py| {
+                let mut reapable = Reapable::default();
+                for pool in &retired {
+                    reapable.extend(pool.take_reapable());
+                }
+                let reaped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
+                reap_in_background(py, reapable, &reaped)?;
+                Ok(Step::Await(
+                    reaped,
+                    Some(Box::new(move |py| {
+                        if let Some(process) = &core.process {
+                            process.stop(py);
+                        }
+                        bridge.detach(py)?;
+                        core.logger
+                            .log(py, INFO, "LeasedExecutorManager stopped", (), None);
+                        Ok(Step::Done(py.None()))
+                    })),
+                ))
+            })),
+        ))
+    }
+}

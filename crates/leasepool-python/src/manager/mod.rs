@@ -1,0 +1,450 @@
+//! `LeasedExecutorManager`: the Python face of the engine's lease manager.
+//!
+//! [`ManagerCore`] is shared (via `Arc`) by the manager object, its leases, their
+//! futures and the checker clock. It holds the engine state machine behind one mutex
+//! and follows one rule: lock, mutate, unlock, *then* perform the effects (log,
+//! settle futures, shut pools down). No Python code ever runs under the engine lock.
+//!
+//! Files: this one (the core, its drive/release/drain operations), `python.rs` (the
+//! Python class), `acquire.rs`, `one_call.rs` (`manager.run`), `events.rs` (performing
+//! effects, log records), `lifecycle.rs` (start, stop, the periodic check).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+
+use leasepool::expiry::{monotonic, CheckerClock};
+use leasepool::manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired};
+use leasepool::waiters::Ticket;
+use leasepool::{LeaseError, LeaseKey, PoolLimits, SlotGrant};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
+
+use crate::job::{Job, Target};
+use crate::run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
+
+use crate::bridge::{Completion, LoopBridge};
+use crate::coerce;
+use crate::coroutine::{PyEngineCoroutine, Step};
+use crate::errors::{config_error, lease_error};
+use crate::future::{FutureHook, Outcome, PyLeaseFuture};
+use crate::lease::PyExecutorLease;
+use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNING};
+use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
+use crate::process_pool::ProcessBackend;
+use crate::py_cache::{
+    coerce_log_level, exception_class, get_logger, get_running_loop, normalize_backend,
+    process_logging_config,
+};
+use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
+
+mod acquire;
+mod events;
+mod lifecycle;
+mod one_call;
+mod python;
+
+pub(crate) use acquire::acquire_timeout_error;
+use acquire::timeout_message;
+pub(crate) use python::PyLeasedExecutorManager;
+
+pub(crate) type Owner = Arc<Py<PyAny>>;
+pub(crate) type Pool = Arc<dyn ExecutorPool>;
+type Engine = Manager<Pool, Owner, Queued>;
+type Fx = Effects<Pool, Owner, Queued>;
+
+/// A queued `acquire()`: its future and the owner the lease will carry.
+pub(crate) struct QueuedAcquire {
+    future: Py<PyLeaseFuture>,
+    owner: Owner,
+}
+
+/// Somebody in the engine's FIFO queue.
+pub(crate) enum Queued {
+    /// `acquire()`, waiting for a whole pool.
+    Acquire(QueuedAcquire),
+    /// `run()`, waiting for a call slot.
+    Call(QueuedCall),
+}
+
+impl Queued {
+    fn future(&self) -> &Py<PyLeaseFuture> {
+        match self {
+            Self::Acquire(acquire) => &acquire.future,
+            Self::Call(call) => &call.future,
+        }
+    }
+}
+
+impl leasepool::Waiter for Queued {
+    fn try_claim(&self) -> bool {
+        match self {
+            // A granted lease must reach its future: claim it now.
+            Self::Acquire(acquire) => acquire.future.get().try_claim(),
+            Self::Call(call) => call.is_wanted(),
+        }
+    }
+}
+
+struct Running {
+    bridge: Arc<LoopBridge>,
+    clock: CheckerClock,
+}
+
+/// Immutable configuration.
+struct Config {
+    backend: Py<PyAny>,
+    backend_name: String,
+    limits: PoolLimits,
+    check_interval: f64,
+    default_lease_seconds: f64,
+    workers_per_pool: usize,
+    name_prefix: String,
+    executor_kwargs: Py<PyDict>,
+}
+
+pub(crate) struct ManagerCore {
+    engine: Mutex<Engine>,
+    cfg: Config,
+    logger: Logger,
+    size_provider: Option<Py<PyAny>>,
+    /// The distinct `size_provider` errors already logged at WARNING.
+    provider_failures: DistinctErrors,
+    running: RwLock<Option<Running>>,
+    /// Resolved at the first `start()`; shared with the engine's pool factory.
+    pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
+    /// The process or interpreter backend (`None` for threads).
+    process: Option<Arc<ProcessBackend>>,
+    /// The sizing target last computed. A call slot ending on a worker thread uses it
+    /// instead of calling `size_provider` (user code) once per call there.
+    last_target: AtomicUsize,
+}
+
+impl Drop for ManagerCore {
+    /// A manager dropped without `stop()`: close its pools so parked workers exit now
+    /// instead of lingering until interpreter exit, and fail anyone still waiting.
+    /// (Leases keep the core alive, so no lease can outlive this.)
+    fn drop(&mut self) {
+        let engine = match self.engine.get_mut() {
+            Ok(engine) => engine,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !engine.is_running() {
+            return;
+        }
+        let mut fx = Fx::default();
+        engine.stop(&mut fx);
+        let _ = crate::attach::attach_known_thread(|py| {
+            for waiter in fx.refused.drain(..) {
+                let err = lease_error(py, &LeaseError::NotStarted);
+                PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
+            }
+            for pool in fx.retired.drain(..).chain(fx.revoked.drain(..)) {
+                pool.shutdown(py, None);
+            }
+        });
+    }
+}
+
+/// How long a pool above the target may idle before it is retired: long enough that a
+/// lease-per-request service reuses its pools (and their threads) instead of building
+/// new ones for every burst, as anyio and trio keep idle workers ~10 s.
+const DEFAULT_IDLE_POOL_SECONDS: f64 = 10.0;
+
+/// `RuntimeError` if another event loop than the one the manager started on runs
+/// here (0.1.3's message). Nothing has changed when this refuses.
+fn require_owner_loop(py: Python<'_>, bridge: &LoopBridge, method: &str) -> PyResult<()> {
+    if !bridge.foreign_loop_running(py) {
+        return Ok(());
+    }
+    Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+        "LeasedExecutorManager.{method}() must be called from its owning event loop."
+    )))
+}
+
+/// Every manager of this process, so a forked child can disown the parent's threads.
+static MANAGERS: Mutex<Vec<Weak<ManagerCore>>> = Mutex::new(Vec::new());
+
+/// `os.register_at_fork(after_in_child=...)`: threads do not survive `fork`, so in the
+/// child every manager forgets its pools, clock and loop registration (without
+/// joining or closing anything that belongs to the parent) and is left stopped; it
+/// can be started again in the child.
+#[pyfunction]
+pub(crate) fn _after_fork_in_child() {
+    let cores: Vec<Arc<ManagerCore>> = match MANAGERS.try_lock() {
+        Ok(guard) => guard.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for core in cores {
+        if let Ok(mut running) = core.running.try_write() {
+            // The clock thread does not exist here: dropping it would join nothing.
+            std::mem::forget(running.take());
+        }
+        if let Ok(mut engine) = core.engine.try_lock() {
+            let mut fx = Fx::default();
+            engine.stop(&mut fx);
+            std::mem::forget(fx);
+        }
+    }
+    crate::thread_pool::forget_pools_after_fork();
+    crate::grinder::forget_loops_after_fork();
+}
+
+use crate::sync::lock;
+
+impl ManagerCore {
+    fn bridge(&self) -> Option<Arc<LoopBridge>> {
+        let guard = match self.running.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        guard.as_ref().map(|r| r.bridge.clone())
+    }
+
+    fn with_clock(&self, f: impl FnOnce(&CheckerClock)) {
+        let guard = match self.running.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(running) = guard.as_ref() {
+            f(&running.clock);
+        }
+    }
+
+    /// The load signal: `size_provider()` as a non-negative int; 0 if it raises.
+    fn units(&self, py: Python<'_>) -> u64 {
+        let Some(provider) = &self.size_provider else {
+            return 0;
+        };
+        let read = provider
+            .bind(py)
+            .call0()
+            .and_then(|v| py.get_type::<PyInt>().call1((v,)))
+            .and_then(|v| {
+                if v.lt(0)? {
+                    Ok(0)
+                } else {
+                    Ok(v.extract::<u64>().unwrap_or(u64::MAX))
+                }
+            });
+        match read {
+            Ok(units) => {
+                if self.provider_failures.has_any() {
+                    self.provider_failures.clear();
+                }
+                units
+            }
+            Err(err) => {
+                // 0.1.x's record, kept for drop-in log parity...
+                self.logger
+                    .log(py, DEBUG, "Could not read size_provider", (), Some(&err));
+                // ...and one the default logging configuration shows: once per distinct
+                // error until the provider succeeds again (it runs on every release).
+                if self.provider_failures.first_time(describe_error(py, &err)) {
+                    self.logger.log(
+                        py,
+                        WARNING,
+                        "size_provider raised; pool sizing uses 0 units until it succeeds",
+                        (),
+                        Some(&err),
+                    );
+                }
+                0
+            }
+        }
+    }
+
+    fn target(&self, py: Python<'_>) -> usize {
+        let target = self.cfg.limits.desired(self.units(py));
+        self.last_target.store(target, Ordering::Relaxed);
+        target
+    }
+
+    fn settings(&self, py: Python<'_>) -> PyResult<Arc<ThreadPoolSettings>> {
+        if let Some(settings) = self.pool_settings.get() {
+            return Ok(settings.clone());
+        }
+        let kwargs = self.cfg.executor_kwargs.bind(py);
+        let mut initializer = None;
+        let mut initargs = None;
+        let mut thread_name_prefix = None;
+        for (key, value) in kwargs.iter() {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "initializer" => initializer = (!value.is_none()).then(|| value.unbind()),
+                "initargs" => {
+                    initargs = Some(
+                        py.get_type::<PyTuple>()
+                            .call1((value,))?
+                            .cast_into::<PyTuple>()?
+                            .unbind(),
+                    );
+                }
+                "thread_name_prefix" => {
+                    thread_name_prefix = (!value.is_none())
+                        .then(|| value.str().map(|s| s.to_string()))
+                        .transpose()?;
+                }
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "ThreadPoolExecutor.__init__() got an unexpected keyword argument '{other}'"
+                    )))
+                }
+            }
+        }
+        let settings = Arc::new(ThreadPoolSettings {
+            workers: self.cfg.workers_per_pool,
+            name_prefix: self.cfg.name_prefix.clone(),
+            thread_name_prefix,
+            initializer,
+            initargs,
+        });
+        Ok(self.pool_settings.get_or_init(|| settings).clone())
+    }
+
+    fn make_lease(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        grant: Grant<Pool>,
+        owner: Owner,
+        bridge: &Arc<LoopBridge>,
+    ) -> PyResult<Py<PyExecutorLease>> {
+        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        PyExecutorLease::new(py, self.clone(), grant, owner, bridge.clone())
+    }
+
+    /// Releases `key` (idempotent). A lease with calls in flight starts draining.
+    pub(crate) fn release_key(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) {
+        self.drive(py, |engine, now, target, fx| {
+            engine.release(key, now, target, fx)
+        });
+    }
+
+    /// The last call of the draining lease `key` ended (any thread; idempotent).
+    pub(crate) fn finish_drain(self: &Arc<Self>, py: Python<'_>, key: LeaseKey) {
+        self.drive(py, |engine, now, target, fx| {
+            engine.finish_drain(key, now, target, fx)
+        });
+    }
+
+    /// The pool of lease `key` broke for good: end the lease and retire the pool
+    /// (any thread; idempotent). Logged as 0.1.3 does, with the pool's error.
+    pub(crate) fn retire_broken(self: &Arc<Self>, py: Python<'_>, key: LeaseKey, pool: &Pool) {
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        if !lock(&self.engine).retire_broken(key, monotonic(), target, &mut fx) {
+            return;
+        }
+        let err = pool.broken_error(py);
+        for event in &fx.events {
+            if let Event::RetiredBroken { id, meta } = event {
+                let exc = err.value(py);
+                let exc_type = exc.get_type().name().map(|n| n.to_string());
+                self.logger.log(
+                    py,
+                    WARNING,
+                    "Retiring broken executor lease_id=%s owner=%s exc_type=%s exc=%r",
+                    (
+                        &**id,
+                        meta.clone_ref(py),
+                        exc_type.unwrap_or_default(),
+                        exc.clone(),
+                    ),
+                    None,
+                );
+            }
+        }
+        let bridge = self.bridge();
+        self.perform(py, fx, bridge.as_ref());
+    }
+
+    /// Runs one engine operation under the lock and performs its effects after it.
+    fn drive(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        op: impl FnOnce(&mut Engine, f64, usize, &mut Fx) -> bool,
+    ) {
+        let target = self.target(py);
+        self.drive_with_target(py, target, op);
+    }
+
+    fn drive_with_target(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        target: usize,
+        op: impl FnOnce(&mut Engine, f64, usize, &mut Fx) -> bool,
+    ) {
+        let mut fx = Fx::default();
+        let (changed, idle_deadline) = {
+            let mut engine = lock(&self.engine);
+            let changed = op(&mut engine, monotonic(), target, &mut fx);
+            (changed, engine.next_idle_retirement(target))
+        };
+        // A pool kept above the target must be retired when it has idled out.
+        if let Some(deadline) = idle_deadline {
+            self.with_clock(|clock| clock.arm_before(deadline));
+        }
+        if changed {
+            let bridge = self.bridge();
+            self.perform(py, fx, bridge.as_ref());
+        }
+    }
+
+    /// The call of slot `key` was finished with (any thread; idempotent).
+    pub(crate) fn end_slot(self: &Arc<Self>, py: Python<'_>, key: LeaseKey, broken: bool) {
+        let target = self.last_target.load(Ordering::Relaxed);
+        self.drive_with_target(py, target, |engine, now, target, fx| {
+            engine.end_slot(key, now, target, broken, fx)
+        });
+    }
+
+    /// Takes a cancelled or timed-out waiter out of the queue and serves those behind
+    /// it. Returns whether it was still queued (not granted meanwhile).
+    pub(crate) fn withdraw_waiter(self: &Arc<Self>, py: Python<'_>, ticket: Ticket) -> bool {
+        let mut fx = Fx::default();
+        let removed = lock(&self.engine).withdraw_waiter(ticket, monotonic(), &mut fx);
+        let withdrawn = removed.is_some();
+        // Dropped here, after the engine's lock was released.
+        drop(removed);
+        if !fx.is_empty() {
+            let bridge = self.bridge();
+            self.perform(py, fx, bridge.as_ref());
+        }
+        withdrawn
+    }
+
+    /// Cancels a `loop.call_later` handle, on the loop's thread.
+    pub(crate) fn cancel_timer(&self, py: Python<'_>, timer: Py<PyAny>) {
+        let Some(bridge) = self.bridge() else { return };
+        bridge.run_on_loop(
+            py,
+            Box::new(move |py| {
+                crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
+            }),
+        );
+    }
+
+    /// The submit-path expiry check: revokes the lease if it passed its hard expiry.
+    pub(crate) fn check_lease(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        key: LeaseKey,
+    ) -> Result<(), LeaseError> {
+        let now = monotonic();
+        let target = self.target(py);
+        let mut fx = Fx::default();
+        let result = lock(&self.engine).check_lease(key, now, target, &mut fx);
+        let bridge = self.bridge();
+        self.perform(py, fx, bridge.as_ref());
+        result
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let engine = lock(&self.engine);
+        (
+            engine.total_count(),
+            engine.available_count(),
+            engine.leased_count(),
+        )
+    }
+}

@@ -1,0 +1,163 @@
+//! The manager's side of `manager.run(fn, *args)`: taking a call slot, queueing, the
+//! wait timeout (see `crate::run` for the waiter, slot link and timer objects).
+
+use super::*;
+
+impl ManagerCore {
+    /// Submits a call that was just granted a slot.
+    pub(super) fn start_call(self: &Arc<Self>, py: Python<'_>, job: Job, grant: SlotGrant<Pool>) {
+        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        let job = job.on_slot(SlotLink {
+            core: Arc::downgrade(self),
+            key: grant.key,
+            pool: grant.pool.clone(),
+        });
+        if let Err((job, err)) = grant.pool.submit(py, job) {
+            // Dropping the failed job gives the slot back.
+            job.fail(py, err);
+        }
+    }
+
+    /// `manager.run(func, *args)`: one call on one worker slot (see `run.rs`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        lease_seconds: Option<f64>,
+        owner: Py<PyAny>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let Some(bridge) = self.bridge() else {
+            let err = lease_error(py, &LeaseError::NotStarted);
+            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
+        };
+        if let Err(err) = require_owner_loop(py, &bridge, "run") {
+            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
+        }
+        let timeout = match timeout {
+            Some(t) if wait && !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
+            _ => None,
+        };
+        // As `acquire(timeout<=0)`: take capacity now or fail with the timeout error.
+        let expired_timeout = timeout
+            .as_ref()
+            .filter(|(seconds, _)| *seconds <= 0.0)
+            .map(|(_, text)| timeout_message(text));
+        let may_queue = wait && expired_timeout.is_none();
+        // Queued callers get a hook that withdraws them from the queue on cancel.
+        let waiting = may_queue.then(|| WaitingCall::new(self));
+        let hook = waiting
+            .clone()
+            .map(|w| Box::new(WaitingCallHook(w)) as Box<dyn FutureHook>);
+        let future = PyLeaseFuture::pending(py, bridge.clone(), hook)?;
+        let job = Job::capture(py, func, args, None, Target::Future(future.clone_ref(py)))?;
+        let call = QueuedCall {
+            job,
+            future: future.clone_ref(py),
+        };
+        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
+        match self.take_slot(py, &bridge, call, lease_seconds, owner, may_queue) {
+            Ok(None) => {}
+            Ok(Some(ticket)) => {
+                if let Some(waiting) = &waiting {
+                    let _ = waiting.ticket.set(ticket);
+                    if let Some((seconds, text)) = timeout {
+                        self.arm_run_timeout(py, &bridge, waiting, &future, seconds, &text)?;
+                    }
+                }
+            }
+            Err(err) => {
+                let err = match (err, expired_timeout) {
+                    (LeaseError::Unavailable { .. }, Some(message)) => {
+                        acquire_timeout_error(py, message)
+                    }
+                    (err, _) => lease_error(py, &err),
+                };
+                PyLeaseFuture::settle(&future, py, Outcome::Error(err));
+            }
+        }
+        Ok(future.into_any())
+    }
+
+    /// Takes a call slot for `call` and starts it (`Ok(None)`), or queues it when
+    /// `may_queue` (`Ok(Some(ticket))`).
+    pub(super) fn take_slot(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        bridge: &Arc<LoopBridge>,
+        call: QueuedCall,
+        lease_seconds: f64,
+        owner: Py<PyAny>,
+        may_queue: bool,
+    ) -> Result<Option<Ticket>, LeaseError> {
+        // The call travels in the waiter when it may queue, else it stays here.
+        let (waiter, kept) = if may_queue {
+            (Some(Queued::Call(call)), None)
+        } else {
+            (None, Some(call))
+        };
+        let mut fx = Fx::default();
+        let acquired = lock(&self.engine).acquire_slot(
+            monotonic(),
+            lease_seconds,
+            Arc::new(owner),
+            waiter,
+            &mut fx,
+        );
+        self.perform(py, fx, Some(bridge));
+        match acquired {
+            Ok(SlotAcquired::Granted(grant, returned)) => {
+                let call = match returned {
+                    Some(Queued::Call(call)) => Some(call),
+                    _ => kept,
+                };
+                match call {
+                    Some(call) => self.start_call(py, call.job, grant),
+                    // Cannot happen: the call is either in the waiter or kept.
+                    None => self.end_slot(py, grant.key, false),
+                }
+                Ok(None)
+            }
+            Ok(SlotAcquired::Queued(ticket)) => Ok(Some(ticket)),
+            // The unused call (in the waiter or kept) is dropped here, unlocked.
+            Err((err, _waiter)) => Err(err),
+        }
+    }
+
+    pub(super) fn arm_run_timeout(
+        &self,
+        py: Python<'_>,
+        bridge: &LoopBridge,
+        waiting: &Arc<WaitingCall>,
+        future: &Py<PyLeaseFuture>,
+        seconds: f64,
+        text: &str,
+    ) -> PyResult<()> {
+        let fire = Py::new(
+            py,
+            RunTimeout {
+                waiting: waiting.clone(),
+                future: future.clone_ref(py),
+                message: timeout_message(text),
+            },
+        )?;
+        // `call_later` with a delay <= 0 still runs on the next iteration, as
+        // `acquire(timeout=0)` on a busy manager fails at once.
+        let handle = bridge
+            .event_loop()
+            .bind(py)
+            .call_method1("call_later", (seconds.max(0.0), fire))?;
+        *lock(&waiting.timer) = Some(handle.unbind());
+        if !future.get().is_pending() {
+            // Granted (or cancelled) before the timer was stored: nobody else will
+            // cancel it.
+            if let Some(timer) = lock(&waiting.timer).take() {
+                crate::errors::best_effort(py, timer.bind(py).call_method0("cancel"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! `LeasedExecutorManager`: the Python class (constructor, methods, properties).
+
+use super::*;
+
+/// Bounded async manager of leased executors (see the package docs).
+#[pyclass(
+    name = "LeasedExecutorManager",
+    module = "leasepool.manager",
+    frozen,
+    subclass,
+    weakref
+)]
+pub(crate) struct PyLeasedExecutorManager {
+    core: Arc<ManagerCore>,
+}
+
+impl PyLeasedExecutorManager {
+    pub(crate) fn core(&self) -> &Arc<ManagerCore> {
+        &self.core
+    }
+}
+
+#[pymethods]
+impl PyLeasedExecutorManager {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        backend = None,
+        max_pools,
+        min_pools = None,
+        units_per_pool = None,
+        size_provider = None,
+        check_interval = None,
+        default_lease_seconds = None,
+        lease_grace_seconds = None,
+        workers_per_pool = None,
+        name_prefix = "leasepool".to_owned(),
+        logger = None,
+        process_logging = None,
+        forward_process_logs = false,
+        process_log_level = None,
+        process_log_target_logger = None,
+        clear_process_log_handlers = true,
+        idle_pool_seconds = None,
+        **executor_kwargs
+    ))]
+    #[pyo3(
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, **executor_kwargs)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        backend: Option<Bound<'_, PyAny>>,
+        max_pools: &Bound<'_, PyAny>,
+        min_pools: Option<&Bound<'_, PyAny>>,
+        units_per_pool: Option<&Bound<'_, PyAny>>,
+        size_provider: Option<Py<PyAny>>,
+        check_interval: Option<&Bound<'_, PyAny>>,
+        default_lease_seconds: Option<&Bound<'_, PyAny>>,
+        lease_grace_seconds: Option<&Bound<'_, PyAny>>,
+        workers_per_pool: Option<&Bound<'_, PyAny>>,
+        name_prefix: String,
+        logger: Option<Py<PyAny>>,
+        process_logging: Option<Bound<'_, PyAny>>,
+        forward_process_logs: bool,
+        process_log_level: Option<Bound<'_, PyAny>>,
+        process_log_target_logger: Option<Bound<'_, PyAny>>,
+        clear_process_log_handlers: bool,
+        idle_pool_seconds: Option<&Bound<'_, PyAny>>,
+        executor_kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        // 0.1.3's order: the counts, then the durations, then min_pools <= max_pools.
+        let count = |name, value: Option<&Bound<'_, PyAny>>, default: i64| match value {
+            Some(value) => coerce::count(name, value),
+            None => Ok(default),
+        };
+        let seconds = |name, value: Option<&Bound<'_, PyAny>>, default: f64, allow_zero| match value
+        {
+            Some(value) => coerce::seconds(name, value, allow_zero),
+            None => Ok(default),
+        };
+        let max_pools = coerce::count("max_pools", max_pools)?;
+        let min_pools = count("min_pools", min_pools, 1)?;
+        let units_per_pool = count("units_per_pool", units_per_pool, 10)?;
+        let workers_per_pool = count("workers_per_pool", workers_per_pool, 4)?;
+        let default_lease_seconds =
+            seconds("default_lease_seconds", default_lease_seconds, 300.0, false)?;
+        let lease_grace_seconds = seconds("lease_grace_seconds", lease_grace_seconds, 15.0, true)?;
+        let check_interval = seconds("check_interval", check_interval, 120.0, false)?;
+        let idle_pool_seconds = seconds(
+            "idle_pool_seconds",
+            idle_pool_seconds,
+            DEFAULT_IDLE_POOL_SECONDS,
+            true,
+        )?;
+        let limits = PoolLimits::new(max_pools, min_pools, units_per_pool, workers_per_pool)
+            .map_err(|e| config_error(&e))?;
+        let backend = match backend {
+            Some(b) => normalize_backend(py)?.call1((b,))?,
+            None => normalize_backend(py)?.call1(("thread",))?,
+        };
+        let backend_name: String = backend.getattr("value")?.extract()?;
+        let logger = match logger {
+            Some(l) if !l.is_none(py) => l,
+            _ => get_logger(py)?.call1(("leasepool.manager",))?.unbind(),
+        };
+        let level = match process_log_level {
+            Some(l) => l,
+            None => INFO.into_pyobject(py)?.into_any(),
+        };
+        let process_logging = match process_logging {
+            Some(cfg) if !cfg.is_none() => {
+                if forward_process_logs
+                    || level.ne(INFO)?
+                    || process_log_target_logger
+                        .as_ref()
+                        .is_some_and(|l| !l.is_none())
+                    || !clear_process_log_handlers
+                {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        "Pass either process_logging or the forward_process_logs/process_log_* arguments, not both.",
+                    ));
+                }
+                cfg
+            }
+            _ => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("enabled", forward_process_logs)?;
+                kwargs.set_item("level", &level)?;
+                kwargs.set_item("target_logger", process_log_target_logger)?;
+                kwargs.set_item("clear_child_handlers", clear_process_log_handlers)?;
+                process_logging_config(py)?.call((), Some(&kwargs))?
+            }
+        };
+        if process_logging.getattr("enabled")?.is_truthy()? && backend_name != "process" {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "process log forwarding is only supported for process backend",
+            ));
+        }
+        coerce_log_level(py)?.call1((process_logging.getattr("level")?,))?;
+        let workers = usize::try_from(workers_per_pool).unwrap_or(1);
+        let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
+        let factory_settings = settings_cell.clone();
+        let executor_kwargs =
+            executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
+        let process = ProcessBackend::for_backend(
+            py,
+            &backend_name,
+            &backend,
+            workers,
+            &name_prefix,
+            &executor_kwargs,
+            &process_logging,
+            &logger,
+        );
+        let factory_process = process.clone();
+        let factory = Box::new(move |seq: u64| {
+            if let Some(process) = &factory_process {
+                let pool: Pool = process.pool(seq);
+                return pool;
+            }
+            // Pools are only created after start() resolved the settings; the default
+            // is a defensive fallback, never a panic under the engine lock.
+            let settings = factory_settings.get().cloned().unwrap_or_else(|| {
+                Arc::new(ThreadPoolSettings {
+                    workers,
+                    name_prefix: String::from("leasepool"),
+                    thread_name_prefix: None,
+                    initializer: None,
+                    initargs: None,
+                })
+            });
+            let pool: Pool = ThreadPool::new(seq, settings);
+            pool
+        });
+        let mut engine = Manager::new(limits, lease_grace_seconds, factory);
+        engine.set_idle_pool_seconds(idle_pool_seconds);
+        // One call slot per worker: a granted call never queues behind another.
+        engine.set_slots_per_pool(workers);
+        let core = Arc::new(ManagerCore {
+            engine: Mutex::new(engine),
+            cfg: Config {
+                backend: backend.unbind(),
+                backend_name,
+                limits,
+                check_interval,
+                default_lease_seconds,
+                workers_per_pool: workers,
+                name_prefix,
+                executor_kwargs,
+            },
+            logger: Logger::new(py, logger),
+            size_provider: size_provider.filter(|p| !p.is_none(py)),
+            provider_failures: DistinctErrors::default(),
+            running: RwLock::new(None),
+            pool_settings: settings_cell,
+            process,
+            last_target: AtomicUsize::new(usize::try_from(min_pools).unwrap_or(1)),
+        });
+        let mut managers = lock(&MANAGERS);
+        managers.retain(|weak| weak.strong_count() > 0);
+        managers.push(Arc::downgrade(&core));
+        drop(managers);
+        Ok(Self { core })
+    }
+
+    /// The backend, as an `ExecutorBackend`.
+    #[getter]
+    fn backend(&self, py: Python<'_>) -> Py<PyAny> {
+        self.core.cfg.backend.clone_ref(py)
+    }
+
+    /// Start the manager on the running event loop (idempotent).
+    fn start(&self, py: Python<'_>) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "LeasedExecutorManager.start",
+            Box::new(move |py| {
+                core.start_now(py)?;
+                Ok(Step::Done(py.None()))
+            }),
+        )
+    }
+
+    /// Stop: shut every pool down, fail every waiter, wait for the worker threads.
+    fn stop(&self, py: Python<'_>) -> PyResult<Py<PyEngineCoroutine>> {
+        let core = self.core.clone();
+        PyEngineCoroutine::new(
+            py,
+            "LeasedExecutorManager.stop",
+            Box::new(move |py| core.stop_now(py)),
+        )
+    }
+
+    /// Acquire an executor lease (awaitable).
+    #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        lease_seconds: Option<&Bound<'_, PyAny>>,
+        owner: Option<Py<PyAny>>,
+        wait: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        // Checked first, as 0.1.3 does (even on a stopped manager); raised at the await.
+        let lease_seconds = match lease_seconds {
+            Some(value) if !value.is_none() => match coerce::seconds("lease_seconds", value, false)
+            {
+                Ok(seconds) => Some(seconds),
+                Err(err) => {
+                    return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+                }
+            },
+            _ => None,
+        };
+        let owner = owner.unwrap_or_else(|| py.None());
+        crate::errors::guard_panics(|| self.core.acquire(py, lease_seconds, owner, wait, timeout))
+    }
+
+    /// Run `func(*args)` on one worker slot (awaitable): the one-call path.
+    #[pyo3(signature = (func, /, *args, owner = None, timeout = None, wait = true, lease_seconds = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+        owner: Option<Py<PyAny>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        wait: bool,
+        lease_seconds: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let lease_seconds = match lease_seconds {
+            Some(value) if !value.is_none() => match coerce::seconds("lease_seconds", value, false)
+            {
+                Ok(seconds) => Some(seconds),
+                Err(err) => return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any()),
+            },
+            _ => None,
+        };
+        let owner = owner.unwrap_or_else(|| py.None());
+        crate::errors::guard_panics(|| {
+            self.core
+                .run(py, func, args, lease_seconds, owner, wait, timeout)
+        })
+    }
+
+    /// Release a lease by id (awaitable; idempotent; unknown ids are ignored).
+    fn release(&self, py: Python<'_>, lease_id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| {
+            if let Ok(id) = lease_id.extract::<&str>() {
+                let key = lock(&self.core.engine).key_of(id);
+                if let Some(key) = key {
+                    self.core.release_key(py, key);
+                }
+            }
+            ready_none(py, self.core.bridge())
+        })
+    }
+
+    /// Wake the checker so it re-reads `size_provider` now.
+    fn notify_scale_changed(&self) {
+        self.core.with_clock(CheckerClock::poke);
+    }
+
+    /// `min(max_pools, max(min_pools, ceil(size_provider() / units_per_pool)))`.
+    fn desired_executor_count(&self, py: Python<'_>) -> usize {
+        self.core.target(py)
+    }
+
+    #[getter]
+    fn available_count(&self) -> usize {
+        self.core.counts().1
+    }
+
+    #[getter]
+    fn leased_count(&self) -> usize {
+        self.core.counts().2
+    }
+
+    #[getter]
+    fn total_count(&self) -> usize {
+        self.core.counts().0
+    }
+
+    /// Diagnostics, with the same keys as leasepool 0.1.1.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let desired = self.core.target(py);
+        let (available, leased, total, leases) = {
+            let engine = lock(&self.core.engine);
+            let leases: Vec<_> = engine
+                .leases()
+                .into_iter()
+                .map(|(id, owner, timing)| (id.clone(), owner.clone(), timing))
+                .collect();
+            (
+                engine.available_count(),
+                engine.leased_count(),
+                engine.total_count(),
+                leases,
+            )
+        };
+        let now = monotonic();
+        let limits = self.core.cfg.limits;
+        let out = PyDict::new(py);
+        out.set_item("backend", &self.core.cfg.backend_name)?;
+        out.set_item("desired", desired)?;
+        out.set_item("max_pools", limits.max_pools())?;
+        out.set_item("min_pools", limits.min_pools())?;
+        out.set_item("available", available)?;
+        out.set_item("leased", leased)?;
+        out.set_item("total", total)?;
+        out.set_item("workers_per_pool", self.core.cfg.workers_per_pool)?;
+        let list = PyList::empty(py);
+        for (id, owner, timing) in leases {
+            let entry = PyDict::new(py);
+            entry.set_item("lease_id", &*id)?;
+            entry.set_item("owner", owner.clone_ref(py))?;
+            entry.set_item(
+                "seconds_until_soft_expiry",
+                (timing.soft_expires_at() - now).max(0.0),
+            )?;
+            entry.set_item(
+                "seconds_until_hard_expiry",
+                (timing.hard_expires_at() - now).max(0.0),
+            )?;
+            list.append(entry)?;
+        }
+        out.set_item("leases", list)?;
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        let (total, available, leased) = self.core.counts();
+        format!(
+            "<LeasedExecutorManager backend={} total={total} available={available} leased={leased}>",
+            self.core.cfg.backend_name
+        )
+    }
+}
+
+/// An awaitable that yields `None` at once.
+pub(crate) fn ready_none(py: Python<'_>, bridge: Option<Arc<LoopBridge>>) -> PyResult<Py<PyAny>> {
+    match bridge {
+        Some(bridge) => {
+            Ok(PyLeaseFuture::ready(py, bridge, Outcome::Value(py.None()), None)?.into_any())
+        }
+        None => Ok(PyEngineCoroutine::ready(py, "release", py.None())?.into_any()),
+    }
+}
