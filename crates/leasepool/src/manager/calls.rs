@@ -1,0 +1,167 @@
+//! The call-slot operations of the [`Manager`] (see the module docs, "Call slots").
+
+use super::*;
+
+impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
+    /// Leases one call slot now or, if `make_waiter` is given, queues the caller in
+    /// the same FIFO queue as [`acquire`](Self::acquire). See "Call slots".
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), with the waiter handed back.
+    pub fn acquire_slot(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
+        if let Err(err) = crate::settings::lease_seconds(lease_seconds) {
+            return Err((err, make_waiter));
+        }
+        if !self.running {
+            return Err((LeaseError::NotStarted, make_waiter));
+        }
+        if now >= self.expiry_floor {
+            self.revoke_expired(now, effects);
+        }
+        if self.waiters.is_empty() {
+            if let Some(grant) = self.grant_slot(now, lease_seconds, meta.clone(), effects) {
+                return Ok(SlotAcquired::Granted(grant, make_waiter));
+            }
+        }
+        match make_waiter {
+            None => Err((
+                LeaseError::Unavailable {
+                    max_pools: self.limits.max_pools(),
+                },
+                None,
+            )),
+            Some(waiter) => {
+                let ticket = self.waiters.push(Queued {
+                    waiter,
+                    lease_seconds,
+                    meta,
+                    want: Want::Slot,
+                });
+                Ok(SlotAcquired::Queued(ticket))
+            }
+        }
+    }
+
+    /// The call of slot `key` was finished with (run, failed or withdrawn): return
+    /// the slot. Its pool goes back to `available` (or is retired, as
+    /// [`release`](Self::release) decides) when this was its last slot, and the
+    /// oldest waiters are served. `broken`: the pool can never run a call again; it
+    /// takes no new slot and is retired with its last one. `false` for a slot
+    /// already revoked or gone.
+    pub fn end_slot(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        broken: bool,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(slot) = self.slots.remove(&key) else {
+            return false;
+        };
+        let timing = slot.timing;
+        let emptied = self.shared.end_slot(slot.seq, broken);
+        effects.events.push(Event::SlotEnded {
+            id: slot.id,
+            meta: slot.meta,
+        });
+        if let Some(emptied) = emptied {
+            if emptied.tainted {
+                effects.revoked.push(emptied.pool);
+            } else {
+                self.free_pool(
+                    emptied.pool,
+                    emptied.seq,
+                    timing.is_hard_expired(now),
+                    now,
+                    target,
+                    effects,
+                );
+            }
+        }
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+        true
+    }
+
+    /// Revokes the call slots past their hard expiry; each taints its pool, which is
+    /// revoked once its other slots have ended (see "Call slots").
+    pub(super) fn revoke_expired_slots(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
+        let expired: Vec<LeaseKey> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.timing.is_hard_expired(now))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            let Some(slot) = self.slots.remove(&key) else {
+                continue;
+            };
+            effects.events.push(Event::Revoked {
+                id: slot.id,
+                meta: slot.meta,
+                lease_seconds: slot.timing.lease_seconds,
+                grace_seconds: slot.timing.grace_seconds,
+            });
+            if let Some(emptied) = self.shared.end_slot(slot.seq, true) {
+                effects.revoked.push(emptied.pool);
+            }
+        }
+    }
+
+    /// Leases a slot on a shared pool with room, or on a free pool that starts
+    /// sharing; `None` if neither exists.
+    pub(super) fn grant_slot(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        meta: M,
+        effects: &mut Effects<P, M, W>,
+    ) -> Option<SlotGrant<P>> {
+        let (pool, seq) = match self.shared.take_free_slot() {
+            Some(found) => found,
+            None => {
+                let (pool, seq) = self.take_pool(effects)?;
+                (self.shared.host(pool, seq), seq)
+            }
+        };
+        let (key, id) = self.ids.mint();
+        let id: IdStr = IdStr::from(id);
+        let timing = LeaseTiming {
+            leased_at: now,
+            lease_seconds,
+            grace_seconds: self.grace_seconds,
+        };
+        self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
+        effects.events.push(Event::SlotLeased {
+            id: id.clone(),
+            meta: meta.clone(),
+            seq,
+        });
+        self.slots.insert(
+            key,
+            SlotHeld {
+                id: id.clone(),
+                meta,
+                timing,
+                seq,
+            },
+        );
+        Some(SlotGrant {
+            key,
+            id,
+            timing,
+            pool,
+            seq,
+        })
+    }
+}

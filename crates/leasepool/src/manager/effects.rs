@@ -1,0 +1,173 @@
+//! What the [`Manager`](super::Manager) hands back: grants, log events and the
+//! effects its caller performs after releasing the lock.
+
+use super::IdStr;
+use crate::drain::CallTracker;
+use crate::lease::{LeaseKey, LeaseTiming};
+use crate::slots::SlotGrant;
+use crate::sync::{Arc, AtomicBool};
+use crate::waiters::Ticket;
+
+/// A queued caller, as the manager sees it.
+pub trait Waiter {
+    /// Atomically claims the waiter for a grant. Returns `false` if it was cancelled
+    /// (or timed out) first; such a waiter is dropped without receiving a pool.
+    fn try_claim(&self) -> bool;
+}
+
+/// A lease just granted: everything a front end needs to use it without the lock.
+#[derive(Debug, Clone)]
+pub struct Grant<P> {
+    /// Engine key of the lease.
+    pub key: LeaseKey,
+    /// Public id string.
+    pub id: IdStr,
+    /// When it was granted and when it expires.
+    pub timing: LeaseTiming,
+    /// The leased pool.
+    pub pool: P,
+    /// Cleared (with `Release` ordering) the moment the lease is released or revoked.
+    pub live: Arc<AtomicBool>,
+    /// Counts the lease's calls in flight (see the module docs, "Draining").
+    pub calls: std::sync::Arc<CallTracker>,
+}
+
+/// Something worth a log line, reported after the lock is dropped.
+#[derive(Debug)]
+pub enum Event<M> {
+    /// A pool was created.
+    Created {
+        /// Sequence number of the pool (1, 2, ... over the manager's life).
+        seq: u64,
+    },
+    /// A lease was granted.
+    Leased {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Soft lifetime.
+        lease_seconds: f64,
+        /// Grace period.
+        grace_seconds: f64,
+    },
+    /// A call slot was leased on the shared pool `seq`.
+    SlotLeased {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Sequence number of the shared pool.
+        seq: u64,
+    },
+    /// A call slot's call was finished with and the slot returned.
+    SlotEnded {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+    },
+    /// A lease was released while calls still run on its pool: it drains first.
+    Draining {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Calls in flight at the release.
+        pending: u64,
+    },
+    /// A released lease let go of its pool (at once, or when its drain finished).
+    Released {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Whether the pool stayed in the manager (`false`: shut down).
+        kept: bool,
+    },
+    /// A lease's pool was reported broken and retired (the lease ended with it).
+    RetiredBroken {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+    },
+    /// A lease passed its hard expiry and was revoked by a scan.
+    Revoked {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Soft lifetime.
+        lease_seconds: f64,
+        /// Grace period.
+        grace_seconds: f64,
+    },
+}
+
+/// Work the caller must do after releasing the manager's lock.
+#[derive(Debug)]
+pub struct Effects<P, M, W> {
+    /// Waiters that now hold a lease: complete them.
+    pub granted: Vec<(W, Grant<P>)>,
+    /// Slot waiters that now hold a call slot: submit their calls.
+    pub slots_granted: Vec<(W, SlotGrant<P>)>,
+    /// Waiters refused because the manager stopped: fail them.
+    pub refused: Vec<W>,
+    /// Cancelled waiters skipped during hand-off: just drop them (outside the lock).
+    pub dropped: Vec<W>,
+    /// Pools that left the manager: shut them down.
+    pub retired: Vec<P>,
+    /// Pools of leases revoked at their hard expiry: shut them down, stopping the
+    /// calls still running there if the backend can.
+    pub revoked: Vec<P>,
+    /// Log events, in order.
+    pub events: Vec<Event<M>>,
+}
+
+impl<P, M, W> Default for Effects<P, M, W> {
+    fn default() -> Self {
+        Self {
+            granted: Vec::new(),
+            slots_granted: Vec::new(),
+            refused: Vec::new(),
+            dropped: Vec::new(),
+            retired: Vec::new(),
+            revoked: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<P, M, W> Effects<P, M, W> {
+    /// Whether there is nothing to do.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.granted.is_empty()
+            && self.slots_granted.is_empty()
+            && self.refused.is_empty()
+            && self.dropped.is_empty()
+            && self.retired.is_empty()
+            && self.revoked.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Outcome of [`Manager::acquire`](super::Manager::acquire) when waiting is allowed.
+#[derive(Debug)]
+pub enum Acquired<P> {
+    /// A pool was free: here is the lease.
+    Granted(Grant<P>),
+    /// The caller's waiter was queued under this ticket.
+    Queued(Ticket),
+}
+
+/// Outcome of [`Manager::acquire_slot`](super::Manager::acquire_slot).
+#[derive(Debug)]
+pub enum SlotAcquired<P, W> {
+    /// A slot was free: run the call on `grant.pool`. The unused waiter comes back
+    /// (it may own the call itself; it is the caller's to drop, outside the lock).
+    Granted(SlotGrant<P>, Option<W>),
+    /// The caller's waiter was queued under this ticket.
+    Queued(Ticket),
+}
