@@ -707,6 +707,11 @@ def write_report(
     if chart_py and write_chart(rows, png, chart_py):
         md += [f"![ratio ours/0.1.3 per workload]({png.name})", ""]
     md += [
+        "The same engine in a real service (Starlette on uvicorn, a sqlite3 query per"
+        " request, wrk over loopback; lease per request and `manager.run`, against 0.1.3,"
+        " anyio and `run_in_executor`): [service-benchmark.md](service-benchmark.md),"
+        " `python benchmarks/service/bench.py`.",
+        "",
         "## Results",
         "",
         f"Median of {header['repeats']} runs per cell. Each run is a fresh process that warms"
