@@ -61,7 +61,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::drain::CallTracker;
 use crate::error::LeaseError;
-use crate::lease::{LeaseIdMint, LeaseKey, LeaseRecord, LeaseTiming};
+use crate::lease::{LeaseIdMint, LeaseKey, LeaseTiming};
 use crate::sizing::PoolLimits;
 use crate::slots::{PoolSeq, SharedPools, SlotGrant, SlotHeld};
 use crate::sync::{Arc, AtomicBool, Ordering};
@@ -99,8 +99,11 @@ struct Idle<P> {
     since: f64,
 }
 
+/// A leased pool. (Its key is the map's key: not stored twice.)
 struct Held<P, M> {
-    record: LeaseRecord<P, M>,
+    pool: P,
+    meta: M,
+    timing: LeaseTiming,
     seq: PoolSeq,
     id: IdStr,
     live: Arc<AtomicBool>,
@@ -256,7 +259,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let mut all: Vec<_> = self
             .leased
             .iter()
-            .map(|(key, held)| (*key, (&held.id, &held.record.meta, held.record.timing)))
+            .map(|(key, held)| (*key, (&held.id, &held.meta, held.timing)))
             .chain(
                 self.slots
                     .iter()
@@ -272,7 +275,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     pub fn next_hard_expiry(&self) -> Option<f64> {
         self.leased
             .values()
-            .map(|held| held.record.timing)
+            .map(|held| held.timing)
             .chain(self.slots.values().map(|slot| slot.timing))
             .map(|timing| timing.hard_expires_at())
             .min_by(f64::total_cmp)
@@ -292,7 +295,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             .extend(self.available.drain(..).map(|idle| idle.pool));
         for (_, held) in std::mem::take(&mut self.leased) {
             held.live.store(false, Ordering::Release);
-            effects.retired.push(held.record.pool);
+            effects.retired.push(held.pool);
         }
         effects.retired.extend(self.shared.drain());
         self.slots.clear();
@@ -428,7 +431,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             held.draining = true;
             effects.events.push(Event::Draining {
                 id: held.id.clone(),
-                meta: held.record.meta.clone(),
+                meta: held.meta.clone(),
                 pending: held.calls.in_flight(),
             });
             return true;
@@ -470,9 +473,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         held.live.store(false, Ordering::Release);
         effects.events.push(Event::RetiredBroken {
             id: held.id,
-            meta: held.record.meta,
+            meta: held.meta,
         });
-        effects.retired.push(held.record.pool);
+        effects.retired.push(held.pool);
         if self.running {
             self.ensure_minimum(target, effects);
             self.serve_waiters(now, effects);
@@ -485,11 +488,11 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return;
         };
         held.live.store(false, Ordering::Release);
-        let expired = held.record.timing.is_hard_expired(now);
-        let kept = self.free_pool(held.record.pool, held.seq, expired, now, target, effects);
+        let expired = held.timing.is_hard_expired(now);
+        let kept = self.free_pool(held.pool, held.seq, expired, now, target, effects);
         effects.events.push(Event::Released {
             id: held.id,
-            meta: held.record.meta,
+            meta: held.meta,
             kept,
         });
         if self.running {
@@ -513,12 +516,12 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let Some(held) = self.leased.get(&key) else {
             return Err(LeaseError::Inactive);
         };
-        if !held.record.timing.is_hard_expired(now) {
+        if !held.timing.is_hard_expired(now) {
             return Ok(());
         }
         if let Some(held) = self.leased.remove(&key) {
             held.live.store(false, Ordering::Release);
-            effects.revoked.push(held.record.pool);
+            effects.revoked.push(held.pool);
         }
         self.ensure_minimum(target, effects);
         self.serve_waiters(now, effects);
@@ -541,20 +544,20 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let expired: Vec<LeaseKey> = self
             .leased
             .iter()
-            .filter(|(_, held)| held.record.timing.is_hard_expired(now))
+            .filter(|(_, held)| held.timing.is_hard_expired(now))
             .map(|(key, _)| *key)
             .collect();
         for key in expired {
             if let Some(held) = self.leased.remove(&key) {
                 held.live.store(false, Ordering::Release);
-                let timing = held.record.timing;
+                let timing = held.timing;
                 effects.events.push(Event::Revoked {
                     id: held.id,
-                    meta: held.record.meta,
+                    meta: held.meta,
                     lease_seconds: timing.lease_seconds,
                     grace_seconds: timing.grace_seconds,
                 });
-                effects.revoked.push(held.record.pool);
+                effects.revoked.push(held.pool);
             }
         }
         self.revoke_expired_slots(now, effects);
@@ -679,12 +682,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.leased.insert(
             key,
             Held {
-                record: LeaseRecord {
-                    key,
-                    pool: pool.clone(),
-                    meta,
-                    timing,
-                },
+                pool: pool.clone(),
+                meta,
+                timing,
                 seq,
                 id: id.clone(),
                 live: live.clone(),
