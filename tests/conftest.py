@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import uvloop
+
+from leasepool._engine import _set_clock_skew_for_tests
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -30,6 +32,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "beyond_reference: behaviour the pure-Python reference (leasepool 0.1.1) lacks; "
         "expected to fail or be flaky there",
     )
+
+
+@pytest.fixture
+def advance_clock() -> Iterator[Callable[[float], None]]:
+    """Moves the engine's clock forward (its test seam), and back to real time after."""
+    skew = 0.0
+
+    def advance(seconds: float) -> None:
+        nonlocal skew
+        skew += seconds
+        _set_clock_skew_for_tests(skew)
+
+    try:
+        yield advance
+    finally:
+        _set_clock_skew_for_tests(0.0)
 
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))

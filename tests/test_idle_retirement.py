@@ -11,28 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from _support import MANAGER_LOGGER, messages, started_manager
 
 from leasepool import LeasedExecutorManager
-from leasepool._engine import _set_clock_skew_for_tests
-
-
-@pytest.fixture
-def advance_clock() -> Iterator[Callable[[float], None]]:
-    skew = 0.0
-
-    def advance(seconds: float) -> None:
-        nonlocal skew
-        skew += seconds
-        _set_clock_skew_for_tests(skew)
-
-    try:
-        yield advance
-    finally:
-        _set_clock_skew_for_tests(0.0)
 
 
 def thread_name() -> str:

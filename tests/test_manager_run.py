@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,6 @@ from leasepool import (
     LeasePoolNotStartedError,
     LeaseUnavailableError,
 )
-from leasepool._engine import _set_clock_skew_for_tests
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -56,21 +55,6 @@ class Gate:
                     raise AssertionError(f"{count} calls never started: {self.started}")
 
         await asyncio.to_thread(wait)
-
-
-@pytest.fixture
-def advance_clock() -> Iterator[Callable[[float], None]]:
-    skew = 0.0
-
-    def advance(seconds: float) -> None:
-        nonlocal skew
-        skew += seconds
-        _set_clock_skew_for_tests(skew)
-
-    try:
-        yield advance
-    finally:
-        _set_clock_skew_for_tests(0.0)
 
 
 async def test_runs_the_call_with_its_arguments_and_the_callers_context() -> None:

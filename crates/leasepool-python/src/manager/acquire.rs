@@ -12,13 +12,10 @@ impl ManagerCore {
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let Some(bridge) = self.bridge() else {
-            let err = lease_error(py, &LeaseError::NotStarted);
-            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
+        let bridge = match self.serving_bridge(py, "acquire") {
+            Ok(bridge) => bridge,
+            Err(refusal) => return refusal,
         };
-        if let Err(err) = require_owner_loop(py, &bridge, "acquire") {
-            return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any());
-        }
         let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
         let owner: Owner = Arc::new(owner);
         let now = monotonic();

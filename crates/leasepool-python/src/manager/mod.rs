@@ -390,6 +390,25 @@ impl ManagerCore {
         }
     }
 
+    /// The running loop's bridge, if `method` may be served here; otherwise the
+    /// awaitable that raises why (not started, or another loop than the manager's), as
+    /// 0.1.3's coroutines raise at the `await`.
+    fn serving_bridge(
+        &self,
+        py: Python<'_>,
+        method: &'static str,
+    ) -> Result<Arc<LoopBridge>, PyResult<Py<PyAny>>> {
+        let refuse =
+            |err: PyErr| Err(PyEngineCoroutine::failing(py, method, err).map(Py::into_any));
+        let Some(bridge) = self.bridge() else {
+            return refuse(lease_error(py, &LeaseError::NotStarted));
+        };
+        if let Err(err) = require_owner_loop(py, &bridge, method) {
+            return refuse(err);
+        }
+        Ok(bridge)
+    }
+
     /// The call of slot `key` was finished with (any thread; idempotent).
     pub(crate) fn end_slot(self: &Arc<Self>, py: Python<'_>, key: LeaseKey, broken: bool) {
         let target = self.last_target.load(Ordering::Relaxed);

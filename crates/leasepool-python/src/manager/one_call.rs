@@ -30,13 +30,10 @@ impl ManagerCore {
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let Some(bridge) = self.bridge() else {
-            let err = lease_error(py, &LeaseError::NotStarted);
-            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
+        let bridge = match self.serving_bridge(py, "run") {
+            Ok(bridge) => bridge,
+            Err(refusal) => return refusal,
         };
-        if let Err(err) = require_owner_loop(py, &bridge, "run") {
-            return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any());
-        }
         let timeout = match timeout {
             Some(t) if wait && !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
             _ => None,

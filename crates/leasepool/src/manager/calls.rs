@@ -16,37 +16,17 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
-        if let Err(err) = crate::settings::lease_seconds(lease_seconds) {
+        if let Err(err) = self.admit(now, lease_seconds, effects) {
             return Err((err, make_waiter));
-        }
-        if !self.running {
-            return Err((LeaseError::NotStarted, make_waiter));
-        }
-        if now >= self.expiry_floor {
-            self.revoke_expired(now, effects);
         }
         if self.waiters.is_empty() {
             if let Some(grant) = self.grant_slot(now, lease_seconds, meta.clone(), effects) {
                 return Ok(SlotAcquired::Granted(grant, make_waiter));
             }
         }
-        match make_waiter {
-            None => Err((
-                LeaseError::Unavailable {
-                    max_pools: self.limits.max_pools(),
-                },
-                None,
-            )),
-            Some(waiter) => {
-                let ticket = self.waiters.push(Queued {
-                    waiter,
-                    lease_seconds,
-                    meta,
-                    want: Want::Slot,
-                });
-                Ok(SlotAcquired::Queued(ticket))
-            }
-        }
+        self.enqueue(Want::Slot, lease_seconds, meta, make_waiter)
+            .map(SlotAcquired::Queued)
+            .map_err(|err| (err, None))
     }
 
     /// The call of slot `key` was finished with (run, failed or withdrawn): return

@@ -321,13 +321,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<Acquired<P>, LeaseError> {
-        crate::settings::lease_seconds(lease_seconds)?;
-        if !self.running {
-            return Err(LeaseError::NotStarted);
-        }
-        if now >= self.expiry_floor {
-            self.revoke_expired(now, effects);
-        }
+        self.admit(now, lease_seconds, effects)?;
         if self.waiters.is_empty() {
             if let Some((pool, seq)) = self.take_pool(effects) {
                 return Ok(Acquired::Granted(self.grant(
@@ -340,20 +334,48 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 )));
             }
         }
-        match make_waiter {
-            None => Err(LeaseError::Unavailable {
-                max_pools: self.limits.max_pools(),
-            }),
-            Some(waiter) => {
-                let ticket = self.waiters.push(Queued {
-                    waiter,
-                    lease_seconds,
-                    meta,
-                    want: Want::Pool,
-                });
-                Ok(Acquired::Queued(ticket))
-            }
+        self.enqueue(Want::Pool, lease_seconds, meta, make_waiter)
+            .map(Acquired::Queued)
+    }
+
+    /// The checks every request passes first: a valid `lease_seconds`, a running
+    /// manager, and no lease left past its hard expiry (when one can be).
+    fn admit(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<(), LeaseError> {
+        crate::settings::lease_seconds(lease_seconds)?;
+        if !self.running {
+            return Err(LeaseError::NotStarted);
         }
+        if now >= self.expiry_floor {
+            self.revoke_expired(now, effects);
+        }
+        Ok(())
+    }
+
+    /// Queues a request that could not be served at once, behind everyone queued; a
+    /// caller without a waiter (`wait=False`) is refused instead.
+    fn enqueue(
+        &mut self,
+        want: Want,
+        lease_seconds: f64,
+        meta: M,
+        make_waiter: Option<W>,
+    ) -> Result<Ticket, LeaseError> {
+        let Some(waiter) = make_waiter else {
+            return Err(LeaseError::Unavailable {
+                max_pools: self.limits.max_pools(),
+            });
+        };
+        Ok(self.waiters.push(Queued {
+            waiter,
+            lease_seconds,
+            meta,
+            want,
+        }))
     }
 
     /// A pool nobody uses any more: kept (to the oldest waiter, under the target, or
