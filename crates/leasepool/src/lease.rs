@@ -106,19 +106,6 @@ impl LeaseTiming {
     }
 }
 
-/// A live lease as the manager tracks it: the pool it holds and the caller's metadata.
-#[derive(Debug)]
-pub struct LeaseRecord<P, M> {
-    /// The engine key.
-    pub key: LeaseKey,
-    /// The leased pool.
-    pub pool: P,
-    /// Caller-defined data carried with the lease (the binding keeps owner and id here).
-    pub meta: M,
-    /// Timing of the lease.
-    pub timing: LeaseTiming,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
