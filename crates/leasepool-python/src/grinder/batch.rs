@@ -1,110 +1,51 @@
-//! A grinder batch on its way: the lease it waits for (`BatchStart`), the count of
-//! its calls still running (`BatchProgress`), and the flush timer.
+//! A batch from lease to last call: leasing an executor for it (`BatchLease`, told
+//! by the manager directly), submitting its items, counting them down
+//! (`BatchProgress`), cancelling it for `stop(cancel_pending=True)`, and the flush
+//! timer.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::OnceLock;
+
+use leasepool::claim::ClaimFlag;
+use leasepool::grinder::BatchStart;
+use leasepool::waiters::Ticket;
 
 use super::*;
+use crate::job::{JobObserver, StartGate, Target};
+use crate::lease::PyExecutorLease;
+use crate::logging::{ERROR, INFO};
+use crate::manager::LeaseTaker;
 
-/// Counts a batch's jobs down; the last one releases the lease.
-pub(super) struct BatchProgress {
-    pub(super) core: Arc<GrinderCore>,
-    pub(super) lease: Py<PyExecutorLease>,
-    pub(super) batch_id: u64,
-    pub(super) size: usize,
-    pub(super) remaining: AtomicUsize,
+/// What `stop(cancel_pending=True)` needs of a batch in flight.
+pub(super) struct BatchTrack {
+    lease: Arc<BatchLease>,
+    /// Its items: each gate withdraws the call unless a worker started it, and then
+    /// its taker is told it was cancelled.
+    targets: Vec<(Arc<StartGate>, Target)>,
 }
 
-impl JobObserver for BatchProgress {
-    fn job_done(&self, py: Python<'_>) {
-        self.core.items_finished(py, 1);
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let cancelled = lock(&self.core.state)
-                .batches
-                .get(&self.batch_id)
-                .is_some_and(|track| track.cancelled);
-            if !cancelled {
-                self.core.logger.log(
-                    py,
-                    INFO,
-                    "Finished batch batch_id=%s size=%s",
-                    (self.batch_id, self.size),
-                    None,
-                );
-            }
-            self.lease.get().release_now(py);
-            self.core.batch_finished(py, self.batch_id);
-        }
-    }
+/// A batch waiting for its lease. The claim flag decides, once, whether the lease
+/// (granted on any thread) or `stop(cancel_pending=True)` gets the batch.
+pub(super) struct BatchLease {
+    core: Arc<GrinderCore>,
+    batch_id: u64,
+    claim: ClaimFlag,
+    jobs: Mutex<Option<Vec<Job>>>,
+    /// Its place in the manager's queue, while it waits.
+    ticket: OnceLock<Ticket>,
 }
 
-/// Done-callback of a batch's acquire: submits the batch to the leased pool.
-#[pyclass(module = "leasepool._engine", frozen)]
-pub(super) struct BatchStart {
-    pub(super) core: Arc<GrinderCore>,
-    pub(super) batch_id: u64,
-    pub(super) jobs: Mutex<Option<Vec<Job>>>,
-}
-
-impl BatchStart {
-    pub(super) fn fail(&self, py: Python<'_>, err: &PyErr) {
-        let jobs = lock(&self.jobs).take().unwrap_or_default();
-        self.core.logger.log(
-            py,
-            ERROR,
-            "Batch failed batch_id=%s size=%s",
-            (self.batch_id, jobs.len()),
-            Some(err),
-        );
-        let count = jobs.len();
-        for job in jobs {
-            job.fail(py, err.clone_ref(py));
-        }
-        self.core.items_finished(py, count);
-        self.core.batch_finished(py, self.batch_id);
+impl LeaseTaker for BatchLease {
+    fn try_claim(&self) -> bool {
+        self.claim.try_claim()
     }
 
-    /// `stop(cancel_pending=True)` withdrew the batch's acquire: its items never run.
-    pub(super) fn cancel(&self, py: Python<'_>) {
-        let jobs = lock(&self.jobs).take().unwrap_or_default();
-        let count = jobs.len();
-        for job in jobs {
-            job.cancel(py);
-        }
-        self.core.items_finished(py, count);
-        self.core.batch_finished(py, self.batch_id);
-    }
-}
-
-#[pymethods]
-impl BatchStart {
-    pub(super) fn __call__(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
-        crate::errors::contain_panics(py, "leasepool WorkGrinder batch start", || {
-            self.start(py, future);
-        });
-    }
-}
-
-impl BatchStart {
-    pub(super) fn start(&self, py: Python<'_>, future: &Bound<'_, PyAny>) {
-        if future
-            .call_method0("cancelled")
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(false)
-        {
-            return self.cancel(py);
-        }
-        // Leased: from now on its items are cancelled one by one.
-        let acquire = lock(&self.core.state)
-            .batches
-            .get_mut(&self.batch_id)
-            .and_then(|track| track.acquire.take());
-        drop(acquire); // outside the lock
-        let lease = match future.call_method0("result") {
-            Ok(lease) => lease,
-            Err(err) => return self.fail(py, &err),
+    fn leased(&self, py: Python<'_>, lease: Bound<'_, PyExecutorLease>) {
+        self.claim.finish();
+        let Some(jobs) = lock(&self.jobs).take() else {
+            lease.get().release_now(py);
+            return;
         };
-        let Ok(lease) = lease.cast_into::<PyExecutorLease>() else {
-            return self.fail(py, &runtime_error("acquire() returned no lease"));
-        };
-        let jobs = lock(&self.jobs).take().unwrap_or_default();
         let progress = Arc::new(BatchProgress {
             core: self.core.clone(),
             lease: lease.clone().unbind(),
@@ -123,6 +64,75 @@ impl BatchStart {
             }
         }
     }
+
+    fn refused(&self, py: Python<'_>, err: PyErr) {
+        let Some(jobs) = lock(&self.jobs).take() else {
+            return;
+        };
+        self.core.logger.log(
+            py,
+            ERROR,
+            "Batch failed batch_id=%s size=%s",
+            (self.batch_id, jobs.len()),
+            Some(&err),
+        );
+        let count = jobs.len();
+        for job in jobs {
+            job.fail(py, err.clone_ref(py));
+        }
+        self.core.batch_over(py, self.batch_id, count);
+    }
+}
+
+impl BatchLease {
+    /// `stop(cancel_pending=True)`: leaves the manager's queue and cancels every item,
+    /// unless the lease was granted first (then `false`: cancel the items one by one).
+    fn cancel(&self, py: Python<'_>) -> bool {
+        if !self.claim.try_claim() {
+            return false;
+        }
+        if let Some(ticket) = self.ticket.get() {
+            self.core.manager.withdraw_waiter(py, *ticket);
+        }
+        self.claim.finish();
+        let jobs = lock(&self.jobs).take().unwrap_or_default();
+        let count = jobs.len();
+        for job in jobs {
+            job.cancel(py);
+        }
+        self.core.batch_over(py, self.batch_id, count);
+        true
+    }
+}
+
+/// Counts a batch's jobs down; the last one releases the lease.
+struct BatchProgress {
+    core: Arc<GrinderCore>,
+    lease: Py<PyExecutorLease>,
+    batch_id: u64,
+    size: usize,
+    remaining: AtomicUsize,
+}
+
+impl JobObserver for BatchProgress {
+    fn job_done(&self, py: Python<'_>) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            self.core.items_finished(py, 1);
+            return;
+        }
+        // "Cancelled batch" was logged for a batch stop() cancelled (as in 0.1.3).
+        if !lock(&self.core.state).engine.is_cancelled(self.batch_id) {
+            self.core.logger.log(
+                py,
+                INFO,
+                "Finished batch batch_id=%s size=%s",
+                (self.batch_id, self.size),
+                None,
+            );
+        }
+        self.lease.get().release_now(py);
+        self.core.batch_over(py, self.batch_id, 1);
+    }
 }
 
 #[pyclass(module = "leasepool._engine", frozen)]
@@ -132,9 +142,121 @@ pub(super) struct FlushTimer {
 
 #[pymethods]
 impl FlushTimer {
-    pub(super) fn __call__(&self, py: Python<'_>) {
+    fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool WorkGrinder timer", || {
             self.core.on_timer(py);
         });
+    }
+}
+
+impl GrinderCore {
+    /// Starts a batch the engine formed (loop thread): drops items cancelled while
+    /// they waited, then leases an executor for the rest.
+    pub(super) fn dispatch(self: &Arc<Self>, py: Python<'_>, batch: Batch<Item>) {
+        let Batch { id, items } = batch;
+        let size = items.len();
+        let (live, gone): (Vec<Job>, Vec<Job>) = items
+            .into_iter()
+            .map(|item| item.job)
+            .partition(|job| !job.is_cancelled(py));
+        drop(gone); // settled already
+        let start = self.drive(py, |state, fx| {
+            state
+                .engine
+                .start_batch(id, size, live.len(), monotonic(), fx)
+        });
+        match start {
+            BatchStart::Empty => {}
+            BatchStart::Cancelled => {
+                for job in live {
+                    job.cancel(py);
+                }
+                self.batch_over(py, id, size);
+            }
+            BatchStart::Run => self.lease_batch(py, id, live),
+        }
+    }
+
+    fn lease_batch(self: &Arc<Self>, py: Python<'_>, batch_id: u64, jobs: Vec<Job>) {
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .map(|job| job.gated(Arc::new(StartGate::default())))
+            .collect();
+        self.logger.log(
+            py,
+            INFO,
+            "Processing batch batch_id=%s size=%s lease_seconds=%s",
+            (batch_id, jobs.len(), self.settings.lease_seconds),
+            None,
+        );
+        let targets = jobs
+            .iter()
+            .filter_map(|job| Some((job.gate()?.clone(), job.target.clone_ref(py))))
+            .collect();
+        let lease = Arc::new(BatchLease {
+            core: self.clone(),
+            batch_id,
+            claim: ClaimFlag::new(),
+            jobs: Mutex::new(Some(jobs)),
+            ticket: OnceLock::new(),
+        });
+        // Tracked before leasing: a lease granted now may finish the batch at once.
+        lock(&self.state).batches.insert(
+            batch_id,
+            BatchTrack {
+                lease: lease.clone(),
+                targets,
+            },
+        );
+        let owner = format!("{}-batch-{batch_id}", self.settings.owner_prefix);
+        let owner = pyo3::types::PyString::new(py, &owner).into_any().unbind();
+        let taker: Arc<dyn LeaseTaker> = lease.clone();
+        let queued = self
+            .manager
+            .lease_for(py, self.settings.lease_seconds, owner, taker);
+        if let Some(ticket) = queued {
+            let _ = lease.ticket.set(ticket);
+        }
+    }
+
+    /// Batch `batch_id` is over, its last `finished` items just finished.
+    fn batch_over(self: &Arc<Self>, py: Python<'_>, batch_id: u64, finished: usize) {
+        let track = self.drive(py, |state, fx| {
+            state.engine.items_finished(finished, monotonic(), fx);
+            state.engine.finish_batch(batch_id, fx);
+            state.batches.remove(&batch_id)
+        });
+        drop(track); // Python references: dropped outside the lock
+    }
+
+    /// `stop(cancel_pending=True)`: every batch still waiting for a lease leaves the
+    /// manager's queue with its items cancelled; every item of a leased batch that has
+    /// not started is cancelled (a worker skips it). Running items finish. A batch
+    /// formed but not dispatched yet is cancelled when its dispatch runs.
+    pub(super) fn cancel_batches(self: &Arc<Self>, py: Python<'_>, batches: Vec<(u64, usize)>) {
+        for (batch_id, size) in batches {
+            self.logger.log(
+                py,
+                INFO,
+                "Cancelled batch batch_id=%s size=%s",
+                (batch_id, size),
+                None,
+            );
+            let track = lock(&self.state)
+                .batches
+                .get_mut(&batch_id)
+                .map(|track| (track.lease.clone(), std::mem::take(&mut track.targets)));
+            let Some((lease, targets)) = track else {
+                continue;
+            };
+            if lease.cancel(py) {
+                continue;
+            }
+            for (gate, target) in &targets {
+                if gate.withdraw() {
+                    target.cancel(py);
+                }
+            }
+        }
     }
 }

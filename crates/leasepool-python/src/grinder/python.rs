@@ -1,6 +1,16 @@
 //! `WorkGrinder`: the Python class, and the hooks that withdraw a cancelled item.
 
+use leasepool::grinder::BatchPolicy;
+use pyo3::exceptions::PyValueError;
+use pyo3::types::{PyDict, PyTuple};
+
 use super::*;
+use crate::coerce;
+use crate::coroutine::{PyEngineCoroutine, Step};
+use crate::job::Target;
+use crate::lease::PyExecutorLease;
+use crate::manager::PyLeasedExecutorManager;
+use crate::py_cache::{concurrent_future, get_logger};
 
 /// Batches many async submitters onto leased executors (see the package docs).
 #[pyclass(
@@ -42,6 +52,32 @@ impl PyWorkGrinder {
         target: Target,
     ) -> PyResult<Job> {
         PyExecutorLease::capture_job(py, func, args, kwargs, target)
+    }
+
+    /// May `submit_from_thread()` go ahead? `Err` (raised) for misuse; `Ok(Err)` for a
+    /// refusal the returned future carries (as 0.1.3 reports them).
+    fn thread_bridge(&self, py: Python<'_>) -> PyResult<Result<(), PyErr>> {
+        let (ever_started, bridge) = {
+            let state = lock(&self.core.state);
+            (state.ever_started, state.bridge.clone())
+        };
+        if !ever_started {
+            return Err(runtime_error("WorkGrinder is not started"));
+        }
+        let Some(bridge) = bridge else {
+            return Ok(Err(runtime_error("WorkGrinder is not started")));
+        };
+        reject_owner_loop_thread(py, &bridge, "submit_from_thread")?;
+        let closed = bridge
+            .event_loop()
+            .bind(py)
+            .call_method0("is_closed")
+            .and_then(|v| v.is_truthy())
+            .unwrap_or(true);
+        if closed {
+            return Ok(Err(runtime_error("WorkGrinder event loop is closed")));
+        }
+        Ok(Ok(()))
     }
 
     /// Withdraws item `id` from the pending queue when `future` is cancelled.
@@ -155,12 +191,14 @@ impl PyWorkGrinder {
             Some(l) if !l.is_none(py) => l,
             _ => get_logger(py)?.call1(("leasepool.grinder",))?.unbind(),
         };
-        let threshold = usize::try_from(batch_size_threshold).unwrap_or(usize::MAX);
+        let policy = BatchPolicy {
+            batch_size_threshold: usize::try_from(batch_size_threshold).unwrap_or(usize::MAX),
+            max_wait_seconds,
+            max_outstanding: max_pending,
+        };
         let core = Arc::new(GrinderCore {
             manager: executor_manager.get().core().clone(),
             settings: Settings {
-                max_wait_seconds,
-                batch_size_threshold: threshold,
                 lease_seconds,
                 owner_prefix,
                 max_pending,
@@ -169,28 +207,16 @@ impl PyWorkGrinder {
             },
             logger: Logger::new(py, logger),
             state: Mutex::new(State {
-                batcher: Batcher::new(BatchPolicy {
-                    batch_size_threshold: threshold,
-                    max_wait_seconds,
-                    max_outstanding: max_pending,
-                }),
-                phase: Phase::Idle,
+                engine: Grinder::new(policy),
                 ever_started: false,
                 bridge: None,
-                timer_armed: false,
-                in_flight: 0,
                 batches: HashMap::new(),
                 stop_waiters: Vec::new(),
-                parked_acks: std::collections::VecDeque::new(),
             }),
             space: Condvar::new(),
-            batch_seq: AtomicU64::new(0),
             work_seq: AtomicU64::new(0),
         });
-        let mut grinders = lock(&GRINDERS);
-        grinders.retain(|weak| weak.strong_count() > 0);
-        grinders.push(Arc::downgrade(&core));
-        drop(grinders);
+        super::lifecycle::register(&core);
         Ok(Self { core })
     }
 
@@ -288,16 +314,9 @@ impl PyWorkGrinder {
             let id = self.core.next_work_id();
             self.withdraw_on_cancel(py, result.bind(py), id)?;
             let ack = Some((accepted.clone_ref(py), result.clone_ref(py)));
-            match self
-                .core
-                .submit_item(py, Item { job, id, owner }, Some(ack))
-            {
-                Ok(parked) => {
-                    if !parked {
-                        PyLeaseFuture::settle(&accepted, py, Outcome::Value(result));
-                    }
-                    Ok(accepted.into_any())
-                }
+            let item = Item { job, id, owner };
+            match self.core.submit_item(py, item, Some(ack)) {
+                Ok(_) => Ok(accepted.into_any()),
                 Err((item, err)) => {
                     drop(item);
                     Ok(PyLeaseFuture::ready(py, bridge, Outcome::Error(err), None)?.into_any())
@@ -321,71 +340,22 @@ impl PyWorkGrinder {
     ) -> PyResult<Py<PyAny>> {
         crate::errors::guard_panics(|| {
             let owner = owner.unwrap_or_else(|| py.None());
-            let (ever_started, bridge) = {
-                let state = lock(&self.core.state);
-                (state.ever_started, state.bridge.clone())
-            };
-            if !ever_started {
-                return Err(runtime_error("WorkGrinder is not started"));
-            }
             let result = concurrent_future(py)?.call0()?.unbind();
-            let fail = |err: PyErr| -> PyResult<Py<PyAny>> {
+            let submitted = match self.thread_bridge(py)? {
+                Ok(()) => {
+                    let target = Target::Concurrent(result.clone_ref(py));
+                    let job = Self::job(py, fn_, args, kwargs, target)?;
+                    let id = self.core.next_work_id();
+                    self.withdraw_on_cancel(py, result.bind(py), id)?;
+                    self.core.submit_blocking(py, Item { job, id, owner })
+                }
+                Err(err) => Err(err),
+            };
+            if let Err(err) = submitted {
                 let value = crate::job::exception_value(py, &err);
                 result.bind(py).call_method1("set_exception", (value,))?;
-                Ok(result.clone_ref(py))
-            };
-            let Some(bridge) = bridge else {
-                return fail(runtime_error("WorkGrinder is not started"));
-            };
-            reject_owner_loop_thread(py, &bridge, "submit_from_thread")?;
-            let closed = bridge
-                .event_loop()
-                .bind(py)
-                .call_method0("is_closed")
-                .and_then(|v| v.is_truthy())
-                .unwrap_or(true);
-            if closed {
-                return fail(runtime_error("WorkGrinder event loop is closed"));
             }
-            let mut job = Self::job(
-                py,
-                fn_,
-                args,
-                kwargs,
-                Target::Concurrent(result.clone_ref(py)),
-            )?;
-            let id = self.core.next_work_id();
-            self.withdraw_on_cancel(py, result.bind(py), id)?;
-            let deadline = self.core.settings.submit_timeout.map(|t| monotonic() + t);
-            loop {
-                let item = Item {
-                    job,
-                    id,
-                    owner: owner.clone_ref(py),
-                };
-                match self.core.submit_item(py, item, None) {
-                    Ok(_) => return Ok(result),
-                    Err((item, err)) => {
-                        let full = self.core.settings.max_pending.is_some()
-                            && lock(&self.core.state).phase == Phase::Started;
-                        let may_block = full && self.core.settings.wait && !bridge.on_loop_thread();
-                        let remaining = deadline.map(|d| d - monotonic());
-                        if !may_block || remaining.is_some_and(|r| r <= 0.0) {
-                            drop(item);
-                            return fail(err);
-                        }
-                        job = item.job;
-                        let core = self.core.clone();
-                        py.detach(|| {
-                            let state = lock(&core.state);
-                            let wait = remaining.map_or(Duration::from_millis(100), |r| {
-                                Duration::from_secs_f64(r.clamp(0.0, 0.1))
-                            });
-                            let _ = core.space.wait_timeout(state, wait);
-                        });
-                    }
-                }
-            }
+            Ok(result)
         })
     }
 

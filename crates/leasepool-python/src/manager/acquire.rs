@@ -108,6 +108,59 @@ impl ManagerCore {
 
 /// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
 /// acquire timeout apart from one raised by the user's own call.
+impl ManagerCore {
+    /// Leases a whole pool for `taker` (the WorkGrinder's batches), in the same FIFO
+    /// queue as `acquire()`, with no awaitable in between: `taker` is told the lease
+    /// or the refusal, on whichever thread the grant happens. Returns the queue
+    /// ticket when it waits, for withdrawing it.
+    pub(crate) fn lease_for(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        lease_seconds: f64,
+        owner: Py<PyAny>,
+        taker: Arc<dyn LeaseTaker>,
+    ) -> Option<Ticket> {
+        let bridge = match self.bridge() {
+            Some(bridge) => bridge,
+            None => {
+                taker.refused(py, lease_error(py, &LeaseError::NotStarted));
+                return None;
+            }
+        };
+        if let Err(err) = require_owner_loop(py, &bridge, "acquire") {
+            taker.refused(py, err);
+            return None;
+        }
+        let owner: Owner = Arc::new(owner);
+        let waiter = Queued::Taker(owner.clone(), taker.clone());
+        let mut fx = Fx::default();
+        let acquired = lock(&self.engine).acquire(
+            monotonic(),
+            lease_seconds,
+            owner.clone(),
+            Some(waiter),
+            &mut fx,
+        );
+        self.perform(py, fx, Some(&bridge));
+        match acquired {
+            Ok(Acquired::Queued(ticket)) => Some(ticket),
+            Ok(Acquired::Granted(grant)) => {
+                let key = grant.key;
+                match self.make_lease(py, grant, owner, &bridge) {
+                    Ok(lease) if taker.try_claim() => taker.leased(py, lease.into_bound(py)),
+                    Ok(_) => self.release_key(py, key),
+                    Err(err) => taker.refused(py, err),
+                }
+                None
+            }
+            Err(err) => {
+                taker.refused(py, lease_error(py, &err));
+                None
+            }
+        }
+    }
+}
+
 pub(crate) fn acquire_timeout_error(py: Python<'_>, message: String) -> PyErr {
     crate::errors::new_exception(exception_class(py, "LeaseAcquireTimeoutError"), message)
 }

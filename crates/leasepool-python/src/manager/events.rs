@@ -22,29 +22,29 @@ impl ManagerCore {
         } = fx;
         self.log_events(py, events);
         for (waiter, grant) in granted {
-            let Queued::Acquire(QueuedAcquire { future, owner }) = waiter else {
+            let (owner, deliver): (Owner, Deliver) = match waiter {
+                Queued::Acquire(QueuedAcquire { future, owner }) => {
+                    (owner, Deliver::Future(future))
+                }
+                Queued::Taker(owner, taker) => (owner, Deliver::Taker(taker)),
                 // The engine grants pools to pool waiters only.
-                continue;
+                Queued::Call(_) => continue,
             };
-            let outcome = match bridge {
-                Some(bridge) => match self.make_lease(py, grant, owner, bridge) {
-                    Ok(lease) => Outcome::Value(lease.into_any()),
-                    Err(err) => Outcome::Error(err),
-                },
-                None => Outcome::Error(lease_error(py, &LeaseError::NotStarted)),
+            let lease = match bridge {
+                Some(bridge) => self.make_lease(py, grant, owner, bridge),
+                None => Err(lease_error(py, &LeaseError::NotStarted)),
             };
-            PyLeaseFuture::settle_claimed(&future, py, outcome);
+            deliver.lease(py, lease);
         }
         for (waiter, grant) in slots_granted {
             match waiter {
                 Queued::Call(call) => self.start_call(py, call.job, grant),
                 // The engine grants slots to slot waiters only; give it back.
-                Queued::Acquire(_) => self.end_slot(py, grant.key, false),
+                Queued::Acquire(_) | Queued::Taker(..) => self.end_slot(py, grant.key, false),
             }
         }
         for waiter in refused {
-            let err = lease_error(py, &LeaseError::NotStarted);
-            PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
+            waiter.refuse(py, lease_error(py, &LeaseError::NotStarted));
         }
         drop(dropped);
         for pool in retired {
@@ -133,6 +133,28 @@ impl ManagerCore {
                 ),
                 _ => {}
             }
+        }
+    }
+}
+
+/// Where a granted lease goes.
+enum Deliver {
+    Future(Py<PyLeaseFuture>),
+    Taker(Arc<dyn LeaseTaker>),
+}
+
+impl Deliver {
+    fn lease(self, py: Python<'_>, lease: PyResult<Py<PyExecutorLease>>) {
+        match (self, lease) {
+            (Self::Future(future), lease) => {
+                let outcome = match lease {
+                    Ok(lease) => Outcome::Value(lease.into_any()),
+                    Err(err) => Outcome::Error(err),
+                };
+                PyLeaseFuture::settle_claimed(&future, py, outcome);
+            }
+            (Self::Taker(taker), Ok(lease)) => taker.leased(py, lease.into_bound(py)),
+            (Self::Taker(taker), Err(err)) => taker.refused(py, err),
         }
     }
 }

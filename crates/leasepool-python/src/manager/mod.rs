@@ -59,19 +59,35 @@ pub(crate) struct QueuedAcquire {
     owner: Owner,
 }
 
+/// A lease request from inside the binding (a WorkGrinder batch): told its outcome
+/// directly instead of through an awaitable.
+pub(crate) trait LeaseTaker: Send + Sync {
+    /// Claims the lease about to be granted; `false` if the taker gave up.
+    fn try_claim(&self) -> bool;
+    /// The claimed lease (any thread).
+    fn leased(&self, py: Python<'_>, lease: Bound<'_, PyExecutorLease>);
+    /// No lease will come (the manager stopped, or refused the request).
+    fn refused(&self, py: Python<'_>, err: PyErr);
+}
+
 /// Somebody in the engine's FIFO queue.
 pub(crate) enum Queued {
     /// `acquire()`, waiting for a whole pool.
     Acquire(QueuedAcquire),
     /// `run()`, waiting for a call slot.
     Call(QueuedCall),
+    /// A batch of the WorkGrinder, waiting for a whole pool for this owner.
+    Taker(Owner, Arc<dyn LeaseTaker>),
 }
 
 impl Queued {
-    fn future(&self) -> &Py<PyLeaseFuture> {
+    /// The manager stopped: this waiter gets `err`.
+    fn refuse(self, py: Python<'_>, err: PyErr) {
         match self {
-            Self::Acquire(acquire) => &acquire.future,
-            Self::Call(call) => &call.future,
+            Self::Acquire(QueuedAcquire { future, .. }) | Self::Call(QueuedCall { future, .. }) => {
+                PyLeaseFuture::settle(&future, py, Outcome::Error(err));
+            }
+            Self::Taker(_, taker) => taker.refused(py, err),
         }
     }
 }
@@ -82,6 +98,7 @@ impl leasepool::Waiter for Queued {
             // A granted lease must reach its future: claim it now.
             Self::Acquire(acquire) => acquire.future.get().try_claim(),
             Self::Call(call) => call.is_wanted(),
+            Self::Taker(_, taker) => taker.try_claim(),
         }
     }
 }
@@ -136,8 +153,7 @@ impl Drop for ManagerCore {
         engine.stop(&mut fx);
         let _ = crate::attach::attach_known_thread(|py| {
             for waiter in fx.refused.drain(..) {
-                let err = lease_error(py, &LeaseError::NotStarted);
-                PyLeaseFuture::settle(waiter.future(), py, Outcome::Error(err));
+                waiter.refuse(py, lease_error(py, &LeaseError::NotStarted));
             }
             for pool in fx.retired.drain(..).chain(fx.revoked.drain(..)) {
                 pool.shutdown(py, None);

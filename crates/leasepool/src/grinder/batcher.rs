@@ -1,13 +1,11 @@
-//! Batch formation for the WorkGrinder.
+//! Batch formation: when pending items leave as a batch.
 //!
 //! Submissions queue here until either `batch_size_threshold` are pending or the
 //! oldest has waited `max_wait_seconds`; then everything pending leaves as one batch
 //! (each batch leases one executor). With `max_outstanding` set, an item counts
 //! against the bound from acceptance until it finishes, and submitters beyond it are
-//! parked in arrival order until items finish.
-//!
-//! Like [`crate::manager::Manager`], this is a plain state machine driven with explicit
-//! timestamps; the front end owns the lock, the timer and the submitters.
+//! parked in arrival order, each with its acknowledgement `A` (what tells that
+//! submitter its item was accepted), until items finish.
 
 use std::collections::VecDeque;
 
@@ -48,14 +46,18 @@ pub enum Due<T> {
 
 /// See the module docs.
 #[derive(Debug)]
-pub struct Batcher<T> {
+pub struct Batcher<T, A = ()> {
     policy: BatchPolicy,
     pending: VecDeque<(T, f64)>,
-    parked: VecDeque<T>,
+    parked: VecDeque<(T, A)>,
     outstanding: usize,
 }
 
-impl<T> Batcher<T> {
+/// A parked item admitted into freed space: what to do for it, and its submitter's
+/// acknowledgement.
+pub type Admitted<T, A> = (Offer<T>, A);
+
+impl<T, A> Batcher<T, A> {
     /// An empty batcher.
     #[must_use]
     pub fn new(policy: BatchPolicy) -> Self {
@@ -124,21 +126,22 @@ impl<T> Batcher<T> {
         Offer::Queued
     }
 
-    /// Parks an item refused with [`Offer::Full`] until space frees up.
-    pub fn park(&mut self, item: T) {
-        self.parked.push_back(item);
+    /// Parks an item refused with [`Offer::Full`] until space frees up; `ack` comes
+    /// back with it when it is admitted.
+    pub fn park(&mut self, item: T, ack: A) {
+        self.parked.push_back((item, ack));
     }
 
     /// Records that `count` accepted items finished; admits parked items into the
     /// freed space. Returns the admitted items with what to do for each.
-    pub fn finished(&mut self, count: usize, now: f64) -> Vec<Offer<T>> {
+    pub fn finished(&mut self, count: usize, now: f64) -> Vec<Admitted<T, A>> {
         self.outstanding = self.outstanding.saturating_sub(count);
         let mut admitted = Vec::new();
         while self.has_space() {
-            let Some(item) = self.parked.pop_front() else {
+            let Some((item, ack)) = self.parked.pop_front() else {
                 break;
             };
-            admitted.push(self.accept(item, now));
+            admitted.push((self.accept(item, now), ack));
         }
         admitted
     }
@@ -151,7 +154,7 @@ impl<T> Batcher<T> {
         &mut self,
         now: f64,
         mut is_it: impl FnMut(&T) -> bool,
-    ) -> Option<(T, Vec<Offer<T>>)> {
+    ) -> Option<(T, Vec<Admitted<T, A>>)> {
         let index = self.pending.iter().position(|(item, _)| is_it(item))?;
         let (item, _) = self.pending.remove(index)?;
         let admitted = self.finished(1, now);
@@ -174,8 +177,9 @@ impl<T> Batcher<T> {
         self.pending.drain(..).map(|(item, _)| item).collect()
     }
 
-    /// Takes every parked item (they were never accepted), oldest first.
-    pub fn take_parked(&mut self) -> Vec<T> {
+    /// Takes every parked item with its acknowledgement (they were never accepted),
+    /// oldest first.
+    pub fn take_parked(&mut self) -> Vec<(T, A)> {
         self.parked.drain(..).collect()
     }
 }
@@ -186,16 +190,16 @@ mod tests {
 
     #[test]
     fn withdrawing_a_pending_item_frees_its_space_for_a_parked_one() {
-        let mut b = Batcher::new(policy(10, Some(2)));
+        let mut b = Batcher::<i32, &str>::new(policy(10, Some(2)));
         assert!(matches!(b.offer(1, 0.0), Offer::ArmTimer(_)));
         assert!(matches!(b.offer(2, 0.0), Offer::Queued));
         let Offer::Full(three) = b.offer(3, 0.0) else {
             panic!("no space")
         };
-        b.park(three);
+        b.park(three, "three");
         let (gone, admitted) = b.withdraw(0.5, |&i| i == 1).expect("pending");
         assert_eq!(gone, 1);
-        assert_eq!(admitted.len(), 1);
+        assert_eq!(admitted, vec![(Offer::Queued, "three")]);
         assert_eq!(
             (b.pending_len(), b.parked_len(), b.outstanding()),
             (2, 0, 2)
@@ -215,7 +219,7 @@ mod tests {
 
     #[test]
     fn threshold_dispatches_everything_pending() {
-        let mut b = Batcher::new(policy(3, None));
+        let mut b = Batcher::<i32>::new(policy(3, None));
         assert_eq!(b.offer(1, 0.0), Offer::ArmTimer(2.0));
         assert_eq!(b.offer(2, 0.5), Offer::Queued);
         assert_eq!(b.offer(3, 0.6), Offer::Dispatch(vec![1, 2, 3]));
@@ -225,7 +229,7 @@ mod tests {
 
     #[test]
     fn oldest_item_age_dispatches() {
-        let mut b = Batcher::new(policy(10, None));
+        let mut b = Batcher::<char>::new(policy(10, None));
         let _ = b.offer('a', 0.0);
         let _ = b.offer('b', 1.0);
         assert_eq!(b.due(1.5), Due::WaitUntil(2.0));
@@ -235,20 +239,20 @@ mod tests {
 
     #[test]
     fn bounded_outstanding_parks_fifo_and_admits_on_finish() {
-        let mut b = Batcher::new(policy(10, Some(2)));
+        let mut b = Batcher::<i32, char>::new(policy(10, Some(2)));
         let _ = b.offer(1, 0.0);
         let _ = b.offer(2, 0.0);
         assert_eq!(b.offer(3, 0.0), Offer::Full(3));
-        b.park(3);
+        b.park(3, 'c');
         assert_eq!(b.offer(4, 0.0), Offer::Full(4), "no overtaking the parked");
-        b.park(4);
+        b.park(4, 'd');
         assert_eq!(b.take_pending(), vec![1, 2]);
         let admitted = b.finished(1, 1.0);
-        assert_eq!(admitted, vec![Offer::ArmTimer(3.0)]);
+        assert_eq!(admitted, vec![(Offer::ArmTimer(3.0), 'c')]);
         assert_eq!(b.parked_len(), 1);
         assert_eq!(b.outstanding(), 2);
         let admitted = b.finished(2, 1.5);
-        assert_eq!(admitted, vec![Offer::Queued]);
+        assert_eq!(admitted, vec![(Offer::Queued, 'd')]);
         assert_eq!(b.take_pending(), vec![3, 4]);
     }
 }
