@@ -23,7 +23,7 @@ __all__ = [
     "LeaseFuture",
     "EngineCoroutine",
     "WorkGrinder",
-    "_shutdown_all_pools",
+    "_shut_down_at_exit",
     "_after_fork_in_child",
     "_panic_for_tests",
     "_set_clock_skew_for_tests",
@@ -213,11 +213,11 @@ class WorkGrinder:
 
 # Plumbing of the extension itself; never call these.
 
-def _shutdown_all_pools() -> None:
-    """``threading._register_atexit`` hook: live thread pools stop taking work."""
+def _shut_down_at_exit() -> None:
+    """``threading._register_atexit`` hook: every live pool stops taking work."""
 
 def _after_fork_in_child() -> None:
-    """``os.register_at_fork(after_in_child=...)`` hook: managers disown the parent's threads."""
+    """``os.register_at_fork(after_in_child=...)`` hook: the child disowns the parent's threads."""
 
 def _panic_for_tests() -> NoReturn:
     """Test hook: panics inside the engine; always raises ``RuntimeError``."""

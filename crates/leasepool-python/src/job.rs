@@ -268,6 +268,11 @@ impl Job {
         if let Some(link) = self.link.take() {
             link.call_ended(py);
         }
+        // Likewise a WorkGrinder batch: its last call releases the batch's lease (and
+        // logs "Finished batch") before its submitter resumes.
+        if let Some(observer) = self.observer.take() {
+            observer.job_done(py);
+        }
         match &self.target {
             Target::Future(fut) => {
                 if !fut.get().try_claim() {

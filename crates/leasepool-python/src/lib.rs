@@ -5,7 +5,7 @@
 //! (start/stop), [`bridge`] (worker → event-loop wake-ups), [`pool`] (what a leased
 //! executor must do), [`thread_pool`] (native worker threads), [`process_pool`]
 //! (process and interpreter backends), [`job`] (a queued call), [`grinder`]
-//! (WorkGrinder), [`attach`] (which threads may attach), [`coerce`] (argument
+//! (WorkGrinder), [`lifecycle`] (fork and exit hooks), [`attach`] (which threads may attach), [`coerce`] (argument
 //! checks), [`errors`], [`logging`], [`py_cache`] (cached stdlib objects), [`sync`].
 
 mod attach;
@@ -17,6 +17,7 @@ mod future;
 mod grinder;
 mod job;
 mod lease;
+mod lifecycle;
 mod logging;
 mod manager;
 mod pool;
@@ -37,8 +38,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     future::install_am_send(py);
     m.add_class::<coroutine::PyEngineCoroutine>()?;
     m.add_class::<grinder::PyWorkGrinder>()?;
-    m.add_function(wrap_pyfunction!(thread_pool::_shutdown_all_pools, m)?)?;
-    m.add_function(wrap_pyfunction!(manager::_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_set_clock_skew_for_tests, m)?)?;
 
@@ -47,15 +46,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     coroutine_abc.call_method1("register", (py.get_type::<future::PyLeaseFuture>(),))?;
     coroutine_abc.call_method1("register", (py.get_type::<coroutine::PyEngineCoroutine>(),))?;
 
-    // Like ThreadPoolExecutor: at interpreter exit, stop taking work before the
-    // interpreter joins the (non-daemon) worker threads.
-    py.import("threading")?
-        .call_method1("_register_atexit", (m.getattr("_shutdown_all_pools")?,))?;
-
-    // Threads do not survive fork(): the child disowns the parent's engine threads.
-    let kwargs = pyo3::types::PyDict::new(py);
-    kwargs.set_item("after_in_child", m.getattr("_after_fork_in_child")?)?;
-    py.import("os")?
-        .call_method("register_at_fork", (), Some(&kwargs))?;
-    Ok(())
+    // Fork and interpreter exit (see `lifecycle`).
+    lifecycle::install(m)
 }

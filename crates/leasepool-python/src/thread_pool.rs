@@ -44,8 +44,6 @@ pub(crate) struct ThreadPool {
     broken: AtomicBool,
 }
 
-static LIVE_POOLS: Mutex<Vec<Weak<ThreadPool>>> = Mutex::new(Vec::new());
-
 #[pyclass(module = "leasepool._engine", frozen)]
 pub(crate) struct PoolHandle {
     pool: Arc<ThreadPool>,
@@ -58,27 +56,17 @@ pub(crate) fn _thread_pool_worker(py: Python<'_>, handle: &Bound<'_, PoolHandle>
     crate::errors::contain_panics(py, "leasepool worker thread", || pool.work(py));
 }
 
-/// `threading` atexit hook: stop taking work so the interpreter can join the workers
-/// (calls already running finish; queued ones are cancelled).
-#[pyfunction]
-pub(crate) fn _shutdown_all_pools(py: Python<'_>) {
-    let pools: Vec<Arc<ThreadPool>> = match LIVE_POOLS.lock() {
-        Ok(mut g) => std::mem::take(&mut *g),
-        Err(p) => std::mem::take(&mut *p.into_inner()),
+impl crate::lifecycle::ProcessScoped for ThreadPool {
+    /// In a forked child the parent's worker threads are gone: the pool is not this
+    /// process's to shut down.
+    fn forget_after_fork(&self) -> bool {
+        false
     }
-    .iter()
-    .filter_map(Weak::upgrade)
-    .collect();
-    for pool in pools {
-        pool.shutdown(py, None);
-    }
-}
 
-/// In a forked child the parent's worker threads are gone: stop tracking their pools
-/// so the exit hook does not try to shut them down.
-pub(crate) fn forget_pools_after_fork() {
-    if let Ok(mut pools) = LIVE_POOLS.try_lock() {
-        std::mem::forget(std::mem::take(&mut *pools));
+    /// Like `ThreadPoolExecutor`: stop taking work so the interpreter can join the
+    /// workers (calls already running finish; queued ones are cancelled).
+    fn shut_down_at_exit(&self, py: Python<'_>) {
+        self.shutdown(py, None);
     }
 }
 
@@ -99,9 +87,7 @@ impl ThreadPool {
             on_drained: Mutex::new(None),
             broken: AtomicBool::new(false),
         });
-        let mut live = lock(&LIVE_POOLS);
-        live.retain(|weak| weak.strong_count() > 0);
-        live.push(Arc::downgrade(&pool));
+        crate::lifecycle::track(&pool);
         pool
     }
 

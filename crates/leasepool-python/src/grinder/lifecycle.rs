@@ -9,30 +9,18 @@ use crate::coroutine::Step;
 use crate::logging::INFO;
 use crate::py_cache::get_running_loop;
 
-static GRINDERS: Mutex<Vec<std::sync::Weak<GrinderCore>>> = Mutex::new(Vec::new());
-
-/// Registers a new grinder for [`forget_loops_after_fork`].
-pub(super) fn register(core: &Arc<GrinderCore>) {
-    let mut grinders = lock(&GRINDERS);
-    grinders.retain(|weak| weak.strong_count() > 0);
-    grinders.push(Arc::downgrade(core));
-}
-
-/// In a forked child: every grinder drops its parent-side loop registration and is
-/// left stopped (its pending items belong to the parent, so they are leaked, never
+/// In a forked child a grinder drops its parent-side loop registration and is left
+/// stopped (its pending items belong to the parent, so they are leaked, never
 /// dropped: their Python objects may be mid-update in a thread that no longer exists).
-pub(crate) fn forget_loops_after_fork() {
-    let cores: Vec<Arc<GrinderCore>> = match GRINDERS.try_lock() {
-        Ok(guard) => guard.iter().filter_map(std::sync::Weak::upgrade).collect(),
-        Err(_) => return,
-    };
-    for core in cores {
-        if let Ok(mut state) = core.state.try_lock() {
+impl crate::lifecycle::ProcessScoped for GrinderCore {
+    fn forget_after_fork(&self) -> bool {
+        if let Ok(mut state) = self.state.try_lock() {
             std::mem::forget(state.bridge.take());
             std::mem::forget(state.engine.forget_after_fork());
             std::mem::forget(std::mem::take(&mut state.stop_waiters));
             std::mem::forget(std::mem::take(&mut state.batches));
         }
+        true
     }
 }
 

@@ -35,7 +35,6 @@ mod python;
 mod submit;
 
 use batch::BatchTrack;
-pub(crate) use lifecycle::forget_loops_after_fork;
 pub(crate) use python::PyWorkGrinder;
 
 /// A submission.

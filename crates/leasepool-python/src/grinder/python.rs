@@ -216,7 +216,7 @@ impl PyWorkGrinder {
             space: Condvar::new(),
             work_seq: AtomicU64::new(0),
         });
-        super::lifecycle::register(&core);
+        crate::lifecycle::track(&core);
         Ok(Self { core })
     }
 

@@ -178,32 +178,22 @@ fn require_owner_loop(py: Python<'_>, bridge: &LoopBridge, method: &str) -> PyRe
     )))
 }
 
-/// Every manager of this process, so a forked child can disown the parent's threads.
-static MANAGERS: Mutex<Vec<Weak<ManagerCore>>> = Mutex::new(Vec::new());
-
-/// `os.register_at_fork(after_in_child=...)`: threads do not survive `fork`, so in the
-/// child every manager forgets its pools, clock and loop registration (without
-/// joining or closing anything that belongs to the parent) and is left stopped; it
-/// can be started again in the child.
-#[pyfunction]
-pub(crate) fn _after_fork_in_child() {
-    let cores: Vec<Arc<ManagerCore>> = match MANAGERS.try_lock() {
-        Ok(guard) => guard.iter().filter_map(Weak::upgrade).collect(),
-        Err(_) => return,
-    };
-    for core in cores {
-        if let Ok(mut running) = core.running.try_write() {
+/// Threads do not survive `fork`: in the child a manager forgets its pools, clock and
+/// loop registration (without joining or closing anything that belongs to the
+/// parent) and is left stopped; it can be started again in the child.
+impl crate::lifecycle::ProcessScoped for ManagerCore {
+    fn forget_after_fork(&self) -> bool {
+        if let Ok(mut running) = self.running.try_write() {
             // The clock thread does not exist here: dropping it would join nothing.
             std::mem::forget(running.take());
         }
-        if let Ok(mut engine) = core.engine.try_lock() {
+        if let Ok(mut engine) = self.engine.try_lock() {
             let mut fx = Fx::default();
             engine.stop(&mut fx);
             std::mem::forget(fx);
         }
+        true
     }
-    crate::thread_pool::forget_pools_after_fork();
-    crate::grinder::forget_loops_after_fork();
 }
 
 use crate::sync::lock;

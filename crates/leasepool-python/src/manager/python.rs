@@ -197,10 +197,7 @@ impl PyLeasedExecutorManager {
             process,
             last_target: AtomicUsize::new(usize::try_from(min_pools).unwrap_or(1)),
         });
-        let mut managers = lock(&MANAGERS);
-        managers.retain(|weak| weak.strong_count() > 0);
-        managers.push(Arc::downgrade(&core));
-        drop(managers);
+        crate::lifecycle::track(&core);
         Ok(Self { core })
     }
 

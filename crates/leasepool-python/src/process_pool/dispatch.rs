@@ -30,7 +30,6 @@ impl ProcessPool {
             return Ok(generation);
         }
         let settings = self.settings()?;
-        register_hooks(py);
         let kwargs = settings.kwargs.bind(py).copy()?;
         match self.kind() {
             Kind::Process => {

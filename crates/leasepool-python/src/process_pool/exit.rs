@@ -1,10 +1,8 @@
-//! The process backend at interpreter exit and after `fork()`: the registry of live
-//! pools, the atexit and fork hooks, and the bookkeeping of worker spawns in flight.
+//! The process backend at interpreter exit and after `fork()` (its part of the
+//! `lifecycle` hooks), and the bookkeeping of worker spawns in flight.
 
 use super::*;
 
-pub(super) static LIVE_POOLS: Mutex<Vec<Weak<ProcessPool>>> = Mutex::new(Vec::new());
-pub(super) static HOOKS_REGISTERED: AtomicBool = AtomicBool::new(false);
 /// Interpreter exit began (our exit hook ran): no executor is created any more.
 pub(super) static EXITING: AtomicBool = AtomicBool::new(false);
 /// Spawner threads started and not finished. The exit hook waits for them: an
@@ -49,52 +47,23 @@ pub(super) fn wait_for_spawns() {
 /// lock (`OSError: [Errno 9] Bad file descriptor`, "Exception ignored" at exit).
 pub(super) static KEPT_FOR_EXIT: Mutex<Vec<Arc<Generation>>> = Mutex::new(Vec::new());
 
-/// `threading` exit hook (runs before `ProcessPoolExecutor`'s own, which then joins
-/// the workers): stop dispatching and cancel what has not started.
-#[pyfunction]
-pub(crate) fn _shutdown_process_pools(py: Python<'_>) {
+/// Interpreter exit began (the exit hook runs before `ProcessPoolExecutor`'s own,
+/// which then joins the workers): no executor is created any more, and every
+/// executor being created right now is let finish so that hook finds and joins it.
+pub(crate) fn begin_exit(py: Python<'_>) {
     EXITING.store(true, Ordering::Release);
-    // Runs before the stdlib's exit hook (registered earlier): let every executor
-    // being created right now finish, so that hook finds and joins it.
     py.detach(wait_for_spawns);
-    let pools: Vec<Arc<ProcessPool>> = std::mem::take(&mut *lock(&LIVE_POOLS))
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for pool in pools {
-        pool.shutdown(py, None);
-    }
 }
 
-/// `os.register_at_fork(after_in_child=...)`: a forked child owns none of the
-/// parent's executors; forget them without touching them.
-#[pyfunction]
-pub(crate) fn _forget_process_pools_after_fork() {
-    if let Ok(mut pools) = LIVE_POOLS.try_lock() {
-        std::mem::forget(std::mem::take(&mut *pools));
+impl crate::lifecycle::ProcessScoped for ProcessPool {
+    /// A forked child owns none of the parent's executors: they are not its to shut
+    /// down.
+    fn forget_after_fork(&self) -> bool {
+        false
     }
-}
 
-pub(super) fn register_hooks(py: Python<'_>) {
-    if HOOKS_REGISTERED.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let registered = (|| -> PyResult<()> {
-        // Import first so that ProcessPoolExecutor's exit hook is registered before
-        // ours, and therefore runs after it.
-        py.import("concurrent.futures.process")?;
-        let exit_hook = wrap_pyfunction!(_shutdown_process_pools, py)?;
-        py.import("threading")?
-            .call_method1("_register_atexit", (exit_hook,))?;
-        let fork_hook = wrap_pyfunction!(_forget_process_pools_after_fork, py)?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("after_in_child", fork_hook)?;
-        py.import("os")?
-            .call_method("register_at_fork", (), Some(&kwargs))?;
-        Ok(())
-    })();
-    if registered.is_err() {
-        // Interpreter shutdown already began: nothing left to hook into.
-        HOOKS_REGISTERED.store(false, Ordering::Release);
+    /// Stop dispatching and cancel what has not started.
+    fn shut_down_at_exit(&self, py: Python<'_>) {
+        self.shutdown(py, None);
     }
 }

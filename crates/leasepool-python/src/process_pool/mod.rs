@@ -104,6 +104,7 @@ mod exit;
 pub(crate) use backend::ProcessBackend;
 use backend::Settings;
 use crash::executor_processes;
+pub(crate) use exit::begin_exit;
 use exit::*;
 
 /// Which standard-library executor a pool wraps.
@@ -373,9 +374,7 @@ impl ProcessPool {
             progress: PyOnceLock::new(),
             broken: AtomicBool::new(false),
         });
-        let mut live = lock(&LIVE_POOLS);
-        live.retain(|weak| weak.strong_count() > 0);
-        live.push(Arc::downgrade(&pool));
+        crate::lifecycle::track(&pool);
         pool
     }
 
