@@ -36,16 +36,39 @@ cached_attr!(
 cached_attr!(threading_thread, "threading", "Thread");
 cached_attr!(leased_executor_cls, "leasepool._executor", "LeasedExecutor");
 cached_attr!(normalize_backend, "leasepool.backends", "normalize_backend");
-cached_attr!(
-    resolve_executor_cls,
-    "leasepool.backends",
-    "resolve_executor_cls"
-);
+// Cold-path configuration and stdlib glue, in typed Python.
 cached_attr!(
     process_logging_config,
-    "leasepool._process_logging",
-    "ProcessLoggingConfig"
+    "leasepool._config",
+    "process_logging_config"
 );
+cached_attr!(thread_pool_settings, "leasepool._config", "thread_pool_settings");
+cached_attr!(
+    resolve_executor_settings,
+    "leasepool._process_backend",
+    "resolve_executor_settings"
+);
+cached_attr!(
+    executor_processes,
+    "leasepool._process_backend",
+    "executor_processes"
+);
+cached_attr!(
+    executor_threads,
+    "leasepool._process_backend",
+    "executor_threads"
+);
+cached_attr!(
+    wait_for_teardown,
+    "leasepool._process_backend",
+    "wait_for_teardown"
+);
+cached_attr!(
+    stop_broken_processes,
+    "leasepool._process_backend",
+    "stop_broken_processes"
+);
+cached_attr!(describe_exit, "leasepool._process_backend", "describe_exit");
 cached_attr!(
     coerce_log_level,
     "leasepool._process_logging",
@@ -64,7 +87,6 @@ cached_attr!(
     "BrokenProcessPool"
 );
 cached_attr!(raw_array, "multiprocessing.sharedctypes", "RawArray");
-cached_attr!(mp_wait, "multiprocessing.connection", "wait");
 cached_attr!(background_release, "leasepool._background", "release");
 cached_attr!(background_run, "leasepool._background", "run");
 cached_attr!(background_kill_after, "leasepool._background", "kill_after");

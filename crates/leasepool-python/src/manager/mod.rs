@@ -16,7 +16,6 @@ use leasepool::expiry::{monotonic, CheckerClock};
 use leasepool::manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired};
 use leasepool::waiters::Ticket;
 use leasepool::{LeaseError, LeaseKey, PoolLimits, SlotGrant};
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
@@ -33,8 +32,8 @@ use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNIN
 use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
 use crate::process_pool::ProcessBackend;
 use crate::py_cache::{
-    coerce_log_level, exception_class, get_logger, get_running_loop, normalize_backend,
-    process_logging_config,
+    exception_class, get_logger, get_running_loop, normalize_backend, process_logging_config,
+    thread_pool_settings,
 };
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
@@ -270,34 +269,14 @@ impl ManagerCore {
         if let Some(settings) = self.pool_settings.get() {
             return Ok(settings.clone());
         }
-        let kwargs = self.cfg.executor_kwargs.bind(py);
-        let mut initializer = None;
-        let mut initargs = None;
-        let mut thread_name_prefix = None;
-        for (key, value) in kwargs.iter() {
-            let key: String = key.extract()?;
-            match key.as_str() {
-                "initializer" => initializer = (!value.is_none()).then(|| value.unbind()),
-                "initargs" => {
-                    initargs = Some(
-                        py.get_type::<PyTuple>()
-                            .call1((value,))?
-                            .cast_into::<PyTuple>()?
-                            .unbind(),
-                    );
-                }
-                "thread_name_prefix" => {
-                    thread_name_prefix = (!value.is_none())
-                        .then(|| value.str().map(|s| s.to_string()))
-                        .transpose()?;
-                }
-                other => {
-                    return Err(PyTypeError::new_err(format!(
-                        "ThreadPoolExecutor.__init__() got an unexpected keyword argument '{other}'"
-                    )))
-                }
-            }
-        }
+        // Checked in `leasepool._config` (TypeError as ThreadPoolExecutor raises it).
+        let (initializer, initargs, thread_name_prefix): (
+            Option<Py<PyAny>>,
+            Option<Py<PyTuple>>,
+            Option<String>,
+        ) = thread_pool_settings(py)?
+            .call1((self.cfg.executor_kwargs.bind(py),))?
+            .extract()?;
         let settings = Arc::new(ThreadPoolSettings {
             workers: self.cfg.workers_per_pool,
             name_prefix: self.cfg.name_prefix.clone(),

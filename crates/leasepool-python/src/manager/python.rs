@@ -108,36 +108,14 @@ impl PyLeasedExecutorManager {
             Some(l) => l,
             None => INFO.into_pyobject(py)?.into_any(),
         };
-        let process_logging = match process_logging {
-            Some(cfg) if !cfg.is_none() => {
-                if forward_process_logs
-                    || level.ne(INFO)?
-                    || process_log_target_logger
-                        .as_ref()
-                        .is_some_and(|l| !l.is_none())
-                    || !clear_process_log_handlers
-                {
-                    return Err(pyo3::exceptions::PyValueError::new_err(
-                        "Pass either process_logging or the forward_process_logs/process_log_* arguments, not both.",
-                    ));
-                }
-                cfg
-            }
-            _ => {
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("enabled", forward_process_logs)?;
-                kwargs.set_item("level", &level)?;
-                kwargs.set_item("target_logger", process_log_target_logger)?;
-                kwargs.set_item("clear_child_handlers", clear_process_log_handlers)?;
-                process_logging_config(py)?.call((), Some(&kwargs))?
-            }
-        };
-        if process_logging.getattr("enabled")?.is_truthy()? && backend_name != "process" {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "process log forwarding is only supported for process backend",
-            ));
-        }
-        coerce_log_level(py)?.call1((process_logging.getattr("level")?,))?;
+        let process_logging = process_logging_config(py)?.call1((
+            &backend_name,
+            process_logging,
+            forward_process_logs,
+            level,
+            process_log_target_logger,
+            clear_process_log_handlers,
+        ))?;
         let workers = usize::try_from(workers_per_pool).unwrap_or(1);
         let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
         let factory_settings = settings_cell.clone();

@@ -116,89 +116,35 @@ impl ProcessBackend {
         }
     }
 
+    /// Resolves and checks the executor arguments (in `leasepool._process_backend`).
     pub(super) fn resolve(&self, py: Python<'_>) -> PyResult<Settings> {
-        let executor_cls = resolve_executor_cls(py)?.call1((self.backend.bind(py),))?;
-        let kwargs = self.executor_kwargs.bind(py).copy()?;
-        let none = py.None();
-        let mut initargs_tail = PyTuple::empty(py);
-        let mut log_forwarding = None;
-        let one_call_per_task = kwargs
-            .get_item("max_tasks_per_child")?
-            .is_some_and(|v| !v.is_none());
-        let has_thread_prefix = kwargs.contains("thread_name_prefix")?;
-        let probe_kwargs = kwargs.copy()?;
-        if self.kind == Kind::Process {
-            let initializer = kwargs
-                .get_item("initializer")?
-                .unwrap_or_else(|| none.bind(py).clone());
-            let initargs = match kwargs.get_item("initargs")? {
-                Some(args) => py.get_type::<PyTuple>().call1((args,))?,
-                None => PyTuple::empty(py).into_any(),
-            };
-            let _ = kwargs.del_item("initializer");
-            let _ = kwargs.del_item("initargs");
-            let config = self.process_logging.bind(py);
-            let mut log_setup = none.bind(py).clone();
-            if config.getattr("enabled")?.is_truthy()? {
-                // The queue comes from the executor's context. As in leasepool 0.1.3,
-                // without an explicit `mp_context` that context never forks: the
-                // listener thread already runs in the parent (forkserver where
-                // available, else spawn; spawn with max_tasks_per_child, which is
-                // what ProcessPoolExecutor picks then).
-                let mp = py.import("multiprocessing")?;
-                let context = match kwargs.get_item("mp_context")? {
-                    Some(ctx) if !ctx.is_none() => ctx,
-                    _ => {
-                        let methods = mp.call_method0("get_all_start_methods")?;
-                        let method = if one_call_per_task {
-                            "spawn"
-                        } else if methods.contains("forkserver")? {
-                            "forkserver"
-                        } else {
-                            "spawn"
-                        };
-                        let ctx = mp.call_method1("get_context", (method,))?;
-                        kwargs.set_item("mp_context", &ctx)?;
-                        probe_kwargs.set_item("mp_context", &ctx)?;
-                        ctx
-                    }
-                };
-                let queue = context.call_method1("Queue", (-1,))?;
-                let level = coerce_log_level(py)?.call1((config.getattr("level")?,))?;
-                let clear = config.getattr("clear_child_handlers")?.is_truthy()?;
-                log_setup = PyTuple::new(
-                    py,
-                    [
-                        queue.clone(),
-                        level,
-                        clear.into_pyobject(py)?.to_owned().into_any(),
-                    ],
-                )?
-                .into_any();
-                let target = match config.getattr("target_logger")? {
-                    t if t.is_none() => self.logger.bind(py).clone(),
-                    t => t,
-                };
-                log_forwarding = Some((queue.unbind(), target.unbind()));
-            }
-            initargs_tail = PyTuple::new(py, [log_setup, initializer, initargs])?;
-            probe_kwargs.set_item("initializer", worker_initialize(py)?)?;
-            let mut probe_args = vec![none.bind(py).clone()];
-            probe_args.extend(initargs_tail.iter());
-            probe_kwargs.set_item("initargs", PyTuple::new(py, probe_args)?)?;
-        } else if !has_thread_prefix {
-            probe_kwargs.set_item("thread_name_prefix", format!("{}-0", self.name_prefix))?;
-        }
-        // Constructing an executor starts no process or thread; it raises the same
-        // TypeError/ValueError for bad arguments that leasepool 0.1.1 raised at start().
-        let probe = executor_cls.call((self.workers,), Some(&probe_kwargs))?;
-        probe.call_method1("shutdown", (false,))?;
+        let kind = match self.kind {
+            Kind::Process => "process",
+            Kind::Interpreter => "interpreter",
+        };
+        let resolved = resolve_executor_settings(py)?.call1((
+            kind,
+            self.backend.bind(py),
+            self.workers,
+            &self.name_prefix,
+            self.executor_kwargs.bind(py),
+            self.process_logging.bind(py),
+            self.logger.bind(py),
+        ))?;
+        let field = |name: &str| resolved.getattr(name);
+        let kwargs = field("kwargs")?.cast_into::<PyDict>()?;
+        let log_queue = field("log_queue")?;
+        let log_forwarding = if log_queue.is_none() {
+            None
+        } else {
+            Some((log_queue.unbind(), field("log_target")?.unbind()))
+        };
         Ok(Settings {
-            executor_cls: executor_cls.unbind(),
+            executor_cls: field("executor_cls")?.unbind(),
             kwargs: kwargs.unbind(),
-            initargs_tail: initargs_tail.unbind(),
-            one_call_per_task,
-            has_thread_prefix,
+            initargs_tail: field("initargs_tail")?.cast_into::<PyTuple>()?.unbind(),
+            one_call_per_task: field("one_call_per_task")?.is_truthy()?,
+            has_thread_prefix: field("has_thread_prefix")?.is_truthy()?,
             log_forwarding,
         })
     }

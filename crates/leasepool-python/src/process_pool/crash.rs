@@ -88,29 +88,10 @@ impl ProcessPool {
     /// processes are killed if that takes longer than a grace), so the progress array
     /// is final, then fails the calls that started and re-queues those that did not.
     pub(super) fn settle_crash(self: &Arc<Self>, py: Python<'_>, generation: &Arc<Generation>) {
-        let executor = generation.executor(py);
-        let processes = executor_processes(py, &executor);
-        let manager_thread = executor
-            .getattr("_executor_manager_thread")
-            .ok()
-            .filter(|thread| !thread.is_none());
-        if let Some(thread) = &manager_thread {
-            let alive = |thread: &Bound<'_, PyAny>| {
-                crate::errors::best_effort(
-                    py,
-                    thread.call_method1("join", (SURVIVOR_REAP_SECONDS,)),
-                );
-                thread
-                    .call_method0("is_alive")
-                    .and_then(|a| a.is_truthy())
-                    .unwrap_or(false)
-            };
-            if alive(thread) {
-                for process in &processes {
-                    crate::errors::best_effort(py, process.bind(py).call_method0("kill"));
-                }
-                alive(thread);
-            }
+        let waited = wait_for_teardown(py)
+            .and_then(|wait| wait.call1((generation.executor(py), SURVIVOR_REAP_SECONDS)));
+        if let Err(err) = waited {
+            crate::errors::report_unraisable(py, err, None);
         }
         let casualties = {
             let mut casualties = lock(&generation.casualties);
@@ -292,7 +273,7 @@ impl ProcessPool {
                 funcs.get(i).map(|f| describe_callable(f.bind(py)))
             });
         }
-        let (dead, all_reaped) = stop_broken_processes(py, &generation.executor(py));
+        let (dead, all_reaped) = stop_processes(py, &generation.executor(py));
         let dead: Vec<DeadWorker> = dead
             .into_iter()
             .map(|(pid, code)| DeadWorker { pid, code })
@@ -302,7 +283,7 @@ impl ProcessPool {
         let primary = culprit(&dead, |pid| running.contains_key(&pid));
         let cause = match primary {
             Some(DeadWorker { pid, code }) => {
-                let how = describe_exit(py, code);
+                let how = exit_description(py, code);
                 match running.get(&pid) {
                     Some(name) => {
                         format!("worker process {pid} died with {how} while running {name}")
@@ -331,7 +312,7 @@ impl ProcessPool {
             // executor's clean-up and their calls say so.
             dead: primary
                 .iter()
-                .map(|w| (w.pid, describe_exit(py, w.code)))
+                .map(|w| (w.pid, exit_description(py, w.code)))
                 .collect(),
             fatal,
             unsettled: !all_reaped,
@@ -383,94 +364,22 @@ impl ProcessPool {
 }
 
 /// `exit code 3` / `signal 9 (SIGKILL)`.
-pub(super) fn describe_exit(py: Python<'_>, code: i64) -> String {
-    if code >= 0 {
-        return format!("exit code {code}");
-    }
-    let signal = -code;
-    let name = py.import("signal").and_then(|m| {
-        m.getattr("Signals")?
-            .call1((signal,))?
-            .getattr("name")?
-            .extract::<String>()
-    });
-    match name {
-        Ok(name) => format!("signal {signal} ({name})"),
-        Err(_) => format!("signal {signal}"),
-    }
+fn exit_description(py: Python<'_>, code: i64) -> String {
+    describe_exit(py)
+        .and_then(|describe| describe.call1((code,))?.extract())
+        .unwrap_or_else(|_| format!("exit status {code}"))
 }
 
-/// A snapshot of an executor's worker processes (`list()` of its `_processes` values,
-/// taken in one step under the GIL while its management thread may change the dict).
-pub(super) fn executor_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> Vec<Py<PyAny>> {
-    executor
-        .getattr("_processes")
-        .ok()
-        .filter(|p| !p.is_none())
-        .and_then(|p| p.call_method0("values").ok())
-        .and_then(|v| py.get_type::<PyList>().call1((v,)).ok())
-        .and_then(|list| {
-            list.try_iter()
-                .ok()
-                .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
-        })
-        .unwrap_or_default()
-}
-
-/// The exit code of a multiprocessing `Process`, if it is known to be dead.
-pub(super) fn exit_code(py: Python<'_>, process: &Bound<'_, PyAny>) -> Option<i64> {
-    let read = || {
-        process
-            .getattr("exitcode")
-            .ok()
-            .and_then(|c| c.extract::<i64>().ok())
-    };
-    read().or_else(|| {
-        // The sentinel can signal a death a moment before the exit status is there.
-        let ready = process
-            .getattr("sentinel")
-            .and_then(|s| mp_wait(py)?.call1(([s], 0)))
-            .and_then(|r| r.is_truthy())
-            .unwrap_or(false);
-        if ready {
-            crate::errors::best_effort(py, process.call_method1("join", (1.0,)));
-        }
-        read()
+/// Stops every process of a broken executor before anyone reads its progress (see
+/// `leasepool._process_backend.stop_broken_processes`): the processes that had died
+/// on their own, `(pid, exitcode)`, and whether every survivor was reaped.
+fn stop_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> (Vec<(i64, i64)>, bool) {
+    let stopped = stop_broken_processes(py)
+        .and_then(|stop| stop.call1((executor, SURVIVOR_REAP_SECONDS))?.extract());
+    stopped.unwrap_or_else(|err| {
+        crate::errors::report_unraisable(py, err, None);
+        (Vec::new(), false)
     })
-}
-
-/// Stops every process of a broken executor before anyone reads its progress.
-///
-/// Returns the processes that had died on their own, `(pid, exitcode)`, and whether
-/// every survivor was killed and reaped. On CPython 3.11 the executor fails its
-/// futures (running this code in their callbacks) *before* it terminates the
-/// surviving workers, so a survivor could still start the next call of its chunk
-/// after the progress array said it had not: re-queuing that call would run it
-/// twice. Once every process is dead the progress array is final.
-pub(super) fn stop_broken_processes(
-    py: Python<'_>,
-    executor: &Bound<'_, PyAny>,
-) -> (Vec<(i64, i64)>, bool) {
-    let mut dead = Vec::new();
-    let mut survivors = Vec::new();
-    for process in executor_processes(py, executor) {
-        let process = process.into_bound(py);
-        let pid = process.getattr("pid").and_then(|p| p.extract::<i64>());
-        match (exit_code(py, &process), pid) {
-            (Some(code), Ok(pid)) => dead.push((pid, code)),
-            (None, _) => survivors.push(process),
-            (Some(_), Err(_)) => {}
-        }
-    }
-    for process in &survivors {
-        crate::errors::best_effort(py, process.call_method0("kill"));
-    }
-    let mut all_reaped = true;
-    for process in &survivors {
-        crate::errors::best_effort(py, process.call_method1("join", (SURVIVOR_REAP_SECONDS,)));
-        all_reaped &= exit_code(py, process).is_some();
-    }
-    (dead, all_reaped)
 }
 
 /// The settler thread's target (see [`ProcessPool::record_casualty`]).

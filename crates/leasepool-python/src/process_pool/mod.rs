@@ -81,8 +81,9 @@ use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
 use crate::py_cache::{
     background_kill_after, background_release, background_run, broken_process_pool,
-    broken_thread_pool, coerce_log_level, exception_class, mp_wait, pickle_loads, raw_array,
-    resolve_executor_cls, start_forwarding, worker_dumps, worker_initialize, worker_run_chunk,
+    broken_thread_pool, coerce_log_level, describe_exit, exception_class, executor_processes,
+    executor_threads, pickle_loads, raw_array, resolve_executor_settings, start_forwarding,
+    stop_broken_processes, wait_for_teardown, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
 /// Chunks in flight per worker: enough to keep every worker fed while the next chunk
@@ -103,7 +104,6 @@ mod dispatch;
 mod exit;
 pub(crate) use backend::ProcessBackend;
 use backend::Settings;
-use crash::executor_processes;
 pub(crate) use exit::begin_exit;
 use exit::*;
 
@@ -438,25 +438,13 @@ impl ProcessPool {
         let generation = lock(&self.state).generation.take();
         if let Some(generation) = generation {
             let executor = generation.executor(py);
-            let reapable = match self.kind() {
-                Kind::Process => Reapable {
-                    threads: executor
-                        .getattr("_executor_manager_thread")
-                        .ok()
-                        .filter(|thread| !thread.is_none())
-                        .map(|thread| vec![thread.unbind()])
-                        .unwrap_or_default(),
-                    processes: executor_processes(py, &executor),
-                },
-                Kind::Interpreter => Reapable {
-                    threads: executor
-                        .getattr("_threads")
-                        .and_then(|threads| {
-                            threads.try_iter()?.map(|t| t.map(Bound::unbind)).collect()
-                        })
-                        .unwrap_or_default(),
-                    processes: Vec::new(),
-                },
+            let list = |glue: PyResult<&Bound<'_, PyAny>>| -> Vec<Py<PyAny>> {
+                glue.and_then(|f| f.call1((&executor,))?.extract())
+                    .unwrap_or_default()
+            };
+            let reapable = Reapable {
+                threads: list(executor_threads(py)),
+                processes: list(executor_processes(py)),
             };
             lock(&self.state).reapable.extend(reapable);
             if EXITING.load(Ordering::Acquire) {
@@ -472,13 +460,8 @@ impl ProcessPool {
 
     /// Terminates a generation's worker processes; kills survivors after a grace.
     fn terminate_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) {
-        let processes: Vec<Py<PyAny>> = executor
-            .getattr("_processes")
-            .ok()
-            .filter(|p| !p.is_none())
-            .and_then(|p| p.call_method0("values").ok())
-            .and_then(|v| v.try_iter().ok())
-            .map(|it| it.filter_map(Result::ok).map(Bound::unbind).collect())
+        let processes: Vec<Py<PyAny>> = executor_processes(py)
+            .and_then(|f| f.call1((executor,))?.extract())
             .unwrap_or_default();
         for process in &processes {
             crate::errors::best_effort(py, process.bind(py).call_method0("terminate"));

@@ -1,0 +1,220 @@
+"""Standard-library glue of the process and interpreter backends.
+
+The engine decides what happens to calls: when a chunk leaves, which calls a crash
+failed, whether a pool is unusable. This module only builds the executors' arguments
+and reads what an executor leaves behind, including the private
+``ProcessPoolExecutor`` attributes ``_processes`` and ``_executor_manager_thread`` and
+``InterpreterPoolExecutor._threads``: their use is confined here, type-checked, so a
+change in CPython breaks one small module rather than the extension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from multiprocessing.connection import wait as wait_for_sentinels
+from multiprocessing.process import BaseProcess
+from typing import Any, NamedTuple
+
+from ._process_logging import ProcessLoggingConfig, coerce_log_level
+from ._process_worker import initialize as worker_initialize
+from .backends import ExecutorBackend, resolve_executor_cls
+
+__all__ = [
+    "ExecutorSettings",
+    "describe_exit",
+    "executor_processes",
+    "executor_threads",
+    "resolve_executor_settings",
+    "stop_broken_processes",
+    "wait_for_teardown",
+]
+
+
+class ExecutorSettings(NamedTuple):
+    """How every executor of one manager is built (resolved at its first start)."""
+
+    executor_cls: Callable[..., Executor]
+    #: Keyword arguments for the executor; for the process backend without
+    #: ``initializer``/``initargs``, which are composed per executor.
+    kwargs: dict[str, Any]
+    #: ``(log_setup, user_initializer, user_initargs)``: the arguments of
+    #: ``_process_worker.initialize`` after the progress array (process backend).
+    initargs_tail: tuple[Any, ...]
+    #: ``max_tasks_per_child`` is set: one call per task, so it keeps counting calls.
+    one_call_per_task: bool
+    #: The user set ``thread_name_prefix`` (interpreter backend).
+    has_thread_prefix: bool
+    #: The parent end of log forwarding: the queue and the target logger.
+    log_queue: Any
+    log_target: logging.Logger | None
+
+
+def _forwarding_context(kwargs: dict[str, Any], one_call_per_task: bool) -> Any:
+    """The multiprocessing context the log queue comes from.
+
+    As in leasepool 0.1.3, without an explicit ``mp_context`` that context never
+    forks (the listener thread already runs in the parent): forkserver where
+    available, else spawn; spawn with ``max_tasks_per_child``, which is what
+    ``ProcessPoolExecutor`` picks then. The chosen context is set on ``kwargs``.
+    """
+    context = kwargs.get("mp_context")
+    if context is None:
+        methods = multiprocessing.get_all_start_methods()
+        method = "forkserver" if "forkserver" in methods and not one_call_per_task else "spawn"
+        context = multiprocessing.get_context(method)
+        kwargs["mp_context"] = context
+    return context
+
+
+def resolve_executor_settings(
+    kind: str,
+    backend: ExecutorBackend,
+    workers: int,
+    name_prefix: str,
+    executor_kwargs: Mapping[str, Any],
+    process_logging: ProcessLoggingConfig,
+    logger: logging.Logger,
+) -> ExecutorSettings:
+    """Resolve and validate the executor arguments of a ``kind`` (``"process"`` or
+    ``"interpreter"``) manager.
+
+    Raises:
+        TypeError, ValueError: what constructing the executor raises for bad
+            arguments (leasepool 0.1.1 raised them at ``start()`` too).
+    """
+    executor_cls: Callable[..., Executor] = resolve_executor_cls(backend)
+    kwargs = dict(executor_kwargs)
+    one_call_per_task = kwargs.get("max_tasks_per_child") is not None
+    has_thread_prefix = "thread_name_prefix" in kwargs
+    probe_kwargs = dict(kwargs)
+    initargs_tail: tuple[Any, ...] = ()
+    log_queue: Any = None
+    log_target: logging.Logger | None = None
+    if kind == "process":
+        initializer = kwargs.pop("initializer", None)
+        initargs = tuple(kwargs.pop("initargs", ()))
+        log_setup: tuple[Any, int, bool] | None = None
+        if process_logging.enabled:
+            context = _forwarding_context(kwargs, one_call_per_task)
+            probe_kwargs["mp_context"] = context
+            log_queue = context.Queue(-1)
+            level = coerce_log_level(process_logging.level)
+            log_setup = (log_queue, level, process_logging.clear_child_handlers)
+            target = process_logging.target_logger
+            log_target = target if target is not None else logger
+        initargs_tail = (log_setup, initializer, initargs)
+        probe_kwargs["initializer"] = worker_initialize
+        probe_kwargs["initargs"] = (None, *initargs_tail)
+    elif not has_thread_prefix:
+        probe_kwargs["thread_name_prefix"] = f"{name_prefix}-0"
+    # Constructing an executor starts no process or thread; it raises what it raises.
+    executor_cls(workers, **probe_kwargs).shutdown(wait=False)
+    return ExecutorSettings(
+        executor_cls,
+        kwargs,
+        initargs_tail,
+        one_call_per_task,
+        has_thread_prefix,
+        log_queue,
+        log_target,
+    )
+
+
+def executor_processes(executor: Executor) -> list[BaseProcess]:
+    """A snapshot of a ``ProcessPoolExecutor``'s worker processes, taken in one step
+    while its management thread may change the dict."""
+    processes: dict[int, BaseProcess] | None = getattr(executor, "_processes", None)
+    return list(processes.values()) if processes else []
+
+
+def executor_threads(executor: Executor) -> list[threading.Thread]:
+    """The threads to join once a drained executor is dropped: a process pool's
+    management thread, or an interpreter pool's worker threads."""
+    manager: threading.Thread | None = getattr(executor, "_executor_manager_thread", None)
+    if manager is not None:
+        return [manager]
+    threads: set[threading.Thread] | None = getattr(executor, "_threads", None)
+    return list(threads) if threads else []
+
+
+def wait_for_teardown(executor: Executor, grace: float) -> None:
+    """Wait until a broken process pool has failed its work and stopped its processes.
+
+    Its management thread ends after joining them; the processes are killed if that
+    takes longer than ``grace`` seconds.
+    """
+    manager: threading.Thread | None = getattr(executor, "_executor_manager_thread", None)
+    if manager is None:
+        return
+    processes = executor_processes(executor)
+    manager.join(grace)
+    if manager.is_alive():
+        for process in processes:
+            _best_effort_kill(process)
+        manager.join(grace)
+
+
+def _best_effort_kill(process: BaseProcess) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # gone, or closed
+        process.kill()
+
+
+def _best_effort_join(process: BaseProcess, timeout: float) -> None:
+    with contextlib.suppress(AssertionError, OSError, ValueError):  # never started, closed
+        process.join(timeout)
+
+
+def _exit_code(process: BaseProcess) -> int | None:
+    """The exit code of a process known to be dead, else ``None``."""
+    try:
+        code = process.exitcode
+        if code is not None:
+            return code
+        # The sentinel can signal a death a moment before the exit status is there.
+        if wait_for_sentinels([process.sentinel], 0):
+            _best_effort_join(process, 1.0)
+        return process.exitcode
+    except (OSError, ValueError):
+        return None  # closed
+
+
+def stop_broken_processes(executor: Executor, grace: float) -> tuple[list[tuple[int, int]], bool]:
+    """Stop every process of a broken executor before anyone reads its progress.
+
+    Returns the processes that had died on their own, as ``(pid, exitcode)``, and
+    whether every survivor was killed and reaped. (On CPython 3.11 the executor fails
+    its futures before it terminates the surviving workers, so a survivor could still
+    start the next call of its chunk after the progress array said it had not.)
+    """
+    dead: list[tuple[int, int]] = []
+    survivors: list[BaseProcess] = []
+    for process in executor_processes(executor):
+        code = _exit_code(process)
+        if code is None:
+            survivors.append(process)
+        elif process.pid is not None:
+            dead.append((process.pid, code))
+    for process in survivors:
+        _best_effort_kill(process)
+    all_reaped = True
+    for process in survivors:
+        _best_effort_join(process, grace)
+        all_reaped = all_reaped and _exit_code(process) is not None
+    return dead, all_reaped
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 3``, or ``signal 9 (SIGKILL)`` for a negative exit code."""
+    if code >= 0:
+        return f"exit code {code}"
+    number = -code
+    try:
+        return f"signal {number} ({signal.Signals(number).name})"
+    except ValueError:
+        return f"signal {number}"
