@@ -38,7 +38,8 @@ def test_thread_pool_settings_take_what_thread_pool_executor_takes() -> None:
         thread_pool_settings({"max_tasks_per_child": 3})
     # The very message ThreadPoolExecutor itself gives.
     with pytest.raises(TypeError) as stdlib:
-        ThreadPoolExecutor(1, **{"max_tasks_per_child": 3})  # type: ignore[arg-type]
+        unknown: dict[str, Any] = {"max_tasks_per_child": 3}
+        ThreadPoolExecutor(1, **unknown)
     assert str(raised.value).split("() ")[1] == str(stdlib.value).split("() ")[1]
     with pytest.raises(TypeError):
         thread_pool_settings({"initargs": 5})
