@@ -31,27 +31,44 @@ fn leasepool_error(py: Python<'_>, class: &str, message: String) -> PyErr {
 
 /// The Python exception for an engine error, with 0.1.1's type and message.
 pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
-    let message = err.to_string();
+    // The engine words its errors neutrally; these are leasepool 0.1.3's.
+    let expired = |message: &str| leasepool_error(py, "LeaseExpiredError", message.to_owned());
     match err {
-        // 0.1.3's message names the Python class; the engine's text is neutral.
         LeaseError::NotStarted => leasepool_error(
             py,
             "LeasePoolNotStartedError",
             "LeasedExecutorManager is not started".to_owned(),
         ),
-        LeaseError::Unavailable { .. } => leasepool_error(py, "LeaseUnavailableError", message),
-        LeaseError::InvalidLeaseSeconds | LeaseError::NonFiniteLeaseSeconds => {
-            PyValueError::new_err(message)
+        LeaseError::Unavailable { max_pools } => leasepool_error(
+            py,
+            "LeaseUnavailableError",
+            format!("No executor available; max_pools={max_pools} reached"),
+        ),
+        LeaseError::InvalidLeaseSeconds => PyValueError::new_err("lease_seconds must be > 0"),
+        LeaseError::NonFiniteLeaseSeconds => {
+            PyValueError::new_err("lease_seconds must be a finite number > 0")
         }
-        LeaseError::Inactive | LeaseError::Released | LeaseError::ExpiredRevoked => {
-            leasepool_error(py, "LeaseExpiredError", message)
-        }
+        LeaseError::Inactive => expired("Executor lease is no longer active"),
+        LeaseError::Released => expired("Executor lease has been released"),
+        LeaseError::ExpiredRevoked => expired("Executor lease expired and was revoked"),
     }
 }
 
-/// The `ValueError` for a rejected configuration.
+/// A configuration error as leasepool 0.1.3 words it (a `ValueError`).
 pub(crate) fn config_error(err: &ConfigError) -> PyErr {
-    PyValueError::new_err(err.to_string())
+    let message = match err {
+        ConfigError::NotAnInteger(name) => format!("{name} must be an integer > 0"),
+        ConfigError::NotPositive(name) | ConfigError::NotPositiveSeconds(name) => {
+            format!("{name} must be > 0")
+        }
+        ConfigError::NotFiniteSeconds { name, allow_zero } => {
+            let bound = if *allow_zero { ">= 0" } else { "> 0" };
+            format!("{name} must be a finite number {bound}")
+        }
+        ConfigError::NegativeSeconds(name) => format!("{name} must be >= 0"),
+        ConfigError::MinAboveMax => "min_pools cannot be greater than max_pools".to_owned(),
+    };
+    PyValueError::new_err(message)
 }
 
 /// Runs `f`, turning a Rust panic into a `RuntimeError` so that no `PanicException`

@@ -42,7 +42,11 @@ cached_attr!(
     "leasepool._config",
     "process_logging_config"
 );
-cached_attr!(thread_pool_settings, "leasepool._config", "thread_pool_settings");
+cached_attr!(
+    thread_pool_settings,
+    "leasepool._config",
+    "thread_pool_settings"
+);
 cached_attr!(
     resolve_executor_settings,
     "leasepool._process_backend",

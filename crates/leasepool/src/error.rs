@@ -29,17 +29,15 @@ pub enum ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Front ends word these for their users (the Python binding uses
+        // leasepool 0.1.3's messages); these are the engine's own.
         match self {
-            Self::NotAnInteger(name) => write!(f, "{name} must be an integer > 0"),
-            Self::NotPositive(name) | Self::NotPositiveSeconds(name) => {
-                write!(f, "{name} must be > 0")
-            }
-            Self::NotFiniteSeconds { name, allow_zero } => {
-                let bound = if *allow_zero { ">= 0" } else { "> 0" };
-                write!(f, "{name} must be a finite number {bound}")
-            }
-            Self::NegativeSeconds(name) => write!(f, "{name} must be >= 0"),
-            Self::MinAboveMax => f.write_str("min_pools cannot be greater than max_pools"),
+            Self::NotAnInteger(name) => write!(f, "`{name}` is not a whole number"),
+            Self::NotPositive(name) => write!(f, "`{name}` must be at least 1"),
+            Self::NotPositiveSeconds(name) => write!(f, "`{name}` must be a positive duration"),
+            Self::NotFiniteSeconds { name, .. } => write!(f, "`{name}` must be a finite duration"),
+            Self::NegativeSeconds(name) => write!(f, "`{name}` must not be negative"),
+            Self::MinAboveMax => f.write_str("`min_pools` exceeds `max_pools`"),
         }
     }
 }
@@ -73,13 +71,13 @@ impl fmt::Display for LeaseError {
         match self {
             Self::NotStarted => f.write_str("the lease manager is not started"),
             Self::Unavailable { max_pools } => {
-                write!(f, "No executor available; max_pools={max_pools} reached")
+                write!(f, "all {max_pools} pools are leased")
             }
-            Self::InvalidLeaseSeconds => f.write_str("lease_seconds must be > 0"),
-            Self::NonFiniteLeaseSeconds => f.write_str("lease_seconds must be a finite number > 0"),
-            Self::Inactive => f.write_str("Executor lease is no longer active"),
-            Self::Released => f.write_str("Executor lease has been released"),
-            Self::ExpiredRevoked => f.write_str("Executor lease expired and was revoked"),
+            Self::InvalidLeaseSeconds => f.write_str("the lease duration must be positive"),
+            Self::NonFiniteLeaseSeconds => f.write_str("the lease duration must be finite"),
+            Self::Inactive => f.write_str("the lease is no longer active"),
+            Self::Released => f.write_str("the lease was released"),
+            Self::ExpiredRevoked => f.write_str("the lease expired and was revoked"),
         }
     }
 }

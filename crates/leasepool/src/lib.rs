@@ -35,5 +35,5 @@ pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
 pub use lease::{LeaseKey, LeaseTiming};
 pub use manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired, Waiter};
-pub use sizing::PoolLimits;
+pub use sizing::{PoolLimits, PoolLimitsBuilder};
 pub use slots::SlotGrant;

@@ -3,7 +3,7 @@
 //! A front end turns its own input into numbers (the Python binding rejects `bool`,
 //! takes counts through `operator.index` and durations through `float()`, as
 //! leasepool 0.1.3 does) and asks these functions whether the numbers are usable.
-//! The error messages are 0.1.3's.
+//! Front ends word the errors (the Python binding with 0.1.3's messages).
 
 use crate::error::{ConfigError, LeaseError};
 
@@ -68,7 +68,7 @@ mod tests {
         );
         assert_eq!(
             positive("max_pools", -3).unwrap_err().to_string(),
-            "max_pools must be > 0"
+            "`max_pools` must be at least 1"
         );
     }
 
@@ -81,26 +81,26 @@ mod tests {
                 seconds("check_interval", bad, false)
                     .unwrap_err()
                     .to_string(),
-                "check_interval must be a finite number > 0"
+                "`check_interval` must be a finite duration"
             );
             assert_eq!(
                 seconds("lease_grace_seconds", bad, true)
                     .unwrap_err()
                     .to_string(),
-                "lease_grace_seconds must be a finite number >= 0"
+                "`lease_grace_seconds` must be a finite duration"
             );
         }
         assert_eq!(
             seconds("check_interval", 0.0, false)
                 .unwrap_err()
                 .to_string(),
-            "check_interval must be > 0"
+            "`check_interval` must be a positive duration"
         );
         assert_eq!(
             seconds("lease_grace_seconds", -1.0, true)
                 .unwrap_err()
                 .to_string(),
-            "lease_grace_seconds must be >= 0"
+            "`lease_grace_seconds` must not be negative"
         );
     }
 

@@ -72,10 +72,6 @@ impl<P> SharedPools<P> {
         }
     }
 
-    pub(crate) fn set_per_pool(&mut self, per_pool: usize) {
-        self.per_pool = per_pool.max(1);
-    }
-
     pub(crate) fn per_pool(&self) -> usize {
         self.per_pool
     }

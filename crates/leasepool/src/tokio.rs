@@ -10,8 +10,10 @@
 //! use leasepool::tokio::LeaseManager;
 //! use leasepool::PoolLimits;
 //!
-//! let limits = PoolLimits::new(2, 1, 10, 1).expect("valid limits");
-//! let manager = LeaseManager::new(limits, 300.0, 15.0, |seq| format!("pool-{seq}"));
+//! use std::time::Duration;
+//!
+//! let limits = PoolLimits::builder(2).build().expect("valid limits");
+//! let manager = LeaseManager::new(limits, Duration::from_secs(300), |seq| format!("pool-{seq}"));
 //! let lease = manager.acquire().await?;          // waits (FIFO) when all pools are leased
 //! assert_eq!(lease.pool(), "pool-1");
 //! drop(lease);                                   // returned to the manager
@@ -126,14 +128,15 @@ impl<P> Clone for LeaseManager<P> {
 
 impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// A started manager that creates pools with `factory(seq)` (seq = 1, 2, ...).
-    /// Leases last `default_lease_seconds` plus `grace_seconds` before they expire.
+    /// Leases last `default_lease` plus the limits' `lease_grace` before they are
+    /// revoked.
     pub fn new(
         limits: PoolLimits,
-        default_lease_seconds: f64,
-        grace_seconds: f64,
+        default_lease: std::time::Duration,
         factory: impl FnMut(u64) -> P + Send + 'static,
     ) -> Self {
-        let mut engine = Manager::new(limits, grace_seconds, Box::new(factory));
+        let default_lease_seconds = default_lease.as_secs_f64();
+        let mut engine = Manager::new(limits, Box::new(factory));
         let mut fx = Effects::default();
         engine.start(limits.desired(0), &mut fx);
         Self {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use leasepool::{ClaimFlag, Effects, Manager, PoolLimits, Waiter};
+use leasepool::{ClaimFlag, Effects, Manager, PoolLimits, PoolLimitsBuilder, Waiter};
 
 /// A named waiter on the shipped [`ClaimFlag`]: granted once, or cancelled once.
 #[derive(Clone, Debug)]
@@ -33,17 +33,23 @@ impl Waiter for Flag {
 pub type TestManager = Manager<u64, &'static str, Flag>;
 pub type Fx = Effects<u64, &'static str, Flag>;
 
-pub fn manager(max: i64, min: i64) -> TestManager {
-    Manager::new(
-        PoolLimits::new(max, min, 10, 1).unwrap(),
-        15.0,
-        Box::new(|seq| seq),
-    )
+pub fn limits(max: usize, min: usize) -> PoolLimitsBuilder {
+    PoolLimits::builder(max).min_pools(min)
 }
 
-pub fn started(max: i64, min: i64) -> TestManager {
-    let mut m = manager(max, min);
+pub fn manager(max: usize, min: usize) -> TestManager {
+    Manager::new(limits(max, min).build().unwrap(), Box::new(|seq| seq))
+}
+
+pub fn started(max: usize, min: usize) -> TestManager {
+    started_with(limits(max, min))
+}
+
+/// A started manager with these limits (target: its minimum).
+pub fn started_with(limits: PoolLimitsBuilder) -> TestManager {
+    let limits = limits.build().unwrap();
+    let mut m = Manager::new(limits, Box::new(|seq| seq));
     let mut fx = Fx::default();
-    m.start(usize::try_from(min).unwrap(), &mut fx);
+    m.start(limits.min_pools(), &mut fx);
     m
 }

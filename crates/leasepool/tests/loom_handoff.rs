@@ -24,7 +24,14 @@ type M = Manager<u64, u8, Flag>;
 #[test]
 fn handoff_never_loses_a_pool() {
     loom::model(|| {
-        let mut m: M = Manager::new(PoolLimits::new(1, 1, 1, 1).unwrap(), 0.0, Box::new(|s| s));
+        let mut m: M = Manager::new(
+            PoolLimits::builder(1)
+                .units_per_pool(1)
+                .lease_grace(std::time::Duration::ZERO)
+                .build()
+                .unwrap(),
+            Box::new(|s| s),
+        );
         let mut fx = Effects::default();
         m.start(1, &mut fx);
         let Ok(Acquired::Granted(held)) = m.acquire(0.0, 10.0, 0, None, &mut fx) else {

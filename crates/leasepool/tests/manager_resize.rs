@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{started, Fx};
+use std::time::Duration;
+
+use common::{limits, started, started_with, Fx};
 use leasepool::{Acquired, LeaseError};
 
 #[test]
@@ -75,8 +77,7 @@ fn grant(m: &mut common::TestManager, now: f64, who: &'static str) -> leasepool:
 
 #[test]
 fn surplus_pools_retire_only_after_idling_for_the_configured_time() {
-    let mut m = started(3, 1);
-    m.set_idle_pool_seconds(10.0);
+    let mut m = started_with(limits(3, 1).idle_pool_timeout(Duration::from_secs(10)));
     let (a, b, c) = (
         grant(&mut m, 0.0, "a"),
         grant(&mut m, 0.0, "b"),
@@ -121,8 +122,7 @@ fn surplus_pools_retire_only_after_idling_for_the_configured_time() {
 fn steady_lease_per_request_traffic_creates_no_pools() {
     // One request at a time, target 1, max 4: with idle retirement the same pool
     // serves every request; nothing is created or retired.
-    let mut m = started(4, 1);
-    m.set_idle_pool_seconds(10.0);
+    let mut m = started_with(limits(4, 1).idle_pool_timeout(Duration::from_secs(10)));
     let mut created = 0;
     for i in 0..1000_u32 {
         let now = f64::from(i) * 0.01;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{started, Flag, Fx};
+use std::time::Duration;
+
+use common::{limits, started_with, Flag, Fx};
 use leasepool::{Acquired, Event, LeaseError, SlotAcquired, SlotGrant};
 
 fn slot(m: &mut common::TestManager, now: f64, who: &'static str) -> SlotGrant<u64> {
@@ -16,8 +18,7 @@ fn slot(m: &mut common::TestManager, now: f64, who: &'static str) -> SlotGrant<u
 
 #[test]
 fn slots_fill_one_pool_before_taking_another() {
-    let mut m = started(3, 1);
-    m.set_slots_per_pool(4);
+    let mut m = started_with(limits(3, 1).slots_per_pool(4));
     let grants: Vec<_> = (0..4).map(|_| slot(&mut m, 0.0, "req")).collect();
     assert!(grants.iter().all(|g| g.seq == grants[0].seq), "packed");
     assert_eq!(m.total_count(), 1, "one pool serves four calls");
@@ -30,8 +31,7 @@ fn slots_fill_one_pool_before_taking_another() {
 
 #[test]
 fn the_last_slot_returns_the_pool_and_serves_waiters_in_order() {
-    let mut m = started(1, 1);
-    m.set_slots_per_pool(1);
+    let mut m = started_with(limits(1, 1).slots_per_pool(1));
     let running = slot(&mut m, 0.0, "running");
     let mut fx = Fx::default();
     let pool_waiter = Flag::new("pool");
@@ -73,8 +73,7 @@ fn the_last_slot_returns_the_pool_and_serves_waiters_in_order() {
 
 #[test]
 fn a_pool_waiter_at_the_head_stops_free_slots_being_handed_out() {
-    let mut m = started(1, 1);
-    m.set_slots_per_pool(2);
+    let mut m = started_with(limits(1, 1).slots_per_pool(2));
     let a = slot(&mut m, 0.0, "a");
     let b = slot(&mut m, 0.0, "b");
     let mut fx = Fx::default();
@@ -100,8 +99,7 @@ fn a_pool_waiter_at_the_head_stops_free_slots_being_handed_out() {
 
 #[test]
 fn withdrawing_a_blocking_pool_waiter_serves_the_slot_waiter_behind_it() {
-    let mut m = started(1, 1);
-    m.set_slots_per_pool(2);
+    let mut m = started_with(limits(1, 1).slots_per_pool(2));
     let _running = slot(&mut m, 0.0, "running");
     let mut fx = Fx::default();
     let Ok(Acquired::Queued(pool_ticket)) =
@@ -129,8 +127,7 @@ fn withdrawing_a_blocking_pool_waiter_serves_the_slot_waiter_behind_it() {
 
 #[test]
 fn an_expired_slot_taints_its_pool_until_the_other_slots_end() {
-    let mut m = started(2, 1);
-    m.set_slots_per_pool(2);
+    let mut m = started_with(limits(2, 1).slots_per_pool(2));
     let mut fx = Fx::default();
     let Ok(SlotAcquired::Granted(short, _)) = m.acquire_slot(0.0, 1.0, "short", None, &mut fx)
     else {
@@ -164,8 +161,7 @@ fn an_expired_slot_taints_its_pool_until_the_other_slots_end() {
 
 #[test]
 fn stop_ends_slots_and_refuses_slot_waiters() {
-    let mut m = started(1, 1);
-    m.set_slots_per_pool(1);
+    let mut m = started_with(limits(1, 1).slots_per_pool(1));
     let held = slot(&mut m, 0.0, "held");
     let mut fx = Fx::default();
     let _ = m.acquire_slot(0.0, 60.0, "w", Some(Flag::new("w")), &mut fx);
@@ -187,9 +183,11 @@ fn stop_ends_slots_and_refuses_slot_waiters() {
 #[test]
 fn an_emptied_shared_pool_above_target_idles_out() {
     // Target 1; the second pool is surplus once its slot ends.
-    let mut m = started(2, 1);
-    m.set_slots_per_pool(1);
-    m.set_idle_pool_seconds(10.0);
+    let mut m = started_with(
+        limits(2, 1)
+            .slots_per_pool(1)
+            .idle_pool_timeout(Duration::from_secs(10)),
+    );
     let _a = slot(&mut m, 0.0, "a");
     let b = slot(&mut m, 0.0, "b");
     assert_eq!(m.total_count(), 2);

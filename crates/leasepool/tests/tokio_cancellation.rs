@@ -9,10 +9,8 @@ use std::time::Duration;
 use leasepool::tokio::LeaseManager;
 use leasepool::PoolLimits;
 
-fn manager(max: i64) -> LeaseManager<u64> {
-    LeaseManager::new(PoolLimits::new(max, 1, 10, 1).unwrap(), 60.0, 5.0, |seq| {
-        seq
-    })
+fn manager(max: usize) -> LeaseManager<u64> {
+    LeaseManager::new(limits(max, 5.0), Duration::from_secs(60), |seq| seq)
 }
 
 #[tokio::test]
@@ -65,4 +63,11 @@ async fn dropped_grant_goes_straight_to_the_next_waiter() {
             other.is_ready()
         ),
     }
+}
+
+fn limits(max: usize, grace_seconds: f64) -> PoolLimits {
+    PoolLimits::builder(max)
+        .lease_grace(Duration::from_secs_f64(grace_seconds))
+        .build()
+        .unwrap()
 }

@@ -8,7 +8,7 @@ use leasepool::PoolLimits;
 
 #[tokio::test]
 async fn checker_revokes_a_lease_at_its_hard_expiry() {
-    let m = LeaseManager::new(PoolLimits::new(1, 1, 10, 1).unwrap(), 60.0, 0.02, |s| s);
+    let m = LeaseManager::new(limits(1, 0.02), Duration::from_secs(60), |s| s);
     let checker = tokio::spawn(m.clone().run_checker(Duration::from_secs(60)));
     let lease = m.acquire_for(0.02).await.unwrap();
     assert!(lease.is_live());
@@ -27,7 +27,7 @@ async fn checker_revokes_a_lease_at_its_hard_expiry() {
 
 #[tokio::test]
 async fn load_signal_grows_and_shrinks_idle_pools() {
-    let m = LeaseManager::new(PoolLimits::new(4, 1, 10, 1).unwrap(), 60.0, 5.0, |s| s);
+    let m = LeaseManager::new(limits(4, 5.0), Duration::from_secs(60), |s| s);
     m.set_load(35);
     m.check();
     assert_eq!(m.counts(), (4, 0, 4));
@@ -37,4 +37,11 @@ async fn load_signal_grows_and_shrinks_idle_pools() {
     assert_eq!(m.counts(), (0, 1, 1), "idle pools retired, the lease kept");
     drop(lease);
     assert_eq!(m.counts(), (1, 0, 1));
+}
+
+fn limits(max: usize, grace_seconds: f64) -> PoolLimits {
+    PoolLimits::builder(max)
+        .lease_grace(Duration::from_secs_f64(grace_seconds))
+        .build()
+        .unwrap()
 }

@@ -2,14 +2,13 @@
 #![cfg(feature = "tokio")]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use leasepool::tokio::LeaseManager;
 use leasepool::{LeaseError, PoolLimits};
 
-fn manager(max: i64) -> LeaseManager<u64> {
-    LeaseManager::new(PoolLimits::new(max, 1, 10, 1).unwrap(), 60.0, 5.0, |seq| {
-        seq
-    })
+fn manager(max: usize) -> LeaseManager<u64> {
+    LeaseManager::new(limits(max, 5.0), Duration::from_secs(60), |seq| seq)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,4 +57,11 @@ async fn stop_fails_waiters_and_revokes_leases() {
     assert_eq!(waiter.await.unwrap(), Err(LeaseError::NotStarted));
     assert!(!held.is_live());
     assert_eq!(m.counts(), (0, 0, 0));
+}
+
+fn limits(max: usize, grace_seconds: f64) -> PoolLimits {
+    PoolLimits::builder(max)
+        .lease_grace(Duration::from_secs_f64(grace_seconds))
+        .build()
+        .unwrap()
 }

@@ -1,5 +1,7 @@
 //! `LeasedExecutorManager`: the Python class (constructor, methods, properties).
 
+use std::time::Duration;
+
 use super::*;
 
 /// Bounded async manager of leased executors (see the package docs).
@@ -93,7 +95,14 @@ impl PyLeasedExecutorManager {
             DEFAULT_IDLE_POOL_SECONDS,
             true,
         )?;
-        let limits = PoolLimits::new(max_pools, min_pools, units_per_pool, workers_per_pool)
+        let whole = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+        let limits = PoolLimits::builder(whole(max_pools))
+            .min_pools(whole(min_pools))
+            .units_per_pool(u64::try_from(units_per_pool).unwrap_or(u64::MAX))
+            .slots_per_pool(whole(workers_per_pool))
+            .lease_grace(Duration::from_secs_f64(lease_grace_seconds))
+            .idle_pool_timeout(Duration::from_secs_f64(idle_pool_seconds))
+            .build()
             .map_err(|e| config_error(&e))?;
         let backend = match backend {
             Some(b) => normalize_backend(py)?.call1((b,))?,
@@ -151,10 +160,9 @@ impl PyLeasedExecutorManager {
             let pool: Pool = ThreadPool::new(seq, settings);
             pool
         });
-        let mut engine = Manager::new(limits, lease_grace_seconds, factory);
-        engine.set_idle_pool_seconds(idle_pool_seconds);
-        // One call slot per worker: a granted call never queues behind another.
-        engine.set_slots_per_pool(workers);
+        // One call slot per worker (`slots_per_pool`): a granted call never queues
+        // behind another.
+        let engine = Manager::new(limits, factory);
         let core = Arc::new(ManagerCore {
             engine: Mutex::new(engine),
             cfg: Config {

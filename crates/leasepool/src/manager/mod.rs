@@ -26,7 +26,7 @@
 //!
 //! # Idle retirement
 //!
-//! With [`Manager::set_idle_pool_seconds`] > 0, a pool above the target is not retired
+//! With [`PoolLimits::idle_pool_timeout`] > 0, a pool above the target is not retired
 //! the moment it is released: it stays available and leaves only once it has been
 //! idle that long ([`Manager::check`], at [`Manager::next_idle_retirement`]). Acquires
 //! take the most recently released pool, so under steady load the surplus pools at
@@ -153,15 +153,16 @@ impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// A stopped manager.
-    pub fn new(limits: PoolLimits, grace_seconds: f64, factory: PoolFactory<P>) -> Self {
+    pub fn new(limits: PoolLimits, factory: PoolFactory<P>) -> Self {
         Self {
             limits,
-            grace_seconds,
+            // The engine's clock is `f64` seconds (the front ends' monotonic time).
+            grace_seconds: limits.lease_grace().as_secs_f64(),
             running: false,
             available: VecDeque::new(),
-            idle_pool_seconds: 0.0,
+            idle_pool_seconds: limits.idle_pool_timeout().as_secs_f64(),
             leased: BTreeMap::new(),
-            shared: SharedPools::new(1),
+            shared: SharedPools::new(limits.slots_per_pool()),
             slots: BTreeMap::new(),
             waiters: WaiterQueue::default(),
             ids: LeaseIdMint::new(),
@@ -169,18 +170,6 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             expiry_floor: f64::INFINITY,
             factory,
         }
-    }
-
-    /// How long a pool above the target may stay idle before it is retired (seconds;
-    /// `0` retires it at release). Negative and NaN count as `0`.
-    pub fn set_idle_pool_seconds(&mut self, seconds: f64) {
-        self.idle_pool_seconds = if seconds > 0.0 { seconds } else { 0.0 };
-    }
-
-    /// The idle retirement delay (see [`set_idle_pool_seconds`](Self::set_idle_pool_seconds)).
-    #[must_use]
-    pub fn idle_pool_seconds(&self) -> f64 {
-        self.idle_pool_seconds
     }
 
     /// When the next idle pool above `target` is due for retirement, if any.
@@ -231,11 +220,6 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     /// How many call slots one pool hosts (its worker count).
-    pub fn set_slots_per_pool(&mut self, slots: usize) {
-        self.shared.set_per_pool(slots);
-    }
-
-    /// See [`set_slots_per_pool`](Self::set_slots_per_pool).
     #[must_use]
     pub fn slots_per_pool(&self) -> usize {
         self.shared.per_pool()
