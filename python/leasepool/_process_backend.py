@@ -30,6 +30,7 @@ __all__ = [
     "describe_exit",
     "executor_processes",
     "executor_threads",
+    "launch_processes",
     "resolve_executor_settings",
     "stop_broken_processes",
     "wait_for_teardown",
@@ -141,6 +142,26 @@ def executor_threads(executor: Executor) -> list[threading.Thread]:
         return [manager]
     threads: set[threading.Thread] | None = getattr(executor, "_threads", None)
     return list(threads) if threads else []
+
+
+def launch_processes(executor: Executor) -> None:
+    """Start every worker process of a fresh ``ProcessPoolExecutor`` now, on this
+    thread, instead of at its first ``submit()`` (the stdlib starts them there: all
+    at once with fork, one per submit with spawn/forkserver).
+
+    Uses private API present in CPython 3.11 to 3.14; without it the executor starts
+    its processes itself, as usual.
+    """
+    launch = getattr(executor, "_launch_processes", None)
+    start_manager = getattr(executor, "_start_executor_manager_thread", None)
+    shutdown_lock = getattr(executor, "_shutdown_lock", None)
+    if launch is None or start_manager is None or shutdown_lock is None:
+        return
+    # As ``submit()`` does it: under the executor's lock, processes first (the stdlib
+    # refuses to fork once its manager thread runs).
+    with shutdown_lock:
+        launch()
+        start_manager()
 
 
 def wait_for_teardown(executor: Executor, grace: float) -> None:

@@ -74,6 +74,11 @@ cached_attr!(
 );
 cached_attr!(describe_exit, "leasepool._process_backend", "describe_exit");
 cached_attr!(
+    launch_processes,
+    "leasepool._process_backend",
+    "launch_processes"
+);
+cached_attr!(
     coerce_log_level,
     "leasepool._process_logging",
     "coerce_log_level"
