@@ -18,41 +18,51 @@ impl ManagerCore {
         };
         let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
         let owner: Owner = Arc::new(owner);
-        let now = monotonic();
         let mut fx = Fx::default();
-        let first = lock(&self.engine).acquire(now, lease_seconds, owner.clone(), None, &mut fx);
-        let result = match first {
+        // First without a waiter: a caller served at once allocates no queue entry.
+        let first =
+            lock(&self.engine).acquire(monotonic(), lease_seconds, owner.clone(), None, &mut fx);
+        let refusal = match first {
             Ok(Acquired::Granted(grant)) => {
                 self.perform(py, fx, Some(&bridge));
                 let lease = self.make_lease(py, grant, owner, &bridge)?;
                 let hook = AcquireHook::boxed(self);
-                return Ok(PyLeaseFuture::ready(
-                    py,
-                    bridge,
-                    Outcome::Value(lease.into_any()),
-                    Some(hook),
-                )?
-                .into_any());
+                let granted = Outcome::Value(lease.into_any());
+                return Ok(PyLeaseFuture::ready(py, bridge, granted, Some(hook))?.into_any());
             }
             Ok(Acquired::Queued(_)) => unreachable!("no waiter was offered"),
             Err(LeaseError::Unavailable { .. }) if wait => None,
-            Err(err) => Some(err),
+            Err(err) => Some(lease_error(py, &err)),
         };
-        if let Some(err) = result {
-            self.perform(py, fx, Some(&bridge));
-            return Ok(ready_error(py, bridge, lease_error(py, &err))?.into_any());
-        }
-        let timeout = match timeout {
-            Some(t) if !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
+        let timeout = match (refusal.is_none(), timeout) {
+            (true, Some(t)) if !t.is_none() => Some((t.extract::<f64>()?, t.str()?.to_string())),
             _ => None,
         };
-        if let Some((seconds, text)) = &timeout {
-            if *seconds <= 0.0 {
-                self.perform(py, fx, Some(&bridge));
-                let err = acquire_timeout_error(py, timeout_message(text));
-                return Ok(ready_error(py, bridge, err)?.into_any());
+        // As 0.1.3: a timeout <= 0 never waits.
+        let refusal = refusal.or_else(|| match &timeout {
+            Some((seconds, text)) if *seconds <= 0.0 => {
+                Some(acquire_timeout_error(py, timeout_message(text)))
             }
+            _ => None,
+        });
+        if let Some(err) = refusal {
+            self.perform(py, fx, Some(&bridge));
+            return Ok(ready_error(py, bridge, err)?.into_any());
         }
+        self.queue_acquire(py, fx, &bridge, lease_seconds, owner, timeout)
+    }
+
+    /// Queues an `acquire()` that found every pool leased (or grants it, if one came
+    /// free meanwhile), with its timeout armed.
+    fn queue_acquire(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        mut fx: Fx,
+        bridge: &Arc<LoopBridge>,
+        lease_seconds: f64,
+        owner: Owner,
+        timeout: Option<(f64, String)>,
+    ) -> PyResult<Py<PyAny>> {
         let hook = Arc::new(AcquireHookInner {
             core: Arc::downgrade(self),
             ticket: OnceLock::new(),
@@ -67,38 +77,39 @@ impl ManagerCore {
             future: future.clone_ref(py),
             owner: owner.clone(),
         });
-        let second =
-            lock(&self.engine).acquire(now, lease_seconds, owner.clone(), Some(waiter), &mut fx);
-        match second {
+        let second = lock(&self.engine).acquire(
+            monotonic(),
+            lease_seconds,
+            owner.clone(),
+            Some(waiter),
+            &mut fx,
+        );
+        let settled = match second {
             Ok(Acquired::Queued(ticket)) => {
                 let _ = hook.ticket.set(ticket);
+                None
             }
-            Ok(Acquired::Granted(grant)) => {
-                // A pool came free between our two looks.
-                let outcome = match self.make_lease(py, grant, owner, &bridge) {
-                    Ok(lease) => Outcome::Value(lease.into_any()),
-                    Err(err) => Outcome::Error(err),
-                };
-                PyLeaseFuture::settle(&future, py, outcome);
-            }
-            Err(err) => {
-                PyLeaseFuture::settle(&future, py, Outcome::Error(lease_error(py, &err)));
-            }
+            // A pool came free between our two looks.
+            Ok(Acquired::Granted(grant)) => Some(
+                self.make_lease(py, grant, owner, bridge)
+                    .map_or_else(Outcome::Error, |lease| Outcome::Value(lease.into_any())),
+            ),
+            Err(err) => Some(Outcome::Error(lease_error(py, &err))),
+        };
+        if let Some(outcome) = settled {
+            PyLeaseFuture::settle(&future, py, outcome);
         }
-        self.perform(py, fx, Some(&bridge));
+        self.perform(py, fx, Some(bridge));
         if let Some((seconds, text)) = timeout {
             if future.get().is_pending() {
-                let fire = Py::new(
-                    py,
-                    AcquireTimeout {
-                        future: future.clone_ref(py),
-                        message: timeout_message(&text),
-                    },
-                )?;
+                let fire = AcquireTimeout {
+                    future: future.clone_ref(py),
+                    message: timeout_message(&text),
+                };
                 let handle = bridge
                     .event_loop()
                     .bind(py)
-                    .call_method1("call_later", (seconds, fire))?;
+                    .call_method1("call_later", (seconds, Py::new(py, fire)?))?;
                 *lock(&hook.timer) = Some(handle.unbind());
             }
         }
@@ -106,8 +117,6 @@ impl ManagerCore {
     }
 }
 
-/// `LeaseAcquireTimeoutError`: a `TimeoutError` (catchable as before) that tells an
-/// acquire timeout apart from one raised by the user's own call.
 impl ManagerCore {
     /// Leases a whole pool for `taker` (the WorkGrinder's batches), in the same FIFO
     /// queue as `acquire()`, with no awaitable in between: `taker` is told the lease

@@ -62,77 +62,97 @@ impl ManagerCore {
         let info = self.logger.enabled(py, INFO);
         // Asked only when a slot record comes up: the lease path pays for one check.
         let mut debug: Option<bool> = None;
-        let mut debug_enabled =
-            |py| *debug.get_or_insert_with(|| info || self.logger.enabled(py, DEBUG));
         for event in events {
-            match event {
-                Event::Created { seq } if info => self.logger.log(
-                    py,
-                    INFO,
-                    "Created executor backend=%s seq=%s workers=%s",
-                    (&self.cfg.backend_name, seq, self.cfg.workers_per_pool),
-                    None,
-                ),
-                Event::Leased {
-                    id,
-                    meta,
-                    lease_seconds,
-                    grace_seconds,
-                } if info => self.logger.log(
-                    py,
-                    INFO,
-                    "Leased executor backend=%s lease_id=%s owner=%s seconds=%s grace=%s",
-                    (
-                        &self.cfg.backend_name,
-                        &*id,
-                        meta.clone_ref(py),
-                        lease_seconds,
-                        grace_seconds,
-                    ),
-                    None,
-                ),
-                Event::Draining { id, meta, pending } if info => self.logger.log(
-                    py,
-                    INFO,
-                    "Released executor lease_id=%s owner=%s pending=%s draining=True",
-                    (&*id, meta.clone_ref(py), pending),
-                    None,
-                ),
-                Event::Released { id, meta, kept } if info => self.logger.log(
-                    py,
-                    INFO,
-                    "Finalized released executor lease_id=%s owner=%s kept=%s",
-                    (&*id, meta.clone_ref(py), kept),
-                    None,
-                ),
-                Event::SlotLeased { id, meta, seq } if debug_enabled(py) => self.logger.log(
-                    py,
-                    DEBUG,
-                    "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
-                    (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
-                    None,
-                ),
-                Event::SlotEnded { id, meta } if debug_enabled(py) => self.logger.log(
-                    py,
-                    DEBUG,
-                    "Finished executor slot lease_id=%s owner=%s",
-                    (&*id, meta.clone_ref(py)),
-                    None,
-                ),
-                Event::Revoked {
-                    id,
-                    meta,
-                    lease_seconds,
-                    grace_seconds,
-                } => self.logger.log(
-                    py,
-                    WARNING,
-                    "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
-                    (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
-                    None,
-                ),
-                _ => {}
+            let enabled = match &event {
+                Event::SlotLeased { .. } | Event::SlotEnded { .. } => {
+                    *debug.get_or_insert_with(|| info || self.logger.enabled(py, DEBUG))
+                }
+                Event::Revoked { .. } => true,
+                _ => info,
+            };
+            if enabled {
+                self.log_event(py, event);
             }
+        }
+    }
+
+    /// 0.1.3's record of one engine event (slot records are ours, at DEBUG).
+    fn log_event(&self, py: Python<'_>, event: Event<Owner>) {
+        let backend = &self.cfg.backend_name;
+        match event {
+            Event::Created { seq } => self.logger.log(
+                py,
+                INFO,
+                "Created executor backend=%s seq=%s workers=%s",
+                (backend, seq, self.cfg.workers_per_pool),
+                None,
+            ),
+            Event::Leased {
+                id,
+                meta,
+                lease_seconds,
+                grace_seconds,
+            } => self.logger.log(
+                py,
+                INFO,
+                "Leased executor backend=%s lease_id=%s owner=%s seconds=%s grace=%s",
+                (
+                    backend,
+                    &*id,
+                    meta.clone_ref(py),
+                    lease_seconds,
+                    grace_seconds,
+                ),
+                None,
+            ),
+            Event::Draining { id, meta, pending } => self.logger.log(
+                py,
+                INFO,
+                "Released executor lease_id=%s owner=%s pending=%s draining=True",
+                (&*id, meta.clone_ref(py), pending),
+                None,
+            ),
+            Event::Released { id, meta, kept } => self.logger.log(
+                py,
+                INFO,
+                "Finalized released executor lease_id=%s owner=%s kept=%s",
+                (&*id, meta.clone_ref(py), kept),
+                None,
+            ),
+            event => self.log_slot_or_revocation(py, event),
+        }
+    }
+
+    fn log_slot_or_revocation(&self, py: Python<'_>, event: Event<Owner>) {
+        match event {
+            Event::SlotLeased { id, meta, seq } => self.logger.log(
+                py,
+                DEBUG,
+                "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
+                (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
+                None,
+            ),
+            Event::SlotEnded { id, meta } => self.logger.log(
+                py,
+                DEBUG,
+                "Finished executor slot lease_id=%s owner=%s",
+                (&*id, meta.clone_ref(py)),
+                None,
+            ),
+            Event::Revoked {
+                id,
+                meta,
+                lease_seconds,
+                grace_seconds,
+            } => self.logger.log(
+                py,
+                WARNING,
+                "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
+                (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
+                None,
+            ),
+            // Logged where it happens (with the pool's error): see `retire_broken`.
+            _ => {}
         }
     }
 }

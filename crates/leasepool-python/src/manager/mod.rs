@@ -38,6 +38,7 @@ use crate::py_cache::{
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 mod acquire;
+mod config;
 mod events;
 mod lifecycle;
 mod one_call;

@@ -1,7 +1,6 @@
 //! `LeasedExecutorManager`: the Python class (constructor, methods, properties).
 
-use std::time::Duration;
-
+use super::config::{self, NumberArgs, Numbers, Parts};
 use super::*;
 
 /// Bounded async manager of leased executors (see the package docs).
@@ -71,52 +70,21 @@ impl PyLeasedExecutorManager {
         idle_pool_seconds: Option<&Bound<'_, PyAny>>,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        // 0.1.3's order: the counts, then the durations, then min_pools <= max_pools.
-        let count = |name, value: Option<&Bound<'_, PyAny>>, default: i64| match value {
-            Some(value) => coerce::count(name, value),
-            None => Ok(default),
-        };
-        let seconds = |name, value: Option<&Bound<'_, PyAny>>, default: f64, allow_zero| match value
-        {
-            Some(value) => coerce::seconds(name, value, allow_zero),
-            None => Ok(default),
-        };
-        let max_pools = coerce::count("max_pools", max_pools)?;
-        let min_pools = count("min_pools", min_pools, 1)?;
-        let units_per_pool = count("units_per_pool", units_per_pool, 10)?;
-        let workers_per_pool = count("workers_per_pool", workers_per_pool, 4)?;
-        let default_lease_seconds =
-            seconds("default_lease_seconds", default_lease_seconds, 300.0, false)?;
-        let lease_grace_seconds = seconds("lease_grace_seconds", lease_grace_seconds, 15.0, true)?;
-        let check_interval = seconds("check_interval", check_interval, 120.0, false)?;
-        let idle_pool_seconds = seconds(
-            "idle_pool_seconds",
+        let numbers = Numbers::check(NumberArgs {
+            max_pools,
+            min_pools,
+            units_per_pool,
+            workers_per_pool,
+            default_lease_seconds,
+            lease_grace_seconds,
+            check_interval,
             idle_pool_seconds,
-            DEFAULT_IDLE_POOL_SECONDS,
-            true,
-        )?;
-        let whole = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
-        let limits = PoolLimits::builder(whole(max_pools))
-            .min_pools(whole(min_pools))
-            .units_per_pool(u64::try_from(units_per_pool).unwrap_or(u64::MAX))
-            .slots_per_pool(whole(workers_per_pool))
-            .lease_grace(Duration::from_secs_f64(lease_grace_seconds))
-            .idle_pool_timeout(Duration::from_secs_f64(idle_pool_seconds))
-            .build()
-            .map_err(|e| config_error(&e))?;
-        let backend = match backend {
-            Some(b) => normalize_backend(py)?.call1((b,))?,
-            None => normalize_backend(py)?.call1(("thread",))?,
-        };
-        let backend_name: String = backend.getattr("value")?.extract()?;
-        let logger = match logger {
-            Some(l) if !l.is_none(py) => l,
-            _ => get_logger(py)?.call1(("leasepool.manager",))?.unbind(),
-        };
-        let level = match process_log_level {
-            Some(l) => l,
-            None => INFO.into_pyobject(py)?.into_any(),
-        };
+        })?;
+        let (backend, backend_name) = config::backend(py, backend)?;
+        let logger = config::logger(py, logger)?;
+        // Checked in `leasepool._config` (0.1.3's rules and messages).
+        let level =
+            process_log_level.map_or_else(|| INFO.into_pyobject(py).map(Bound::into_any), Ok)?;
         let process_logging = process_logging_config(py)?.call1((
             &backend_name,
             process_logging,
@@ -125,64 +93,20 @@ impl PyLeasedExecutorManager {
             process_log_target_logger,
             clear_process_log_handlers,
         ))?;
-        let workers = usize::try_from(workers_per_pool).unwrap_or(1);
-        let settings_cell: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
-        let factory_settings = settings_cell.clone();
-        let executor_kwargs =
-            executor_kwargs.map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
-        let process = ProcessBackend::for_backend(
+        let core = ManagerCore::build(
             py,
-            &backend_name,
-            &backend,
-            workers,
-            &name_prefix,
-            &executor_kwargs,
-            &process_logging,
-            &logger,
-        );
-        let factory_process = process.clone();
-        let factory = Box::new(move |seq: u64| {
-            if let Some(process) = &factory_process {
-                let pool: Pool = process.pool(seq);
-                return pool;
-            }
-            // Pools are only created after start() resolved the settings; the default
-            // is a defensive fallback, never a panic under the engine lock.
-            let settings = factory_settings.get().cloned().unwrap_or_else(|| {
-                Arc::new(ThreadPoolSettings {
-                    workers,
-                    name_prefix: String::from("leasepool"),
-                    thread_name_prefix: None,
-                    initializer: None,
-                    initargs: None,
-                })
-            });
-            let pool: Pool = ThreadPool::new(seq, settings);
-            pool
-        });
-        // One call slot per worker (`slots_per_pool`): a granted call never queues
-        // behind another.
-        let engine = Manager::new(limits, factory);
-        let core = Arc::new(ManagerCore {
-            engine: Mutex::new(engine),
-            cfg: Config {
-                backend: backend.unbind(),
+            numbers,
+            Parts {
+                backend,
                 backend_name,
-                limits,
-                check_interval,
-                default_lease_seconds,
-                workers_per_pool: workers,
+                logger,
+                process_logging,
                 name_prefix,
-                executor_kwargs,
+                executor_kwargs: executor_kwargs
+                    .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
+                size_provider: size_provider.filter(|p| !p.is_none(py)),
             },
-            logger: Logger::new(py, logger),
-            size_provider: size_provider.filter(|p| !p.is_none(py)),
-            provider_failures: DistinctErrors::default(),
-            running: RwLock::new(None),
-            pool_settings: settings_cell,
-            process,
-            last_target: AtomicUsize::new(usize::try_from(min_pools).unwrap_or(1)),
-        });
+        );
         crate::lifecycle::track(&core);
         Ok(Self { core })
     }

@@ -118,12 +118,8 @@ impl ProcessBackend {
 
     /// Resolves and checks the executor arguments (in `leasepool._process_backend`).
     pub(super) fn resolve(&self, py: Python<'_>) -> PyResult<Settings> {
-        let kind = match self.kind {
-            Kind::Process => "process",
-            Kind::Interpreter => "interpreter",
-        };
         let resolved = resolve_executor_settings(py)?.call1((
-            kind,
+            self.kind.name(),
             self.backend.bind(py),
             self.workers,
             &self.name_prefix,

@@ -46,19 +46,39 @@ impl ProcessPool {
             }
         };
         if let Some(items) = late {
-            // After the settler looked: whether these started is unknown.
-            let message = "the process pool broke; whether this call started is unknown, \
-                           so it is not run again";
-            for item in items {
-                item.fail(py, make_error(broken_process_pool(py), message), rings);
-            }
-            self.settle_chunk(py, slot, Vec::new(), rings);
-            self.pump(py, rings);
-            return;
+            return self.fail_late_casualty(py, slot, items, rings);
         }
         if generation.settling.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.start_settler(py, generation, bridge);
+    }
+
+    /// A chunk that failed after the settler took the list: whether its calls
+    /// started is unknown, so none is run again.
+    fn fail_late_casualty(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        slot: usize,
+        items: Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        let message = "the process pool broke; whether this call started is unknown, \
+                       so it is not run again";
+        for item in items {
+            item.fail(py, make_error(broken_process_pool(py), message), rings);
+        }
+        self.settle_chunk(py, slot, Vec::new(), rings);
+        self.pump(py, rings);
+    }
+
+    /// Retires the broken executor and has the event loop start the settler thread.
+    fn start_settler(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        generation: Arc<Generation>,
+        bridge: Option<Arc<LoopBridge>>,
+    ) {
         // Both stay alive in the task: dropping the last reference to an executor
         // starts a thread (see `Generation::drop`), which must not happen here.
         let retired = self.retire_generation(&generation);
@@ -116,10 +136,21 @@ impl ProcessPool {
             self.crashed(py, crash, slot, seq, &err, items, &mut requeue, &mut rings);
             self.settle_chunk(py, slot, requeue, &mut rings);
         }
-        // A `submit()` that passed the executor's broken check just before it broke can
-        // add its work item after `terminate_broken` cleared them: that future never
-        // completes. Its manager thread is gone now, so no worker ever got it: run it
-        // on the next executor.
+        self.requeue_stranded(py, generation, &mut rings);
+        self.pump(py, &mut rings);
+        rings.ring(py);
+    }
+
+    /// A `submit()` that passed the executor's broken check just before it broke can
+    /// add its work item after `terminate_broken` cleared them: that future never
+    /// completes. Its manager thread is gone now, so no worker ever got it: run it on
+    /// the next executor.
+    fn requeue_stranded(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        generation: &Generation,
+        rings: &mut Rings,
+    ) {
         let candidates: Vec<(u64, Py<PyAny>)> = lock(&self.state)
             .chunks
             .iter()
@@ -147,10 +178,8 @@ impl ProcessPool {
         };
         for chunk in stranded {
             let Chunk { slot, items, .. } = chunk;
-            self.settle_chunk(py, slot, items, &mut rings);
+            self.settle_chunk(py, slot, items, rings);
         }
-        self.pump(py, &mut rings);
-        rings.ring(py);
     }
 
     /// Handles one chunk of an executor that broke (a worker process died).
@@ -237,42 +266,7 @@ impl ProcessPool {
         generation: &Generation,
         casualties: &[Casualty],
     ) -> Crash {
-        // What each in-flight chunk of this executor was running, by pid.
-        let mut running: HashMap<i64, String> = HashMap::new();
-        let mut note = |slot: usize, seq: u64, names: &dyn Fn(usize) -> Option<String>| {
-            if let Some((pid, index)) = self.progress_of(py, slot, seq) {
-                if let Some(name) = names(index) {
-                    running.insert(pid, name);
-                }
-            }
-        };
-        for casualty in casualties {
-            note(casualty.slot, casualty.seq, &|i| {
-                casualty.items.get(i).map(|item| item.function_name(py))
-            });
-        }
-        let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
-            let st = lock(&self.state);
-            st.chunks
-                .iter()
-                .filter(|(_, c)| c.generation.id == generation.id)
-                .map(|(s, c)| {
-                    (
-                        c.slot,
-                        *s,
-                        c.items
-                            .iter()
-                            .map(|i| i.job.parts().0.clone_ref(py))
-                            .collect(),
-                    )
-                })
-                .collect()
-        };
-        for (slot, seq, funcs) in &others {
-            note(*slot, *seq, &|i| {
-                funcs.get(i).map(|f| describe_callable(f.bind(py)))
-            });
-        }
+        let running = self.running_by_pid(py, generation, casualties);
         let (dead, all_reaped) = stop_processes(py, &generation.executor(py));
         let dead: Vec<DeadWorker> = dead
             .into_iter()
@@ -317,6 +311,46 @@ impl ProcessPool {
             fatal,
             unsettled: !all_reaped,
         }
+    }
+
+    /// What each in-flight chunk of this executor was running, by pid (from the
+    /// progress array).
+    fn running_by_pid(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        casualties: &[Casualty],
+    ) -> HashMap<i64, String> {
+        let mut running = HashMap::new();
+        let mut note = |slot: usize, seq: u64, name_of: &dyn Fn(usize) -> Option<String>| {
+            let started = self.progress_of(py, slot, seq);
+            if let Some(name) = started.and_then(|(pid, index)| Some((pid, name_of(index)?))) {
+                running.insert(name.0, name.1);
+            }
+        };
+        for casualty in casualties {
+            note(casualty.slot, casualty.seq, &|i| {
+                casualty.items.get(i).map(|item| item.function_name(py))
+            });
+        }
+        // Chunks of this executor that have not failed yet (their callbacks run later).
+        let others: Vec<(usize, u64, Vec<Py<PyAny>>)> = {
+            let st = lock(&self.state);
+            st.chunks
+                .iter()
+                .filter(|(_, chunk)| chunk.generation.id == generation.id)
+                .map(|(seq, chunk)| {
+                    let funcs = chunk.items.iter().map(|i| i.job.parts().0.clone_ref(py));
+                    (chunk.slot, *seq, funcs.collect())
+                })
+                .collect()
+        };
+        for (slot, seq, funcs) in &others {
+            note(*slot, *seq, &|i| {
+                funcs.get(i).map(|f| describe_callable(f.bind(py)))
+            });
+        }
+        running
     }
 
     /// Forgets a broken executor (it already shuts itself down) so the next dispatch

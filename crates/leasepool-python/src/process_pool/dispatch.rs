@@ -4,12 +4,22 @@
 
 use super::*;
 
+/// What becomes of a chunk whose task raised.
+enum Failed {
+    /// Nothing of it started: run it on the next executor.
+    Requeue(Vec<Item>),
+    /// Its executor broke under it: the crash settler decides.
+    Casualty(Vec<Item>, PyErr),
+    /// Its calls were failed.
+    Settled,
+}
+
 impl ProcessPool {
     /// Calls for the next chunk, as the engine's planner
     /// ([`CallDurations::chunk_size`]) decides from the measured call times; one per
     /// task for interpreters and under `max_tasks_per_child`.
     pub(super) fn chunk_size(&self, st: &State) -> usize {
-        if self.kind() == Kind::Interpreter
+        if self.kind().one_call_per_task()
             || self
                 .backend
                 .settings
@@ -31,26 +41,7 @@ impl ProcessPool {
         }
         let settings = self.settings()?;
         let kwargs = settings.kwargs.bind(py).copy()?;
-        match self.kind() {
-            Kind::Process => {
-                let progress = self.progress.get_or_try_init(py, || {
-                    // One more cell after the slots: the halt flag (see `halt_workers`).
-                    Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * self.cap + 1))?.unbind())
-                })?;
-                let mut initargs = vec![progress.bind(py).clone()];
-                initargs.extend(settings.initargs_tail.bind(py).iter());
-                kwargs.set_item("initializer", worker_initialize(py)?)?;
-                kwargs.set_item("initargs", PyTuple::new(py, initargs)?)?;
-            }
-            Kind::Interpreter => {
-                if !settings.has_thread_prefix {
-                    kwargs.set_item(
-                        "thread_name_prefix",
-                        format!("{}-{}", self.backend.name_prefix, self.seq),
-                    )?;
-                }
-            }
-        }
+        self.kind().configure(py, self, settings, &kwargs)?;
         let executor = settings
             .executor_cls
             .bind(py)
@@ -134,20 +125,7 @@ impl ProcessPool {
         seq: u64,
         rings: &mut Rings,
     ) {
-        let mut payload: Vec<Py<PyAny>> = Vec::with_capacity(items.len());
-        let mut kept = Vec::with_capacity(items.len());
-        for mut item in items {
-            if !item.claim(py) {
-                continue;
-            }
-            match self.prepare(py, &item) {
-                Ok(prepared) => {
-                    payload.push(prepared);
-                    kept.push(item);
-                }
-                Err(err) => item.fail(py, err, rings),
-            }
-        }
+        let (payload, kept) = self.prepare_chunk(py, items, rings);
         if kept.is_empty() {
             self.settle_chunk(py, slot, Vec::new(), rings);
             return;
@@ -158,24 +136,7 @@ impl ProcessPool {
             self.settle_chunk(py, slot, kept, rings);
             return;
         };
-        let refused = {
-            let mut st = lock(&self.state);
-            if matches!(st.mode, Mode::Open | Mode::Draining) {
-                st.chunks.insert(
-                    seq,
-                    Chunk {
-                        generation: generation.clone(),
-                        slot,
-                        items: kept,
-                        future: None,
-                    },
-                );
-                None
-            } else {
-                Some((kept, st.mode, st.broken_message.clone()))
-            }
-        };
-        if let Some((kept, mode, message)) = refused {
+        if let Err((kept, mode, message)) = self.register_chunk(&generation, slot, seq, kept) {
             // Revoked or broken while this chunk was being prepared.
             for item in kept {
                 item.fail(py, self.closed_error(py, mode, &message), rings);
@@ -184,71 +145,70 @@ impl ProcessPool {
             return;
         }
         let executor = generation.executor(py);
-        let submitted = match self.kind() {
-            Kind::Process => worker_run_chunk(py).and_then(|run_chunk| {
-                executor.call_method1(
-                    "submit",
-                    (
-                        run_chunk,
-                        slot,
-                        seq,
-                        PyList::new(py, payload)?,
-                        CHUNK_BUDGET_SECONDS,
-                    ),
-                )
-            }),
-            Kind::Interpreter => payload[0]
-                .bind(py)
-                .cast::<PyTuple>()
-                .map_err(PyErr::from)
-                .and_then(|call| {
-                    let args = call.get_item(0)?;
-                    let kwargs = call.get_item(1)?;
-                    let kwargs = kwargs.cast::<PyDict>().ok();
-                    executor.call_method("submit", args.cast::<PyTuple>()?, kwargs)
-                }),
-        };
-        let hooked = submitted.and_then(|future| {
-            if let Some(chunk) = lock(&self.state).chunks.get_mut(&seq) {
-                chunk.future = Some(future.clone().unbind());
-            }
-            let callback = Py::new(
-                py,
-                ChunkDone {
-                    pool: self.clone(),
-                    seq,
-                },
-            )?;
-            future.call_method1("add_done_callback", (callback,))
-        });
+        let hooked = self
+            .kind()
+            .submit(py, &executor, slot, seq, payload)
+            .and_then(|future| {
+                if let Some(chunk) = lock(&self.state).chunks.get_mut(&seq) {
+                    chunk.future = Some(future.clone().unbind());
+                }
+                let pool = self.clone();
+                let callback = Py::new(py, ChunkDone { pool, seq })?;
+                future.call_method1("add_done_callback", (callback,))
+            });
         if let Err(err) = hooked {
             // Never reached the executor (or cannot report back): settle it here.
             self.finish_chunk(py, seq, Err(err), true, rings);
         }
     }
 
-    /// The call as the executor takes it: pickled `(fn, args, kwargs)` for the
-    /// process backend, `((fn, *args), kwargs)` for the interpreter backend.
-    pub(super) fn prepare(&self, py: Python<'_>, item: &Item) -> PyResult<Py<PyAny>> {
-        let (func, args, kwargs) = item.job.parts();
-        let kwargs = match kwargs {
-            Some(k) => k.bind(py).clone().into_any(),
-            None => py.None().into_bound(py),
-        };
-        match self.kind() {
-            Kind::Process => Ok(worker_dumps(py)?
-                .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
-                .unbind()),
-            Kind::Interpreter => {
-                let mut call = vec![func.bind(py).clone()];
-                call.extend(args.bind(py).iter());
-                Ok(
-                    PyTuple::new(py, [PyTuple::new(py, call)?.into_any(), kwargs])?
-                        .into_any()
-                        .unbind(),
-                )
+    /// Claims each call (a cancelled one is dropped) and serialises it; a call that
+    /// cannot be serialised fails alone. Returns the payload and the calls kept.
+    fn prepare_chunk(
+        &self,
+        py: Python<'_>,
+        items: Vec<Item>,
+        rings: &mut Rings,
+    ) -> (Vec<Py<PyAny>>, Vec<Item>) {
+        let mut payload = Vec::with_capacity(items.len());
+        let mut kept = Vec::with_capacity(items.len());
+        for mut item in items {
+            if !item.claim(py) {
+                continue;
+            }
+            match self.kind().prepare(py, &item) {
+                Ok(prepared) => {
+                    payload.push(prepared);
+                    kept.push(item);
+                }
+                Err(err) => item.fail(py, err, rings),
             }
         }
+        (payload, kept)
+    }
+
+    /// Records chunk `seq` as in flight on `generation`, unless the pool closed
+    /// meanwhile (then its calls come back with the pool's mode and message).
+    #[allow(clippy::type_complexity)]
+    fn register_chunk(
+        &self,
+        generation: &Arc<Generation>,
+        slot: usize,
+        seq: u64,
+        items: Vec<Item>,
+    ) -> Result<(), (Vec<Item>, Mode, String)> {
+        let mut st = lock(&self.state);
+        if !matches!(st.mode, Mode::Open | Mode::Draining) {
+            return Err((items, st.mode, st.broken_message.clone()));
+        }
+        let chunk = Chunk {
+            generation: generation.clone(),
+            slot,
+            items,
+            future: None,
+        };
+        st.chunks.insert(seq, chunk);
+        Ok(())
     }
 
     /// A chunk's executor task is done (or could not be submitted): deliver, re-queue
@@ -271,45 +231,20 @@ impl ProcessPool {
             future,
         } = chunk;
         drop(future);
-        let mut requeue = Vec::new();
-        let mut retire = false;
-        match outcome {
-            Ok(value) => match self.kind() {
-                Kind::Process => {
-                    self.deliver_chunk(py, &generation, &value, items, &mut requeue, rings)
-                }
-                Kind::Interpreter => {
-                    generation.completed.store(true, Ordering::Release);
-                    for item in items {
-                        rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
-                    }
-                }
-            },
-            Err(err) => {
-                let broken = self
-                    .broken_cls(py)
-                    .is_ok_and(|cls| err.value(py).is_instance(cls).unwrap_or(false));
-                if broken && from_submit && self.kind() == Kind::Process {
-                    // Broke before this chunk reached it (a worker died while idle):
-                    // nothing here started.
-                    requeue = items;
-                    retire = true;
-                } else if broken && self.kind() == Kind::Process {
-                    // Decided later, off this thread (see `record_casualty`).
-                    return self.record_casualty(py, generation, seq, slot, items, err, rings);
-                } else if broken {
-                    // InterpreterPoolExecutor: an initializer failed; broken for good.
-                    self.break_for_good(py, err.value(py).to_string());
-                    for item in items {
-                        item.fail(py, err.clone_ref(py), rings);
-                    }
-                } else {
-                    for item in items {
-                        item.fail(py, err.clone_ref(py), rings);
-                    }
-                }
+        let (requeue, retire) = match outcome {
+            Ok(value) => {
+                let mut requeue = Vec::new();
+                self.chunk_returned(py, &generation, &value, items, &mut requeue, rings);
+                (requeue, false)
             }
-        }
+            Err(err) => match self.chunk_failed(py, from_submit, items, err, rings) {
+                Failed::Requeue(items) => (items, true),
+                Failed::Casualty(items, err) => {
+                    return self.record_casualty(py, generation, seq, slot, items, err, rings)
+                }
+                Failed::Settled => (Vec::new(), false),
+            },
+        };
         let old = if retire {
             self.retire_generation(&generation)
         } else {
@@ -319,6 +254,64 @@ impl ProcessPool {
         drop(generation);
         self.settle_chunk(py, slot, requeue, rings);
         self.pump(py, rings);
+    }
+
+    /// Delivers the outcomes of a task that returned.
+    fn chunk_returned(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        value: &Bound<'_, PyAny>,
+        items: Vec<Item>,
+        requeue: &mut Vec<Item>,
+        rings: &mut Rings,
+    ) {
+        match self.kind() {
+            Kind::Process => self.deliver_chunk(py, generation, value, items, requeue, rings),
+            Kind::Interpreter => {
+                generation.completed.store(true, Ordering::Release);
+                for item in items {
+                    rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
+                }
+            }
+        }
+    }
+
+    /// What becomes of the calls of a task that raised `err`.
+    fn chunk_failed(
+        &self,
+        py: Python<'_>,
+        from_submit: bool,
+        items: Vec<Item>,
+        err: PyErr,
+        rings: &mut Rings,
+    ) -> Failed {
+        let broken = self
+            .broken_cls(py)
+            .is_ok_and(|cls| err.value(py).is_instance(cls).unwrap_or(false));
+        match (broken, self.kind()) {
+            // Broke before this chunk reached it (a worker died while idle): nothing
+            // here started.
+            (true, Kind::Process) if from_submit => Failed::Requeue(items),
+            // Decided later, off this thread (see `record_casualty`).
+            (true, Kind::Process) => Failed::Casualty(items, err),
+            // InterpreterPoolExecutor: an initializer failed; broken for good.
+            (true, Kind::Interpreter) => {
+                self.break_for_good(py, err.value(py).to_string());
+                Self::fail_all(py, items, &err, rings);
+                Failed::Settled
+            }
+            (false, _) => {
+                Self::fail_all(py, items, &err, rings);
+                Failed::Settled
+            }
+        }
+    }
+
+    fn fail_all(py: Python<'_>, items: Vec<Item>, err: &PyErr, rings: &mut Rings) {
+        for item in items {
+            item.fail(py, err.clone_ref(py), rings);
+        }
     }
 
     /// Process backend: unpickle and deliver each outcome of a finished chunk.

@@ -104,18 +104,15 @@ mod crash;
 mod dispatch;
 mod executor_pool;
 mod exit;
+mod interpreter;
+mod kind;
+mod process;
 mod spawn;
 pub(crate) use backend::ProcessBackend;
 use backend::Settings;
 pub(crate) use exit::begin_exit;
 use exit::*;
-
-/// Which standard-library executor a pool wraps.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Kind {
-    Process,
-    Interpreter,
-}
+pub(crate) use kind::Kind;
 
 /// Bridges whose doorbell must be rung once the deliveries of a batch are done.
 #[derive(Default)]
@@ -400,10 +397,7 @@ impl ProcessPool {
     }
 
     fn broken_cls<'py>(&self, py: Python<'py>) -> PyResult<&'py Bound<'py, PyAny>> {
-        match self.kind() {
-            Kind::Process => broken_process_pool(py),
-            Kind::Interpreter => broken_thread_pool(py),
-        }
+        self.kind().broken_class(py)
     }
 
     /// Tells every worker to start no further call (`run_chunk` checks the flag before

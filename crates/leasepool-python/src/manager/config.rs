@@ -1,0 +1,174 @@
+//! Building a manager from its constructor arguments: the numeric options checked in
+//! leasepool 0.1.3's order, the pool factory, and the shared core.
+
+use std::time::Duration;
+
+use super::*;
+
+/// The numeric constructor arguments, as given.
+pub(super) struct NumberArgs<'a, 'py> {
+    pub(super) max_pools: &'a Bound<'py, PyAny>,
+    pub(super) min_pools: Option<&'a Bound<'py, PyAny>>,
+    pub(super) units_per_pool: Option<&'a Bound<'py, PyAny>>,
+    pub(super) workers_per_pool: Option<&'a Bound<'py, PyAny>>,
+    pub(super) default_lease_seconds: Option<&'a Bound<'py, PyAny>>,
+    pub(super) lease_grace_seconds: Option<&'a Bound<'py, PyAny>>,
+    pub(super) check_interval: Option<&'a Bound<'py, PyAny>>,
+    pub(super) idle_pool_seconds: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// The numeric options, checked.
+pub(super) struct Numbers {
+    limits: PoolLimits,
+    check_interval: f64,
+    default_lease_seconds: f64,
+}
+
+impl Numbers {
+    /// 0.1.3's order: the counts, then the durations, then `min_pools <= max_pools`
+    /// (so the first error reported for a bad combination is the same).
+    pub(super) fn check(args: NumberArgs<'_, '_>) -> PyResult<Self> {
+        let count = |name, value: Option<&Bound<'_, PyAny>>, default: i64| {
+            value.map_or(Ok(default), |value| coerce::count(name, value))
+        };
+        let seconds = |name, value: Option<&Bound<'_, PyAny>>, default: f64, allow_zero| {
+            value.map_or(Ok(default), |value| {
+                coerce::seconds(name, value, allow_zero)
+            })
+        };
+        let max_pools = coerce::count("max_pools", args.max_pools)?;
+        let min_pools = count("min_pools", args.min_pools, 1)?;
+        let units_per_pool = count("units_per_pool", args.units_per_pool, 10)?;
+        let workers_per_pool = count("workers_per_pool", args.workers_per_pool, 4)?;
+        let default_lease_seconds = seconds(
+            "default_lease_seconds",
+            args.default_lease_seconds,
+            300.0,
+            false,
+        )?;
+        let grace = seconds("lease_grace_seconds", args.lease_grace_seconds, 15.0, true)?;
+        let check_interval = seconds("check_interval", args.check_interval, 120.0, false)?;
+        let idle = seconds(
+            "idle_pool_seconds",
+            args.idle_pool_seconds,
+            DEFAULT_IDLE_POOL_SECONDS,
+            true,
+        )?;
+        // Counts were checked positive: they fit.
+        let whole = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+        let limits = PoolLimits::builder(whole(max_pools))
+            .min_pools(whole(min_pools))
+            .units_per_pool(u64::try_from(units_per_pool).unwrap_or(u64::MAX))
+            // One call slot per worker: a granted call never queues behind another.
+            .slots_per_pool(whole(workers_per_pool))
+            .lease_grace(Duration::from_secs_f64(grace))
+            .idle_pool_timeout(Duration::from_secs_f64(idle))
+            .build()
+            .map_err(|e| config_error(&e))?;
+        Ok(Self {
+            limits,
+            check_interval,
+            default_lease_seconds,
+        })
+    }
+}
+
+/// The backend as an `ExecutorBackend` (default: threads), and its name.
+pub(super) fn backend<'py>(
+    py: Python<'py>,
+    backend: Option<Bound<'py, PyAny>>,
+) -> PyResult<(Bound<'py, PyAny>, String)> {
+    let given = backend.unwrap_or_else(|| pyo3::types::PyString::new(py, "thread").into_any());
+    let backend = normalize_backend(py)?.call1((given,))?;
+    let name = backend.getattr("value")?.extract()?;
+    Ok((backend, name))
+}
+
+/// The manager's logger (default: `logging.getLogger("leasepool.manager")`).
+pub(super) fn logger(py: Python<'_>, logger: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    match logger {
+        Some(logger) if !logger.is_none(py) => Ok(logger),
+        _ => Ok(get_logger(py)?.call1(("leasepool.manager",))?.unbind()),
+    }
+}
+
+/// Everything else a manager is built from, resolved.
+pub(super) struct Parts<'py> {
+    pub(super) backend: Bound<'py, PyAny>,
+    pub(super) backend_name: String,
+    pub(super) logger: Py<PyAny>,
+    pub(super) process_logging: Bound<'py, PyAny>,
+    pub(super) name_prefix: String,
+    pub(super) executor_kwargs: Py<PyDict>,
+    pub(super) size_provider: Option<Py<PyAny>>,
+}
+
+impl ManagerCore {
+    pub(super) fn build(py: Python<'_>, numbers: Numbers, parts: Parts<'_>) -> Arc<Self> {
+        let Numbers {
+            limits,
+            check_interval,
+            default_lease_seconds,
+        } = numbers;
+        let workers = limits.slots_per_pool();
+        let pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
+        let process = ProcessBackend::for_backend(
+            py,
+            &parts.backend_name,
+            &parts.backend,
+            workers,
+            &parts.name_prefix,
+            &parts.executor_kwargs,
+            &parts.process_logging,
+            &parts.logger,
+        );
+        let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
+        Arc::new(ManagerCore {
+            engine: Mutex::new(Manager::new(limits, factory)),
+            cfg: Config {
+                backend: parts.backend.unbind(),
+                backend_name: parts.backend_name,
+                limits,
+                check_interval,
+                default_lease_seconds,
+                workers_per_pool: workers,
+                name_prefix: parts.name_prefix,
+                executor_kwargs: parts.executor_kwargs,
+            },
+            logger: Logger::new(py, parts.logger),
+            size_provider: parts.size_provider,
+            provider_failures: DistinctErrors::default(),
+            running: RwLock::new(None),
+            pool_settings,
+            process,
+            last_target: AtomicUsize::new(limits.min_pools()),
+        })
+    }
+}
+
+/// The engine's pool factory: runs under the engine lock, so it never calls Python.
+fn pool_factory(
+    process: Option<Arc<ProcessBackend>>,
+    thread_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
+    workers: usize,
+) -> leasepool::manager::PoolFactory<Pool> {
+    Box::new(move |seq: u64| {
+        if let Some(process) = &process {
+            let pool: Pool = process.pool(seq);
+            return pool;
+        }
+        // Pools are only created after start() resolved the settings; the default
+        // is a defensive fallback, never a panic under the engine lock.
+        let settings = thread_settings.get().cloned().unwrap_or_else(|| {
+            Arc::new(ThreadPoolSettings {
+                workers,
+                name_prefix: String::from("leasepool"),
+                thread_name_prefix: None,
+                initializer: None,
+                initargs: None,
+            })
+        });
+        let pool: Pool = ThreadPool::new(seq, settings);
+        pool
+    })
+}

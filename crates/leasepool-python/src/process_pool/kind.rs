@@ -1,0 +1,82 @@
+//! The two flavours of pool this module wraps, and what differs between them: how an
+//! executor is configured, what a task is, and which exception means "broken". The
+//! process flavour's specifics are in `process.rs`, the interpreter's in
+//! `interpreter.rs`; everything else (queueing, dispatch, crash recovery, shutdown)
+//! is shared.
+
+use super::*;
+
+/// Which standard-library executor a pool wraps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// `ProcessPoolExecutor`: calls travel pickled, in chunks (`run_chunk`).
+    Process,
+    /// `InterpreterPoolExecutor`: one call per task, the user's own callable.
+    Interpreter,
+}
+
+impl Kind {
+    /// The backend name (`ExecutorBackend.value`).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Interpreter => "interpreter",
+        }
+    }
+
+    /// Whether every task carries exactly one call.
+    pub(super) fn one_call_per_task(self) -> bool {
+        self == Self::Interpreter
+    }
+
+    /// The exception a broken executor of this flavour raises.
+    pub(super) fn broken_class(self, py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+        match self {
+            Self::Process => broken_process_pool(py),
+            Self::Interpreter => broken_thread_pool(py),
+        }
+    }
+
+    /// Adds what this pool's executor needs to `kwargs` (the worker initializer, or
+    /// the threads' name).
+    pub(super) fn configure(
+        self,
+        py: Python<'_>,
+        pool: &ProcessPool,
+        settings: &Settings,
+        kwargs: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        match self {
+            Self::Process => process::configure(py, pool, settings, kwargs),
+            Self::Interpreter => interpreter::configure(pool, settings, kwargs),
+        }
+    }
+
+    /// The call as a task of this flavour carries it.
+    pub(super) fn prepare(self, py: Python<'_>, item: &Item) -> PyResult<Py<PyAny>> {
+        let (func, args, kwargs) = item.job.parts();
+        let kwargs = kwargs.map_or_else(
+            || py.None().into_bound(py),
+            |k| k.bind(py).clone().into_any(),
+        );
+        match self {
+            Self::Process => process::prepare(py, func, args, kwargs),
+            Self::Interpreter => interpreter::prepare(py, func, args, kwargs),
+        }
+    }
+
+    /// Submits one task (the chunk `seq` in progress slot `slot`).
+    pub(super) fn submit<'py>(
+        self,
+        py: Python<'py>,
+        executor: &Bound<'py, PyAny>,
+        slot: usize,
+        seq: u64,
+        payload: Vec<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Self::Process => process::submit(py, executor, slot, seq, payload),
+            Self::Interpreter => interpreter::submit(py, executor, payload),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The process flavour: every executor gets the shared progress array and the worker
+//! initializer (`_process_worker.initialize`); a task is `run_chunk` over pickled
+//! calls.
+
+use super::*;
+
+pub(super) fn configure(
+    py: Python<'_>,
+    pool: &ProcessPool,
+    settings: &Settings,
+    kwargs: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    let progress = pool.progress.get_or_try_init(py, || {
+        // One more cell after the slots: the halt flag (see `halt_workers`).
+        Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * pool.cap + 1))?.unbind())
+    })?;
+    let mut initargs = vec![progress.bind(py).clone()];
+    initargs.extend(settings.initargs_tail.bind(py).iter());
+    kwargs.set_item("initializer", worker_initialize(py)?)?;
+    kwargs.set_item("initargs", PyTuple::new(py, initargs)?)?;
+    Ok(())
+}
+
+/// The call pickled on its own as `(fn, args, kwargs)`: an unpicklable call fails
+/// only its own await.
+pub(super) fn prepare(
+    py: Python<'_>,
+    func: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    kwargs: Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    Ok(worker_dumps(py)?
+        .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
+        .unbind())
+}
+
+pub(super) fn submit<'py>(
+    py: Python<'py>,
+    executor: &Bound<'py, PyAny>,
+    slot: usize,
+    seq: u64,
+    payload: Vec<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let chunk = (
+        worker_run_chunk(py)?,
+        slot,
+        seq,
+        PyList::new(py, payload)?,
+        CHUNK_BUDGET_SECONDS,
+    );
+    executor.call_method1("submit", chunk)
+}
