@@ -1,6 +1,9 @@
 //! The call-slot operations of the [`Manager`] (see the module docs, "Call slots").
 
-use super::*;
+use super::{Effects, Event, IdStr, Manager, SlotAcquired, Waiter, Want};
+use crate::error::LeaseError;
+use crate::lease::{LeaseKey, LeaseTiming};
+use crate::slots::{SlotGrant, SlotHeld};
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Leases one call slot now or, if `make_waiter` is given, queues the caller in

@@ -1,0 +1,104 @@
+//! Ending a pool lease on its holder's word: release, the drain that may follow it
+//! (see the module docs, "Draining"), or retirement of a pool reported broken.
+
+use super::{Effects, Event, Manager, Waiter};
+use crate::lease::LeaseKey;
+use crate::sync::Ordering;
+
+impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
+    /// Releases a lease. With calls still in flight the lease starts draining (see
+    /// the module docs) and keeps its pool; otherwise the pool is let go at once: to
+    /// the oldest waiter if there is one, else kept if the pool count would not
+    /// exceed `target` and the lease had not passed its hard expiry, else retired.
+    /// Returns `false` for an unknown (already released or revoked) key.
+    pub fn release(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(held) = self.leased.get_mut(&key) else {
+            return false;
+        };
+        if held.draining {
+            return false;
+        }
+        held.live.store(false, Ordering::Release);
+        if !held.calls.release() {
+            held.draining = true;
+            effects.events.push(Event::Draining {
+                id: held.id.clone(),
+                meta: held.meta.clone(),
+                pending: held.calls.in_flight(),
+            });
+            return true;
+        }
+        self.let_go(key, now, target, effects);
+        true
+    }
+
+    /// The last call of a draining lease ended: let go of its pool as
+    /// [`release`](Self::release) would have. A no-op for a lease that is not
+    /// draining (already finished, revoked at its expiry, or gone with `stop()`).
+    pub fn finish_drain(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        if !self.leased.get(&key).is_some_and(|held| held.draining) {
+            return false;
+        }
+        self.let_go(key, now, target, effects);
+        true
+    }
+
+    /// Ends the lease `key` because its pool is broken for good, whatever its state
+    /// (live or draining): the pool is retired, never reused, and a replacement is
+    /// created if the manager is below `target`.
+    pub fn retire_broken(
+        &mut self,
+        key: LeaseKey,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) -> bool {
+        let Some(held) = self.leased.remove(&key) else {
+            return false;
+        };
+        held.live.store(false, Ordering::Release);
+        effects.events.push(Event::RetiredBroken {
+            id: held.id,
+            meta: held.meta,
+        });
+        effects.retired.push(held.pool);
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+        true
+    }
+
+    /// Ends the lease `key` and frees its pool: the common end of
+    /// [`release`](Self::release) (no calls in flight) and
+    /// [`finish_drain`](Self::finish_drain).
+    fn let_go(&mut self, key: LeaseKey, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
+        let Some(held) = self.leased.remove(&key) else {
+            return;
+        };
+        held.live.store(false, Ordering::Release);
+        let expired = held.timing.is_hard_expired(now);
+        let kept = self.free_pool(held.pool, held.seq, expired, now, target, effects);
+        effects.events.push(Event::Released {
+            id: held.id,
+            meta: held.meta,
+            kept,
+        });
+        if self.running {
+            self.ensure_minimum(target, effects);
+            self.serve_waiters(now, effects);
+        }
+    }
+}
