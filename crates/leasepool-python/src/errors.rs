@@ -141,3 +141,13 @@ pub(crate) fn best_effort<T>(py: Python<'_>, result: PyResult<T>) {
         }
     }
 }
+
+/// The exception object of `err`, carrying its traceback (Python 3.11 keeps the
+/// traceback beside the value until it is raised again).
+pub(crate) fn exception_value(py: Python<'_>, err: &PyErr) -> Py<PyAny> {
+    let value = err.value(py);
+    if let Some(tb) = err.traceback(py) {
+        let _ = value.setattr("__traceback__", tb);
+    }
+    value.clone().into_any().unbind()
+}

@@ -8,11 +8,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::bridge::{Completion, LoopBridge};
-use crate::future::{Outcome, PyLeaseFuture};
-use crate::lease::LeaseLink;
+use crate::aio::{Completion, LoopBridge};
+use crate::aio::{Outcome, PyLeaseFuture};
+use crate::errors::exception_value;
 use crate::py_cache::concurrent_cancelled_error;
-use crate::run::SlotLink;
 
 /// Where a job's outcome is delivered.
 pub(crate) enum Target {
@@ -94,22 +93,12 @@ impl StartGate {
     }
 }
 
-/// What a job counts against until it is finished with.
-pub(crate) enum CallLink {
-    /// A call in flight on a lease (`lease.run`, `executor.submit`, a grinder batch).
-    Lease(Arc<LeaseLink>),
-    /// A call slot of its own (`manager.run`). Boxed: a job is queued by the
-    /// thousand, and this keeps the link one pointer wide.
-    Slot(Box<SlotLink>),
-}
-
-impl CallLink {
-    fn call_ended(&self, py: Python<'_>) {
-        match self {
-            Self::Lease(lease) => lease.call_ended(py),
-            Self::Slot(slot) => slot.call_ended(py),
-        }
-    }
+/// What a job counts against until it is finished with: a lease's calls in flight
+/// (`lease.run`, `executor.submit`, a grinder batch) or a call slot of its own
+/// (`manager.run`). Told once, when the job is delivered or dropped, before its
+/// taker hears of the outcome.
+pub(crate) trait CallCounter: Send + Sync {
+    fn call_ended(&self, py: Python<'_>);
 }
 
 /// One call to run on a worker.
@@ -121,7 +110,7 @@ pub(crate) struct Job {
     pub(crate) target: Target,
     observer: Option<Arc<dyn JobObserver>>,
     gate: Option<Arc<StartGate>>,
-    link: Option<CallLink>,
+    link: Option<Arc<dyn CallCounter>>,
 }
 
 impl Drop for Job {
@@ -142,16 +131,6 @@ impl Drop for Job {
             }
         });
     }
-}
-
-/// The exception object of `err`, carrying its traceback (Python 3.11 keeps the
-/// traceback beside the value until it is raised again).
-pub(crate) fn exception_value(py: Python<'_>, err: &PyErr) -> Py<PyAny> {
-    let value = err.value(py);
-    if let Some(tb) = err.traceback(py) {
-        let _ = value.setattr("__traceback__", tb);
-    }
-    value.clone().into_any().unbind()
 }
 
 impl Job {
@@ -185,15 +164,10 @@ impl Job {
         self
     }
 
-    /// Counts this job as a call in flight on `lease` until it is finished with.
-    pub(crate) fn on_lease(mut self, lease: Arc<LeaseLink>) -> Self {
-        self.link = Some(CallLink::Lease(lease));
-        self
-    }
-
-    /// Holds the call slot `slot` until this job is finished with.
-    pub(crate) fn on_slot(mut self, slot: SlotLink) -> Self {
-        self.link = Some(CallLink::Slot(Box::new(slot)));
+    /// Counts this job against `counter` (a lease's calls in flight, a call slot)
+    /// until it is finished with.
+    pub(crate) fn counted_by(mut self, counter: Arc<dyn CallCounter>) -> Self {
+        self.link = Some(counter);
         self
     }
 

@@ -8,7 +8,9 @@
 //! At interpreter exit, before the interpreter joins non-daemon threads, every pool
 //! stops taking work so its workers can finish and be joined.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -28,6 +30,52 @@ pub(crate) trait ProcessScoped: Send + Sync {
 }
 
 static LIVE: Mutex<Vec<Weak<dyn ProcessScoped>>> = Mutex::new(Vec::new());
+
+/// Interpreter exit began (the exit hook ran): no executor is created any more.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Whether interpreter exit began.
+pub(crate) fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
+/// Executors being created on a background thread (their worker processes starting).
+/// The exit hook waits for them: an executor whose manager thread starts after the
+/// stdlib's own exit hook has listed the threads to join is never woken, and
+/// `multiprocessing`'s exit handler then joins its idle workers forever.
+///
+/// Worker processes are forked *during* a creation and inherit both this count and
+/// the exit hook, so the count is tied to the process that keeps it: a forked child
+/// never waits for (or locks anything of) its parent's creations.
+static CREATIONS_IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static CREATIONS_OWNER: AtomicU32 = AtomicU32::new(0);
+static CREATIONS_DONE: Condvar = Condvar::new();
+/// How long the exit hook waits for creations in flight.
+const EXIT_CREATION_WAIT: Duration = Duration::from_secs(10);
+
+/// An executor creation began (see [`creation_finished`]).
+pub(crate) fn creation_started() {
+    let mut in_flight = lock(&CREATIONS_IN_FLIGHT);
+    CREATIONS_OWNER.store(std::process::id(), Ordering::Release);
+    *in_flight += 1;
+}
+
+/// An executor creation ended, made or not.
+pub(crate) fn creation_finished() {
+    let mut in_flight = lock(&CREATIONS_IN_FLIGHT);
+    *in_flight = in_flight.saturating_sub(1);
+    CREATIONS_DONE.notify_all();
+}
+
+/// Waits (bounded) until no creation of this process is in flight.
+fn wait_for_creations() {
+    if CREATIONS_OWNER.load(Ordering::Acquire) != std::process::id() {
+        return; // nothing created here, or an inherited count (a forked child)
+    }
+    let in_flight = lock(&CREATIONS_IN_FLIGHT);
+    let waited = CREATIONS_DONE.wait_timeout_while(in_flight, EXIT_CREATION_WAIT, |n| *n > 0);
+    drop(waited);
+}
 
 /// Tracks `object` until it is dropped.
 pub(crate) fn track<T: ProcessScoped + 'static>(object: &Arc<T>) {
@@ -57,7 +105,10 @@ pub(crate) fn _after_fork_in_child() {
 /// before that module's own exit hook, which then joins the process workers.
 #[pyfunction]
 pub(crate) fn _shut_down_at_exit(py: Python<'_>) {
-    crate::process_pool::begin_exit(py);
+    EXITING.store(true, Ordering::Release);
+    // Let every executor being created right now finish, so the stdlib's exit hook
+    // (which runs after this one) finds and joins it.
+    py.detach(wait_for_creations);
     let objects: Vec<Arc<dyn ProcessScoped>> = std::mem::take(&mut *lock(&LIVE))
         .iter()
         .filter_map(Weak::upgrade)

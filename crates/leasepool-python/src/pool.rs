@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::bridge::LoopTask;
-use crate::future::{Outcome, PyLeaseFuture};
+use crate::aio::LoopTask;
+use crate::aio::{Outcome, PyLeaseFuture};
 use crate::job::Job;
 use crate::py_cache::background_reap;
 

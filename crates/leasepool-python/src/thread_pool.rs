@@ -14,7 +14,7 @@ use leasepool::worker_pool::{Exit, JobQueue, Push};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use crate::bridge::LoopBridge;
+use crate::aio::LoopBridge;
 use crate::errors::guard_panics;
 use crate::job::Job;
 use crate::pool::ExecutorPool;
@@ -190,7 +190,7 @@ impl ThreadPool {
             .and_then(|m| m.getattr("LOGGER"))
         {
             let kwargs = PyDict::new(py);
-            let _ = kwargs.set_item("exc_info", crate::job::exception_value(py, err));
+            let _ = kwargs.set_item("exc_info", crate::errors::exception_value(py, err));
             crate::errors::best_effort(
                 py,
                 logger.call_method("critical", ("Exception in initializer:",), Some(&kwargs)),

@@ -12,9 +12,9 @@ use leasepool::waiters::Ticket;
 
 use super::*;
 use crate::job::{JobObserver, StartGate, Target};
-use crate::lease::PyExecutorLease;
 use crate::logging::{ERROR, INFO};
 use crate::manager::LeaseTaker;
+use crate::manager::PyExecutorLease;
 
 /// What `stop(cancel_pending=True)` needs of a batch in flight.
 pub(super) struct BatchTrack {

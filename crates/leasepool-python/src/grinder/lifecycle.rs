@@ -5,7 +5,7 @@ use leasepool::grinder::{Phase, Stopping};
 use pyo3::types::PyDict;
 
 use super::*;
-use crate::coroutine::Step;
+use crate::aio::Step;
 use crate::logging::INFO;
 use crate::py_cache::get_running_loop;
 

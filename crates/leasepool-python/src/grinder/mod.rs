@@ -22,8 +22,8 @@ use leasepool::grinder::{Batch, Effects, Grinder};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::bridge::LoopBridge;
-use crate::future::{Outcome, PyLeaseFuture};
+use crate::aio::LoopBridge;
+use crate::aio::{Outcome, PyLeaseFuture};
 use crate::job::Job;
 use crate::logging::Logger;
 use crate::manager::ManagerCore;

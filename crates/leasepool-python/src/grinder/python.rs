@@ -5,10 +5,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::*;
+use crate::aio::{PyEngineCoroutine, Step};
 use crate::coerce;
-use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::job::Target;
-use crate::lease::PyExecutorLease;
+use crate::manager::PyExecutorLease;
 use crate::manager::PyLeasedExecutorManager;
 use crate::py_cache::{concurrent_future, get_logger};
 
@@ -105,7 +105,7 @@ struct WithdrawOnCancel {
     id: u64,
 }
 
-impl crate::future::FutureHook for WithdrawOnCancel {
+impl crate::aio::FutureHook for WithdrawOnCancel {
     fn on_cancel(&self, py: Python<'_>) {
         if let Some(core) = self.core.upgrade() {
             core.withdraw(py, self.id);
@@ -352,7 +352,7 @@ impl PyWorkGrinder {
                 Err(err) => Err(err),
             };
             if let Err(err) = submitted {
-                let value = crate::job::exception_value(py, &err);
+                let value = crate::errors::exception_value(py, &err);
                 result.bind(py).call_method1("set_exception", (value,))?;
             }
             Ok(result)

@@ -20,14 +20,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
 use crate::job::{Job, Target};
-use crate::run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
 
-use crate::bridge::{Completion, LoopBridge};
+use crate::aio::{Completion, LoopBridge};
+use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
+use crate::aio::{PyEngineCoroutine, Step};
 use crate::coerce;
-use crate::coroutine::{PyEngineCoroutine, Step};
 use crate::errors::{config_error, lease_error};
-use crate::future::{FutureHook, Outcome, PyLeaseFuture};
-use crate::lease::PyExecutorLease;
 use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNING};
 use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
 use crate::process_pool::ProcessBackend;
@@ -40,13 +38,17 @@ use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 mod acquire;
 mod config;
 mod events;
+mod lease;
 mod lifecycle;
 mod one_call;
 mod python;
+mod run;
 
 pub(crate) use acquire::acquire_timeout_error;
 use acquire::timeout_message;
+pub(crate) use lease::PyExecutorLease;
 pub(crate) use python::PyLeasedExecutorManager;
+pub(crate) use run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
 pub(crate) type Pool = Arc<dyn ExecutorPool>;

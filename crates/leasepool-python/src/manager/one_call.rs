@@ -1,5 +1,5 @@
 //! The manager's side of `manager.run(fn, *args)`: taking a call slot, queueing, the
-//! wait timeout (see `crate::run` for the waiter, slot link and timer objects).
+//! wait timeout (see `crate::manager` for the waiter, slot link and timer objects).
 
 use super::*;
 
@@ -7,11 +7,11 @@ impl ManagerCore {
     /// Submits a call that was just granted a slot.
     pub(super) fn start_call(self: &Arc<Self>, py: Python<'_>, job: Job, grant: SlotGrant<Pool>) {
         self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
-        let job = job.on_slot(SlotLink {
+        let job = job.counted_by(Arc::new(SlotLink {
             core: Arc::downgrade(self),
             key: grant.key,
             pool: grant.pool.clone(),
-        });
+        }));
         if let Err((job, err)) = grant.pool.submit(py, job) {
             // Dropping the failed job gives the slot back.
             job.fail(py, err);

@@ -61,7 +61,7 @@
 //! dropped under it (drops can run Python).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -74,8 +74,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::aio::{Completion, LoopBridge, LoopTask};
 use crate::attach::attach_known_thread;
-use crate::bridge::{Completion, LoopBridge, LoopTask};
 use crate::errors::guard_panics;
 use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
@@ -110,7 +110,6 @@ mod process;
 mod spawn;
 pub(crate) use backend::ProcessBackend;
 use backend::Settings;
-pub(crate) use exit::begin_exit;
 use exit::*;
 pub(crate) use kind::Kind;
 
@@ -444,7 +443,7 @@ impl ProcessPool {
                 processes: list(executor_processes(py)),
             };
             lock(&self.state).reapable.extend(reapable);
-            if EXITING.load(Ordering::Acquire) {
+            if crate::lifecycle::exiting() {
                 lock(&KEPT_FOR_EXIT).push(generation);
             } else {
                 drop(generation);

@@ -9,7 +9,7 @@ impl ProcessPool {
     /// processes takes milliseconds each (`workers_per_pool` of them, more with
     /// spawn/forkserver), and the caller is usually the event loop.
     pub(super) fn spawn_generation(self: &Arc<Self>, py: Python<'_>) {
-        if EXITING.load(Ordering::Acquire) {
+        if crate::lifecycle::exiting() {
             return self.spawn_failed(
                 py,
                 PyRuntimeError::new_err(
@@ -17,7 +17,7 @@ impl ProcessPool {
                 ),
             );
         }
-        spawn_started();
+        crate::lifecycle::creation_started();
         let task = Py::new(py, SpawnGeneration { pool: self.clone() });
         let started = task.and_then(|task| {
             background_run(py)?
@@ -27,7 +27,7 @@ impl ProcessPool {
         match started {
             Ok(true) => {}
             Ok(false) => {
-                spawn_finished();
+                crate::lifecycle::creation_finished();
                 self.spawn_failed(
                     py,
                     PyRuntimeError::new_err(
@@ -36,7 +36,7 @@ impl ProcessPool {
                 );
             }
             Err(err) => {
-                spawn_finished();
+                crate::lifecycle::creation_finished();
                 self.spawn_failed(py, err);
             }
         }
@@ -100,6 +100,6 @@ impl SpawnGeneration {
         crate::errors::contain_panics(py, "leasepool process spawner", || {
             self.pool.spawn_now(py);
         });
-        spawn_finished();
+        crate::lifecycle::creation_finished();
     }
 }

@@ -18,11 +18,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::bridge::LoopBridge;
+use super::{ManagerCore, Owner, Pool};
+use crate::aio::LoopBridge;
+use crate::aio::{Outcome, PyLeaseFuture};
 use crate::errors::lease_error;
-use crate::future::{Outcome, PyLeaseFuture};
-use crate::job::{Job, Target};
-use crate::manager::{ManagerCore, Owner, Pool};
+use crate::job::{CallCounter, Job, Target};
 use crate::py_cache::{concurrent_future, leased_executor_cls};
 
 #[pyclass(name = "ExecutorLease", module = "leasepool.manager", frozen, weakref)]
@@ -114,7 +114,7 @@ impl PyExecutorLease {
         }
         let jobs = jobs
             .into_iter()
-            .map(|job| job.on_lease(self.link.clone()))
+            .map(|job| job.counted_by(self.link.clone()))
             .collect();
         self.pool.submit_many(py, jobs)
     }
@@ -141,7 +141,7 @@ impl PyExecutorLease {
         target: Target,
     ) -> PyResult<Job> {
         match Self::capture_job(py, func, args, kwargs, target) {
-            Ok(job) => Ok(job.on_lease(self.link.clone())),
+            Ok(job) => Ok(job.counted_by(self.link.clone())),
             Err(err) => {
                 self.link.call_ended(py);
                 Err(err)
@@ -185,11 +185,13 @@ impl LeaseLink {
             LeaseError::Inactive
         }
     }
+}
 
+impl CallCounter for LeaseLink {
     /// One call of the lease is finished with. A broken pool ends the lease (0.1.3
     /// retires an executor on the first call that reports it broken); the last call
     /// of a released lease lets its pool go.
-    pub(crate) fn call_ended(&self, py: Python<'_>) {
+    fn call_ended(&self, py: Python<'_>) {
         let finished_drain = self.calls.end();
         let broken = self.pool.is_broken();
         if !broken && !finished_drain {

@@ -37,7 +37,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 
 use leasepool::{Claim, ClaimFlag};
 
-use crate::bridge::{Completion, LoopBridge};
+use crate::aio::{Completion, LoopBridge};
 use crate::py_cache::{cancelled_error, invalid_state_error};
 
 /// Final state of a future.
@@ -221,7 +221,7 @@ impl PyLeaseFuture {
         let reported = (|| -> PyResult<()> {
             let context = PyDict::new(py);
             context.set_item("message", "LeaseFuture exception was never retrieved")?;
-            context.set_item("exception", crate::job::exception_value(py, err))?;
+            context.set_item("exception", crate::errors::exception_value(py, err))?;
             let event_loop = self.bridge.event_loop().bind(py);
             let handler = event_loop.getattr(pyo3::intern!(py, "call_exception_handler"))?;
             if !self.bridge.on_loop_thread()

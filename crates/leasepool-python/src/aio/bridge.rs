@@ -15,7 +15,7 @@ use leasepool::completion::{CompletionQueue, Doorbell, FdDoorbell};
 use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 
-use crate::future::{Outcome, PyLeaseFuture};
+use crate::aio::{Outcome, PyLeaseFuture};
 use crate::py_cache::current_running_loop;
 
 /// Most completions handled per loop callback; the rest wait one loop turn so a
@@ -288,7 +288,7 @@ fn resolve_asyncio(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) 
         Outcome::Value(v) => future.call_method1(pyo3::intern!(py, "set_result"), (v,)),
         Outcome::Error(e) => future.call_method1(
             pyo3::intern!(py, "set_exception"),
-            (crate::job::exception_value(py, &e),),
+            (crate::errors::exception_value(py, &e),),
         ),
         Outcome::Cancelled(_) => future.call_method0(pyo3::intern!(py, "cancel")),
     };

@@ -64,7 +64,7 @@ impl PyLeaseFuture {
             let context = PyDict::new(py);
             let message = format!("Exception in callback {}", callback.bind(py).repr()?);
             context.set_item("message", message)?;
-            context.set_item("exception", crate::job::exception_value(py, err))?;
+            context.set_item("exception", crate::errors::exception_value(py, err))?;
             self.bridge
                 .event_loop()
                 .bind(py)

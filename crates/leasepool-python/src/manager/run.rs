@@ -14,9 +14,9 @@ use leasepool::waiters::Ticket;
 use leasepool::LeaseKey;
 use pyo3::prelude::*;
 
-use crate::future::{FutureHook, Outcome, PyLeaseFuture};
-use crate::job::Job;
-use crate::manager::{ManagerCore, Pool};
+use super::{ManagerCore, Pool};
+use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
+use crate::job::{CallCounter, Job};
 
 /// A queued `run()`: its call, ready to submit, and the future it settles.
 pub(crate) struct QueuedCall {
@@ -41,8 +41,8 @@ pub(crate) struct SlotLink {
     pub(crate) pool: Pool,
 }
 
-impl SlotLink {
-    pub(crate) fn call_ended(&self, py: Python<'_>) {
+impl CallCounter for SlotLink {
+    fn call_ended(&self, py: Python<'_>) {
         if let Some(core) = self.core.upgrade() {
             core.end_slot(py, self.key, self.pool.is_broken());
         }

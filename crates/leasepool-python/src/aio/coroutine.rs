@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 
-use crate::future::{make_exception, PyLeaseFuture};
+use crate::aio::{make_exception, PyLeaseFuture};
 
 /// What a coroutine body produced.
 pub(crate) enum Step {
