@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ def check_static(stats: dict[str, Any]) -> None:
     assert stats["lease_seconds"] == 20.0
 
 
-async def test_stats_while_items_wait() -> None:
+async def test_stats_while_items_wait(advance_clock: Callable[[float], None]) -> None:
     async with grinder_env(max_wait_seconds=30.0, batch_size_threshold=50, lease_seconds=20.0) as (
         _,
         grinder,
@@ -41,11 +42,11 @@ async def test_stats_while_items_wait() -> None:
 
         for i in range(3):
             await grinder.enqueue(abs, i)
-        await asyncio.sleep(0.1)  # the age itself is under test
+        advance_clock(12.5)  # the engine's clock: the items' age, without waiting for it
         waiting = grinder.stats()
         check_static(waiting)
         assert waiting["pending"] == 3
-        assert 0.09 <= waiting["oldest_wait_seconds"] < 30.0
+        assert 12.5 <= waiting["oldest_wait_seconds"] < 30.0
         assert isinstance(waiting["oldest_wait_seconds"], float)
         assert grinder.stats()["oldest_wait_seconds"] >= waiting["oldest_wait_seconds"]
 
