@@ -32,6 +32,14 @@ Scenarios (``--rounds`` means what the list says):
     timed out) never ran; nothing runs twice. After each round every slot and lease is
     back (no leak) and nobody waits. Every 25 rounds the manager is stopped with calls
     in flight and started again: every call settles. N rounds.
+``grinder``
+    A WorkGrinder per round over the same manager, with a random threshold, age
+    limit, ``max_pending`` and ``wait``: 5-40 async submitters (``submit`` and
+    ``enqueue``) and 0-6 ``submit_from_thread`` calls from a thread (which may block
+    for space) race random cancellations, then ``stop()`` drains or cancels. Every
+    item settles; one that returned ran exactly once; one refused never ran; one
+    reported cancelled was cancelled by its submitter or withdrawn by the cancelling
+    ``stop()`` before it ran; every batch released its lease. N rounds.
 ``stop``
     One child process per backend (thread, process) and loop (asyncio, uvloop); each
     runs N cycles of: start a manager, start many calls (some running 0.3 s), ``await
@@ -544,6 +552,104 @@ def scenario_calls(opts: Options, problems: Problems) -> None:
     run_on(opts.loop, _calls(opts, problems))
 
 
+# -------------------------------------------------------------------- grinder
+
+
+async def _grinder_round(
+    manager: LeasedExecutorManager,
+    rng: random.Random,
+    ledger: _Ledger,
+    r: int,
+    problems: Problems,
+) -> None:
+    """Submitters (async and from a thread) race cancellations, parking under
+    ``max_pending`` and a stop() that drains or cancels: every item settles, runs at
+    most once, runs iff it reports its result, and every batch gives its lease back."""
+    from leasepool import LeaseUnavailableError, WorkGrinder
+
+    grinder = WorkGrinder(
+        executor_manager=manager,
+        batch_size_threshold=rng.randint(1, 8),
+        # Short: with max_pending below the threshold, a batch leaves on age alone.
+        max_wait_seconds=rng.choice([0.001, 0.005, 0.05]),
+        lease_seconds=LEASE_SECONDS,
+        max_pending=rng.choice([None, 2, 5]),
+        wait=rng.random() < 0.8,
+    )
+    await grinder.start()
+    ops: dict[str, Any] = {}
+    for i in range(rng.randint(5, 40)):
+        token = f"g{r}-{i}"
+        if rng.random() < 0.7:
+            ops[token] = asyncio.ensure_future(grinder.submit(ledger.call, token))
+        else:
+            ops[token] = asyncio.ensure_future(_enqueued(grinder, ledger, token))
+    loop = asyncio.get_running_loop()
+    threaded = [f"t{r}-{i}" for i in range(rng.randint(0, 6))]
+    from_thread = loop.run_in_executor(
+        None, lambda: [grinder.submit_from_thread(ledger.call, t) for t in threaded]
+    )
+    doomed = [t for t in ops if rng.random() < 0.2]
+    for _ in range(rng.randint(0, 3)):
+        await asyncio.sleep(0)
+    for token in doomed:
+        ops[token].cancel()
+    thread_futures = await from_thread
+    cancel_pending = rng.random() < 0.5
+    await grinder.stop(cancel_pending=cancel_pending)
+    outcomes = await asyncio.gather(*ops.values(), return_exceptions=True)
+    thread_outcomes = await asyncio.gather(
+        *(asyncio.wrap_future(future) for future in thread_futures), return_exceptions=True
+    )
+    everything = [*zip(ops, outcomes, strict=True), *zip(threaded, thread_outcomes, strict=True)]
+    for token, outcome in everything:
+        ran = ledger.ran[token]
+        if ran > 1:
+            problems.add("ran-twice", f"round {r}: {token} ran {ran} times")
+        if outcome == token:
+            if ran != 1:
+                problems.add("lost-run", f"round {r}: {token} returned but ran {ran} times")
+        elif isinstance(outcome, LeaseUnavailableError):
+            if ran:
+                problems.add("refused-but-ran", f"round {r}: {token}: {outcome!r}")
+        elif isinstance(outcome, asyncio.CancelledError):
+            # Its submitter cancelled (the call may have been running: it finishes),
+            # or stop(cancel_pending=True) withdrew it before it started.
+            if token not in doomed and (not cancel_pending or ran):
+                problems.add("spurious-cancel", f"round {r}: {token} (ran {ran}x)")
+        else:
+            problems.add("unexpected-outcome", f"round {r}: {token}: {outcome!r}")
+    # Every batch's last call released its lease before its item settled.
+    if manager.leased_count != 0:
+        problems.add("lease-leak", f"round {r}: {manager.stats()['leases']}")
+
+
+async def _enqueued(grinder: Any, ledger: _Ledger, token: str) -> Any:
+    result = await grinder.enqueue(ledger.call, token)
+    return await result
+
+
+async def _grinder(opts: Options, problems: Problems) -> None:
+    rng = random.Random(opts.seed)
+    random.seed(opts.seed)
+    ledger = _Ledger()
+    manager = LeasedExecutorManager(max_pools=2, min_pools=1, workers_per_pool=2)
+    await manager.start()
+    try:
+        for r in range(opts.rounds):
+            STATUS.update(scenario="grinder", round=r, phase="round")
+            await _grinder_round(manager, rng, ledger, r, problems)
+            if (r + 1) % 100 == 0:
+                print(f"grinder: {r + 1} rounds, {sum(ledger.ran.values())} calls ran", flush=True)
+    finally:
+        STATUS.update(phase="stop()")
+        await manager.stop()
+
+
+def scenario_grinder(opts: Options, problems: Problems) -> None:
+    run_on(opts.loop, _grinder(opts, problems))
+
+
 # ------------------------------------------------------------- child processes
 
 
@@ -868,12 +974,21 @@ SCENARIOS: dict[str, Callable[[Options, Problems], None]] = {
     "crash": scenario_crash,
     "churn": scenario_churn,
     "calls": scenario_calls,
+    "grinder": scenario_grinder,
     "stop": scenario_stop,
     "interrupt": scenario_interrupt,
     "sigint": scenario_sigint,
 }
 #: Rounds per run when --rounds is not given (scripts/stress.sh uses these too).
-DEFAULT_ROUNDS = {"crash": 500, "churn": 300, "calls": 500, "stop": 10, "interrupt": 2, "sigint": 2}
+DEFAULT_ROUNDS = {
+    "crash": 500,
+    "churn": 300,
+    "calls": 500,
+    "grinder": 300,
+    "stop": 10,
+    "interrupt": 2,
+    "sigint": 2,
+}
 
 
 # ----------------------------------------------------------------------- main

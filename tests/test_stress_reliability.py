@@ -29,7 +29,15 @@ def _text(data: str | bytes | None) -> str:
 
 @pytest.mark.parametrize(
     ("scenario", "rounds"),
-    [("crash", 25), ("churn", 25), ("calls", 60), ("stop", 2), ("interrupt", 1), ("sigint", 1)],
+    [
+        ("crash", 25),
+        ("churn", 25),
+        ("calls", 60),
+        ("grinder", 60),
+        ("stop", 2),
+        ("interrupt", 1),
+        ("sigint", 1),
+    ],
 )
 def test_stress_scenario(scenario: str, rounds: int) -> None:
     cmd = [sys.executable, "-X", "faulthandler", str(STRESS), scenario]
