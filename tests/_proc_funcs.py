@@ -191,3 +191,10 @@ def process_gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+def inherited_executor_wakeups() -> int:
+    """How many executors' exit-time wakeups this worker process holds."""
+    import concurrent.futures.process
+
+    return len(concurrent.futures.process._threads_wakeups)

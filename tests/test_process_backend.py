@@ -131,6 +131,25 @@ def test_mp_context_is_used() -> None:
     asyncio.run(main())
 
 
+def test_a_forked_worker_does_not_inherit_the_parents_executors() -> None:
+    """A worker forked from the parent leaves the parent's executors out of its
+    exit-time wakeups: a wakeup lock another parent thread held at the fork would hang
+    it at exit forever (CPython 3.13 takes that lock in ``_python_exit``)."""
+
+    async def main() -> None:
+        async with (
+            process_manager(mp_context=multiprocessing.get_context("fork"), max_pools=2) as manager,
+            await manager.acquire() as first,
+            await manager.acquire() as second,
+        ):
+            # Two executors live in the parent; each worker forked from it sees none.
+            assert await first.run(f.getpid) != os.getpid()
+            assert await second.run(f.inherited_executor_wakeups) == 0
+            assert await first.run(f.inherited_executor_wakeups) == 0
+
+    asyncio.run(main())
+
+
 def test_max_tasks_per_child_counts_calls_not_chunks() -> None:
     async def main() -> None:
         async with (

@@ -16,6 +16,7 @@ These functions are pickled by reference, which is why they are Python.
 
 from __future__ import annotations
 
+import concurrent.futures.process
 import copyreg
 import io
 import multiprocessing
@@ -24,7 +25,7 @@ import os
 import pickle
 import threading
 from collections import ChainMap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 # The stdlib's own carrier of a worker traceback: unpickled, it sets the exception's
 # __cause__ to a _RemoteTraceback, exactly as ProcessPoolExecutor reports errors.
@@ -75,12 +76,30 @@ def initialize(
     """
     global _progress
     _progress = progress
+    _forget_inherited_executors()
     _exit_with_parent()
     if log_setup is not None:
         log_queue, level, clear_handlers = log_setup
         install_worker_logging(log_queue, level, clear_handlers, user_initializer, user_initargs)
     elif user_initializer is not None:
         user_initializer(*user_initargs)
+
+
+def _forget_inherited_executors() -> None:
+    """Drop the parent's process executors this worker inherited by ``fork``.
+
+    ``concurrent.futures.process`` keeps every live executor's wakeup pipe in
+    ``_threads_wakeups`` and, when a process exits, wakes each one under its lock
+    (CPython 3.13 takes ``_ThreadWakeup._lock``). A worker forked while another thread
+    of the parent held one of those locks inherits it held forever, so the worker
+    would hang at exit. None of those executors is this process's (their management
+    threads do not exist here): a worker started by spawn or forkserver has none.
+    """
+    wakeups: MutableMapping[Any, Any] | None = getattr(
+        concurrent.futures.process, "_threads_wakeups", None
+    )
+    if wakeups is not None:
+        wakeups.clear()
 
 
 def _watch_parent(sentinel: int) -> None:

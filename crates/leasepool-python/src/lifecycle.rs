@@ -77,8 +77,16 @@ fn wait_for_creations() {
     drop(waited);
 }
 
+/// Set in a forked child whose registry lock was held, at the fork, by a thread that
+/// does not exist in the child: that lock is never released, so this process leaves
+/// the registry alone (it tracks nothing; its exit hook does nothing).
+static REGISTRY_LOST_IN_FORK: AtomicBool = AtomicBool::new(false);
+
 /// Tracks `object` until it is dropped.
 pub(crate) fn track<T: ProcessScoped + 'static>(object: &Arc<T>) {
+    if REGISTRY_LOST_IN_FORK.load(Ordering::Acquire) {
+        return;
+    }
     let weak: Weak<dyn ProcessScoped> = Arc::downgrade(object) as Weak<dyn ProcessScoped>;
     let mut live = lock(&LIVE);
     live.retain(|weak| weak.strong_count() > 0);
@@ -89,8 +97,13 @@ pub(crate) fn track<T: ProcessScoped + 'static>(object: &Arc<T>) {
 #[pyfunction]
 pub(crate) fn _after_fork_in_child() {
     // A lock held by a thread that did not survive the fork is never released.
-    let Ok(mut live) = LIVE.try_lock() else {
-        return;
+    let mut live = match LIVE.try_lock() {
+        Ok(live) => live,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            REGISTRY_LOST_IN_FORK.store(true, Ordering::Release);
+            return;
+        }
     };
     // Only the forking thread exists and it holds the GIL: no reference upgraded
     // here can be the last one, so nothing is dropped.
@@ -106,6 +119,9 @@ pub(crate) fn _after_fork_in_child() {
 #[pyfunction]
 pub(crate) fn _shut_down_at_exit(py: Python<'_>) {
     EXITING.store(true, Ordering::Release);
+    if REGISTRY_LOST_IN_FORK.load(Ordering::Acquire) {
+        return; // nothing of the registry is this process's (see above)
+    }
     // Let every executor being created right now finish, so the stdlib's exit hook
     // (which runs after this one) finds and joins it.
     py.detach(wait_for_creations);
