@@ -497,20 +497,8 @@ async def _calls_round(
     if stopping is not None:
         await stopping
     for token, outcome in zip(ops, outcomes, strict=True):
-        ran = ledger.ran[token]
-        if ran > 1:
-            problems.add("ran-twice", f"round {r}: {token} ran {ran} times")
-        if outcome == token:
-            if ran != 1:
-                problems.add("lost-run", f"round {r}: {token} returned but ran {ran} times")
-        elif isinstance(outcome, refused):
-            if ran:
-                problems.add("refused-but-ran", f"round {r}: {token}: {outcome!r}")
-        elif isinstance(outcome, asyncio.CancelledError):
-            if token not in doomed and not stop_midway:
-                problems.add("spurious-cancel", f"round {r}: {token}")
-        else:
-            problems.add("unexpected-outcome", f"round {r}: {token}: {outcome!r}")
+        may_cancel = token in doomed or stop_midway
+        _check_call(problems, r, token, outcome, ledger.ran[token], refused, may_cancel)
     if stop_midway:
         await manager.start()
         return
@@ -520,6 +508,32 @@ async def _calls_round(
         problems.add("slot-leak", f"round {r}: {manager.stats()['leases']}")
     if manager.leased_count != 0:
         problems.add("pool-leak", f"round {r}: {manager.leased_count} pools still leased")
+
+
+def _check_call(
+    problems: Problems,
+    r: int,
+    token: str,
+    outcome: object,
+    ran: int,
+    refused: tuple[type[BaseException], ...],
+    may_cancel: bool,
+) -> None:
+    """A call ran at most once; it returned its token iff it ran; a refused call
+    never ran; it reports cancelled only where ``may_cancel`` allows."""
+    if ran > 1:
+        problems.add("ran-twice", f"round {r}: {token} ran {ran} times")
+    if outcome == token:
+        if ran != 1:
+            problems.add("lost-run", f"round {r}: {token} returned but ran {ran} times")
+    elif isinstance(outcome, refused):
+        if ran:
+            problems.add("refused-but-ran", f"round {r}: {token}: {outcome!r}")
+    elif isinstance(outcome, asyncio.CancelledError):
+        if not may_cancel:
+            problems.add("spurious-cancel", f"round {r}: {token} (ran {ran}x)")
+    else:
+        problems.add("unexpected-outcome", f"round {r}: {token}: {outcome!r}")
 
 
 async def _eventually(predicate: Callable[[], bool], limit: float) -> bool:
@@ -604,21 +618,10 @@ async def _grinder_round(
     everything = [*zip(ops, outcomes, strict=True), *zip(threaded, thread_outcomes, strict=True)]
     for token, outcome in everything:
         ran = ledger.ran[token]
-        if ran > 1:
-            problems.add("ran-twice", f"round {r}: {token} ran {ran} times")
-        if outcome == token:
-            if ran != 1:
-                problems.add("lost-run", f"round {r}: {token} returned but ran {ran} times")
-        elif isinstance(outcome, LeaseUnavailableError):
-            if ran:
-                problems.add("refused-but-ran", f"round {r}: {token}: {outcome!r}")
-        elif isinstance(outcome, asyncio.CancelledError):
-            # Its submitter cancelled (the call may have been running: it finishes),
-            # or stop(cancel_pending=True) withdrew it before it started.
-            if token not in doomed and (not cancel_pending or ran):
-                problems.add("spurious-cancel", f"round {r}: {token} (ran {ran}x)")
-        else:
-            problems.add("unexpected-outcome", f"round {r}: {token}: {outcome!r}")
+        # Its submitter cancelled (the call may have been running: it finishes), or
+        # stop(cancel_pending=True) withdrew it before it started.
+        may_cancel = token in doomed or (cancel_pending and not ran)
+        _check_call(problems, r, token, outcome, ran, (LeaseUnavailableError,), may_cancel)
     # Every batch's last call released its lease before its item settled.
     if manager.leased_count != 0:
         problems.add("lease-leak", f"round {r}: {manager.stats()['leases']}")
