@@ -82,7 +82,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -545,7 +545,13 @@ async def _eventually(predicate: Callable[[], bool], limit: float) -> bool:
     return True
 
 
-async def _calls(opts: Options, problems: Problems) -> None:
+async def _ledger_rounds(
+    name: str,
+    opts: Options,
+    problems: Problems,
+    play: Callable[[LeasedExecutorManager, random.Random, _Ledger, int], Awaitable[None]],
+) -> None:
+    """Rounds of ``play`` against one thread-backend manager, a ledger of the calls run."""
     rng = random.Random(opts.seed)
     random.seed(opts.seed)
     ledger = _Ledger()
@@ -553,13 +559,22 @@ async def _calls(opts: Options, problems: Problems) -> None:
     await manager.start()
     try:
         for r in range(opts.rounds):
-            STATUS.update(scenario="calls", round=r, phase="round")
-            await _calls_round(manager, rng, ledger, r, problems, stop_midway=r % 25 == 24)
+            STATUS.update(scenario=name, round=r, phase="round")
+            await play(manager, rng, ledger, r)
             if (r + 1) % 100 == 0:
-                print(f"calls: {r + 1} rounds, {sum(ledger.ran.values())} calls ran", flush=True)
+                print(f"{name}: {r + 1} rounds, {sum(ledger.ran.values())} calls ran", flush=True)
     finally:
         STATUS.update(phase="stop()")
         await manager.stop()
+
+
+async def _calls(opts: Options, problems: Problems) -> None:
+    async def play(
+        manager: LeasedExecutorManager, rng: random.Random, ledger: _Ledger, r: int
+    ) -> None:
+        await _calls_round(manager, rng, ledger, r, problems, stop_midway=r % 25 == 24)
+
+    await _ledger_rounds("calls", opts, problems, play)
 
 
 def scenario_calls(opts: Options, problems: Problems) -> None:
@@ -642,20 +657,12 @@ async def _enqueued(grinder: Any, ledger: _Ledger, token: str, submitted: set[st
 
 
 async def _grinder(opts: Options, problems: Problems) -> None:
-    rng = random.Random(opts.seed)
-    random.seed(opts.seed)
-    ledger = _Ledger()
-    manager = LeasedExecutorManager(max_pools=2, min_pools=1, workers_per_pool=2)
-    await manager.start()
-    try:
-        for r in range(opts.rounds):
-            STATUS.update(scenario="grinder", round=r, phase="round")
-            await _grinder_round(manager, rng, ledger, r, problems)
-            if (r + 1) % 100 == 0:
-                print(f"grinder: {r + 1} rounds, {sum(ledger.ran.values())} calls ran", flush=True)
-    finally:
-        STATUS.update(phase="stop()")
-        await manager.stop()
+    async def play(
+        manager: LeasedExecutorManager, rng: random.Random, ledger: _Ledger, r: int
+    ) -> None:
+        await _grinder_round(manager, rng, ledger, r, problems)
+
+    await _ledger_rounds("grinder", opts, problems, play)
 
 
 def scenario_grinder(opts: Options, problems: Problems) -> None:
