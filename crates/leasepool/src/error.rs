@@ -25,6 +25,8 @@ pub enum ConfigError {
     NegativeSeconds(&'static str),
     /// `min_pools > max_pools`.
     MinAboveMax,
+    /// The reserved pools leave none for unreserved callers.
+    ReservedTooMany,
 }
 
 impl fmt::Display for ConfigError {
@@ -38,6 +40,9 @@ impl fmt::Display for ConfigError {
             Self::NotFiniteSeconds { name, .. } => write!(f, "`{name}` must be a finite duration"),
             Self::NegativeSeconds(name) => write!(f, "`{name}` must not be negative"),
             Self::MinAboveMax => f.write_str("`min_pools` exceeds `max_pools`"),
+            Self::ReservedTooMany => {
+                f.write_str("the reserved pools must leave at least one pool unreserved")
+            }
         }
     }
 }
@@ -49,10 +54,19 @@ impl std::error::Error for ConfigError {}
 pub enum LeaseError {
     /// The manager is not running.
     NotStarted,
-    /// Every pool is leased and the caller asked not to wait.
+    /// No pool could be granted at once and the caller asked not to wait.
     Unavailable {
         /// The configured cap that was reached.
         max_pools: usize,
+        /// Seconds until capacity is likely (see [`crate::admission::RetryEstimator`]).
+        retry_after: f64,
+    },
+    /// The caller would have waited, but as many callers as allowed already wait.
+    QueueFull {
+        /// The configured bound on waiters.
+        max_waiters: usize,
+        /// Seconds until capacity is likely.
+        retry_after: f64,
     },
     /// `lease_seconds` was not a positive number.
     InvalidLeaseSeconds,
@@ -70,14 +84,30 @@ impl fmt::Display for LeaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotStarted => f.write_str("the lease manager is not started"),
-            Self::Unavailable { max_pools } => {
+            Self::Unavailable { max_pools, .. } => {
                 write!(f, "all {max_pools} pools are leased")
+            }
+            Self::QueueFull { max_waiters, .. } => {
+                write!(f, "{max_waiters} callers are already waiting for a pool")
             }
             Self::InvalidLeaseSeconds => f.write_str("the lease duration must be positive"),
             Self::NonFiniteLeaseSeconds => f.write_str("the lease duration must be finite"),
             Self::Inactive => f.write_str("the lease is no longer active"),
             Self::Released => f.write_str("the lease was released"),
             Self::ExpiredRevoked => f.write_str("the lease expired and was revoked"),
+        }
+    }
+}
+
+impl LeaseError {
+    /// For a refusal that sheds load, the seconds until capacity is likely.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<f64> {
+        match self {
+            Self::Unavailable { retry_after, .. } | Self::QueueFull { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! explicit timestamps and returns [`manager::Effects`] for the caller to perform
 //! outside its lock.
 
+pub mod admission;
 pub mod chunking;
 pub mod claim;
 pub mod completion;
@@ -30,6 +31,7 @@ pub mod tokio;
 pub mod waiters;
 pub mod worker_pool;
 
+pub use admission::{AdmissionPolicy, Tenant};
 pub use claim::{Claim, ClaimFlag};
 pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::admission::{Charge, ClassId, OwnerKey};
 use crate::lease::{LeaseKey, LeaseTiming};
 
 /// A pool's sequence number (1, 2, ... over the manager's life): its identity.
@@ -38,11 +39,16 @@ pub(crate) struct SlotHeld<M> {
     pub(crate) meta: M,
     pub(crate) timing: LeaseTiming,
     pub(crate) seq: PoolSeq,
+    pub(crate) owner: Option<OwnerKey>,
 }
 
 #[derive(Debug)]
 struct Shared<P> {
     pool: P,
+    /// The reserved class whose one-call requests may use this pool (`None`: the
+    /// unreserved ones), and the capacity it is counted against.
+    class: Option<ClassId>,
+    charge: Charge,
     /// Live slots (a revoked slot no longer counts, even if its call still runs).
     busy: usize,
     /// A slot here was revoked: no new slots; the pool is revoked when `busy` is 0.
@@ -55,6 +61,7 @@ pub(crate) struct Emptied<P> {
     pub(crate) pool: P,
     pub(crate) seq: PoolSeq,
     pub(crate) tainted: bool,
+    pub(crate) charge: Charge,
 }
 
 /// The pools hosting call slots.
@@ -82,10 +89,10 @@ impl<P> SharedPools<P> {
     }
 
     /// Whether [`take_free_slot`](SharedPools::take_free_slot) would succeed.
-    pub(crate) fn has_free_slot(&self) -> bool {
+    pub(crate) fn has_free_slot(&self, class: Option<ClassId>) -> bool {
         self.pools
             .values()
-            .any(|shared| !shared.tainted && shared.busy < self.per_pool)
+            .any(|shared| shared.class == class && !shared.tainted && shared.busy < self.per_pool)
     }
 
     /// Returns a slot of pool `seq`; `taint` marks the pool as revoked-when-empty.
@@ -102,6 +109,7 @@ impl<P> SharedPools<P> {
             pool: shared.pool,
             seq,
             tainted: shared.tainted,
+            charge: shared.charge,
         })
     }
 
@@ -114,24 +122,35 @@ impl<P> SharedPools<P> {
 }
 
 impl<P: Clone> SharedPools<P> {
-    /// Takes a slot on the fullest untainted pool with room, if any.
-    pub(crate) fn take_free_slot(&mut self) -> Option<(P, PoolSeq)> {
+    /// Takes a slot on the fullest untainted pool of `class` with room, if any.
+    pub(crate) fn take_free_slot(&mut self, class: Option<ClassId>) -> Option<(P, PoolSeq)> {
         let per_pool = self.per_pool;
         let (seq, shared) = self
             .pools
             .iter_mut()
-            .filter(|(_, shared)| !shared.tainted && shared.busy < per_pool)
+            .filter(|(_, shared)| {
+                shared.class == class && !shared.tainted && shared.busy < per_pool
+            })
             .max_by_key(|(_, shared)| shared.busy)?;
         shared.busy += 1;
         Some((shared.pool.clone(), *seq))
     }
 
-    /// Starts sharing a free pool, with one slot taken.
-    pub(crate) fn host(&mut self, pool: P, seq: PoolSeq) -> P {
+    /// Starts sharing a free pool for the one-call requests of `class`, with one
+    /// slot taken; the pool is counted against `charge` until it empties.
+    pub(crate) fn host(
+        &mut self,
+        pool: P,
+        seq: PoolSeq,
+        class: Option<ClassId>,
+        charge: Charge,
+    ) -> P {
         self.pools.insert(
             seq,
             Shared {
                 pool: pool.clone(),
+                class,
+                charge,
                 busy: 1,
                 tainted: false,
             },
@@ -147,30 +166,42 @@ mod tests {
     #[test]
     fn slots_pack_onto_the_fullest_pool_with_room() {
         let mut pools = SharedPools::new(2);
-        pools.host('a', 1);
-        pools.host('b', 2);
+        pools.host('a', 1, None, Charge::General);
+        pools.host('b', 2, None, Charge::General);
         assert_eq!(
-            pools.take_free_slot(),
+            pools.take_free_slot(None),
             Some(('b', 2)),
             "ties go to the last"
         );
-        assert!(!pools.has_free_slot() || pools.take_free_slot() == Some(('a', 1)));
-        assert_eq!(pools.take_free_slot(), None);
+        assert!(!pools.has_free_slot(None) || pools.take_free_slot(None) == Some(('a', 1)));
+        assert_eq!(pools.take_free_slot(None), None);
         assert!(pools.end_slot(1, false).is_none());
-        assert_eq!(pools.take_free_slot(), Some(('a', 1)));
+        assert_eq!(pools.take_free_slot(None), Some(('a', 1)));
     }
 
     #[test]
     fn a_tainted_pool_takes_no_slot_and_empties_tainted() {
         let mut pools = SharedPools::new(3);
-        pools.host('a', 7);
-        assert_eq!(pools.take_free_slot(), Some(('a', 7)));
+        pools.host('a', 7, None, Charge::General);
+        assert_eq!(pools.take_free_slot(None), Some(('a', 7)));
         assert!(pools.end_slot(7, true).is_none());
-        assert!(!pools.has_free_slot());
-        assert_eq!(pools.take_free_slot(), None);
+        assert!(!pools.has_free_slot(None));
+        assert_eq!(pools.take_free_slot(None), None);
         let emptied = pools.end_slot(7, false).expect("last slot");
         assert!(emptied.tainted);
         assert_eq!((emptied.pool, emptied.seq), ('a', 7));
         assert_eq!(pools.len(), 0);
+    }
+
+    #[test]
+    fn a_reserved_class_uses_only_its_own_shared_pools() {
+        let mut pools = SharedPools::new(2);
+        pools.host('r', 1, Some(0), Charge::Reserved(0));
+        assert!(!pools.has_free_slot(None));
+        assert_eq!(pools.take_free_slot(None), None);
+        assert_eq!(pools.take_free_slot(Some(0)), Some(('r', 1)));
+        assert!(pools.end_slot(1, false).is_none());
+        let emptied = pools.end_slot(1, false).expect("last slot");
+        assert_eq!(emptied.charge, Charge::Reserved(0));
     }
 }

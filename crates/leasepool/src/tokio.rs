@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::admission::{AdmissionPolicy, Tenant};
 use crate::claim::ClaimFlag;
+use crate::error::ConfigError;
 use crate::expiry::monotonic;
 use crate::lease::{LeaseKey, LeaseTiming};
 use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
@@ -135,8 +137,35 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         default_lease: std::time::Duration,
         factory: impl FnMut(u64) -> P + Send + 'static,
     ) -> Self {
+        Self::started(
+            Manager::new(limits, Box::new(factory)),
+            limits,
+            default_lease,
+        )
+    }
+
+    /// [`new`](Self::new) with an admission policy: bounded waiting, owner limits,
+    /// fair share, reserved pools (see [`crate::admission`]); request with
+    /// [`acquire_as`](Self::acquire_as).
+    ///
+    /// # Errors
+    /// What [`AdmissionPolicy::validate`] finds wrong with `policy`.
+    pub fn with_admission(
+        limits: PoolLimits,
+        default_lease: std::time::Duration,
+        policy: AdmissionPolicy,
+        factory: impl FnMut(u64) -> P + Send + 'static,
+    ) -> Result<Self, ConfigError> {
+        let engine = Manager::with_admission(limits, policy, Box::new(factory))?;
+        Ok(Self::started(engine, limits, default_lease))
+    }
+
+    fn started(
+        mut engine: Engine<P>,
+        limits: PoolLimits,
+        default_lease: std::time::Duration,
+    ) -> Self {
         let default_lease_seconds = default_lease.as_secs_f64();
-        let mut engine = Manager::new(limits, Box::new(factory));
         let mut fx = Effects::default();
         engine.start(limits.desired(0), &mut fx);
         Self {
@@ -154,10 +183,20 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// # Errors
     /// [`LeaseError::Unavailable`] or [`LeaseError::NotStarted`] (after `stop`).
     pub fn try_acquire(&self) -> Result<Lease<P>, LeaseError> {
+        self.try_acquire_as(Tenant::default())
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for `tenant` (owner, priority, reserved
+    /// class). A refusal carries [`LeaseError::retry_after`].
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_as(&self, tenant: Tenant) -> Result<Lease<P>, LeaseError> {
         let mut fx = Effects::default();
-        let acquired = lock(&self.shared.engine).acquire(
+        let acquired = lock(&self.shared.engine).acquire_as(
             monotonic(),
             self.shared.default_lease_seconds,
+            tenant,
             (),
             None,
             &mut fx,
@@ -165,9 +204,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         self.shared.perform(fx);
         match acquired? {
             Acquired::Granted(grant) => Ok(self.lease(grant)),
-            Acquired::Queued(_) => Err(LeaseError::Unavailable {
-                max_pools: self.limits().max_pools(),
-            }),
+            Acquired::Queued(_) => unreachable!("no waiter was offered"),
         }
     }
 
@@ -187,6 +224,26 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// # Errors
     /// [`LeaseError::InvalidLeaseSeconds`], [`LeaseError::NotStarted`].
     pub async fn acquire_for(&self, lease_seconds: f64) -> Result<Lease<P>, LeaseError> {
+        self.acquire_as(Tenant::default(), Some(lease_seconds))
+            .await
+    }
+
+    /// Leases a pool for `tenant` (owner, priority, reserved class; see
+    /// [`crate::admission`]) for `lease_seconds` (the default lease time if `None`),
+    /// waiting in the order the admission policy gives.
+    ///
+    /// # Errors
+    /// As [`acquire_for`](Self::acquire_for), and [`LeaseError::QueueFull`] (with
+    /// [`LeaseError::retry_after`]) when the policy's waiter bound is reached.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: see the module docs.
+    pub async fn acquire_as(
+        &self,
+        tenant: Tenant,
+        lease_seconds: Option<f64>,
+    ) -> Result<Lease<P>, LeaseError> {
+        let lease_seconds = lease_seconds.unwrap_or(self.shared.default_lease_seconds);
         let claim = Arc::new(ClaimFlag::new());
         let (grant_tx, grant_rx) = oneshot::channel();
         let waiter = QueuedAcquire {
@@ -194,9 +251,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             grant_tx: Some(grant_tx),
         };
         let mut fx = Effects::default();
-        let acquired = lock(&self.shared.engine).acquire(
+        let acquired = lock(&self.shared.engine).acquire_as(
             monotonic(),
             lease_seconds,
+            tenant,
             (),
             Some(waiter),
             &mut fx,

@@ -18,9 +18,14 @@ fn released_pool_goes_to_the_oldest_waiter_and_nobody_barges() {
         assert!(matches!(queued, Ok(Acquired::Queued(_))));
     }
     // A newcomer without a waiter may not overtake the queue.
+    // Three waiters ahead, nothing held back yet: the fallback hold (the 60 s asked
+    // for) times four turns on one pool.
     assert_eq!(
         m.acquire(2.0, 60.0, "barger", None, &mut fx).err(),
-        Some(LeaseError::Unavailable { max_pools: 1 })
+        Some(LeaseError::Unavailable {
+            max_pools: 1,
+            retry_after: 240.0
+        })
     );
 
     let mut order = Vec::new();

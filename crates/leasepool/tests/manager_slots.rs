@@ -47,8 +47,11 @@ fn the_last_slot_returns_the_pool_and_serves_waiters_in_order() {
     assert_eq!(
         m.acquire_slot(1.0, 60.0, "barger", None, &mut fx)
             .err()
-            .map(|(err, _)| err),
-        Some(LeaseError::Unavailable { max_pools: 1 }),
+            .and_then(|(err, _)| match err {
+                LeaseError::Unavailable { max_pools, .. } => Some(max_pools),
+                _ => None,
+            }),
+        Some(1),
         "nobody overtakes the queue"
     );
 

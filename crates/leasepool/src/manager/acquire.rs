@@ -2,7 +2,9 @@
 //! hand-off of free pools and slots to the oldest waiters (see the module docs,
 //! "Hand-off").
 
+use super::admission::Verdict;
 use super::{Acquired, Effects, Event, Grant, Held, IdStr, Manager, Queued, Waiter, Want};
+use crate::admission::Tenant;
 use crate::drain::CallTracker;
 use crate::error::LeaseError;
 use crate::lease::LeaseTiming;
@@ -11,14 +13,11 @@ use crate::sync::{Arc, AtomicBool};
 use crate::waiters::Ticket;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
-    /// Grants a lease now or, if `make_waiter` is given, queues the caller.
-    ///
-    /// A new caller never overtakes a queued one: while anybody waits, a caller
-    /// without a waiter gets [`LeaseError::Unavailable`].
+    /// Grants a lease now or, if `make_waiter` is given, queues the caller; an
+    /// anonymous caller of priority 0 (see [`acquire_as`](Self::acquire_as)).
     ///
     /// # Errors
-    /// [`LeaseError::NotStarted`], [`LeaseError::InvalidLeaseSeconds`], or
-    /// [`LeaseError::Unavailable`] when no pool is free and no waiter was given.
+    /// As [`acquire_as`](Self::acquire_as).
     pub fn acquire(
         &mut self,
         now: f64,
@@ -27,21 +26,51 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<Acquired<P>, LeaseError> {
+        self.acquire_as(
+            now,
+            lease_seconds,
+            Tenant::default(),
+            meta,
+            make_waiter,
+            effects,
+        )
+    }
+
+    /// Grants `tenant` a lease now or, if `make_waiter` is given, queues the caller.
+    ///
+    /// A new caller never overtakes a queued one whose own limits do not hold it
+    /// back (see [`crate::admission`]): while such a caller waits, a caller without a
+    /// waiter gets [`LeaseError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`LeaseError::NotStarted`], [`LeaseError::InvalidLeaseSeconds`],
+    /// [`LeaseError::Unavailable`] when no pool can be granted and no waiter was
+    /// given, [`LeaseError::QueueFull`] when the admission policy's waiter bound is
+    /// reached.
+    pub fn acquire_as(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        tenant: Tenant,
+        meta: M,
+        make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<Acquired<P>, LeaseError> {
         self.admit(now, lease_seconds, effects)?;
-        if self.waiters.is_empty() {
+        if self.servable_at_once(Want::Pool, tenant) {
             if let Some((pool, seq)) = self.take_pool(effects) {
-                return Ok(Acquired::Granted(self.grant(
-                    now,
-                    lease_seconds,
-                    meta,
-                    pool,
-                    seq,
-                    effects,
-                )));
+                let grant = self.grant(now, lease_seconds, tenant, meta, pool, seq, effects);
+                return Ok(Acquired::Granted(grant));
             }
         }
-        self.enqueue(Want::Pool, lease_seconds, meta, make_waiter)
+        self.enqueue(Want::Pool, lease_seconds, tenant, meta, make_waiter)
             .map(Acquired::Queued)
+    }
+
+    /// Whether a new request can be served without queueing: nobody it must not
+    /// overtake waits, and its own limits and the free capacity allow it.
+    pub(super) fn servable_at_once(&self, want: Want, tenant: Tenant) -> bool {
+        !self.someone_eligible_waits() && self.verdict(want, tenant) == Verdict::Serve
     }
 
     /// The checks every request passes first: a valid `lease_seconds`, a running
@@ -63,25 +92,42 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     /// Queues a request that could not be served at once, behind everyone queued; a
-    /// caller without a waiter (`wait=False`) is refused instead.
+    /// caller without a waiter (`wait=False`), or one beyond the waiter bound, is
+    /// refused instead, with an estimate of when to come back.
     pub(super) fn enqueue(
         &mut self,
         want: Want,
         lease_seconds: f64,
+        tenant: Tenant,
         meta: M,
         make_waiter: Option<W>,
     ) -> Result<Ticket, LeaseError> {
+        let retry_after = || self.retry_after(want == Want::Slot, lease_seconds);
         let Some(waiter) = make_waiter else {
             return Err(LeaseError::Unavailable {
                 max_pools: self.limits.max_pools(),
+                retry_after: retry_after(),
             });
         };
-        Ok(self.waiters.push(Queued {
-            waiter,
-            lease_seconds,
-            meta,
-            want,
-        }))
+        if let Some(max_waiters) = self.tenancy.policy().waiter_bound() {
+            if self.waiters.len() >= max_waiters {
+                return Err(LeaseError::QueueFull {
+                    max_waiters,
+                    retry_after: retry_after(),
+                });
+            }
+        }
+        let group = self.group_of(want, tenant);
+        Ok(self.waiters.push(
+            group,
+            Queued {
+                waiter,
+                lease_seconds,
+                meta,
+                want,
+                tenant,
+            },
+        ))
     }
 
     /// Removes a queued waiter (after the caller has made it unclaimable).
@@ -90,8 +136,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     /// Removes a queued waiter (cancelled, timed out) and serves the waiters behind
-    /// it: with pool and slot requests in one queue, a pool request at the head may
-    /// have been all that kept a slot request behind it from a free slot.
+    /// it: a request at the head that could not be served may have been all that
+    /// kept the ones behind it from what is free.
     pub fn withdraw_waiter(
         &mut self,
         ticket: Ticket,
@@ -105,51 +151,14 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         Some(removed.waiter)
     }
 
-    /// Hands what is free to the oldest claimable waiters, strictly in order: the
-    /// queue stops at the first waiter whose request cannot be met yet.
-    pub(super) fn serve_waiters(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        while let Some((_, head)) = self.waiters.peek_oldest() {
-            let servable = match head.want {
-                Want::Pool => self.pool_obtainable(),
-                Want::Slot => self.shared.has_free_slot() || self.pool_obtainable(),
-            };
-            if !servable {
-                break;
-            }
-            let Some((_, queued)) = self.waiters.pop_oldest() else {
-                break;
-            };
-            if !queued.waiter.try_claim() {
-                effects.dropped.push(queued.waiter);
-                continue;
-            }
-            match queued.want {
-                Want::Pool => {
-                    let Some((pool, seq)) = self.take_pool(effects) else {
-                        unreachable!("checked above that a pool is free or creatable");
-                    };
-                    let grant =
-                        self.grant(now, queued.lease_seconds, queued.meta, pool, seq, effects);
-                    effects.granted.push((queued.waiter, grant));
-                }
-                Want::Slot => {
-                    let Some(grant) =
-                        self.grant_slot(now, queued.lease_seconds, queued.meta, effects)
-                    else {
-                        unreachable!("checked above that a slot is free or creatable");
-                    };
-                    effects.slots_granted.push((queued.waiter, grant));
-                }
-            }
-        }
-    }
-
     /// Records a new lease of `pool` and returns what the front end needs to use it
     /// without the lock.
-    fn grant(
+    #[allow(clippy::too_many_arguments)] // each is one fact of the new lease
+    pub(super) fn grant(
         &mut self,
         now: f64,
         lease_seconds: f64,
+        tenant: Tenant,
         meta: M,
         pool: P,
         seq: PoolSeq,
@@ -164,6 +173,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         };
         let live = Arc::new(AtomicBool::new(true));
         let calls = std::sync::Arc::new(CallTracker::new());
+        let charge = self.tenancy.charge(tenant.class);
+        self.tenancy.lease_began(tenant.owner);
         self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
         effects.events.push(Event::Leased {
             id: id.clone(),
@@ -182,6 +193,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 live: live.clone(),
                 calls: calls.clone(),
                 draining: false,
+                owner: tenant.owner,
+                charge,
             },
         );
         Grant {

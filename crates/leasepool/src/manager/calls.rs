@@ -1,6 +1,7 @@
 //! The call-slot operations of the [`Manager`] (see the module docs, "Call slots").
 
 use super::{Effects, Event, IdStr, Manager, SlotAcquired, Waiter, Want};
+use crate::admission::Tenant;
 use crate::error::LeaseError;
 use crate::lease::{LeaseKey, LeaseTiming};
 use crate::slots::{SlotGrant, SlotHeld};
@@ -19,15 +20,40 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
+        self.acquire_slot_as(
+            now,
+            lease_seconds,
+            Tenant::default(),
+            meta,
+            make_waiter,
+            effects,
+        )
+    }
+
+    /// [`acquire_slot`](Self::acquire_slot) for `tenant` (see [`crate::admission`]).
+    ///
+    /// # Errors
+    /// As [`acquire_as`](Self::acquire_as), with the waiter handed back when it was
+    /// not queued because the request is invalid or the manager not running.
+    pub fn acquire_slot_as(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        tenant: Tenant,
+        meta: M,
+        make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
         if let Err(err) = self.admit(now, lease_seconds, effects) {
             return Err((err, make_waiter));
         }
-        if self.waiters.is_empty() {
-            if let Some(grant) = self.grant_slot(now, lease_seconds, meta.clone(), effects) {
+        if self.servable_at_once(Want::Slot, tenant) {
+            if let Some(grant) = self.grant_slot(now, lease_seconds, tenant, meta.clone(), effects)
+            {
                 return Ok(SlotAcquired::Granted(grant, make_waiter));
             }
         }
-        self.enqueue(Want::Slot, lease_seconds, meta, make_waiter)
+        self.enqueue(Want::Slot, lease_seconds, tenant, meta, make_waiter)
             .map(SlotAcquired::Queued)
             .map_err(|err| (err, None))
     }
@@ -50,12 +76,14 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return false;
         };
         let timing = slot.timing;
+        self.lease_over(now, timing, slot.owner);
         let emptied = self.shared.end_slot(slot.seq, broken);
         effects.events.push(Event::SlotEnded {
             id: slot.id,
             meta: slot.meta,
         });
         if let Some(emptied) = emptied {
+            self.pool_discharged(emptied.charge);
             if emptied.tainted {
                 effects.revoked.push(emptied.pool);
             } else {
@@ -89,6 +117,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             let Some(slot) = self.slots.remove(&key) else {
                 continue;
             };
+            self.lease_over(now, slot.timing, slot.owner);
             effects.events.push(Event::Revoked {
                 id: slot.id,
                 meta: slot.meta,
@@ -96,27 +125,31 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 grace_seconds: slot.timing.grace_seconds,
             });
             if let Some(emptied) = self.shared.end_slot(slot.seq, true) {
+                self.pool_discharged(emptied.charge);
                 effects.revoked.push(emptied.pool);
             }
         }
     }
 
-    /// Leases a slot on a shared pool with room, or on a free pool that starts
-    /// sharing; `None` if neither exists.
+    /// Leases a slot on a shared pool of the tenant's class with room, or on a free
+    /// pool that starts sharing; `None` if neither exists.
     pub(super) fn grant_slot(
         &mut self,
         now: f64,
         lease_seconds: f64,
+        tenant: Tenant,
         meta: M,
         effects: &mut Effects<P, M, W>,
     ) -> Option<SlotGrant<P>> {
-        let (pool, seq) = match self.shared.take_free_slot() {
+        let (pool, seq) = match self.shared.take_free_slot(tenant.class) {
             Some(found) => found,
             None => {
                 let (pool, seq) = self.take_pool(effects)?;
-                (self.shared.host(pool, seq), seq)
+                let charge = self.tenancy.charge(tenant.class);
+                (self.shared.host(pool, seq, tenant.class, charge), seq)
             }
         };
+        self.tenancy.lease_began(tenant.owner);
         let (key, id) = self.ids.mint();
         let id: IdStr = IdStr::from(id);
         let timing = LeaseTiming {
@@ -137,6 +170,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 meta,
                 timing,
                 seq,
+                owner: tenant.owner,
             },
         );
         Some(SlotGrant {

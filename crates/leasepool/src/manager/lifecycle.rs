@@ -23,6 +23,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         effects.retired.extend(self.shared.drain());
         self.slots.clear();
+        self.tenancy.clear();
+        self.overtakes = 0;
         self.expiry_floor = f64::INFINITY;
         effects
             .refused

@@ -59,7 +59,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::admission::{
+    AdmissionPolicy, Charge, ClassId, OwnerKey, RetryEstimator, Tenancy, Tenant,
+};
 use crate::drain::CallTracker;
+use crate::error::ConfigError;
 use crate::lease::{LeaseIdMint, LeaseKey, LeaseTiming};
 use crate::sizing::PoolLimits;
 use crate::slots::{PoolSeq, SharedPools, SlotHeld};
@@ -67,6 +71,7 @@ use crate::sync::{Arc, AtomicBool};
 use crate::waiters::WaiterQueue;
 
 mod acquire;
+mod admission;
 mod calls;
 mod effects;
 mod lifecycle;
@@ -81,7 +86,7 @@ pub use effects::{Acquired, Effects, Event, Grant, SlotAcquired, Waiter};
 type IdStr = std::sync::Arc<str>;
 
 /// What a queued caller asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Want {
     /// A whole pool (`acquire()`).
     Pool,
@@ -94,6 +99,28 @@ struct Queued<M, W> {
     lease_seconds: f64,
     meta: M,
     want: Want,
+    tenant: Tenant,
+}
+
+/// The FIFO group a waiter queues in (see [`crate::waiters`]): requests alike for
+/// admission control. `owner` is set only when the policy counts owners, so with the
+/// default policy all requests of one priority and kind share a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Group {
+    priority: i32,
+    owner: Option<OwnerKey>,
+    class: Option<ClassId>,
+    want: Want,
+}
+
+impl Group {
+    fn tenant(&self) -> Tenant {
+        Tenant {
+            owner: self.owner,
+            priority: self.priority,
+            class: self.class,
+        }
+    }
 }
 
 /// A free pool and when it became free.
@@ -114,6 +141,8 @@ struct Held<P, M> {
     calls: std::sync::Arc<CallTracker>,
     /// Released with calls in flight; waiting for [`Manager::finish_drain`].
     draining: bool,
+    owner: Option<OwnerKey>,
+    charge: Charge,
 }
 
 /// Builds a new pool given its sequence number. Must be cheap and must not block:
@@ -133,7 +162,13 @@ pub struct Manager<P, M, W> {
     shared: SharedPools<P>,
     /// Live call-slot leases.
     slots: BTreeMap<LeaseKey, SlotHeld<M>>,
-    waiters: WaiterQueue<Queued<M, W>>,
+    waiters: WaiterQueue<Group, Queued<M, W>>,
+    /// Leases per owner and pools per reserved class, against the admission policy.
+    tenancy: Tenancy,
+    /// Hand-offs in a row that overtook a lower-priority waiter (see
+    /// [`crate::admission::OVERTAKE_LIMIT`]).
+    overtakes: u32,
+    retry: RetryEstimator,
     ids: LeaseIdMint,
     pool_seq: u64,
     /// A lower bound on the earliest hard expiry among leases (`INFINITY` if none);
@@ -156,8 +191,25 @@ impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
 }
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
-    /// A stopped manager.
+    /// A stopped manager with the default admission policy (unbounded strict FIFO).
     pub fn new(limits: PoolLimits, factory: PoolFactory<P>) -> Self {
+        Self::build(limits, AdmissionPolicy::default(), factory)
+    }
+
+    /// A stopped manager with an admission policy (see [`crate::admission`]).
+    ///
+    /// # Errors
+    /// What [`AdmissionPolicy::validate`] finds wrong with `policy`.
+    pub fn with_admission(
+        limits: PoolLimits,
+        policy: AdmissionPolicy,
+        factory: PoolFactory<P>,
+    ) -> Result<Self, ConfigError> {
+        policy.validate(limits.max_pools())?;
+        Ok(Self::build(limits, policy, factory))
+    }
+
+    fn build(limits: PoolLimits, policy: AdmissionPolicy, factory: PoolFactory<P>) -> Self {
         Self {
             limits,
             // The engine's clock is `f64` seconds (the front ends' monotonic time).
@@ -169,6 +221,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             shared: SharedPools::new(limits.slots_per_pool()),
             slots: BTreeMap::new(),
             waiters: WaiterQueue::default(),
+            tenancy: Tenancy::new(policy, limits.max_pools()),
+            overtakes: 0,
+            retry: RetryEstimator::default(),
             ids: LeaseIdMint::new(),
             pool_seq: 0,
             expiry_floor: f64::INFINITY,
@@ -222,6 +277,33 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     #[must_use]
     pub fn waiter_count(&self) -> usize {
         self.waiters.len()
+    }
+
+    /// The admission policy this manager enforces.
+    pub fn admission(&self) -> &AdmissionPolicy {
+        self.tenancy.policy()
+    }
+
+    /// Seconds until capacity is likely for a new request (`slot`: a one-call
+    /// request) of `lease_seconds`, behind everyone queued now; see
+    /// [`RetryEstimator`].
+    #[must_use]
+    pub fn retry_after(&self, slot: bool, lease_seconds: f64) -> f64 {
+        let pools = self.limits.max_pools();
+        let capacity = if slot {
+            pools * self.shared.per_pool()
+        } else {
+            pools
+        };
+        self.retry
+            .retry_after(self.waiters.len(), capacity, lease_seconds)
+    }
+
+    /// Live leases (pool leases and call slots) of `owner`; counted only when the
+    /// admission policy limits owners or shares fairly, else `0`.
+    #[must_use]
+    pub fn held_by(&self, owner: OwnerKey) -> usize {
+        self.tenancy.held(owner)
     }
 
     /// Lease key of an id string minted by this manager.

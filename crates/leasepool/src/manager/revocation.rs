@@ -27,6 +27,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         if let Some(held) = self.leased.remove(&key) {
             held.live.store(false, Ordering::Release);
+            self.lease_over(now, held.timing, held.owner);
+            self.pool_discharged(held.charge);
             effects.revoked.push(held.pool);
         }
         self.ensure_minimum(target, effects);
@@ -47,8 +49,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     /// Revokes every lease and call slot past its hard expiry and recomputes the
-    /// expiry floor; then, if the manager runs and has room for another pool, serves
-    /// the waiters.
+    /// expiry floor; then, if the manager runs, serves the waiters (a revoked lease
+    /// frees a pool or, under an owner limit, its owner's turn).
     pub(super) fn revoke_expired(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
         let expired: Vec<LeaseKey> = self
             .leased
@@ -60,6 +62,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             if let Some(held) = self.leased.remove(&key) {
                 held.live.store(false, Ordering::Release);
                 let timing = held.timing;
+                self.lease_over(now, timing, held.owner);
+                self.pool_discharged(held.charge);
                 effects.events.push(Event::Revoked {
                     id: held.id,
                     meta: held.meta,
@@ -71,7 +75,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         self.revoke_expired_slots(now, effects);
         self.expiry_floor = self.next_hard_expiry().unwrap_or(f64::INFINITY);
-        if self.running && self.total_count() < self.limits.max_pools() {
+        if self.running {
             self.serve_waiters(now, effects);
         }
     }
