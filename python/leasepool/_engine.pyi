@@ -6,7 +6,7 @@ positional-only markers); ``python -m mypy.stubtest leasepool`` checks that.
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from concurrent.futures import Executor, Future
 from contextvars import Context
 from types import TracebackType
@@ -143,6 +143,10 @@ class LeasedExecutorManager:
         process_log_target_logger: logging.Logger | None = None,
         clear_process_log_handlers: bool = True,
         idle_pool_seconds: float = 10.0,
+        max_waiters: int | None = None,
+        owner_limit: int | None = None,
+        fair_share: bool = False,
+        reserved_pools: Mapping[str, int] | None = None,
         **executor_kwargs: Any,
     ) -> Self: ...
     @property
@@ -162,6 +166,8 @@ class LeasedExecutorManager:
         owner: str | None = None,
         wait: bool = True,
         timeout: float | None = None,
+        priority: int = 0,
+        reservation: str | None = None,
     ) -> LeaseFuture[ExecutorLease]: ...
     def run(
         self,
@@ -172,6 +178,8 @@ class LeasedExecutorManager:
         timeout: float | None = None,
         wait: bool = True,
         lease_seconds: float | None = None,
+        priority: int = 0,
+        reservation: str | None = None,
     ) -> LeaseFuture[_T]:
         """Run ``func(*args)`` on one worker slot: the one-call path."""
     def release(self, lease_id: str) -> LeaseFuture[None]: ...

@@ -11,6 +11,7 @@ __all__ = [
     "LeaseExpiredError",
     "LeasePoolError",
     "LeasePoolNotStartedError",
+    "LeaseQueueFullError",
     "LeaseUnavailableError",
     "UnsupportedBackendError",
 ]
@@ -25,7 +26,18 @@ class LeasePoolNotStartedError(LeasePoolError):
 
 
 class LeaseUnavailableError(LeasePoolError):
-    """No executor could be leased without waiting (``wait=False``), or the queue is full."""
+    """No executor could be leased without waiting (``wait=False``), or the queue is full.
+
+    ``retry_after`` is the engine's estimate, in seconds, of when capacity is likely
+    (finite, ``>= 0``; see docs/admission.md): what an HTTP service puts in its
+    ``Retry-After`` header. ``None`` on an instance the engine did not raise.
+    """
+
+    retry_after: float | None = None
+
+
+class LeaseQueueFullError(LeaseUnavailableError):
+    """The caller would have waited, but ``max_waiters`` callers already wait (load shed)."""
 
 
 class LeaseExpiredError(LeasePoolError):
@@ -41,4 +53,7 @@ class LeaseAcquireTimeoutError(LeasePoolError, TimeoutError):
 
     A :class:`TimeoutError`, so ``except TimeoutError`` still catches it as in 0.1.x,
     but distinguishable from a timeout raised by the blocking call itself.
+    ``retry_after`` is the engine's estimate, in seconds, of when capacity is likely.
     """
+
+    retry_after: float | None = None

@@ -39,10 +39,29 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
             "LeasePoolNotStartedError",
             "LeasedExecutorManager is not started".to_owned(),
         ),
-        LeaseError::Unavailable { max_pools } => leasepool_error(
+        LeaseError::Unavailable {
+            max_pools,
+            retry_after,
+        } => with_retry_after(
+            leasepool_error(
+                py,
+                "LeaseUnavailableError",
+                format!("No executor available; max_pools={max_pools} reached"),
+            ),
             py,
-            "LeaseUnavailableError",
-            format!("No executor available; max_pools={max_pools} reached"),
+            *retry_after,
+        ),
+        LeaseError::QueueFull {
+            max_waiters,
+            retry_after,
+        } => with_retry_after(
+            leasepool_error(
+                py,
+                "LeaseQueueFullError",
+                format!("No executor available; max_waiters={max_waiters} callers already waiting"),
+            ),
+            py,
+            *retry_after,
         ),
         LeaseError::InvalidLeaseSeconds => PyValueError::new_err("lease_seconds must be > 0"),
         LeaseError::NonFiniteLeaseSeconds => {
@@ -52,6 +71,17 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
         LeaseError::Released => expired("Executor lease has been released"),
         LeaseError::ExpiredRevoked => expired("Executor lease expired and was revoked"),
     }
+}
+
+/// `err` with its `retry_after` attribute set: the seconds until capacity is likely
+/// (a shedding error's hint for clients, e.g. an HTTP `Retry-After`).
+pub(crate) fn with_retry_after(err: PyErr, py: Python<'_>, retry_after: f64) -> PyErr {
+    // Setting an attribute on a fresh exception instance cannot fail in practice; if it
+    // did, the error itself still tells the caller what happened.
+    let _ = err
+        .value(py)
+        .setattr(pyo3::intern!(py, "retry_after"), retry_after);
+    err
 }
 
 /// A configuration error as leasepool 0.1.3 words it (a `ValueError`).
@@ -67,6 +97,9 @@ pub(crate) fn config_error(err: &ConfigError) -> PyErr {
         }
         ConfigError::NegativeSeconds(name) => format!("{name} must be >= 0"),
         ConfigError::MinAboveMax => "min_pools cannot be greater than max_pools".to_owned(),
+        ConfigError::ReservedTooMany => {
+            "reserved_pools must leave at least one of max_pools unreserved".to_owned()
+        }
     };
     PyValueError::new_err(message)
 }

@@ -7,8 +7,10 @@
 //!   `K` leases at once; its further requests wait (or are refused, without waiting)
 //!   while others are served.
 //! * **Fair share**: with [`AdmissionPolicy::fair_share`], a freed pool goes to the
-//!   oldest waiter of the owner holding the fewest leases (FIFO within an owner), so a
-//!   flood from one owner delays another owner's waiter by at most one hand-off.
+//!   oldest waiter of the owner holding the fewest leases (FIFO within an owner);
+//!   among owners holding equally few, to the one served least recently (round
+//!   robin), so a flood from one owner delays another owner's waiter by at most one
+//!   hand-off.
 //! * **Reserved capacity**: [`AdmissionPolicy::reserve`] sets pools aside for a class
 //!   of callers ([`Tenant::class`]). Unreserved callers use at most
 //!   `max_pools - reserved` pools; a class uses its reserved pools first and may
@@ -163,6 +165,10 @@ pub(crate) struct Tenancy {
     general_used: usize,
     reserved_used: Vec<usize>,
     held_by_owner: HashMap<OwnerKey, usize>,
+    /// Fair share: when each competing owner was last granted a lease (a grant
+    /// count), for round robin among owners holding equally few leases.
+    last_served: HashMap<OwnerKey, u64>,
+    grants: u64,
 }
 
 impl Tenancy {
@@ -175,6 +181,8 @@ impl Tenancy {
             general_used: 0,
             reserved_used,
             held_by_owner: HashMap::new(),
+            last_served: HashMap::new(),
+            grants: 0,
         }
     }
 
@@ -238,23 +246,43 @@ impl Tenancy {
         self.held_by_owner.get(&owner).copied().unwrap_or(0)
     }
 
-    /// The owner key fair share ranks by (anonymous callers are one owner).
-    pub(crate) fn fair_rank(&self, owner: Option<OwnerKey>) -> usize {
-        if self.policy.fair_share {
-            owner.map_or_else(|| self.held(ANONYMOUS), |owner| self.held(owner))
-        } else {
-            0
+    /// How fair share ranks `owner` (lower first): leases held, then when last
+    /// served (never: first). Anonymous callers are one owner. `(0, 0)` when fair
+    /// share is off.
+    pub(crate) fn fair_rank(&self, owner: Option<OwnerKey>) -> (usize, u64) {
+        if !self.policy.fair_share {
+            return (0, 0);
         }
+        let key = owner.unwrap_or(ANONYMOUS);
+        let last = self.last_served.get(&key).copied().unwrap_or(0);
+        (self.held(key), last)
     }
 
     /// `owner` got a lease.
     pub(crate) fn lease_began(&mut self, owner: Option<OwnerKey>) {
-        if self.policy.tracks_owners() {
-            *self
-                .held_by_owner
-                .entry(owner.unwrap_or(ANONYMOUS))
-                .or_insert(0) += 1;
+        if !self.policy.tracks_owners() {
+            return;
         }
+        let key = owner.unwrap_or(ANONYMOUS);
+        *self.held_by_owner.entry(key).or_insert(0) += 1;
+        if self.policy.fair_share {
+            self.grants += 1;
+            self.last_served.insert(key, self.grants);
+        }
+    }
+
+    /// Forgets when `owner` was last served, if it holds no lease: called once it
+    /// has no waiter either, so the record lives only while the owner competes.
+    pub(crate) fn forget_if_idle(&mut self, owner: Option<OwnerKey>) {
+        let key = owner.unwrap_or(ANONYMOUS);
+        if self.held(key) == 0 {
+            self.last_served.remove(&key);
+        }
+    }
+
+    /// How many owners fair share currently remembers (for tests of its memory).
+    pub(crate) fn remembered_owners(&self) -> usize {
+        self.last_served.len()
     }
 
     /// A lease of `owner` ended.
@@ -276,6 +304,7 @@ impl Tenancy {
         self.general_used = 0;
         self.reserved_used.iter_mut().for_each(|used| *used = 0);
         self.held_by_owner.clear();
+        self.last_served.clear();
     }
 }
 

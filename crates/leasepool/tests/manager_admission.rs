@@ -123,6 +123,49 @@ fn fair_share_serves_the_owner_holding_least_first() {
 }
 
 #[test]
+fn fair_share_takes_turns_on_a_single_pool() {
+    let mut m = started_with_policy(1, AdmissionPolicy::default().fair_share(true));
+    let mut key = grant(&mut m, owner(1), "a0").key;
+    let _flood: Vec<Flag> = (0..5).map(|_| queue(&mut m, owner(1), "a")).collect();
+    let _b: Vec<Flag> = (0..2).map(|_| queue(&mut m, owner(2), "b")).collect();
+    // On release A holds nothing, like B: the owner served least recently goes first.
+    let mut served = Vec::new();
+    for _ in 0..5 {
+        let (name, next) = hand_off(&mut m, key).expect("somebody waits");
+        served.push(name);
+        key = next;
+    }
+    assert_eq!(served, ["b", "a", "b", "a", "a"]);
+}
+
+#[test]
+fn fair_share_forgets_owners_that_stopped_competing() {
+    let mut m = started_with_policy(1, AdmissionPolicy::default().fair_share(true));
+    for key in 0..100 {
+        let lease = grant(&mut m, owner(key), "x");
+        assert!(m.release(lease.key, 1.0, 1, &mut Fx::default()));
+    }
+    assert_eq!(m.fair_share_memory(), 0);
+    let held = grant(&mut m, owner(1), "holder");
+    let gone = Flag::new("gone");
+    let Ok(Acquired::Queued(ticket)) = m.acquire_as(
+        0.0,
+        60.0,
+        owner(2),
+        "gone",
+        Some(gone.clone()),
+        &mut Fx::default(),
+    ) else {
+        panic!("expected to queue");
+    };
+    assert!(gone.cancel());
+    assert!(m.withdraw_waiter(ticket, 1.0, &mut Fx::default()).is_some());
+    assert_eq!(m.fair_share_memory(), 1, "only the holder");
+    assert!(m.release(held.key, 1.0, 1, &mut Fx::default()));
+    assert_eq!(m.fair_share_memory(), 0);
+}
+
+#[test]
 fn strict_fifo_is_the_default() {
     let mut m = started_with_policy(1, AdmissionPolicy::default());
     let held = grant(&mut m, owner(1), "holder");

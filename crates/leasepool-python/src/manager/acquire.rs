@@ -7,8 +7,7 @@ impl ManagerCore {
     pub(crate) fn acquire(
         self: &Arc<Self>,
         py: Python<'_>,
-        lease_seconds: Option<f64>,
-        owner: Py<PyAny>,
+        request: Request,
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -16,12 +15,20 @@ impl ManagerCore {
             Ok(bridge) => bridge,
             Err(refusal) => return refusal,
         };
-        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
-        let owner: Owner = Arc::new(owner);
+        let lease_seconds = request
+            .lease_seconds
+            .unwrap_or(self.cfg.default_lease_seconds);
+        let (owner, tenant): (Owner, _) = (Arc::new(request.owner), request.tenant);
         let mut fx = Fx::default();
         // First without a waiter: a caller served at once allocates no queue entry.
-        let first =
-            lock(&self.engine).acquire(monotonic(), lease_seconds, owner.clone(), None, &mut fx);
+        let first = lock(&self.engine).acquire_as(
+            monotonic(),
+            lease_seconds,
+            tenant,
+            owner.clone(),
+            None,
+            &mut fx,
+        );
         let refusal = match first {
             Ok(Acquired::Granted(grant)) => {
                 self.perform(py, fx, Some(&bridge));
@@ -41,7 +48,7 @@ impl ManagerCore {
         // As 0.1.3: a timeout <= 0 never waits.
         let refusal = refusal.or_else(|| match &timeout {
             Some((seconds, text)) if *seconds <= 0.0 => {
-                Some(acquire_timeout_error(py, timeout_message(text)))
+                Some(self.timeout_error(py, timeout_message(text), false, lease_seconds))
             }
             _ => None,
         });
@@ -49,7 +56,8 @@ impl ManagerCore {
             self.perform(py, fx, Some(&bridge));
             return Ok(ready_error(py, bridge, err)?.into_any());
         }
-        self.queue_acquire(py, fx, &bridge, lease_seconds, owner, timeout)
+        let request = (lease_seconds, owner, tenant);
+        self.queue_acquire(py, fx, &bridge, request, timeout)
     }
 
     /// Queues an `acquire()` that found every pool leased (or grants it, if one came
@@ -59,8 +67,7 @@ impl ManagerCore {
         py: Python<'_>,
         mut fx: Fx,
         bridge: &Arc<LoopBridge>,
-        lease_seconds: f64,
-        owner: Owner,
+        (lease_seconds, owner, tenant): (f64, Owner, leasepool::Tenant),
         timeout: Option<(f64, String)>,
     ) -> PyResult<Py<PyAny>> {
         let hook = Arc::new(AcquireHookInner {
@@ -77,9 +84,10 @@ impl ManagerCore {
             future: future.clone_ref(py),
             owner: owner.clone(),
         });
-        let second = lock(&self.engine).acquire(
+        let second = lock(&self.engine).acquire_as(
             monotonic(),
             lease_seconds,
+            tenant,
             owner.clone(),
             Some(waiter),
             &mut fx,
@@ -103,6 +111,8 @@ impl ManagerCore {
         if let Some((seconds, text)) = timeout {
             if future.get().is_pending() {
                 let fire = AcquireTimeout {
+                    core: Arc::downgrade(self),
+                    lease_seconds,
                     future: future.clone_ref(py),
                     message: timeout_message(&text),
                 };
@@ -238,6 +248,8 @@ impl FutureHook for AcquireHook {
 
 #[pyclass(module = "leasepool._engine", frozen)]
 pub(super) struct AcquireTimeout {
+    core: Weak<ManagerCore>,
+    lease_seconds: f64,
     future: Py<PyLeaseFuture>,
     message: String,
 }
@@ -246,7 +258,11 @@ pub(super) struct AcquireTimeout {
 impl AcquireTimeout {
     fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool acquire timeout", || {
-            let err = acquire_timeout_error(py, self.message.clone());
+            let message = self.message.clone();
+            let err = match self.core.upgrade() {
+                Some(core) => core.timeout_error(py, message, false, self.lease_seconds),
+                None => acquire_timeout_error(py, message),
+            };
             PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
         });
     }

@@ -104,12 +104,22 @@ pub(super) struct Parts<'py> {
 }
 
 impl ManagerCore {
-    pub(super) fn build(py: Python<'_>, numbers: Numbers, parts: Parts<'_>) -> Arc<Self> {
+    pub(super) fn build(
+        py: Python<'_>,
+        numbers: Numbers,
+        admission: super::admission::Admission,
+        parts: Parts<'_>,
+    ) -> PyResult<Arc<Self>> {
         let Numbers {
             limits,
             check_interval,
             default_lease_seconds,
         } = numbers;
+        // Before anything is built for the backend.
+        admission
+            .policy
+            .validate(limits.max_pools())
+            .map_err(|e| config_error(&e))?;
         let workers = limits.slots_per_pool();
         let pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
         let process = ProcessBackend::for_backend(
@@ -123,8 +133,10 @@ impl ManagerCore {
             &parts.logger,
         );
         let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
-        Arc::new(ManagerCore {
-            engine: Mutex::new(Manager::new(limits, factory)),
+        let engine = Manager::with_admission(limits, admission.policy.clone(), factory)
+            .map_err(|e| config_error(&e))?;
+        Ok(Arc::new(ManagerCore {
+            engine: Mutex::new(engine),
             cfg: Config {
                 backend: parts.backend.unbind(),
                 backend_name: parts.backend_name,
@@ -134,6 +146,7 @@ impl ManagerCore {
                 workers_per_pool: workers,
                 name_prefix: parts.name_prefix,
                 executor_kwargs: parts.executor_kwargs,
+                admission,
             },
             logger: Logger::new(py, parts.logger),
             size_provider: parts.size_provider,
@@ -142,7 +155,7 @@ impl ManagerCore {
             pool_settings,
             process,
             last_target: AtomicUsize::new(limits.min_pools()),
-        })
+        }))
     }
 }
 

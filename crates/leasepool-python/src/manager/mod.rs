@@ -36,6 +36,7 @@ use crate::py_cache::{
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 mod acquire;
+mod admission;
 mod config;
 mod events;
 mod lease;
@@ -51,6 +52,14 @@ pub(crate) use python::PyLeasedExecutorManager;
 pub(crate) use run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
 
 pub(crate) type Owner = Arc<Py<PyAny>>;
+
+/// A lease request as the Python call gave it: the lease duration (the default if
+/// `None`), the owner the lease carries, and who asks for admission control.
+pub(crate) struct Request {
+    lease_seconds: Option<f64>,
+    owner: Py<PyAny>,
+    tenant: leasepool::Tenant,
+}
 pub(crate) type Pool = Arc<dyn ExecutorPool>;
 type Engine = Manager<Pool, Owner, Queued>;
 type Fx = Effects<Pool, Owner, Queued>;
@@ -120,6 +129,8 @@ struct Config {
     workers_per_pool: usize,
     name_prefix: String,
     executor_kwargs: Py<PyDict>,
+    /// The admission policy's reserved class names, for requests naming one.
+    admission: admission::Admission,
 }
 
 pub(crate) struct ManagerCore {

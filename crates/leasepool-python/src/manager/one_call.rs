@@ -25,8 +25,7 @@ impl ManagerCore {
         py: Python<'_>,
         func: Py<PyAny>,
         args: Py<PyTuple>,
-        lease_seconds: Option<f64>,
-        owner: Py<PyAny>,
+        request: Request,
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -55,21 +54,26 @@ impl ManagerCore {
             job,
             future: future.clone_ref(py),
         };
-        let lease_seconds = lease_seconds.unwrap_or(self.cfg.default_lease_seconds);
-        match self.take_slot(py, &bridge, call, lease_seconds, owner, may_queue) {
+        let lease_seconds = request
+            .lease_seconds
+            .unwrap_or(self.cfg.default_lease_seconds);
+        let tenant = request.tenant;
+        let owner = request.owner;
+        match self.take_slot(py, &bridge, call, (lease_seconds, owner, tenant), may_queue) {
             Ok(None) => {}
             Ok(Some(ticket)) => {
                 if let Some(waiting) = &waiting {
                     let _ = waiting.ticket.set(ticket);
                     if let Some((seconds, text)) = timeout {
-                        self.arm_run_timeout(py, &bridge, waiting, &future, seconds, &text)?;
+                        let limit = (seconds, text.as_str(), lease_seconds);
+                        self.arm_run_timeout(py, &bridge, waiting, &future, limit)?;
                     }
                 }
             }
             Err(err) => {
                 let err = match (err, expired_timeout) {
                     (LeaseError::Unavailable { .. }, Some(message)) => {
-                        acquire_timeout_error(py, message)
+                        self.timeout_error(py, message, true, lease_seconds)
                     }
                     (err, _) => lease_error(py, &err),
                 };
@@ -86,8 +90,7 @@ impl ManagerCore {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
         call: QueuedCall,
-        lease_seconds: f64,
-        owner: Py<PyAny>,
+        (lease_seconds, owner, tenant): (f64, Py<PyAny>, leasepool::Tenant),
         may_queue: bool,
     ) -> Result<Option<Ticket>, LeaseError> {
         // The call travels in the waiter when it may queue, else it stays here.
@@ -97,9 +100,10 @@ impl ManagerCore {
             (None, Some(call))
         };
         let mut fx = Fx::default();
-        let acquired = lock(&self.engine).acquire_slot(
+        let acquired = lock(&self.engine).acquire_slot_as(
             monotonic(),
             lease_seconds,
+            tenant,
             Arc::new(owner),
             waiter,
             &mut fx,
@@ -130,8 +134,7 @@ impl ManagerCore {
         bridge: &LoopBridge,
         waiting: &Arc<WaitingCall>,
         future: &Py<PyLeaseFuture>,
-        seconds: f64,
-        text: &str,
+        (seconds, text, lease_seconds): (f64, &str, f64),
     ) -> PyResult<()> {
         let fire = Py::new(
             py,
@@ -139,6 +142,7 @@ impl ManagerCore {
                 waiting: waiting.clone(),
                 future: future.clone_ref(py),
                 message: timeout_message(text),
+                lease_seconds,
             },
         )?;
         // `call_later` with a delay <= 0 still runs on the next iteration, as

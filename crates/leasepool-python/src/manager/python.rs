@@ -1,7 +1,9 @@
 //! `LeasedExecutorManager`: the Python class (constructor, methods, properties).
 
+use super::admission::{Admission, AdmissionArgs};
 use super::config::{self, NumberArgs, Numbers, Parts};
 use super::*;
+use pyo3::types::PyBool;
 
 /// Bounded async manager of leased executors (see the package docs).
 #[pyclass(
@@ -43,10 +45,14 @@ impl PyLeasedExecutorManager {
         process_log_target_logger = None,
         clear_process_log_handlers = true,
         idle_pool_seconds = None,
+        max_waiters = None,
+        owner_limit = None,
+        fair_share = None,
+        reserved_pools = None,
         **executor_kwargs
     ))]
     #[pyo3(
-        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, **executor_kwargs)"
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, max_waiters=None, owner_limit=None, fair_share=False, reserved_pools=None, **executor_kwargs)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -68,6 +74,10 @@ impl PyLeasedExecutorManager {
         process_log_target_logger: Option<Bound<'_, PyAny>>,
         clear_process_log_handlers: bool,
         idle_pool_seconds: Option<&Bound<'_, PyAny>>,
+        max_waiters: Option<&Bound<'_, PyAny>>,
+        owner_limit: Option<&Bound<'_, PyAny>>,
+        fair_share: Option<&Bound<'_, PyAny>>,
+        reserved_pools: Option<&Bound<'_, PyAny>>,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let numbers = Numbers::check(NumberArgs {
@@ -79,6 +89,13 @@ impl PyLeasedExecutorManager {
             lease_grace_seconds,
             check_interval,
             idle_pool_seconds,
+        })?;
+        let no = PyBool::new(py, false).to_owned().into_any();
+        let admission = Admission::check(AdmissionArgs {
+            max_waiters,
+            owner_limit,
+            fair_share: fair_share.unwrap_or(&no),
+            reserved_pools,
         })?;
         let (backend, backend_name) = config::backend(py, backend)?;
         let logger = config::logger(py, logger)?;
@@ -96,6 +113,7 @@ impl PyLeasedExecutorManager {
         let core = ManagerCore::build(
             py,
             numbers,
+            admission,
             Parts {
                 backend,
                 backend_name,
@@ -106,7 +124,7 @@ impl PyLeasedExecutorManager {
                     .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
                 size_provider: size_provider.filter(|p| !p.is_none(py)),
             },
-        );
+        )?;
         crate::lifecycle::track(&core);
         Ok(Self { core })
     }
@@ -141,7 +159,8 @@ impl PyLeasedExecutorManager {
     }
 
     /// Acquire an executor lease (awaitable).
-    #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None))]
+    #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None, priority = None, reservation = None))]
+    #[allow(clippy::too_many_arguments)]
     fn acquire(
         &self,
         py: Python<'_>,
@@ -149,6 +168,8 @@ impl PyLeasedExecutorManager {
         owner: Option<Py<PyAny>>,
         wait: bool,
         timeout: Option<&Bound<'_, PyAny>>,
+        priority: Option<&Bound<'_, PyAny>>,
+        reservation: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         // Checked first, as 0.1.3 does (even on a stopped manager); raised at the await.
         let lease_seconds = match lease_seconds {
@@ -162,11 +183,20 @@ impl PyLeasedExecutorManager {
             _ => None,
         };
         let owner = owner.unwrap_or_else(|| py.None());
-        crate::errors::guard_panics(|| self.core.acquire(py, lease_seconds, owner, wait, timeout))
+        let tenant = match self.core.tenant(py, &owner, priority, reservation) {
+            Ok(tenant) => tenant,
+            Err(err) => return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any()),
+        };
+        let request = Request {
+            lease_seconds,
+            owner,
+            tenant,
+        };
+        crate::errors::guard_panics(|| self.core.acquire(py, request, wait, timeout))
     }
 
     /// Run `func(*args)` on one worker slot (awaitable): the one-call path.
-    #[pyo3(signature = (func, /, *args, owner = None, timeout = None, wait = true, lease_seconds = None))]
+    #[pyo3(signature = (func, /, *args, owner = None, timeout = None, wait = true, lease_seconds = None, priority = None, reservation = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -177,6 +207,8 @@ impl PyLeasedExecutorManager {
         timeout: Option<&Bound<'_, PyAny>>,
         wait: bool,
         lease_seconds: Option<&Bound<'_, PyAny>>,
+        priority: Option<&Bound<'_, PyAny>>,
+        reservation: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let lease_seconds = match lease_seconds {
             Some(value) if !value.is_none() => match coerce::seconds("lease_seconds", value, false)
@@ -187,10 +219,16 @@ impl PyLeasedExecutorManager {
             _ => None,
         };
         let owner = owner.unwrap_or_else(|| py.None());
-        crate::errors::guard_panics(|| {
-            self.core
-                .run(py, func, args, lease_seconds, owner, wait, timeout)
-        })
+        let tenant = match self.core.tenant(py, &owner, priority, reservation) {
+            Ok(tenant) => tenant,
+            Err(err) => return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any()),
+        };
+        let request = Request {
+            lease_seconds,
+            owner,
+            tenant,
+        };
+        crate::errors::guard_panics(|| self.core.run(py, func, args, request, wait, timeout))
     }
 
     /// Release a lease by id (awaitable; idempotent; unknown ids are ignored).

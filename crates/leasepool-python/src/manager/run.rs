@@ -101,14 +101,21 @@ pub(crate) struct RunTimeout {
     pub(crate) waiting: Arc<WaitingCall>,
     pub(crate) future: Py<PyLeaseFuture>,
     pub(crate) message: String,
+    pub(crate) lease_seconds: f64,
 }
 
 #[pymethods]
 impl RunTimeout {
     fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool run timeout", || {
+            // The estimate first: it counts this call among the callers still queued.
+            let err = match self.waiting.core.upgrade() {
+                Some(core) => {
+                    core.timeout_error(py, self.message.clone(), true, self.lease_seconds)
+                }
+                None => crate::manager::acquire_timeout_error(py, self.message.clone()),
+            };
             if self.waiting.withdraw(py) {
-                let err = crate::manager::acquire_timeout_error(py, self.message.clone());
                 PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
             }
         });

@@ -132,7 +132,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Removes a queued waiter (after the caller has made it unclaimable).
     pub fn cancel_waiter(&mut self, ticket: Ticket) -> Option<W> {
-        self.waiters.remove(ticket).map(|queued| queued.waiter)
+        let queued = self.waiters.remove(ticket)?;
+        self.forget_if_idle(queued.tenant.owner);
+        Some(queued.waiter)
     }
 
     /// Removes a queued waiter (cancelled, timed out) and serves the waiters behind
@@ -145,6 +147,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         effects: &mut Effects<P, M, W>,
     ) -> Option<W> {
         let removed = self.waiters.remove(ticket)?;
+        self.forget_if_idle(removed.tenant.owner);
         if self.running {
             self.serve_waiters(now, effects);
         }

@@ -11,8 +11,8 @@ use crate::lease::LeaseTiming;
 use crate::waiters::Ticket;
 
 /// How waiting groups are ranked: higher priority, then (fair share) fewer leases
-/// held by the owner, then arrival.
-type Rank = (Reverse<i32>, usize, Ticket);
+/// held by the owner and the owner served least recently, then arrival.
+type Rank = (Reverse<i32>, (usize, u64), Ticket);
 
 /// What a request may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 break;
             };
             if !queued.waiter.try_claim() {
+                self.forget_if_idle(queued.tenant.owner);
                 effects.dropped.push(queued.waiter);
                 continue;
             }
@@ -151,6 +152,25 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     pub(super) fn lease_over(&mut self, now: f64, timing: LeaseTiming, owner: Option<OwnerKey>) {
         self.retry.observe(now - timing.leased_at);
         self.tenancy.lease_ended(owner);
+        self.forget_if_idle(owner);
+    }
+
+    /// Fair share keeps an owner's last-served mark only while the owner competes
+    /// (holds a lease or waits): memory stays bounded by the active owners.
+    pub(super) fn forget_if_idle(&mut self, owner: Option<OwnerKey>) {
+        if !self.tenancy.policy().is_fair() {
+            return;
+        }
+        let waits = self.waiters.heads().any(|(group, _)| group.owner == owner);
+        if !waits {
+            self.tenancy.forget_if_idle(owner);
+        }
+    }
+
+    /// How many owners fair share remembers (see [`Self::forget_if_idle`]).
+    #[must_use]
+    pub fn fair_share_memory(&self) -> usize {
+        self.tenancy.remembered_owners()
     }
 
     /// A pool counted against `charge` is in use no longer.
