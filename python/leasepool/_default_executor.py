@@ -43,23 +43,47 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 
-class _Call:
-    """One submission: its future, the call, and whether a worker reached it."""
+_claims = threading.Lock()
 
-    __slots__ = ("args", "fn", "future", "reached")
+
+class _Once:
+    """Decides once between the worker starting a call and the loop giving up on it.
+
+    A manager future can be cancelled while its call runs (the call finishes, its
+    outcome is dropped), so "the call started" is decided here instead: whichever side
+    claims first, the worker (about to run the call) or the loop (withdrawing it, or
+    delivering a refusal), owns the call's fate.
+    """
+
+    __slots__ = ("_claimed",)
+
+    def __init__(self) -> None:
+        self._claimed = False
+
+    def claim(self) -> bool:
+        with _claims:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+
+class _Call(_Once):
+    """One submission: its future and the call."""
+
+    __slots__ = ("args", "fn", "future")
 
     def __init__(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]):
+        super().__init__()
         self.future = future
         self.fn = fn
         self.args = args
-        # Set by the worker before it calls set_running_or_notify_cancel(); read on the
-        # loop thread only after the manager's future settled (so after the worker).
-        self.reached = False
 
 
 def _invoke(call: _Call) -> Any:
     """What the worker runs (in the context ``manager.run`` copied at submission)."""
-    call.reached = True
+    if not call.claim():
+        return None  # the loop gave up on it first (withdrawn, manager stopped)
     if not call.future.set_running_or_notify_cancel():
         return None  # cancelled before it started: skip it, as ThreadPoolExecutor does
     return call.fn(*call.args)
@@ -202,8 +226,7 @@ class LeasedDefaultExecutor(ThreadPoolExecutor):
     def _start(self, call: _Call) -> None:
         """Hands one submission to the manager (loop thread)."""
         if call.future.cancelled():  # cancelled while it travelled to the loop
-            call.future.set_running_or_notify_cancel()
-            self._forget(call)
+            self._give_up(call, None)
             return
         try:
             awaitable = self._manager.run(_invoke, call, **self._run_kwargs)
@@ -211,8 +234,7 @@ class LeasedDefaultExecutor(ThreadPoolExecutor):
             # Task. A manager started on another loop fails here (ValueError).
             settled: asyncio.Future[Any] = asyncio.ensure_future(awaitable, loop=self._loop)
         except Exception as exc:
-            self._deliver_failure(call, exc)
-            self._forget(call)
+            self._give_up(call, exc)
             return
         call.future.add_done_callback(functools.partial(self._pass_on_cancel, settled))
         settled.add_done_callback(functools.partial(self._settle, call))
@@ -229,35 +251,36 @@ class LeasedDefaultExecutor(ThreadPoolExecutor):
 
     def _settle(self, call: _Call, settled: asyncio.Future[Any]) -> None:
         """Delivers the manager future's outcome to the submitter's future (loop thread)."""
+        future = call.future
+        if call.claim():  # no worker started it, and now none will
+            if settled.cancelled():  # withdrawn: our cancel, or manager.stop()
+                future.cancel()
+                self._give_up(call, None)
+            else:  # refused: unavailable, timeout, not started, ...
+                self._give_up(call, settled.exception() or RuntimeError("the call did not run"))
+            return
         try:
-            future = call.future
-            if settled.cancelled():
-                if call.reached:  # not expected: a started call is not cancellable
-                    if not future.done():
-                        future.set_exception(FutureCancelledError())
-                else:  # withdrawn before it started (our cancel, or manager.stop())
-                    future.cancel()
-                    future.set_running_or_notify_cancel()
-                return
-            exc = settled.exception()
-            if not call.reached:  # refused before it started (unavailable, timeout, ...)
-                self._deliver_failure(call, exc or RuntimeError("call was not run"))
-            elif future.cancelled():
-                pass  # the worker found it cancelled and skipped it
-            elif exc is not None:
+            if future.cancelled():
+                pass  # the worker found it cancelled, skipped it and notified
+            elif settled.cancelled():  # manager.stop() raced the start: outcome lost
+                future.set_exception(FutureCancelledError())
+            elif (exc := settled.exception()) is not None:
                 future.set_exception(exc)
             else:
                 future.set_result(settled.result())
         finally:
             self._forget(call)
 
-    @staticmethod
-    def _deliver_failure(call: _Call, exc: BaseException) -> None:
+    def _give_up(self, call: _Call, exc: BaseException | None) -> None:
+        """Settles a call no worker will run: ``exc``, or the cancellation it had."""
+        call.claim()
         future = call.future
-        try:
-            future.set_exception(exc)
-        except InvalidStateError:  # cancelled meanwhile (on another thread)
-            future.set_running_or_notify_cancel()
+        if exc is not None:
+            with contextlib.suppress(InvalidStateError):  # cancelled on another thread
+                future.set_exception(exc)
+        if future.cancelled():
+            future.set_running_or_notify_cancel()  # as a pool's worker does: notifies
+        self._forget(call)
 
     def _forget(self, call: _Call) -> None:
         with self._calls_lock:

@@ -47,7 +47,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .._default_executor import _check_thread_backend
+from .._default_executor import _check_thread_backend, _Once
 
 if TYPE_CHECKING:
     from anyio import CapacityLimiter
@@ -73,8 +73,12 @@ _routes: dict[asyncio.AbstractEventLoop, AnyioThreadRoute] = {}
 _original: Callable[..., Awaitable[Any]] | None = None
 
 
-def _in_worker(token: object, scope: object, func: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+def _in_worker(
+    start: _Once, token: object, scope: object, func: Callable[..., _T], args: tuple[Any, ...]
+) -> _T | None:
     """What the manager's worker runs: ``func(*args)`` as an anyio worker thread."""
+    if not start.claim():
+        return None  # the caller was cancelled before the call started: never run it
     if _anyio_threadlocals is None:
         return func(*args)
     # In this call's own context copy (manager.run makes one per call), as anyio does:
@@ -159,18 +163,25 @@ class AnyioThreadRoute:
             self._token = anyio.lowlevel.current_token()
         # The worker's check_cancelled() walks up the scopes from this one.
         with anyio.CancelScope() as scope:
-            settled: asyncio.Future[_T] = asyncio.ensure_future(
-                self._manager.run(_in_worker, self._token, scope, func, args, **self._run_kwargs)
+            start = _Once()
+            # Its value is None only for a call that never started: never returned here.
+            settled: asyncio.Future[Any] = asyncio.ensure_future(
+                self._manager.run(
+                    _in_worker, start, self._token, scope, func, args, **self._run_kwargs
+                )
             )
             try:
                 # A future of our own, so a cancellation always interrupts this await
                 # (awaiting the manager's future directly would keep a cancelled task
                 # waiting for a running call while anyio retries the cancel every loop
                 # iteration).
-                return await asyncio.shield(settled)
+                result: _T = await asyncio.shield(settled)
+                return result
             except asyncio.CancelledError:
-                # Withdrawn before it started, already over, or abandoned: done.
-                if settled.cancel() or settled.done() or abandon_on_cancel:
+                if start.claim():  # it had not started, and now never will
+                    settled.cancel()  # withdraws it from the manager's queue
+                    raise
+                if settled.done() or abandon_on_cancel:  # over, or left to run its course
                     raise
                 # Running and not abandoned: wait for it as anyio does (shielded), then
                 # deliver the cancellation. Its outcome is dropped.
