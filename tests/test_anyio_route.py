@@ -70,7 +70,7 @@ async def test_run_sync_and_run_in_threadpool_take_leases() -> None:
             await wait_started(gate, 2)
             assert owners(manager) == [ANYIO_OWNER] * 2
             gate.release.set()
-            assert await asyncio.gather(a, b) == ["a", "b"]
+            assert list(await asyncio.gather(a, b)) == ["a", "b"]
             name = await anyio.to_thread.run_sync(lambda: threading.current_thread().name)
             assert name.startswith("lp-anyio-")
             request_id.set("req-9")
@@ -223,7 +223,7 @@ async def test_an_explicit_limiter_still_bounds_its_callers() -> None:
             assert limiter.borrowed_tokens == 1
             assert len(owners(manager)) == 1  # the second waits for the limiter, not a slot
             gate.release.set()
-            assert await asyncio.gather(first, second) == [1, 2]
+            assert list(await asyncio.gather(first, second)) == [1, 2]
     finally:
         await manager.stop()
 

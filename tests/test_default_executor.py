@@ -83,7 +83,7 @@ async def test_to_thread_and_run_in_executor_take_leases() -> None:
         await asyncio.sleep(0)
         assert not third.done()
         gate.release.set()
-        assert await asyncio.gather(via_to_thread, via_executor, third) == ["a", "b", "c"]
+        assert list(await asyncio.gather(via_to_thread, via_executor, third)) == ["a", "b", "c"]
         assert executor.in_flight == 0
         assert manager.stats()["leases"] == []
     finally:
@@ -222,7 +222,11 @@ async def test_submit_from_other_threads() -> None:
 
         def from_thread(i: int) -> list[Any]:
             request_id.set(f"thread-{i}")
-            futures = [executor.submit(lambda k=k: (k, request_id.get())) for k in range(5)]
+
+            def row(k: int) -> tuple[int, str]:
+                return k, request_id.get()
+
+            futures = [executor.submit(row, k) for k in range(5)]
             return [f.result(WAIT) for f in futures]
 
         results = await asyncio.gather(*(_off_loop(from_thread, i) for i in range(4)))
@@ -333,7 +337,7 @@ def test_cpython_refuses_other_executors() -> None:
     loop = asyncio.new_event_loop()
     try:
         with pytest.raises(TypeError, match="ThreadPoolExecutor"):
-            loop.set_default_executor(concurrent.futures.Executor())  # type: ignore[arg-type]
+            loop.set_default_executor(concurrent.futures.Executor())
     finally:
         loop.close()
 
