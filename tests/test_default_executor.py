@@ -250,7 +250,8 @@ async def test_stop_cancels_calls_waiting_for_a_slot() -> None:
     gate.release.set()
     await stopping
     assert running.result(WAIT) == "ran"
-    assert queued.cancelled() or isinstance(queued.exception(WAIT), LeasePoolNotStartedError)
+    # stop() fails the manager's waiters, as it fails acquire()'s.
+    assert isinstance(queued.exception(WAIT), LeasePoolNotStartedError)
     assert executor.in_flight == 0
 
 
@@ -295,6 +296,41 @@ async def test_shutdown_default_executor_and_uninstall() -> None:
         assert await asyncio.to_thread(int, "2") == 2
         await loop.shutdown_default_executor()  # as asyncio.run() does, on its own thread
         assert await manager.run(int, "3") == 3  # the manager was not stopped
+    finally:
+        await manager.stop()
+
+
+def test_keyboard_interrupt_in_a_call_leaves_asyncio_run() -> None:
+    """As with run_in_executor: the caller's await raises it, asyncio.run() ends."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        manager = LeasedExecutorManager(max_pools=1)
+        await manager.start()
+        try:
+            manager.install_as_default_executor()
+            await asyncio.to_thread(interrupt)
+        finally:
+            await manager.stop()
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+async def test_executor_map_and_wait() -> None:
+    """The Executor API built on submit(): map(), concurrent.futures.wait()."""
+    manager = LeasedExecutorManager(max_pools=2, workers_per_pool=2)
+    await manager.start()
+    try:
+        executor = install_as_default_executor(manager)
+        squares = await _off_loop(lambda: list(executor.map(pow, range(8), [2] * 8)))
+        assert squares == [i * i for i in range(8)]
+        futures = [executor.submit(pow, 2, i) for i in range(4)]
+        done, not_done = await _off_loop(concurrent.futures.wait, futures, WAIT)
+        assert not not_done
+        assert sorted(f.result() for f in done) == [1, 2, 4, 8]
     finally:
         await manager.stop()
 
