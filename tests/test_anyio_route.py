@@ -100,6 +100,18 @@ async def test_refusals_and_exceptions_reach_the_caller() -> None:
         await manager.stop()
 
 
+async def test_stop_iteration_becomes_runtime_error_as_in_anyio() -> None:
+    manager = LeasedExecutorManager(max_pools=1)
+    await manager.start()
+    try:
+        with route_anyio_threads(manager):
+            with pytest.raises(RuntimeError, match="StopIteration") as info:
+                await anyio.to_thread.run_sync(next, iter([]))
+            assert isinstance(info.value.__cause__, StopIteration)
+    finally:
+        await manager.stop()
+
+
 async def test_cancel_while_waiting_for_a_slot_withdraws_the_call() -> None:
     manager = LeasedExecutorManager(max_pools=1, workers_per_pool=1)
     await manager.start()

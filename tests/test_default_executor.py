@@ -279,6 +279,27 @@ async def test_shutdown_refuses_new_work_and_never_stops_the_manager() -> None:
         await manager.stop()
 
 
+async def test_shutdown_cancel_futures_withdraws_the_queued_calls() -> None:
+    manager = LeasedExecutorManager(max_pools=1, workers_per_pool=1)
+    await manager.start()
+    try:
+        executor = install_as_default_executor(manager)
+        gate = Gate()
+        running = executor.submit(gate.block, "kept")
+        await _off_loop(gate.wait_started)
+        queued = [executor.submit(int, str(i)) for i in range(3)]
+        executor.shutdown(wait=False, cancel_futures=True)
+        assert all(f.cancelled() for f in queued)
+        assert not running.cancelled()
+        gate.release.set()
+        await _off_loop(executor.shutdown, True)
+        assert running.result() == "kept"
+        assert executor.in_flight == 0
+        assert manager.stats()["leases"] == []
+    finally:
+        await manager.stop()
+
+
 async def test_shutdown_default_executor_and_uninstall() -> None:
     loop = asyncio.get_running_loop()
     manager = LeasedExecutorManager(max_pools=1, workers_per_pool=1)

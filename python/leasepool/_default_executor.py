@@ -185,7 +185,7 @@ class LeasedDefaultExecutor(ThreadPoolExecutor):
         if cancel_futures:
             for call in calls:
                 call.future.cancel()  # only calls that have not started
-        if not wait:
+        if not wait or self._loop.is_closed():  # a closed loop delivers nothing more
             return
         if self._on_loop_thread():
             raise RuntimeError(

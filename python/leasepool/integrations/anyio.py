@@ -21,6 +21,7 @@ Semantics kept from anyio (``anyio.to_thread.run_sync``):
 * inside the call, ``anyio.from_thread.run()``/``run_sync()`` reach the loop without a
   token and ``anyio.from_thread.check_cancelled()`` sees the caller's cancellation (this
   uses anyio's worker-thread marker, a private detail; without it they need ``token=``);
+* a ``StopIteration`` raised by the call becomes ``RuntimeError`` (its cause);
 * an explicit ``limiter=`` is still honoured (acquired first, as anyio does), so it
   bounds its callers on top of the manager; the *default* limiter
   (``anyio.to_thread.current_default_thread_limiter()``, 40 tokens) is not used for
@@ -80,17 +81,25 @@ def _in_worker(
     if not start.claim():
         return None  # the caller was cancelled before the call started: never run it
     if _anyio_threadlocals is None:
-        return func(*args)
+        return _call_converting_stop(func, args)
     # In this call's own context copy (manager.run makes one per call), as anyio does:
     # code in the thread is not "in" the async library.
     _set_async_library(None)
     _anyio_threadlocals.current_token = token
     _anyio_threadlocals.current_cancel_scope = scope
     try:
-        return func(*args)
+        return _call_converting_stop(func, args)
     finally:
         del _anyio_threadlocals.current_token
         del _anyio_threadlocals.current_cancel_scope
+
+
+def _call_converting_stop(func: Callable[..., _T], args: tuple[Any, ...]) -> _T:
+    """An asyncio future cannot carry StopIteration; anyio turns it into this error."""
+    try:
+        return func(*args)
+    except StopIteration as exc:
+        raise RuntimeError("coroutine raised StopIteration") from exc
 
 
 class AnyioThreadRoute:
@@ -124,7 +133,6 @@ class AnyioThreadRoute:
 
     def uninstall(self) -> None:
         """Ends the route (idempotent). Calls already running finish on the manager."""
-        global _original
         with _lock:
             if _routes.get(self._loop) is not self:
                 return
