@@ -56,3 +56,17 @@ def test_one_call_per_request() -> None:
         "['row', 'row', 'row', 'row']",
         "(200, 'row 10 for req-10')",
     ]
+
+
+def test_service_admission() -> None:
+    out = _run("04_service_admission.py").splitlines()
+    shed = '{"error":"LeaseUnavailableError","retry_after":1}'
+    assert out == [
+        "(200, None)",
+        'saturated: {"status":"ok","calls":4}',
+        f"/run/2 503 Retry-After: 1 {shed}",
+        f"/to_thread/3 503 Retry-After: 1 {shed}",
+        f"/sync/4 503 Retry-After: 1 {shed}",
+        "released: [200, 200, 200, 200]",
+        "200 200 200",
+    ]

@@ -14,6 +14,7 @@ from typing import Any, Generic, NoReturn, ParamSpec, Self, TypeVar, TypeVarTupl
 
 from typing_extensions import disjoint_base
 
+from ._default_executor import LeasedDefaultExecutor
 from ._process_logging import ProcessLoggingConfig
 from .backends import ExecutorBackend
 
@@ -186,6 +187,17 @@ class LeasedExecutorManager:
     def notify_scale_changed(self) -> None: ...
     def desired_executor_count(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
+    # Defined in Python (leasepool/manager.py), attached to this class at import.
+    def install_as_default_executor(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        owner: Any = "default-executor",
+        wait: bool = True,
+        timeout: float | None = None,
+        lease_seconds: float | None = None,
+    ) -> LeasedDefaultExecutor:
+        """``asyncio.to_thread``/``run_in_executor(None, ...)`` on ``loop`` use this manager."""
 
 @disjoint_base
 class WorkGrinder:
