@@ -107,7 +107,15 @@ EMPTY = inspect.Parameter.empty
         (ExecutorLease.run, [("fn", EMPTY), ("args", EMPTY), ("kwargs", EMPTY)]),
         (
             LeasedExecutorManager.acquire,
-            [("lease_seconds", None), ("owner", None), ("wait", True), ("timeout", None)],
+            [
+                ("lease_seconds", None),
+                ("owner", None),
+                ("wait", True),
+                ("timeout", None),
+                # Beyond 0.1.3 (admission control), keyword-only, after its parameters.
+                ("priority", 0),
+                ("reservation", None),
+            ],
         ),
         (LeasedExecutorManager.release, [("lease_id", EMPTY)]),
     ],

@@ -33,7 +33,13 @@ REFERENCE_PARAMETERS: list[tuple[str, Any]] = [
     ("clear_process_log_handlers", True),
 ]
 # Parameters this package adds after 0.1.3's, each in docs/compatibility.md.
-ADDED_PARAMETERS: list[tuple[str, Any]] = [("idle_pool_seconds", 10.0)]
+ADDED_PARAMETERS: list[tuple[str, Any]] = [
+    ("idle_pool_seconds", 10.0),
+    ("max_waiters", None),
+    ("owner_limit", None),
+    ("fair_share", False),
+    ("reserved_pools", None),
+]
 
 
 def test_constructor_signature_matches_reference() -> None:
@@ -55,7 +61,8 @@ def test_constructor_signature_matches_reference() -> None:
 
 
 def test_acquire_signature_matches_reference() -> None:
-    """acquire() takes keyword-only lease_seconds, owner, wait, timeout."""
+    """acquire() takes keyword-only lease_seconds, owner, wait, timeout, then the
+    admission-control additions (docs/compatibility.md)."""
     params = inspect.signature(LeasedExecutorManager.acquire).parameters
     got = [(p.name, p.kind, p.default) for p in params.values() if p.name != "self"]
     kw = inspect.Parameter.KEYWORD_ONLY
@@ -64,6 +71,8 @@ def test_acquire_signature_matches_reference() -> None:
         ("owner", kw, None),
         ("wait", kw, True),
         ("timeout", kw, None),
+        ("priority", kw, 0),
+        ("reservation", kw, None),
     ]
 
 

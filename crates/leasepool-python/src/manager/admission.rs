@@ -11,14 +11,6 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyMapping, PyString};
 
-/// The constructor's admission arguments, as given.
-pub(super) struct AdmissionArgs<'a, 'py> {
-    pub(super) max_waiters: Option<&'a Bound<'py, PyAny>>,
-    pub(super) owner_limit: Option<&'a Bound<'py, PyAny>>,
-    pub(super) fair_share: &'a Bound<'py, PyAny>,
-    pub(super) reserved_pools: Option<&'a Bound<'py, PyAny>>,
-}
-
 /// The admission policy and the names of its reserved classes (by class id).
 pub(super) struct Admission {
     pub(super) policy: AdmissionPolicy,
@@ -26,22 +18,29 @@ pub(super) struct Admission {
 }
 
 impl Admission {
-    /// Checks the arguments' types and ranges; the engine checks them against
-    /// `max_pools` when the manager is built.
-    pub(super) fn check(args: AdmissionArgs<'_, '_>) -> PyResult<Self> {
-        let max_waiters = optional_whole("max_waiters", args.max_waiters, 0)?;
-        let owner_limit = optional_whole("owner_limit", args.owner_limit, 1)?;
-        let fair_share = args
-            .fair_share
-            .cast::<PyBool>()
-            .map_err(|_| PyTypeError::new_err("fair_share must be a bool"))?
-            .is_true();
+    /// Checks the constructor's admission arguments' types and ranges; the engine
+    /// checks them against `max_pools` when the manager is built.
+    pub(super) fn check(
+        max_waiters: Option<&Bound<'_, PyAny>>,
+        owner_limit: Option<&Bound<'_, PyAny>>,
+        fair_share: Option<&Bound<'_, PyAny>>,
+        reserved_pools: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let max_waiters = optional_whole("max_waiters", max_waiters, 0)?;
+        let owner_limit = optional_whole("owner_limit", owner_limit, 1)?;
+        let fair_share = match fair_share {
+            None => false,
+            Some(value) => value
+                .cast::<PyBool>()
+                .map_err(|_| PyTypeError::new_err("fair_share must be a bool"))?
+                .is_true(),
+        };
         let mut policy = AdmissionPolicy::default()
             .max_waiters(max_waiters)
             .owner_limit(owner_limit)
             .fair_share(fair_share);
         let mut classes = Vec::new();
-        if let Some(reserved) = args.reserved_pools.filter(|value| !value.is_none()) {
+        if let Some(reserved) = reserved_pools.filter(|value| !value.is_none()) {
             let reserved = reserved.cast::<PyMapping>().map_err(|_| {
                 PyTypeError::new_err("reserved_pools must be a mapping of class name to pool count")
             })?;

@@ -96,10 +96,13 @@ pub(super) fn logger(py: Python<'_>, logger: Option<Py<PyAny>>) -> PyResult<Py<P
 pub(super) struct Parts<'py> {
     pub(super) backend: Bound<'py, PyAny>,
     pub(super) backend_name: String,
-    pub(super) logger: Py<PyAny>,
+    /// As given (`None`: `leasepool.manager`'s logger).
+    pub(super) logger: Option<Py<PyAny>>,
     pub(super) process_logging: Bound<'py, PyAny>,
     pub(super) name_prefix: String,
-    pub(super) executor_kwargs: Py<PyDict>,
+    /// As given (`None`: no keyword arguments for the executors).
+    pub(super) executor_kwargs: Option<Bound<'py, PyDict>>,
+    /// As given (`None` or Python's `None`: no provider).
     pub(super) size_provider: Option<Py<PyAny>>,
 }
 
@@ -120,6 +123,11 @@ impl ManagerCore {
             .policy
             .validate(limits.max_pools())
             .map_err(|e| config_error(&e))?;
+        let executor_kwargs = parts
+            .executor_kwargs
+            .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
+        let size_provider = parts.size_provider.filter(|p| !p.is_none(py));
+        let logger = self::logger(py, parts.logger)?;
         let workers = limits.slots_per_pool();
         let pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
         let process = ProcessBackend::for_backend(
@@ -128,9 +136,9 @@ impl ManagerCore {
             &parts.backend,
             workers,
             &parts.name_prefix,
-            &parts.executor_kwargs,
+            &executor_kwargs,
             &parts.process_logging,
-            &parts.logger,
+            &logger,
         );
         let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
         let engine = Manager::with_admission(limits, admission.policy.clone(), factory)
@@ -145,11 +153,11 @@ impl ManagerCore {
                 default_lease_seconds,
                 workers_per_pool: workers,
                 name_prefix: parts.name_prefix,
-                executor_kwargs: parts.executor_kwargs,
+                executor_kwargs,
                 admission,
             },
-            logger: Logger::new(py, parts.logger),
-            size_provider: parts.size_provider,
+            logger: Logger::new(py, logger),
+            size_provider,
             provider_failures: DistinctErrors::default(),
             running: RwLock::new(None),
             pool_settings,

@@ -1,9 +1,8 @@
 //! `LeasedExecutorManager`: the Python class (constructor, methods, properties).
 
-use super::admission::{Admission, AdmissionArgs};
+use super::admission::Admission;
 use super::config::{self, NumberArgs, Numbers, Parts};
 use super::*;
-use pyo3::types::PyBool;
 
 /// Bounded async manager of leased executors (see the package docs).
 #[pyclass(
@@ -90,15 +89,8 @@ impl PyLeasedExecutorManager {
             check_interval,
             idle_pool_seconds,
         })?;
-        let no = PyBool::new(py, false).to_owned().into_any();
-        let admission = Admission::check(AdmissionArgs {
-            max_waiters,
-            owner_limit,
-            fair_share: fair_share.unwrap_or(&no),
-            reserved_pools,
-        })?;
+        let admission = Admission::check(max_waiters, owner_limit, fair_share, reserved_pools)?;
         let (backend, backend_name) = config::backend(py, backend)?;
-        let logger = config::logger(py, logger)?;
         // Checked in `leasepool._config` (0.1.3's rules and messages).
         let level =
             process_log_level.map_or_else(|| INFO.into_pyobject(py).map(Bound::into_any), Ok)?;
@@ -120,9 +112,8 @@ impl PyLeasedExecutorManager {
                 logger,
                 process_logging,
                 name_prefix,
-                executor_kwargs: executor_kwargs
-                    .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind),
-                size_provider: size_provider.filter(|p| !p.is_none(py)),
+                executor_kwargs,
+                size_provider,
             },
         )?;
         crate::lifecycle::track(&core);
@@ -160,6 +151,9 @@ impl PyLeasedExecutorManager {
 
     /// Acquire an executor lease (awaitable).
     #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None, priority = None, reservation = None))]
+    #[pyo3(
+        text_signature = "($self, *, lease_seconds=None, owner=None, wait=True, timeout=None, priority=0, reservation=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn acquire(
         &self,
@@ -197,6 +191,9 @@ impl PyLeasedExecutorManager {
 
     /// Run `func(*args)` on one worker slot (awaitable): the one-call path.
     #[pyo3(signature = (func, /, *args, owner = None, timeout = None, wait = true, lease_seconds = None, priority = None, reservation = None))]
+    #[pyo3(
+        text_signature = "($self, func, /, *args, owner=None, timeout=None, wait=True, lease_seconds=None, priority=0, reservation=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
