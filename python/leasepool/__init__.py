@@ -17,6 +17,7 @@ from .backends import ExecutorBackend  # noqa: E402
 from .exceptions import (  # noqa: E402
     LeaseAcquireTimeoutError,
     LeaseExpiredError,
+    LeasePoolDrainingError,
     LeasePoolError,
     LeasePoolNotStartedError,
     LeaseUnavailableError,
@@ -38,4 +39,5 @@ __all__ = [
     "ProcessLoggingConfig",
     # Beyond 0.1.3 (docs/compatibility.md):
     "LeaseAcquireTimeoutError",
+    "LeasePoolDrainingError",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "LeaseAcquireTimeoutError",
     "LeaseExpiredError",
+    "LeasePoolDrainingError",
     "LeasePoolError",
     "LeasePoolNotStartedError",
     "LeaseUnavailableError",
@@ -41,4 +42,14 @@ class LeaseAcquireTimeoutError(LeasePoolError, TimeoutError):
 
     A :class:`TimeoutError`, so ``except TimeoutError`` still catches it as in 0.1.x,
     but distinguishable from a timeout raised by the blocking call itself.
+    """
+
+
+class LeasePoolDrainingError(LeasePoolNotStartedError):
+    """The manager is draining (``await manager.drain(timeout)``): it grants nothing.
+
+    Raised by ``acquire()``, ``run()`` and WorkGrinder batches that were queued when the
+    drain began or that ask while it runs. A subclass of
+    :class:`LeasePoolNotStartedError`, so code that handles a stopped manager handles a
+    draining one the same way.
     """
