@@ -10,7 +10,7 @@ import logging
 from concurrent.futures import BrokenExecutor, Executor, Future
 from concurrent.futures import CancelledError as FutureCancelledError
 
-from ._engine import ExecutorLease, LeasedExecutorManager
+from ._engine import DrainReport, ExecutorLease, LeasedExecutorManager
 from ._process_logging import (
     ProcessLoggingConfig,
     build_queue_listener,
@@ -23,6 +23,7 @@ from .types import SizeProvider
 
 __all__ = [
     "BrokenExecutor",
+    "DrainReport",
     "Executor",
     "ExecutorBackend",
     "ExecutorLease",

@@ -24,9 +24,10 @@ use crate::errors::DRAINING;
     module = "leasepool.manager",
     frozen,
     eq,
+    hash,
     get_all
 )]
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyDrainReport {
     finished: u64,
     cancelled: u64,
