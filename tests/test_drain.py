@@ -58,11 +58,11 @@ async def test_a_stopped_manager_drains_to_an_empty_report() -> None:
         report.finished = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("timeout", [-1, math.nan, math.inf, "soon", True])
-async def test_timeout_must_be_a_finite_non_negative_number(timeout: object) -> None:
+@pytest.mark.parametrize("bad", [-1, math.nan, math.inf, "soon", True])
+async def test_timeout_must_be_a_finite_non_negative_number(bad: object) -> None:
     async with started_manager() as manager:
         with pytest.raises(ValueError, match=r"timeout must be (a finite number )?>= 0"):
-            manager.drain(timeout)  # type: ignore[arg-type]
+            manager.drain(bad)  # type: ignore[arg-type]
 
 
 async def test_running_work_finishes_and_waiters_fail() -> None:

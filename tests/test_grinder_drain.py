@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from leasepool import LeasedExecutorManager, WorkGrinder
+from leasepool import LeasedExecutorManager, LeasePoolDrainingError, WorkGrinder
 
 
 def held(started: threading.Event, gate: threading.Event, value: int) -> int:
@@ -93,8 +93,6 @@ async def test_a_manager_drain_fails_a_batch_waiting_for_a_lease() -> None:
         lease = await manager.acquire()  # the only pool: the batch waits for it
         item = grinder.submit(len, "abc")
         drained = manager.drain(60)
-        from leasepool import LeasePoolDrainingError
-
         with pytest.raises(LeasePoolDrainingError):
             await item
         await lease.release()

@@ -20,6 +20,7 @@ from .backends import ExecutorBackend
 __all__ = [
     "LeasedExecutorManager",
     "ExecutorLease",
+    "DrainReport",
     "LeaseFuture",
     "EngineCoroutine",
     "WorkGrinder",
@@ -135,7 +136,7 @@ class DrainReport:
     def leases_revoked(self) -> int: ...
     @property
     def timed_out(self) -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 @disjoint_base
