@@ -105,33 +105,7 @@ impl ManagerCore {
         let report = PyLeaseFuture::pending(py, bridge, None)?;
         let deadline = graceful::deadline(monotonic(), timeout);
         let mut fx = Fx::default();
-        let started = {
-            let mut run = lock(&self.draining.run);
-            let mut engine = lock(&self.engine);
-            match engine.begin_drain(deadline, &mut fx) {
-                DrainBegun::NotRunning => None,
-                DrainBegun::Joined { .. } => {
-                    if let Some(run) = run.as_mut() {
-                        run.waiters.push(report.clone_ref(py));
-                    }
-                    Some(false)
-                }
-                DrainBegun::Started { pools } => {
-                    let pools = pools.into_iter().map(|p| {
-                        let tally = p.tally();
-                        (p, tally)
-                    });
-                    *run = Some(DrainRun {
-                        waiters: vec![report.clone_ref(py)],
-                        pools: pools.collect(),
-                        aborted: DrainReport::default(),
-                        concluding: false,
-                    });
-                    self.draining.active.store(true, Ordering::Release);
-                    Some(true)
-                }
-            }
-        };
+        let started = self.begin_drain(py, deadline, &report, &mut fx);
         let Some(started) = started else {
             let zero = PyDrainReport::new_py(py, DrainReport::default())?;
             PyLeaseFuture::settle(&report, py, Outcome::Value(zero));
@@ -160,6 +134,43 @@ impl ManagerCore {
         self.with_clock(|clock| clock.arm_before(deadline));
         self.poll_drain(py);
         Ok(report.into_any())
+    }
+
+    /// The engine's `begin_drain`, under both locks (drain state, then engine):
+    /// `Some(true)` if this call began the drain, `Some(false)` if it joined one,
+    /// `None` if the manager is not running.
+    fn begin_drain(
+        &self,
+        py: Python<'_>,
+        deadline: f64,
+        report: &Py<PyLeaseFuture>,
+        fx: &mut Fx,
+    ) -> Option<bool> {
+        let mut run = lock(&self.draining.run);
+        let mut engine = lock(&self.engine);
+        match engine.begin_drain(deadline, fx) {
+            DrainBegun::NotRunning => None,
+            DrainBegun::Joined { .. } => {
+                if let Some(run) = run.as_mut() {
+                    run.waiters.push(report.clone_ref(py));
+                }
+                Some(false)
+            }
+            DrainBegun::Started { pools } => {
+                let pools = pools.into_iter().map(|p| {
+                    let tally = p.tally();
+                    (p, tally)
+                });
+                *run = Some(DrainRun {
+                    waiters: vec![report.clone_ref(py)],
+                    pools: pools.collect(),
+                    aborted: DrainReport::default(),
+                    concluding: false,
+                });
+                self.draining.active.store(true, Ordering::Release);
+                Some(true)
+            }
+        }
     }
 
     /// After performing effects: ends the drain in progress if nothing is leased any
