@@ -30,9 +30,7 @@ pytestmark = pytest.mark.beyond_reference
 OVERTAKE_LIMIT = 8  # the engine's bound on overtakes in a row (docs/admission.md)
 
 
-async def queued(
-    manager: LeasedExecutorManager, **kwargs: Any
-) -> asyncio.Task[ExecutorLease]:
+async def queued(manager: LeasedExecutorManager, **kwargs: Any) -> asyncio.Task[ExecutorLease]:
     """An acquire task that has registered its place in the queue."""
     task = asyncio.create_task(manager.acquire(**kwargs))
     await asyncio.sleep(0)

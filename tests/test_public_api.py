@@ -42,7 +42,7 @@ needs_pre_314 = pytest.mark.skipif(
 
 
 # Names this package adds, each listed in docs/compatibility.md.
-ADDED_NAMES = ["LeaseAcquireTimeoutError", "LeaseQueueFullError"]
+ADDED_NAMES = ["LeaseAcquireTimeoutError", "LeaseQueueFullError", "LeasePoolDrainingError"]
 
 
 def test_all_is_the_reference_list_then_the_documented_additions() -> None:

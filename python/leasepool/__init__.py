@@ -18,6 +18,7 @@ from .backends import ExecutorBackend  # noqa: E402
 from .exceptions import (  # noqa: E402
     LeaseAcquireTimeoutError,
     LeaseExpiredError,
+    LeasePoolDrainingError,
     LeasePoolError,
     LeasePoolNotStartedError,
     LeaseQueueFullError,
@@ -41,4 +42,5 @@ __all__ = [
     # Beyond 0.1.3 (docs/compatibility.md):
     "LeaseAcquireTimeoutError",
     "LeaseQueueFullError",
+    "LeasePoolDrainingError",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "LeaseAcquireTimeoutError",
     "LeaseExpiredError",
+    "LeasePoolDrainingError",
     "LeasePoolError",
     "LeasePoolNotStartedError",
     "LeaseQueueFullError",
@@ -57,3 +58,13 @@ class LeaseAcquireTimeoutError(LeasePoolError, TimeoutError):
     """
 
     retry_after: float | None = None
+
+
+class LeasePoolDrainingError(LeasePoolNotStartedError):
+    """The manager is draining (``await manager.drain(timeout)``): it grants nothing.
+
+    Raised by ``acquire()``, ``run()`` and WorkGrinder batches that were queued when the
+    drain began or that ask while it runs. A subclass of
+    :class:`LeasePoolNotStartedError`, so code that handles a stopped manager handles a
+    draining one the same way.
+    """

@@ -17,7 +17,7 @@ from ._default_executor import (
     LeasedDefaultExecutor,
     install_as_default_executor,
 )
-from ._engine import ExecutorLease, LeasedExecutorManager
+from ._engine import DrainReport, ExecutorLease, LeasedExecutorManager
 from ._process_logging import (
     ProcessLoggingConfig,
     build_queue_listener,
@@ -30,6 +30,7 @@ from .types import SizeProvider
 
 __all__ = [
     "BrokenExecutor",
+    "DrainReport",
     "Executor",
     "ExecutorBackend",
     "ExecutorLease",

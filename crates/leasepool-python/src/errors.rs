@@ -29,6 +29,9 @@ fn leasepool_error(py: Python<'_>, class: &str, message: String) -> PyErr {
     new_exception(exception_class(py, class), message)
 }
 
+/// The message of `LeasePoolDrainingError`.
+pub(crate) const DRAINING: &str = "LeasedExecutorManager is draining; no new leases are granted";
+
 /// The Python exception for an engine error, with 0.1.1's type and message.
 pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
     // The engine words its errors neutrally; these are leasepool 0.1.3's.
@@ -70,6 +73,7 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
         LeaseError::Inactive => expired("Executor lease is no longer active"),
         LeaseError::Released => expired("Executor lease has been released"),
         LeaseError::ExpiredRevoked => expired("Executor lease expired and was revoked"),
+        LeaseError::Draining => leasepool_error(py, "LeasePoolDrainingError", DRAINING.to_owned()),
     }
 }
 

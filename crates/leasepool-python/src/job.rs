@@ -33,6 +33,18 @@ impl Target {
         }
     }
 
+    /// Whether the taker's future is done (settled or cancelled).
+    pub(crate) fn is_settled(&self, py: Python<'_>) -> bool {
+        match self {
+            Self::Future(fut) => !fut.get().is_pending(),
+            Self::Concurrent(fut) | Self::Asyncio(fut, _) => fut
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "done"))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(true),
+        }
+    }
+
     /// Cancels the taker's future unless the call already started (a worker claims
     /// the future before running the call, so a cancelled one is skipped).
     pub(crate) fn cancel(&self, py: Python<'_>) {
@@ -51,9 +63,11 @@ impl Target {
 }
 
 /// Told when a job is finished with (run, failed or cancelled): the WorkGrinder
-/// counts a batch's jobs down with it.
+/// counts a batch's jobs down with it. `delivered`: an outcome reached the taker
+/// (the call ran, or failed after it was handed to a worker), as opposed to the job
+/// being dropped or cancelled unrun.
 pub(crate) trait JobObserver: Send + Sync {
-    fn job_done(&self, py: Python<'_>);
+    fn job_done(&self, py: Python<'_>, delivered: bool);
 }
 
 /// Decides once, by compare-and-swap, between "a worker starts this call" and "it
@@ -127,7 +141,7 @@ impl Drop for Job {
                 link.call_ended(py);
             }
             if let Some(observer) = observer {
-                observer.job_done(py);
+                observer.job_done(py, false);
             }
         });
     }
@@ -245,7 +259,7 @@ impl Job {
         // Likewise a WorkGrinder batch: its last call releases the batch's lease (and
         // logs "Finished batch") before its submitter resumes.
         if let Some(observer) = self.observer.take() {
-            observer.job_done(py);
+            observer.job_done(py, true);
         }
         match &self.target {
             Target::Future(fut) => {

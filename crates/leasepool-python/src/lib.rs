@@ -37,6 +37,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<manager::PyLeasedExecutorManager>()?;
     m.add_class::<manager::PyExecutorLease>()?;
+    m.add_class::<manager::PyDrainReport>()?;
     m.add_class::<aio::PyLeaseFuture>()?;
     aio::install_am_send(py);
     m.add_class::<aio::PyEngineCoroutine>()?;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use leasepool::DrainReport;
 use pyo3::prelude::*;
 
 use crate::aio::LoopTask;
@@ -33,6 +34,21 @@ pub(crate) trait ExecutorPool: Send + Sync {
     fn revoke(&self, py: Python<'_>) {
         self.shutdown(py, None);
     }
+
+    /// What this pool counted over its life for a graceful drain: calls `finished`
+    /// (ran to completion, not abandoned) and calls `cancelled` after [`abort`]
+    /// (dequeued just before it, refused just after). A drain reports the difference
+    /// between two readings.
+    ///
+    /// [`abort`]: Self::abort
+    fn tally(&self) -> DrainReport;
+
+    /// A graceful drain's deadline passed: cancel the calls not started and stop the
+    /// running ones: terminate (then kill) the worker processes running them, or, where
+    /// a call cannot be stopped (a thread, a sub-interpreter), abandon it: it finishes
+    /// in the background and a later [`shutdown`](Self::shutdown) does not wait for it.
+    /// Returns the calls `cancelled` and `killed` (stopped or abandoned).
+    fn abort(&self, py: Python<'_>) -> DrainReport;
 
     /// Whether the pool can never run a call again (an initializer failed): it is
     /// retired with its lease, never handed to another one.

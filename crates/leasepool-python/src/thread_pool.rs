@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use leasepool::worker_pool::{Exit, JobQueue, Push};
+use leasepool::{DrainReport, RunningCalls};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
@@ -42,6 +43,8 @@ pub(crate) struct ThreadPool {
     threads: Mutex<Vec<Py<PyAny>>>,
     on_drained: Mutex<Option<Arc<DrainBarrier>>>,
     broken: AtomicBool,
+    /// Calls running, finished, and abandoned at a graceful drain's deadline.
+    calls: RunningCalls,
 }
 
 #[pyclass(module = "leasepool._engine", frozen)]
@@ -86,6 +89,7 @@ impl ThreadPool {
             threads: Mutex::new(Vec::new()),
             on_drained: Mutex::new(None),
             broken: AtomicBool::new(false),
+            calls: RunningCalls::new(),
         });
         crate::lifecycle::track(&pool);
         pool
@@ -178,7 +182,12 @@ impl ThreadPool {
         if !job.is_wanted(py) {
             return None;
         }
+        if !self.calls.start() {
+            // Dequeued just before a drain's deadline abandoned the pool.
+            return job.cancel_claimed(py);
+        }
         let outcome = guard_panics(|| job.invoke(py));
+        self.calls.end();
         job.deliver(py, outcome)
     }
 
@@ -249,12 +258,40 @@ impl ExecutorPool for ThreadPool {
         for job in self.queue.close() {
             job.cancel(py);
         }
-        if self.queue.running_workers() == 0 {
+        // Calls abandoned at a drain's deadline are not waited for.
+        if self.queue.running_workers() == 0 || self.calls.is_abandoned() {
             self.fire_drained(py);
         }
     }
 
+    fn tally(&self) -> DrainReport {
+        DrainReport {
+            finished: self.calls.finished(),
+            cancelled: self.calls.refused(),
+            ..DrainReport::default()
+        }
+    }
+
+    fn abort(&self, py: Python<'_>) -> DrainReport {
+        let mut cancelled = 0;
+        for job in self.queue.close() {
+            if !job.is_cancelled(py) {
+                cancelled += 1;
+            }
+            job.cancel(py);
+        }
+        DrainReport {
+            cancelled,
+            killed: self.calls.abandon(),
+            ..DrainReport::default()
+        }
+    }
+
     fn take_reapable(&self) -> Reapable {
+        if self.calls.is_abandoned() {
+            // Abandoned calls may never end: joining their threads would hold `stop()`.
+            return Reapable::default();
+        }
         Reapable {
             threads: std::mem::take(&mut *lock(&self.threads)),
             processes: Vec::new(),

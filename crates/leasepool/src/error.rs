@@ -78,6 +78,8 @@ pub enum LeaseError {
     Released,
     /// The lease passed its hard expiry; it has now been revoked.
     ExpiredRevoked,
+    /// The manager is draining (graceful shutdown): it grants nothing any more.
+    Draining,
 }
 
 impl fmt::Display for LeaseError {
@@ -95,6 +97,7 @@ impl fmt::Display for LeaseError {
             Self::Inactive => f.write_str("the lease is no longer active"),
             Self::Released => f.write_str("the lease was released"),
             Self::ExpiredRevoked => f.write_str("the lease expired and was revoked"),
+            Self::Draining => f.write_str("the lease manager is draining"),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod drain;
 pub mod error;
 #[cfg(not(loom))]
 pub mod expiry;
+pub mod graceful;
 pub mod grinder;
 pub mod lease;
 pub mod manager;
@@ -35,6 +36,7 @@ pub use admission::{AdmissionPolicy, Tenant};
 pub use claim::{Claim, ClaimFlag};
 pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
+pub use graceful::{DrainReport, RunningCalls};
 pub use lease::{LeaseKey, LeaseTiming};
 pub use manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired, Waiter};
 pub use sizing::{PoolLimits, PoolLimitsBuilder};

@@ -113,6 +113,11 @@ impl<P> SharedPools<P> {
         })
     }
 
+    /// The pools hosting slots.
+    pub(crate) fn pools(&self) -> impl Iterator<Item = &P> {
+        self.pools.values().map(|shared| &shared.pool)
+    }
+
     /// Takes every pool (the manager stops).
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = P> {
         std::mem::take(&mut self.pools)

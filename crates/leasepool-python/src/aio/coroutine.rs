@@ -160,3 +160,53 @@ impl PyEngineCoroutine {
         format!("<EngineCoroutine {}>", self.name)
     }
 }
+
+/// Told how a [`drive_detached`] chain ended.
+pub(crate) type Finished = Box<dyn FnOnce(Python<'_>, PyResult<()>) + Send>;
+
+/// Runs a chain of [`Step`]s without an awaiter: each awaited future continues the
+/// chain from its done-callback, and `finished` is told the end. A graceful drain runs
+/// its `stop()` this way, so cancelling one caller's await cannot leave the manager
+/// half drained.
+pub(crate) fn drive_detached(py: Python<'_>, step: PyResult<Step>, finished: Finished) {
+    match step {
+        Ok(Step::Done(_)) => finished(py, Ok(())),
+        Err(err) => finished(py, Err(err)),
+        Ok(Step::Await(future, next)) => {
+            let driver = StepDriver {
+                next: Mutex::new(Some((next, finished))),
+            };
+            let added = Py::new(py, driver).and_then(|driver| {
+                future
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "add_done_callback"), (driver,))
+            });
+            if let Err(err) = added {
+                crate::errors::report_unraisable(py, err, None);
+            }
+        }
+    }
+}
+
+/// The done-callback that continues a [`drive_detached`] chain.
+#[pyclass(module = "leasepool._engine", frozen)]
+struct StepDriver {
+    next: Mutex<Option<(Option<Body>, Finished)>>,
+}
+
+#[pymethods]
+impl StepDriver {
+    fn __call__(&self, py: Python<'_>, _future: &Bound<'_, PyAny>) {
+        let taken = match self.next.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some((next, finished)) = taken else {
+            return;
+        };
+        crate::errors::contain_panics(py, "leasepool drain", || match next {
+            None => finished(py, Ok(())),
+            Some(body) => drive_detached(py, crate::errors::guard_panics(|| body(py)), finished),
+        });
+    }
+}

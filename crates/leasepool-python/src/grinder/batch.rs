@@ -87,9 +87,9 @@ impl LeaseTaker for BatchLease {
 impl BatchLease {
     /// `stop(cancel_pending=True)`: leaves the manager's queue and cancels every item,
     /// unless the lease was granted first (then `false`: cancel the items one by one).
-    fn cancel(&self, py: Python<'_>) -> bool {
+    fn cancel(&self, py: Python<'_>) -> Option<usize> {
         if !self.claim.try_claim() {
-            return false;
+            return None;
         }
         if let Some(ticket) = self.ticket.get() {
             self.core.manager.withdraw_waiter(py, *ticket);
@@ -101,7 +101,7 @@ impl BatchLease {
             job.cancel(py);
         }
         self.core.batch_over(py, self.batch_id, count);
-        true
+        Some(count)
     }
 }
 
@@ -115,7 +115,10 @@ struct BatchProgress {
 }
 
 impl JobObserver for BatchProgress {
-    fn job_done(&self, py: Python<'_>) {
+    fn job_done(&self, py: Python<'_>, delivered: bool) {
+        if delivered {
+            self.core.delivered.fetch_add(1, Ordering::Relaxed);
+        }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
             self.core.items_finished(py, 1);
             return;
@@ -233,7 +236,15 @@ impl GrinderCore {
     /// manager's queue with its items cancelled; every item of a leased batch that has
     /// not started is cancelled (a worker skips it). Running items finish. A batch
     /// formed but not dispatched yet is cancelled when its dispatch runs.
-    pub(super) fn cancel_batches(self: &Arc<Self>, py: Python<'_>, batches: Vec<(u64, usize)>) {
+    ///
+    /// Returns the items cancelled and the items still running (a graceful drain's
+    /// report counts them).
+    pub(super) fn cancel_batches(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        batches: Vec<(u64, usize)>,
+    ) -> (u64, u64) {
+        let (mut cancelled, mut running) = (0, 0);
         for (batch_id, size) in batches {
             self.logger.log(
                 py,
@@ -249,14 +260,19 @@ impl GrinderCore {
             let Some((lease, targets)) = track else {
                 continue;
             };
-            if lease.cancel(py) {
+            if let Some(count) = lease.cancel(py) {
+                cancelled += count as u64;
                 continue;
             }
             for (gate, target) in &targets {
                 if gate.withdraw() {
                     target.cancel(py);
+                    cancelled += 1;
+                } else if !target.is_settled(py) {
+                    running += 1;
                 }
             }
         }
+        (cancelled, running)
     }
 }

@@ -119,7 +119,7 @@ impl GrinderCore {
                     }
                     item.job.cancel(py);
                 }
-                self.cancel_batches(py, batches);
+                let _ = self.cancel_batches(py, batches);
             }
         }
         self.perform(py, fx);
@@ -131,7 +131,7 @@ impl GrinderCore {
     }
 
     /// The `stop()` awaited its batches: back to idle, off the loop.
-    fn finish_stop(&self, py: Python<'_>) -> PyResult<Step> {
+    pub(super) fn finish_stop(&self, py: Python<'_>) -> PyResult<Step> {
         let bridge = {
             let mut state = lock(&self.state);
             state.engine.stopped();

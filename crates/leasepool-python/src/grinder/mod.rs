@@ -30,6 +30,7 @@ use crate::manager::ManagerCore;
 use crate::sync::lock;
 
 mod batch;
+mod drain;
 mod lifecycle;
 mod python;
 mod submit;
@@ -59,6 +60,8 @@ struct State {
     batches: HashMap<u64, BatchTrack>,
     /// Who awaits the `stop()` in progress.
     stop_waiters: Vec<Py<PyLeaseFuture>>,
+    /// A graceful drain in progress (`drain.rs`).
+    drain: Option<drain::GrinderDrain>,
 }
 
 struct Settings {
@@ -77,6 +80,8 @@ pub(crate) struct GrinderCore {
     /// Signalled when parked space may have freed (for `submit_from_thread`).
     space: Condvar,
     work_seq: AtomicU64,
+    /// Items whose outcome was delivered (a graceful drain's `finished`).
+    delivered: AtomicU64,
 }
 
 fn runtime_error(message: &str) -> PyErr {

@@ -212,9 +212,11 @@ impl PyWorkGrinder {
                 bridge: None,
                 batches: HashMap::new(),
                 stop_waiters: Vec::new(),
+                drain: None,
             }),
             space: Condvar::new(),
             work_seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
         });
         crate::lifecycle::track(&core);
         Ok(Self { core })
@@ -242,6 +244,14 @@ impl PyWorkGrinder {
             "WorkGrinder.stop",
             Box::new(move |py| core.stop_now(py, cancel_pending)),
         )
+    }
+
+    /// Graceful drain: accept nothing more, send what is pending off in a last batch,
+    /// let batches finish for up to `timeout` seconds, then cancel the items not
+    /// started. Awaitable: a `DrainReport`.
+    fn drain(&self, py: Python<'_>, timeout: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let timeout = coerce::seconds("timeout", timeout, true)?;
+        crate::errors::guard_panics(|| self.core.drain_now(py, timeout))
     }
 
     /// Queue `fn(*args, **kwargs)` and await its result.

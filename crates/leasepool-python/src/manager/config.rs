@@ -163,6 +163,7 @@ impl ManagerCore {
             pool_settings,
             process,
             last_target: AtomicUsize::new(limits.min_pools()),
+            draining: Default::default(),
         }))
     }
 }

@@ -53,6 +53,7 @@ impl ManagerCore {
         for pool in revoked {
             pool.revoke(py);
         }
+        self.poll_drain(py);
     }
 
     pub(super) fn log_events(&self, py: Python<'_>, events: Vec<Event<Owner>>) {

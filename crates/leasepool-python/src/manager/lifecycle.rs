@@ -21,6 +21,7 @@ impl ManagerCore {
             .fold(now + self.cfg.check_interval, f64::min)
         };
         self.perform(py, fx, Some(&bridge));
+        let next = self.drain_tick(py, now).map_or(next, |at| next.min(at));
         self.with_clock(|clock| clock.reset(next));
     }
 
@@ -102,6 +103,7 @@ impl ManagerCore {
         lock(&self.engine).stop(&mut fx);
         let retired = std::mem::take(&mut fx.retired);
         self.perform(py, fx, Some(&bridge));
+        self.drain_stopped(py);
         let stopped = PyLeaseFuture::pending(py, bridge.clone(), None)?;
         let to_settle = stopped.clone_ref(py);
         let barrier = DrainBarrier::new(

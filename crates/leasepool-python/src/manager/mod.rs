@@ -38,6 +38,7 @@ use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 mod acquire;
 mod admission;
 mod config;
+mod drain;
 mod events;
 mod lease;
 mod lifecycle;
@@ -47,6 +48,7 @@ mod run;
 
 pub(crate) use acquire::acquire_timeout_error;
 use acquire::timeout_message;
+pub(crate) use drain::PyDrainReport;
 pub(crate) use lease::PyExecutorLease;
 pub(crate) use python::PyLeasedExecutorManager;
 pub(crate) use run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
@@ -148,6 +150,8 @@ pub(crate) struct ManagerCore {
     /// The sizing target last computed. A call slot ending on a worker thread uses it
     /// instead of calling `size_provider` (user code) once per call there.
     last_target: AtomicUsize,
+    /// A graceful drain in progress, and other deadlines on the clock (`drain.rs`).
+    draining: drain::Draining,
 }
 
 impl Drop for ManagerCore {

@@ -149,6 +149,14 @@ impl PyLeasedExecutorManager {
         )
     }
 
+    /// Graceful drain: grant nothing more, fail the queued waiters, let running work
+    /// finish for up to `timeout` seconds, then cancel what is queued and stop what
+    /// still runs, and stop as `stop()` does. Awaitable: a `DrainReport`.
+    fn drain(&self, py: Python<'_>, timeout: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let timeout = coerce::seconds("timeout", timeout, true)?;
+        crate::errors::guard_panics(|| self.core.drain_now(py, timeout))
+    }
+
     /// Acquire an executor lease (awaitable).
     #[pyo3(signature = (*, lease_seconds = None, owner = None, wait = true, timeout = None, priority = None, reservation = None))]
     #[pyo3(

@@ -270,6 +270,7 @@ impl ProcessPool {
             Kind::Process => self.deliver_chunk(py, generation, value, items, requeue, rings),
             Kind::Interpreter => {
                 generation.completed.store(true, Ordering::Release);
+                self.count_finished(items.len());
                 for item in items {
                     rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
                 }
@@ -301,7 +302,11 @@ impl ProcessPool {
                 Self::fail_all(py, items, &err, rings);
                 Failed::Settled
             }
-            (false, _) => {
+            (false, kind) => {
+                if kind == Kind::Interpreter {
+                    // The call itself raised: it ran to completion.
+                    self.count_finished(items.len());
+                }
                 Self::fail_all(py, items, &err, rings);
                 Failed::Settled
             }
@@ -346,6 +351,7 @@ impl ProcessPool {
             }
         };
         let mut measured = Vec::with_capacity(ran);
+        self.count_finished(items.len().min(ran));
         for (index, item) in items.into_iter().enumerate() {
             if index >= ran {
                 requeue.push(item);
@@ -369,6 +375,11 @@ impl ProcessPool {
         for (key, seconds) in measured {
             st.durations.record(key, seconds);
         }
+    }
+
+    fn count_finished(&self, calls: usize) {
+        self.finished
+            .fetch_add(u64::try_from(calls).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// A chunk left flight: free its slot, put `requeue` back at the front (or fail or

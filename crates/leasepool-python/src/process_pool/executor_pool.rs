@@ -1,6 +1,8 @@
 //! What the manager asks of a process or interpreter pool (`ExecutorPool`): take
 //! calls, shut down (letting running calls finish) or revoke (failing them).
 
+use leasepool::DrainReport;
+
 use super::*;
 
 impl ExecutorPool for ProcessPool {
@@ -83,27 +85,76 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn revoke(&self, py: Python<'_>) {
+        self.stop_calls(py, Stopped::Expired);
+    }
+
+    fn tally(&self) -> DrainReport {
+        DrainReport {
+            finished: self.finished.load(Ordering::Relaxed),
+            ..DrainReport::default()
+        }
+    }
+
+    fn abort(&self, py: Python<'_>) -> DrainReport {
+        self.stop_calls(py, Stopped::Drained)
+    }
+
+    fn take_reapable(&self) -> Reapable {
+        let mut st = lock(&self.state);
+        let reapable = std::mem::take(&mut st.reapable);
+        // An abandoned interpreter pool's threads still run calls: joining them
+        // would hold `stop()` for as long as those calls last.
+        if st.abandoned {
+            return Reapable::default();
+        }
+        reapable
+    }
+}
+
+/// Why [`ProcessPool::stop_calls`] stops every call of a pool.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stopped {
+    /// The lease passed its hard expiry: every call fails with `LeaseExpiredError`.
+    Expired,
+    /// A graceful drain's deadline passed: queued calls are cancelled, running ones
+    /// fail with `LeasePoolDrainingError`.
+    Drained,
+}
+
+impl ProcessPool {
+    /// Fails (or cancels) every queued and dispatched call, cancels the chunks the
+    /// executor has not started and terminates the worker processes (process backend;
+    /// an interpreter's calls cannot be stopped, so a drained interpreter pool is
+    /// abandoned: its shutdown does not wait for them). Returns what it counted.
+    pub(super) fn stop_calls(&self, py: Python<'_>, why: Stopped) -> DrainReport {
         let (items, futures, generation, drained) = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Revoked {
-                return;
+                return DrainReport::default();
             }
             st.mode = Mode::Revoked;
+            st.abandoned = why == Stopped::Drained && self.kind() == Kind::Interpreter;
             let mut items: Vec<(Item, bool)> = st.queue.drain(..).map(|i| (i, false)).collect();
             let mut futures = Vec::new();
             for chunk in st.chunks.values_mut() {
                 items.extend(chunk.items.drain(..).map(|i| (i, true)));
                 futures.extend(chunk.future.as_ref().map(|f| f.clone_ref(py)));
             }
-            (
-                items,
-                futures,
-                st.generation.clone(),
-                self.take_drained(&mut st),
-            )
+            let drained = if st.abandoned {
+                st.drained = true;
+                Some(st.barrier.take())
+            } else {
+                self.take_drained(&mut st)
+            };
+            (items, futures, st.generation.clone(), drained)
         };
         let mut rings = Rings::default();
+        let mut counted = DrainReport::default();
         for (item, dispatched) in items {
+            if why == Stopped::Drained {
+                self.drain_item(py, item, dispatched, &mut counted, &mut rings);
+                continue;
+            }
             let message = match (dispatched, self.kind()) {
                 (true, Kind::Process) => {
                     "Executor lease expired and was revoked; the worker processes running \
@@ -130,9 +181,41 @@ impl ExecutorPool for ProcessPool {
             }
         }
         self.finish_drain(py, drained);
+        counted
     }
 
-    fn take_reapable(&self) -> Reapable {
-        std::mem::take(&mut lock(&self.state).reapable)
+    /// One call stopped by a drain's deadline: cancelled if it was still queued here,
+    /// failed with `LeasePoolDrainingError` if an executor had it (counted as killed).
+    /// A call whose caller had already given up is settled but not counted.
+    fn drain_item(
+        &self,
+        py: Python<'_>,
+        item: Item,
+        dispatched: bool,
+        counted: &mut DrainReport,
+        rings: &mut Rings,
+    ) {
+        if item.job.is_cancelled(py) {
+            item.cancel(py, rings);
+            return;
+        }
+        if !dispatched {
+            counted.cancelled += 1;
+            item.cancel(py, rings);
+            return;
+        }
+        counted.killed += 1;
+        let message = match self.kind() {
+            Kind::Process => {
+                "The manager's drain deadline passed; the worker process running this call \
+                 was terminated"
+            }
+            Kind::Interpreter => {
+                "The manager's drain deadline passed while this call was running; it was \
+                 abandoned (a sub-interpreter cannot be stopped)"
+            }
+        };
+        let err = make_error(exception_class(py, "LeasePoolDrainingError"), message);
+        item.fail(py, err, rings);
     }
 }

@@ -61,7 +61,7 @@
 //! dropped under it (drops can run Python).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -318,6 +318,9 @@ struct State {
     durations: CallDurations<usize>,
     barrier: Option<Arc<DrainBarrier>>,
     drained: bool,
+    /// A drain's deadline abandoned the calls still running (interpreter backend):
+    /// shutting down does not wait for them, and nothing is joined.
+    abandoned: bool,
     /// What `stop()` joins once the pool drained: a process executor's management
     /// thread (which joins the worker processes) and those processes; an
     /// interpreter executor's worker threads.
@@ -336,6 +339,8 @@ pub(crate) struct ProcessPool {
     progress: PyOnceLock<Py<PyAny>>,
     /// Mirrors `Mode::Broken` without the state lock: read after every call of a lease.
     broken: AtomicBool,
+    /// Calls whose outcome came back from the executor (a graceful drain's `finished`).
+    finished: AtomicU64,
 }
 
 use crate::errors::new_exception as make_error;
@@ -368,10 +373,12 @@ impl ProcessPool {
                 durations: CallDurations::default(),
                 barrier: None,
                 drained: false,
+                abandoned: false,
                 reapable: Reapable::default(),
             }),
             progress: PyOnceLock::new(),
             broken: AtomicBool::new(false),
+            finished: AtomicU64::new(0),
         });
         crate::lifecycle::track(&pool);
         pool

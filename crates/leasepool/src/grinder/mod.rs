@@ -14,10 +14,12 @@
 //! event loop.
 
 mod batcher;
+mod closing;
 
 use std::collections::BTreeMap;
 
 pub use batcher::{Admitted, BatchPolicy, Batcher, Due, Offer};
+pub use closing::GrinderDrainBegun;
 
 /// Where the grinder is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +143,8 @@ pub struct Grinder<T, A> {
     timer_armed: bool,
     in_flight: BTreeMap<u64, InFlight>,
     last_batch: u64,
+    /// A graceful drain in progress (`closing.rs`).
+    closing: Option<closing::Closing>,
 }
 
 impl<T, A> Grinder<T, A> {
@@ -153,6 +157,7 @@ impl<T, A> Grinder<T, A> {
             timer_armed: false,
             in_flight: BTreeMap::new(),
             last_batch: 0,
+            closing: None,
         }
     }
 
@@ -398,6 +403,7 @@ impl<T, A> Grinder<T, A> {
         self.phase = Phase::Idle;
         self.timer_armed = false;
         self.in_flight.clear();
+        self.closing = None;
         (self.batcher.take_pending(), self.batcher.take_parked())
     }
 

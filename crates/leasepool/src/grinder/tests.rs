@@ -242,3 +242,79 @@ fn fork_leaves_an_idle_grinder_and_hands_back_the_parents_items() {
     assert_eq!(g.phase(), Phase::Idle);
     assert_eq!(g.batches_in_flight(), 0);
 }
+
+mod drain {
+    use super::super::{BatchPolicy, Effects, Grinder, GrinderDrainBegun, Refusal};
+
+    type G = Grinder<u32, &'static str>;
+    type Fx = Effects<u32, &'static str>;
+
+    fn grinder() -> G {
+        let mut g = G::new(BatchPolicy {
+            batch_size_threshold: 10,
+            max_wait_seconds: 60.0,
+            max_outstanding: None,
+        });
+        assert!(g.start());
+        g
+    }
+
+    #[test]
+    fn an_idle_grinder_has_nothing_to_drain() {
+        let mut g = G::new(BatchPolicy {
+            batch_size_threshold: 1,
+            max_wait_seconds: 1.0,
+            max_outstanding: None,
+        });
+        let mut fx = Fx::default();
+        assert_eq!(
+            g.begin_drain(0.0, 5.0, &mut fx),
+            GrinderDrainBegun::NotRunning
+        );
+        assert_eq!(g.end_drain(), None);
+    }
+
+    #[test]
+    fn pending_items_leave_in_a_last_batch_and_quiet_ends_the_drain() {
+        let mut g = grinder();
+        let mut fx = Fx::default();
+        g.submit(1, None, 0.0, &mut fx).unwrap();
+        g.submit(2, None, 0.0, &mut fx).unwrap();
+        let mut fx = Fx::default();
+        assert_eq!(g.begin_drain(1.0, 5.0, &mut fx), GrinderDrainBegun::Started);
+        assert_eq!(fx.dispatch.len(), 1);
+        assert_eq!(fx.dispatch[0].items, vec![1, 2]);
+        assert!(!fx.stopped);
+        let id = fx.dispatch[0].id;
+        let err = g.submit(3, None, 1.0, &mut Fx::default()).unwrap_err();
+        assert_eq!(err.2, Refusal::Stopping, "nothing new is accepted");
+        let mut fx = Fx::default();
+        assert!(!g.finish_batch(id, &mut fx));
+        assert!(fx.stopped, "no batch left: the drain is complete");
+        assert_eq!(g.end_drain(), Some(false), "before its deadline");
+        assert_eq!(g.drain_due(10.0), None);
+    }
+
+    #[test]
+    fn the_deadline_cancels_the_batches_in_flight_once() {
+        let mut g = grinder();
+        let mut fx = Fx::default();
+        g.submit(1, None, 0.0, &mut fx).unwrap();
+        let mut fx = Fx::default();
+        g.begin_drain(0.0, 5.0, &mut fx);
+        let id = fx.dispatch[0].id;
+        assert_eq!(
+            g.begin_drain(0.0, 3.0, &mut Fx::default()),
+            GrinderDrainBegun::Joined { deadline: 3.0 }
+        );
+        assert_eq!(g.drain_deadline(), Some(3.0));
+        assert_eq!(g.drain_due(2.9), None);
+        assert_eq!(g.drain_due(3.0), Some(vec![(id, 1)]));
+        assert_eq!(g.drain_due(4.0), None);
+        assert!(g.is_cancelled(id));
+        let mut fx = Fx::default();
+        assert!(g.finish_batch(id, &mut fx), "it ends as a cancelled batch");
+        assert!(fx.stopped);
+        assert_eq!(g.end_drain(), Some(true));
+    }
+}

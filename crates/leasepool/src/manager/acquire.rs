@@ -85,6 +85,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         if !self.running {
             return Err(LeaseError::NotStarted);
         }
+        if self.is_draining() {
+            return Err(LeaseError::Draining);
+        }
         if now >= self.expiry_floor {
             self.revoke_expired(now, effects);
         }

@@ -13,6 +13,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Stops the manager: every pool is retired, every lease revoked, every waiter refused.
     pub fn stop(&mut self, effects: &mut Effects<P, M, W>) {
+        self.note_stop_for_drain();
         self.running = false;
         effects
             .retired

@@ -73,12 +73,14 @@ use crate::waiters::WaiterQueue;
 mod acquire;
 mod admission;
 mod calls;
+mod closing;
 mod effects;
 mod lifecycle;
 mod pools;
 mod release;
 mod revocation;
 
+pub use closing::DrainBegun;
 pub use effects::{Acquired, Effects, Event, Grant, SlotAcquired, Waiter};
 
 /// Lease ids are immutable strings shared with the front end; not a synchronisation
@@ -175,6 +177,8 @@ pub struct Manager<P, M, W> {
     /// lets acquire skip the expiry scan until something can actually have expired.
     expiry_floor: f64,
     factory: PoolFactory<P>,
+    /// A graceful drain in progress (`closing.rs`).
+    closing: Option<closing::Closing>,
 }
 
 impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
@@ -228,6 +232,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             pool_seq: 0,
             expiry_floor: f64::INFINITY,
             factory,
+            closing: None,
         }
     }
 
