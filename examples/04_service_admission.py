@@ -9,10 +9,14 @@ Three ways to offload blocking work, one manager behind all of them:
   ``anyio.to_thread.run_sync``, routed to the manager
   (``leasepool.integrations.anyio.route_anyio_threads``).
 
-When the manager has no free slot, the call fails at once (``wait=False``; or pass
-``timeout=`` to queue briefly, FIFO) with ``LeaseUnavailableError`` (or
-``LeaseAcquireTimeoutError``), which the exception handlers turn into HTTP 503 with a
-``Retry-After`` header. ``/health`` offloads nothing, so it answers while saturated.
+When the manager has no free slot, those calls fail at once (``wait=False``) with
+``LeaseUnavailableError``; ``/queued`` waits instead, but only while fewer than
+``max_waiters`` callers wait (else ``LeaseQueueFullError``) and for at most
+``QUEUE_TIMEOUT`` seconds (else ``LeaseAcquireTimeoutError``). The exception handlers
+turn all of these into HTTP 503 with a ``Retry-After`` header: the engine's estimate of
+when capacity is likely, rounded up. ``/health`` offloads its probe with
+``reservation="health"``: one pool is reserved for it, so health checks answer while
+the work saturates every other pool.
 
 Run it and it serves itself on a free port, saturates the four slots, shows the 503s,
 releases the work and shows the 200s. Serve it for real with
@@ -61,6 +65,11 @@ def create_app(manager: LeasedExecutorManager, work: Work) -> Starlette:
         key = request.path_params["key"]
         return JSONResponse({"row": await manager.run(work, key, owner="run", wait=False)})
 
+    async def queued(request: Request) -> Response:
+        key = request.path_params["key"]
+        row = await manager.run(work, key, owner="queued", timeout=QUEUE_TIMEOUT)
+        return JSONResponse({"row": row})
+
     async def via_to_thread(request: Request) -> Response:
         return JSONResponse({"row": await asyncio.to_thread(work, request.path_params["key"])})
 
@@ -68,8 +77,9 @@ def create_app(manager: LeasedExecutorManager, work: Work) -> Starlette:
         return JSONResponse({"row": work(request.path_params["key"])})
 
     async def health(request: Request) -> Response:
-        stats = manager.stats()
-        return JSONResponse({"status": "ok", "calls": len(stats["leases"])})
+        # The probe runs on the reserved pool: never stuck behind saturated work.
+        status = await manager.run(probe, reservation="health", wait=False)
+        return JSONResponse({"status": status, "calls": len(manager.stats()["leases"])})
 
     async def shed(request: Request, exc: Exception) -> Response:
         seconds = retry_after_seconds(exc)  # the error's retry_after estimate, else 1 s
@@ -82,6 +92,7 @@ def create_app(manager: LeasedExecutorManager, work: Work) -> Starlette:
     return Starlette(
         routes=[
             Route("/run/{key}", via_run),
+            Route("/queued/{key}", queued),
             Route("/to_thread/{key}", via_to_thread),
             Route("/sync/{key}", via_sync_endpoint),
             Route("/health", health),
@@ -91,12 +102,31 @@ def create_app(manager: LeasedExecutorManager, work: Work) -> Starlette:
     )
 
 
+def probe() -> str:
+    """A health probe (a real one would ping the database)."""
+    return "ok"
+
+
 def query_database(key: str) -> str:
     return f"row {key}"
 
 
-# 2 pools x 2 worker threads: four blocking calls at once, whichever way they come.
-app = create_app(LeasedExecutorManager(max_pools=2, workers_per_pool=2), query_database)
+QUEUE_TIMEOUT = 5.0
+
+
+def service_manager(**overrides: Any) -> LeasedExecutorManager:
+    """3 pools x 2 worker threads; one pool reserved for health probes, so four
+    blocking calls of work at once, whichever way they come; eight more may wait."""
+    settings: dict[str, Any] = {
+        "max_pools": 3,
+        "workers_per_pool": 2,
+        "reserved_pools": {"health": 1},
+        "max_waiters": 8,
+    }
+    return LeasedExecutorManager(**(settings | overrides))
+
+
+app = create_app(service_manager(), query_database)
 
 
 @contextlib.contextmanager
@@ -143,7 +173,7 @@ def main() -> None:
             release.wait(30)  # held until the demo lets it go
         return f"row {key}"
 
-    demo = create_app(LeasedExecutorManager(max_pools=2, workers_per_pool=2), slow_query)
+    demo = create_app(service_manager(), slow_query)
     with serving(demo) as port:
         print(get(port, "/run/1")[:2])
         # Saturate: four slow calls, one through each route and one more manager.run.

@@ -125,21 +125,26 @@ async def test_an_owner_at_its_limit_waits_while_other_owners_are_served() -> No
         b1 = await manager.acquire(owner="b", wait=False)
         with pytest.raises(LeaseUnavailableError):
             await manager.acquire(owner="a", wait=False)
-        anonymous = [await manager.acquire(wait=False)]  # no limit without an owner
+        anonymous = await manager.acquire(wait=False)  # no limit without an owner
         assert not a2.done()
         await a1.release()
-        lease = await a2
-        assert lease.owner == "a"
-        for lease in (lease, b1, *anonymous):
+        second = await a2
+        assert second.owner == "a"
+        for lease in (second, b1, anonymous):
             await lease.release()
 
 
 async def test_owner_limit_applies_to_one_call_runs() -> None:
     async with started_manager(max_pools=2, workers_per_pool=2, owner_limit=1) as manager:
-        release = threading.Event()
-        first = asyncio.ensure_future(manager.run(release.wait, owner="a"))
-        while manager.leased_count == 0:
-            await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        started, release = asyncio.Event(), threading.Event()
+
+        def block() -> bool:
+            loop.call_soon_threadsafe(started.set)
+            return release.wait()
+
+        first = asyncio.ensure_future(manager.run(block, owner="a"))
+        await started.wait()
         second = asyncio.ensure_future(manager.run(lambda: "a2", owner="a"))
         assert await manager.run(lambda: "b", owner="b") == "b"
         assert not second.done()

@@ -419,7 +419,7 @@ def test_retry_after_seconds(retry_after: Any, expected: int) -> None:
     """Whole seconds, rounded up, at least 1; unusable estimates fall back to 1 s."""
     exc = LeaseUnavailableError("busy")
     if retry_after is not None:
-        exc.retry_after = retry_after  # type: ignore[attr-defined]
+        exc.retry_after = retry_after
     assert retry_after_seconds(exc) == expected
 
 

@@ -49,7 +49,7 @@ class BlockingWork:
             assert self.release.wait(WAIT)
         if key.startswith("shed"):
             exc = LeaseUnavailableError("shed by the work itself")
-            exc.retry_after = 2.25  # type: ignore[attr-defined]
+            exc.retry_after = 2.25
             raise exc
         return f"row {key}"
 
@@ -67,7 +67,7 @@ def server_loop(request: pytest.FixtureRequest) -> str:
 
 def test_saturated_service_answers_503_with_retry_after(server_loop: str) -> None:
     work = BlockingWork()
-    manager = LeasedExecutorManager(max_pools=2, workers_per_pool=2, name_prefix="svc")
+    manager = service.service_manager(name_prefix="svc")
     app = service.create_app(manager, work)
     with service.serving(app, loop=server_loop) as port:
         assert get(port, "/run/1") == (200, None, {"row": "row 1"})
@@ -104,6 +104,46 @@ def test_saturated_service_answers_503_with_retry_after(server_loop: str) -> Non
         assert get(port, "/sync/8") == (200, None, {"row": "row 8"})
         assert get(port, "/run/9") == (200, None, {"row": "row 9"})
         assert get(port, "/health") == (200, None, {"status": "ok", "calls": 0})
+
+
+def test_a_full_queue_sheds_with_the_engines_retry_estimate(server_loop: str) -> None:
+    """``max_waiters`` bounds ``/queued``; the overflow gets 503 and a ``Retry-After``
+    from the engine's estimate, and the health probe still runs on its reserved pool."""
+    work = BlockingWork()
+    # One unreserved slot, one waiter at most; leases of 10 s and none ended yet: the
+    # estimate is 10 s x (1 waiter ahead + 1) / 2 slots (both pools) = 10 s.
+    manager = service.service_manager(
+        max_pools=2, workers_per_pool=1, max_waiters=1, default_lease_seconds=10.0
+    )
+    app = service.create_app(manager, work)
+    with service.serving(app, loop=server_loop) as port:
+        answers: list[tuple[int, str | None, Any]] = []
+        answered = threading.Semaphore(0)
+
+        def client(path: str) -> None:
+            answers.append(get(port, path))
+            answered.release()
+
+        clients = [threading.Thread(target=client, args=(p,)) for p in ["/queued/slow1"]]
+        clients[0].start()
+        try:
+            assert work.started.acquire(timeout=WAIT)
+            # One of these two waits; the other finds the queue full and is shed.
+            clients += [
+                threading.Thread(target=client, args=(p,)) for p in ["/queued/2", "/queued/3"]
+            ]
+            for thread in clients[1:]:
+                thread.start()
+            assert answered.acquire(timeout=WAIT)
+            (shed,) = answers
+            assert shed == (503, "10", {"error": "LeaseQueueFullError", "retry_after": 10})
+            assert get(port, "/health") == (200, None, {"status": "ok", "calls": 1})
+        finally:
+            work.release.set()
+            for thread in clients:
+                thread.join(WAIT)
+        rows = sorted(body["row"] for status, _, body in answers if status == 200)
+        assert len(answers) == 3 and rows in (["row 2", "row slow1"], ["row 3", "row slow1"])
 
 
 def test_retry_after_comes_from_the_errors_estimate(server_loop: str) -> None:

@@ -3,8 +3,9 @@
 A :class:`LeasedExecutorManager` owns a bounded set of executor pools. Callers
 ``acquire()`` a short-lived :class:`ExecutorLease`, run blocking or CPU-heavy work
 through it, and give it back; when every pool is leased, callers wait in strict
-arrival order (or fail fast with ``wait=False``), under an optional admission policy
-(bounded waiting, per-owner limits and fair share, reserved pools, priorities). The engine is written in Rust.
+arrival order (or fail fast with ``wait=False``), under an optional admission
+policy (bounded waiting, per-owner limits and fair share, reserved pools,
+priorities). The engine is written in Rust.
 """
 
 from __future__ import annotations
