@@ -169,6 +169,23 @@ async def test_fair_share_serves_the_quiet_owner_next_despite_a_flood() -> None:
             await lease.release()
 
 
+async def test_fair_share_takes_turns_among_owners_holding_equally_few() -> None:
+    async with started_manager(max_pools=3, min_pools=3, fair_share=True) as manager:
+        b = await manager.acquire(owner="b")
+        a = await manager.acquire(owner="a")
+        c = await manager.acquire(owner="c")
+        tasks = {"a": await queued(manager, owner="a")}
+        tasks["b"] = await queued(manager, owner="b")
+        await c.release()
+        # a and b hold one lease each; b was served longer ago, so b goes first
+        # although a queued first.
+        assert await first_done(tasks) == "b"
+        await (await tasks["b"]).release()
+        await (await tasks["a"]).release()
+        await a.release()
+        await b.release()
+
+
 async def test_strict_fifo_is_the_default_across_owners() -> None:
     async with started_manager() as manager:
         held = await manager.acquire(owner="noisy")
