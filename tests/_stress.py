@@ -32,6 +32,13 @@ Scenarios (``--rounds`` means what the list says):
     timed out) never ran; nothing runs twice. After each round every slot and lease is
     back (no leak) and nobody waits. Every 25 rounds the manager is stopped with calls
     in flight and started again: every call settles. N rounds.
+``admission``
+    the ``calls`` rounds under admission policies, a quarter of the rounds each: bounded
+    waiting (``max_waiters=3``), owner limits, fair share with owner limits, and a reserved
+    pool with priorities; every request names one of four owners, a random priority and
+    (with a reservation) sometimes the reserved class. The same checks as ``calls``: a
+    call runs at most once, runs iff it reports its result, a refused call (queue full
+    too) never ran, and after each round no slot or pool is still leased.
 ``grinder``
     A WorkGrinder per round over the same manager, with a random threshold, age
     limit, ``max_pending`` and ``wait``: 5-40 async submitters (``submit`` and
@@ -72,6 +79,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import faulthandler
 import os
 import random
@@ -450,6 +458,9 @@ class _Ledger:
         return token
 
 
+RequestKwargs = Callable[[random.Random], dict[str, Any]]
+
+
 async def _calls_round(
     manager: LeasedExecutorManager,
     rng: random.Random,
@@ -457,6 +468,7 @@ async def _calls_round(
     r: int,
     problems: Problems,
     stop_midway: bool,
+    request: RequestKwargs = lambda rng: {},
 ) -> None:
     from leasepool import LeaseAcquireTimeoutError, LeaseExpiredError, LeasePoolNotStartedError
     from leasepool import LeaseUnavailableError as Unavailable
@@ -467,7 +479,8 @@ async def _calls_round(
         refused += (LeasePoolNotStartedError, LeaseExpiredError)
 
     async def via_lease(token: str) -> str:
-        lease = await manager.acquire(owner=token, timeout=rng.choice([None, 0.01]))
+        extra: dict[str, Any] = {"owner": token} | request(rng)
+        lease = await manager.acquire(timeout=rng.choice([None, 0.01]), **extra)
         try:
             result: str = await lease.run(ledger.call, token)
             return result
@@ -480,9 +493,11 @@ async def _calls_round(
         kind = rng.random()
         if kind < 0.5:
             timeout = rng.choice([None, None, 0.0, 0.005])
-            ops[token] = asyncio.ensure_future(manager.run(ledger.call, token, timeout=timeout))
+            call = manager.run(ledger.call, token, timeout=timeout, **request(rng))
+            ops[token] = asyncio.ensure_future(call)
         elif kind < 0.75:
-            ops[token] = asyncio.ensure_future(manager.run(ledger.call, token, wait=False))
+            call = manager.run(ledger.call, token, wait=False, **request(rng))
+            ops[token] = asyncio.ensure_future(call)
         else:
             ops[token] = asyncio.ensure_future(via_lease(token))
     doomed = [t for t in ops if rng.random() < 0.2]
@@ -550,12 +565,14 @@ async def _ledger_rounds(
     opts: Options,
     problems: Problems,
     play: Callable[[LeasedExecutorManager, random.Random, _Ledger, int], Awaitable[None]],
+    **manager_kwargs: Any,
 ) -> None:
     """Rounds of ``play`` against one thread-backend manager, a ledger of the calls run."""
     rng = random.Random(opts.seed)
     random.seed(opts.seed)
     ledger = _Ledger()
-    manager = LeasedExecutorManager(max_pools=2, min_pools=1, workers_per_pool=2)
+    settings = {"max_pools": 2, "min_pools": 1, "workers_per_pool": 2} | manager_kwargs
+    manager = LeasedExecutorManager(**settings)
     await manager.start()
     try:
         for r in range(opts.rounds):
@@ -579,6 +596,47 @@ async def _calls(opts: Options, problems: Problems) -> None:
 
 def scenario_calls(opts: Options, problems: Problems) -> None:
     run_on(opts.loop, _calls(opts, problems))
+
+
+#: The admission scenario's policies (manager settings) and the requests it makes.
+_ADMISSION_POLICIES: list[tuple[dict[str, Any], bool]] = [
+    ({"max_waiters": 3}, False),
+    ({"owner_limit": 1}, False),
+    ({"owner_limit": 2, "fair_share": True}, False),
+    ({"max_pools": 3, "reserved_pools": {"r": 1}, "fair_share": True}, True),
+]
+
+
+async def _admission(opts: Options, problems: Problems) -> None:
+    share = max(1, opts.rounds // len(_ADMISSION_POLICIES))
+    for policy, reserved in _ADMISSION_POLICIES:
+
+        def request(rng: random.Random, reserved: bool = reserved) -> dict[str, Any]:
+            kwargs: dict[str, Any] = {
+                "owner": rng.choice(["a", "b", "c", "d"]),
+                "priority": rng.choice([0, 0, 1, -1]),
+            }
+            if reserved and rng.random() < 0.3:
+                kwargs["reservation"] = "r"
+            return kwargs
+
+        async def play(
+            manager: LeasedExecutorManager,
+            rng: random.Random,
+            ledger: _Ledger,
+            r: int,
+            request: RequestKwargs = request,
+        ) -> None:
+            stop_midway = r % 25 == 24
+            await _calls_round(manager, rng, ledger, r, problems, stop_midway, request)
+
+        STATUS.update(policy=repr(policy))
+        part = dataclasses.replace(opts, rounds=share)
+        await _ledger_rounds("admission", part, problems, play, **policy)
+
+
+def scenario_admission(opts: Options, problems: Problems) -> None:
+    run_on(opts.loop, _admission(opts, problems))
 
 
 # -------------------------------------------------------------------- grinder
@@ -993,6 +1051,7 @@ SCENARIOS: dict[str, Callable[[Options, Problems], None]] = {
     "crash": scenario_crash,
     "churn": scenario_churn,
     "calls": scenario_calls,
+    "admission": scenario_admission,
     "grinder": scenario_grinder,
     "stop": scenario_stop,
     "interrupt": scenario_interrupt,
@@ -1003,6 +1062,7 @@ DEFAULT_ROUNDS = {
     "crash": 500,
     "churn": 300,
     "calls": 500,
+    "admission": 400,
     "grinder": 300,
     "stop": 10,
     "interrupt": 2,

@@ -33,6 +33,7 @@ def _text(data: str | bytes | None) -> str:
         ("crash", 25),
         ("churn", 25),
         ("calls", 60),
+        ("admission", 80),
         ("grinder", 60),
         ("stop", 2),
         ("interrupt", 1),
