@@ -7,10 +7,10 @@
 #   scripts/stress.sh [-n ROUNDS] [-r REPEATS] [-d SECONDS] [-c SECONDS] [-m HANGS]
 #                     [-l LOOP] [-s SEED] [-o LOGDIR] [SCENARIO...]
 #
-#   SCENARIO    crash churn calls grinder stop interrupt sigint (default: all seven; see the
-#               docstring of tests/_stress.py for what each checks)
+#   SCENARIO    crash churn calls admission grinder stop interrupt sigint (default: all
+#               eight; see the docstring of tests/_stress.py for what each checks)
 #   -n ROUNDS   rounds per repeat (default per scenario: crash 500, churn 300, calls 500,
-#               grinder 300,
+#               admission 400, grinder 300,
 #               stop 10 cycles per child, interrupt 2 and sigint 2 passes over
 #               their 16/12 child-process combinations)
 #   -r REPEATS  repeats per scenario, each a fresh process (default 3)
@@ -21,7 +21,7 @@
 #   -c SECONDS  deadline of each child process of stop/interrupt/sigint (default 30)
 #   -m HANGS    stop/interrupt/sigint give up after this many hung children
 #               (default 3; raise it, with -d, to see every combination)
-#   -l LOOP     asyncio or uvloop, for crash, churn and calls (default asyncio)
+#   -l LOOP     asyncio or uvloop, for crash, churn, calls and admission (default asyncio)
 #   -s SEED     seed of the first repeat (the next ones use SEED+1, ...); default
 #               random. Every repeat prints its seed.
 #   -o LOGDIR   keep the logs there (default: a new directory under /tmp, printed)
@@ -72,7 +72,7 @@ while getopts 'n:r:d:c:m:l:s:o:h' opt; do
 done
 shift $((OPTIND - 1))
 SCENARIOS=("$@")
-((${#SCENARIOS[@]})) || SCENARIOS=(crash churn calls grinder stop interrupt sigint)
+((${#SCENARIOS[@]})) || SCENARIOS=(crash churn calls admission grinder stop interrupt sigint)
 
 PY=${LEASEPOOL_PY:-}
 if [[ -z $PY ]]; then
@@ -82,7 +82,7 @@ for n in "$REPEATS" "$DEADLINE" "$CHILD_DEADLINE" "$MAX_HANGS" ${ROUNDS:+"$ROUND
     [[ $n =~ ^[0-9]+$ ]] || { echo "stress.sh: not a whole number: $n" >&2; exit 2; }
 done
 for s in "${SCENARIOS[@]}"; do
-    case $s in crash | churn | calls | grinder | stop | interrupt | sigint) ;; *) echo "stress.sh: unknown scenario: $s" >&2; exit 2 ;; esac
+    case $s in crash | churn | calls | admission | grinder | stop | interrupt | sigint) ;; *) echo "stress.sh: unknown scenario: $s" >&2; exit 2 ;; esac
 done
 [[ -n $SEED ]] || SEED=$((RANDOM * 32768 + RANDOM))
 [[ -n $LOGDIR ]] || LOGDIR=$(mktemp -d /tmp/leasepool-stress.XXXXXX)
