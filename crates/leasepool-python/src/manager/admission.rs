@@ -153,11 +153,17 @@ impl super::ManagerCore {
         priority: Option<&Bound<'_, PyAny>>,
         reservation: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Tenant> {
+        let priority = priority.filter(|value| !value.is_none());
+        let reservation = reservation.filter(|value| !value.is_none());
+        let admission = &self.cfg.admission;
+        let counts_owners =
+            admission.policy.per_owner_limit().is_some() || admission.policy.is_fair();
+        // The common call names neither: nothing to convert (the hot path).
+        if priority.is_none() && reservation.is_none() && !counts_owners {
+            return Ok(Tenant::default());
+        }
         let zero = 0_i32.into_pyobject(py)?.into_any();
-        let priority = priority.filter(|value| !value.is_none()).unwrap_or(&zero);
-        self.cfg
-            .admission
-            .tenant(owner.bind(py), priority, reservation)
+        admission.tenant(owner.bind(py), priority.unwrap_or(&zero), reservation)
     }
 
     /// `LeaseAcquireTimeoutError(message)` with the engine's estimate of when

@@ -70,6 +70,11 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Whether a new request can be served without queueing: nobody it must not
     /// overtake waits, and its own limits and the free capacity allow it.
     pub(super) fn servable_at_once(&self, want: Want, tenant: Tenant) -> bool {
+        if self.tenancy.is_plain() && want == Want::Pool {
+            // The default policy (the hot path): as leasepool 0.1.3, nobody waits and
+            // a pool is free or creatable.
+            return self.waiters.is_empty() && self.pool_obtainable();
+        }
         !self.someone_eligible_waits() && self.verdict(want, tenant) == Verdict::Serve
     }
 
