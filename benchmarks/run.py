@@ -712,6 +712,11 @@ def write_report(
         " anyio and `run_in_executor`): [service-benchmark.md](service-benchmark.md),"
         " `python benchmarks/service/bench.py`.",
         "",
+        "Admission control under overload (2× capacity: unbounded waiting vs `max_waiters`"
+        " vs `wait=False`, shed rate, goodput, `retry_after` against reality) and a noisy"
+        " neighbour (FIFO vs `fair_share` vs `owner_limit`):"
+        " [admission-benchmark.md](admission-benchmark.md), `python benchmarks/admission.py`.",
+        "",
         "## Results",
         "",
         f"Median of {header['repeats']} runs per cell. Each run is a fresh process that warms"
