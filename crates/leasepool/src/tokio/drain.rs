@@ -1,0 +1,166 @@
+//! Graceful drain of a [`LeaseManager`] (see [`LeaseManager::drain`]): the engine's
+//! drain (`manager/closing.rs`) driven by tokio's clock.
+//!
+//! Who ends the drain:
+//!
+//! * **quiet**: whoever lets go of the last lease (a [`Lease`](super::Lease) dropped,
+//!   a grant nobody awaited any more, a revocation by [`check`](LeaseManager::check))
+//!   asks the engine [`drain_quiet`](crate::Manager::drain_quiet) under the same lock
+//!   and, when it fires, stops the manager and stores the report there and then;
+//!   then it rings [`Shared::drain_done`]. So a drain ends even if no `drain()` future
+//!   is awaited any more.
+//! * **due**: a `drain()` future whose own deadline passed (on tokio's clock) asks
+//!   [`drain_due`](crate::Manager::drain_due) with "the deadline is now", revokes what
+//!   is still leased and stops the manager.
+//! * **stop**: [`LeaseManager::stop`] during a drain ends it at once.
+//!
+//! Each of these decides, stops and stores the report in one critical section, so
+//! whoever takes the lock next sees either a drain in progress or its report.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{fail_refused, lock, Engine, Fx, LeaseManager, Shared};
+use crate::expiry::monotonic;
+use crate::graceful::{self, DrainReport};
+use crate::manager::DrainBegun;
+use crate::LeaseError;
+
+impl<P: Clone + Send + 'static> Shared<P> {
+    /// Under the engine lock, after anything that may have let go of the last lease:
+    /// ends a drain in progress that has nothing leased any more. `true` if it ended
+    /// (ring [`Self::drain_done`] once the lock is dropped).
+    pub(super) fn settle_drain(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) -> bool {
+        if !engine.drain_quiet() {
+            return false;
+        }
+        self.finish_drain(engine, fx);
+        true
+    }
+
+    /// Under the engine lock, once the drain is decided: stops the manager as
+    /// [`LeaseManager::stop`] does and stores the engine's report.
+    pub(super) fn finish_drain(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) {
+        engine.stop(fx);
+        if let Some(report) = engine.end_drain() {
+            // The manager never restarts, so there is at most one drain to report.
+            let _ = self.drained.set(report);
+        }
+    }
+
+    /// The drain's deadline passed: revokes what is still leased and stops.
+    fn drain_due(&self) {
+        let mut fx = Fx::default();
+        let ended = {
+            let mut engine = lock(&self.engine);
+            // tokio's clock decided the deadline, not the engine's: "it is due now".
+            match engine.drain_due(f64::INFINITY) {
+                Some(pools_in_use) => {
+                    // Opaque pools cannot be told to stop their work: `stop` clears
+                    // their leases' `live` flags (`Lease::is_live` turns false) and
+                    // retires the pools like every other.
+                    drop(pools_in_use);
+                    self.finish_drain(&mut engine, &mut fx);
+                    true
+                }
+                None => false,
+            }
+        };
+        self.perform(fx);
+        if ended {
+            self.drain_done.notify_waiters();
+        }
+    }
+
+    /// Waits for the drain in progress to end, ending it at `until` if it has not.
+    async fn await_drain(&self, until: Option<Instant>) -> DrainReport {
+        loop {
+            let mut done = pin!(self.drain_done.notified());
+            // Registered before the check, so an end between the two still wakes us.
+            done.as_mut().enable();
+            if let Some(report) = self.drained.get() {
+                return *report;
+            }
+            match until {
+                None => done.await,
+                Some(until) => {
+                    if tokio::time::timeout_at(until, done).await.is_err() {
+                        self.drain_due();
+                        // Decided under the lock: by us just now, or (quiet, another
+                        // drain's deadline, `stop`) by whoever held it before.
+                        return self.drained.get().copied().unwrap_or_default();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> LeaseManager<P> {
+    /// Drains the manager gracefully, then stops it, and reports what happened.
+    ///
+    /// 1. At once: nothing is granted any more. Callers queued in
+    ///    [`acquire`](Self::acquire)/[`acquire_as`](Self::acquire_as) fail with
+    ///    [`LeaseError::Draining`], and so does every request made while the drain
+    ///    lasts. Leases already held keep working.
+    /// 2. It waits until every lease is released (woken by the release, not by
+    ///    polling), or until `deadline` has passed on tokio's clock
+    ///    ([`tokio::time::Instant`], so a paused test clock applies).
+    /// 3. At the deadline the leases still held are revoked: their
+    ///    [`Lease::is_live`](super::Lease::is_live) turns `false` and their pools are
+    ///    retired (the front end cannot interrupt work on an opaque pool; dropping
+    ///    such a lease later is harmless).
+    /// 4. The manager stops exactly as [`stop`](Self::stop) does; later requests fail
+    ///    with [`LeaseError::NotStarted`].
+    ///
+    /// The report counts `waiters_failed`, `leases_revoked` and `timed_out`; this
+    /// front end runs no calls itself, so `finished`, `cancelled` and `killed` are 0.
+    ///
+    /// # Concurrent and repeated calls
+    /// A second `drain` while one is in progress joins it: the drain ends at the
+    /// earlier of the two deadlines (whichever future reaches its deadline first
+    /// revokes), and every caller gets the same report. Once the drain has ended,
+    /// `drain` returns that same report again at once. On a manager stopped with
+    /// [`stop`](Self::stop) and never drained it returns an empty report.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not undo or lose anything: the drain stays in
+    /// progress (nothing granted, requests fail with `Draining`), leases held keep
+    /// their pools and give them back on release, and the drain still ends by itself
+    /// when the last lease is released (the manager stops, the report is kept for a
+    /// later `drain` call). Only the deadline is not enforced while nobody awaits a
+    /// `drain` future: call `drain` again (it joins, with its own deadline) or
+    /// [`stop`](Self::stop) (ends the drain at once, revoking what is still leased).
+    pub async fn drain(&self, deadline: Duration) -> DrainReport {
+        let until = Instant::now().checked_add(deadline);
+        let mut fx = Fx::default();
+        let ended = {
+            let mut engine = lock(&self.shared.engine);
+            if let Some(report) = self.shared.drained.get() {
+                return *report;
+            }
+            // The engine keeps the earliest deadline on its own (monotonic) clock
+            // for its bookkeeping; this front end decides the deadline on tokio's.
+            let at = graceful::deadline(monotonic(), deadline.as_secs_f64());
+            if let DrainBegun::NotRunning = engine.begin_drain(at, &mut fx) {
+                return DrainReport::default();
+            }
+            self.shared.settle_drain(&mut engine, &mut fx)
+        };
+        fail_refused(&mut fx, &LeaseError::Draining);
+        self.shared.perform(fx);
+        if ended {
+            self.shared.drain_done.notify_waiters();
+        }
+        self.shared.await_drain(until).await
+    }
+
+    /// Whether a [`drain`](Self::drain) is in progress (begun and not yet ended):
+    /// e.g. for a readiness probe that turns a load balancer away.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        lock(&self.shared.engine).is_draining()
+    }
+}
