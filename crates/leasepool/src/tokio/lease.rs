@@ -10,7 +10,7 @@ use super::{lock, GrantResult, Shared};
 use crate::claim::ClaimFlag;
 use crate::expiry::monotonic;
 use crate::lease::LeaseTiming;
-use crate::manager::Grant;
+use crate::manager::{Effects, Grant};
 use crate::waiters::Ticket;
 
 /// Keeps an `acquire()` future cancel-safe (see the module docs).
@@ -27,9 +27,14 @@ impl<P: Clone + Send + 'static> Drop for Wait<P> {
             return;
         };
         // The dropped caller claims its own waiter: the engine can no longer grant it.
+        // Withdrawn (not just removed): under an admission policy the engine serves
+        // anyone its place in the queue held back.
         if self.claim.try_claim() {
-            let removed = lock(&self.shared.engine).cancel_waiter(self.ticket);
+            let mut fx = Effects::default();
+            let removed =
+                lock(&self.shared.engine).withdraw_waiter(self.ticket, monotonic(), &mut fx);
             drop(removed);
+            self.shared.perform(fx);
             return;
         }
         // Claimed: the grant is in the channel or about to be sent. Closing first
