@@ -233,3 +233,42 @@ async fn drain_under_load_on_a_multi_thread_runtime() {
     assert!(served >= 1);
     assert_eq!(m.counts(), (0, 0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn check_enforces_the_deadline_of_a_dropped_drain() {
+    let m = manager(1);
+    let held = m.acquire().await.unwrap();
+    {
+        let mut drain = pin!(m.drain(DEADLINE));
+        assert!(poll_once(drain.as_mut()).is_pending());
+    }
+    tokio::time::advance(DEADLINE - Duration::from_secs(1)).await;
+    m.check();
+    assert!(m.is_draining() && held.is_live(), "not due yet");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    m.check();
+    assert!(!m.is_draining());
+    assert!(!held.is_live(), "revoked at the deadline");
+    assert_eq!(m.drain(DEADLINE).await, report(0, 1, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_checker_wakes_for_the_deadline_of_a_dropped_drain() {
+    let m = manager(1);
+    let checker = tokio::spawn(m.clone().run_checker(Duration::from_secs(3600)));
+    let held = m.acquire().await.unwrap();
+    // The checker runs (it is ready) before the paused clock moves: it now sleeps
+    // for its hour and must be woken by the drain.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = Instant::now();
+    {
+        let mut drain = pin!(m.drain(DEADLINE));
+        assert!(poll_once(drain.as_mut()).is_pending());
+    }
+    // Time passes (the paused clock runs the checker's timer first).
+    tokio::time::sleep(DEADLINE + Duration::from_secs(1)).await;
+    assert!(!held.is_live(), "revoked by the checker, not an hour later");
+    assert_eq!(m.drain(DEADLINE).await, report(0, 1, true));
+    assert!(start.elapsed() < Duration::from_secs(3600));
+    checker.abort();
+}

@@ -9,7 +9,10 @@
 //!   and, when it fires, stops the manager and stores the report there and then;
 //!   then it rings [`Shared::drain_done`]. So a drain ends even if no `drain()` future
 //!   is awaited any more.
-//! * **due**: a `drain()` future whose own deadline passed (on tokio's clock) asks
+//! * **due**: a `drain()` future whose own deadline passed (on tokio's clock), or
+//!   [`check`](LeaseManager::check) past the earliest such deadline (so a running
+//!   [`run_checker`](LeaseManager::run_checker), woken by [`Shared::drain_begun`],
+//!   enforces it even if every `drain()` future was dropped), asks
 //!   [`drain_due`](crate::Manager::drain_due) with "the deadline is now", revokes what
 //!   is still leased and stops the manager.
 //! * **stop**: [`LeaseManager::stop`] during a drain ends it at once.
@@ -42,32 +45,55 @@ impl<P: Clone + Send + 'static> Shared<P> {
 
     /// Under the engine lock, once the drain is decided: stops the manager as
     /// [`LeaseManager::stop`] does and stores the engine's report.
-    pub(super) fn finish_drain(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) {
+    fn finish_drain(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) {
         engine.stop(fx);
-        if let Some(report) = engine.end_drain() {
-            // The manager never restarts, so there is at most one drain to report.
-            let _ = self.drained.set(report);
-        }
+        self.end_drain(engine);
     }
 
-    /// The drain's deadline passed: revokes what is still leased and stops.
-    fn drain_due(&self) {
-        let mut fx = Fx::default();
-        let ended = {
-            let mut engine = lock(&self.engine);
-            // tokio's clock decided the deadline, not the engine's: "it is due now".
-            match engine.drain_due(f64::INFINITY) {
-                Some(pools_in_use) => {
-                    // Opaque pools cannot be told to stop their work: `stop` clears
-                    // their leases' `live` flags (`Lease::is_live` turns false) and
-                    // retires the pools like every other.
-                    drop(pools_in_use);
-                    self.finish_drain(&mut engine, &mut fx);
-                    true
-                }
-                None => false,
-            }
+    /// Under the engine lock, right after the manager stopped: stores the report of
+    /// the drain in progress, if any. `true` if there was one (ring
+    /// [`Self::drain_done`] once the lock is dropped).
+    pub(super) fn end_drain(&self, engine: &mut Engine<P>) -> bool {
+        let Some(report) = engine.end_drain() else {
+            return false;
         };
+        *lock(&self.drain_until) = None;
+        // The manager never restarts, so there is at most one drain to report.
+        let _ = self.drained.set(report);
+        true
+    }
+
+    /// Under the engine lock: the drain's deadline has passed; revokes what is still
+    /// leased and stops. `false` if the drain was already decided (or none runs).
+    fn drain_due(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) -> bool {
+        // tokio's clock decided the deadline, not the engine's: "it is due now".
+        let Some(pools_in_use) = engine.drain_due(f64::INFINITY) else {
+            return false;
+        };
+        // Opaque pools cannot be told to stop their work: `stop` clears their
+        // leases' `live` flags (`Lease::is_live` turns false) and retires the pools
+        // like every other.
+        drop(pools_in_use);
+        self.finish_drain(engine, fx);
+        true
+    }
+
+    /// Under the engine lock (for [`LeaseManager::check`]): ends the drain in
+    /// progress if its earliest deadline has passed on tokio's clock.
+    pub(super) fn enforce_drain_deadline(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) -> bool {
+        let due = lock(&self.drain_until).is_some_and(|until| until <= Instant::now());
+        due && self.drain_due(engine, fx)
+    }
+
+    /// The earliest deadline of the drain in progress, on tokio's clock.
+    pub(super) fn drain_deadline(&self) -> Option<Instant> {
+        *lock(&self.drain_until)
+    }
+
+    /// A `drain()` future reached its own deadline.
+    fn deadline_reached(&self) {
+        let mut fx = Fx::default();
+        let ended = self.drain_due(&mut lock(&self.engine), &mut fx);
         self.perform(fx);
         if ended {
             self.drain_done.notify_waiters();
@@ -87,7 +113,7 @@ impl<P: Clone + Send + 'static> Shared<P> {
                 None => done.await,
                 Some(until) => {
                     if tokio::time::timeout_at(until, done).await.is_err() {
-                        self.drain_due();
+                        self.deadline_reached();
                         // Decided under the lock: by us just now, or (quiet, another
                         // drain's deadline, `stop`) by whoever held it before.
                         return self.drained.get().copied().unwrap_or_default();
@@ -130,9 +156,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// progress (nothing granted, requests fail with `Draining`), leases held keep
     /// their pools and give them back on release, and the drain still ends by itself
     /// when the last lease is released (the manager stops, the report is kept for a
-    /// later `drain` call). Only the deadline is not enforced while nobody awaits a
-    /// `drain` future: call `drain` again (it joins, with its own deadline) or
-    /// [`stop`](Self::stop) (ends the drain at once, revoking what is still leased).
+    /// later `drain` call). Its deadline is still enforced by
+    /// [`check`](Self::check), so by a running [`run_checker`](Self::run_checker),
+    /// which wakes for it; without a checker, call `drain` again (it joins, with its
+    /// own deadline) or [`stop`](Self::stop) (ends the drain at once).
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
         let until = Instant::now().checked_add(deadline);
         let mut fx = Fx::default();
@@ -147,12 +174,18 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             if let DrainBegun::NotRunning = engine.begin_drain(at, &mut fx) {
                 return DrainReport::default();
             }
+            if let Some(until) = until {
+                let mut earliest = lock(&self.shared.drain_until);
+                *earliest = Some(earliest.map_or(until, |before| before.min(until)));
+            }
             self.shared.settle_drain(&mut engine, &mut fx)
         };
         fail_refused(&mut fx, &LeaseError::Draining);
         self.shared.perform(fx);
         if ended {
             self.shared.drain_done.notify_waiters();
+        } else {
+            self.shared.drain_begun.notify_waiters();
         }
         self.shared.await_drain(until).await
     }

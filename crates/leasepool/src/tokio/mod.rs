@@ -134,6 +134,12 @@ struct Shared<P> {
     drained: OnceLock<DrainReport>,
     /// Rung (`notify_waiters`) right after `drained` is set.
     drain_done: Notify,
+    /// The earliest deadline of the drain in progress on tokio's clock, for
+    /// [`LeaseManager::check`] (only touched under the engine lock).
+    drain_until: Mutex<Option<tokio::time::Instant>>,
+    /// Rung when a drain begins, so [`LeaseManager::run_checker`] wakes for its
+    /// deadline.
+    drain_begun: Notify,
 }
 
 /// Fails the refused waiters with `error` (rather than the `NotStarted` that
@@ -266,6 +272,8 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                 load: AtomicU64::new(0),
                 drained: OnceLock::new(),
                 drain_done: Notify::new(),
+                drain_until: Mutex::new(None),
+                drain_begun: Notify::new(),
             }),
         }
     }
@@ -393,16 +401,19 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     }
 
     /// The periodic check: revokes leases past their hard expiry, grows to the
-    /// target, retires idle pools above it, serves waiters. Returns when the next
-    /// lease hard-expires (monotonic seconds), if any.
+    /// target, retires idle pools above it, serves waiters; ends a
+    /// [`drain`](Self::drain) whose deadline has passed (even if nobody awaits it any
+    /// more). Returns when the next lease hard-expires (monotonic seconds), if any.
     pub fn check(&self) -> Option<f64> {
         let mut fx = Effects::default();
         let (next, ended) = {
             let mut engine = lock(&self.shared.engine);
             let target = self.shared.target(&engine);
             engine.check(monotonic(), target, &mut fx);
-            // A revocation may have ended the last lease of a drain.
-            let ended = self.shared.settle_drain(&mut engine, &mut fx);
+            // A revocation may have ended the last lease of a drain, or its deadline
+            // may have passed.
+            let ended = self.shared.settle_drain(&mut engine, &mut fx)
+                || self.shared.enforce_drain_deadline(&mut engine, &mut fx);
             (engine.next_hard_expiry(), ended)
         };
         self.shared.perform(fx);
@@ -412,16 +423,29 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         next
     }
 
-    /// Runs [`check`](Self::check) forever: at each lease's hard expiry and at least
-    /// every `interval`. Spawn it (`tokio::spawn(manager.clone().run_checker(..))`);
-    /// drop or abort it to stop.
+    /// Runs [`check`](Self::check) forever: at each lease's hard expiry, at a
+    /// drain's deadline, and at least every `interval`. Spawn it
+    /// (`tokio::spawn(manager.clone().run_checker(..))`); drop or abort it to stop.
     pub async fn run_checker(self, interval: Duration) {
         loop {
+            let mut drain_begun = std::pin::pin!(self.shared.drain_begun.notified());
+            // Registered before the check: a drain begun after it still wakes us.
+            drain_begun.as_mut().enable();
             let next = self.check();
             let wait = next.map_or(interval, |at| {
                 Duration::from_secs_f64((at - monotonic()).max(0.0)).min(interval)
             });
-            tokio::time::sleep(wait).await;
+            let wake = tokio::time::Instant::now().checked_add(wait);
+            let wake = match (wake, self.shared.drain_deadline()) {
+                (Some(wake), Some(drain)) => Some(wake.min(drain)),
+                (wake, drain) => wake.or(drain),
+            };
+            match wake {
+                Some(wake) => {
+                    let _ = tokio::time::timeout_at(wake, drain_begun).await;
+                }
+                None => drain_begun.await,
+            }
         }
     }
 
@@ -433,13 +457,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         let ended = {
             let mut engine = lock(&self.shared.engine);
             engine.stop(&mut fx);
-            match engine.end_drain() {
-                Some(report) => {
-                    let _ = self.shared.drained.set(report);
-                    true
-                }
-                None => false,
-            }
+            self.shared.end_drain(&mut engine)
         };
         self.shared.perform(fx);
         if ended {
