@@ -272,3 +272,17 @@ async fn a_running_checker_wakes_for_the_deadline_of_a_dropped_drain() {
     assert!(start.elapsed() < Duration::from_secs(3600));
     checker.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_joining_drain_keeps_the_earlier_deadline_of_a_dropped_one() {
+    let m = manager(1);
+    let held = m.acquire().await.unwrap();
+    let start = Instant::now();
+    {
+        let mut early = pin!(m.drain(Duration::from_secs(5)));
+        assert!(poll_once(early.as_mut()).is_pending());
+    }
+    assert_eq!(m.drain(DEADLINE).await, report(0, 1, true));
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert!(!held.is_live());
+}

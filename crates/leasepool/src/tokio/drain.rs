@@ -145,9 +145,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// front end runs no calls itself, so `finished`, `cancelled` and `killed` are 0.
     ///
     /// # Concurrent and repeated calls
-    /// A second `drain` while one is in progress joins it: the drain ends at the
-    /// earlier of the two deadlines (whichever future reaches its deadline first
-    /// revokes), and every caller gets the same report. Once the drain has ended,
+    /// A second `drain` while one is in progress joins it: the drain ends by the
+    /// earliest deadline of the calls so far (enforced by every later call's future
+    /// too, even if the earlier caller's future was dropped), and every caller gets
+    /// the same report. Once the drain has ended,
     /// `drain` returns that same report again at once. On a manager stopped with
     /// [`stop`](Self::stop) and never drained it returns an empty report.
     ///
@@ -161,7 +162,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// which wakes for it; without a checker, call `drain` again (it joins, with its
     /// own deadline) or [`stop`](Self::stop) (ends the drain at once).
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
-        let until = Instant::now().checked_add(deadline);
+        let mut until = Instant::now().checked_add(deadline);
         let mut fx = Fx::default();
         let ended = {
             let mut engine = lock(&self.shared.engine);
@@ -174,10 +175,15 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             if let DrainBegun::NotRunning = engine.begin_drain(at, &mut fx) {
                 return DrainReport::default();
             }
-            if let Some(until) = until {
-                let mut earliest = lock(&self.shared.drain_until);
-                *earliest = Some(earliest.map_or(until, |before| before.min(until)));
-            }
+            // Joining: the earliest deadline so far binds this caller too (its
+            // drain() future may have been dropped).
+            let mut earliest = lock(&self.shared.drain_until);
+            *earliest = match (*earliest, until) {
+                (Some(before), Some(mine)) => Some(before.min(mine)),
+                (before, mine) => before.or(mine),
+            };
+            until = *earliest;
+            drop(earliest);
             self.shared.settle_drain(&mut engine, &mut fx)
         };
         fail_refused(&mut fx, &LeaseError::Draining);
