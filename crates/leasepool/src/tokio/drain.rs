@@ -116,6 +116,7 @@ impl<P: Clone + Send + 'static> Shared<P> {
                         self.deadline_reached();
                         // Decided under the lock: by us just now, or (quiet, another
                         // drain's deadline, `stop`) by whoever held it before.
+                        debug_assert!(self.drained.get().is_some(), "decided, not reported");
                         return self.drained.get().copied().unwrap_or_default();
                     }
                 }
