@@ -21,34 +21,98 @@
 //! # }
 //! ```
 //!
+//! # Admission control and graceful drain
+//!
+//! [`LeaseManager::with_admission`] takes an [`AdmissionPolicy`] (bounded waiting,
+//! per-owner limits, fair share, reserved pools; see [`crate::admission`]); requests
+//! name their [`Tenant`] with [`acquire_as`](LeaseManager::acquire_as) or
+//! [`try_acquire_as`](LeaseManager::try_acquire_as). A shed request's error carries
+//! [`LeaseError::retry_after`] (e.g. for an HTTP 503's `Retry-After`).
+//! [`LeaseManager::drain`] is the graceful shutdown: it grants nothing more, fails
+//! the waiters with [`LeaseError::Draining`], waits for the leases held (up to a
+//! deadline on tokio's clock), revokes what is left and stops.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use leasepool::tokio::LeaseManager;
+//! use leasepool::{AdmissionPolicy, LeaseError, PoolLimits, Tenant};
+//!
+//! use std::time::Duration;
+//!
+//! let limits = PoolLimits::builder(3).build()?;
+//! let policy = AdmissionPolicy::default()
+//!     .max_waiters(Some(100)) // the 101st waiter is shed at once
+//!     .fair_share(true)       // a flooding owner cannot starve the others
+//!     .reserve(1);            // class 0 (health checks) always finds a pool
+//! let manager = LeaseManager::with_admission(limits, Duration::from_secs(30), policy, |seq| seq)?;
+//!
+//! let request = Tenant { owner: Some(7), priority: 1, ..Tenant::default() };
+//! let lease = manager.acquire_as(request, None).await?;
+//! let health = Tenant { class: Some(0), ..Tenant::default() };
+//! match manager.try_acquire_as(health) {
+//!     Ok(probe) => drop(probe),
+//!     Err(refused) => println!("retry after {:?} s", refused.retry_after()),
+//! }
+//!
+//! // Shutdown: leases held get up to 10 s to come back. When the last one does
+//! // (here at once), the drain ends, not 10 s later.
+//! let (report, ()) = tokio::join!(manager.drain(Duration::from_secs(10)), async move {
+//!     drop(lease);
+//! });
+//! assert!(!report.timed_out);
+//! assert_eq!(manager.try_acquire().err(), Some(LeaseError::NotStarted));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Cancel safety
 //!
-//! [`LeaseManager::acquire`] is cancel-safe: dropping the future while it waits
-//! removes the waiter; dropping it after the engine already handed it a pool (but
-//! before it was polled again) returns that pool, which goes to the next waiter. So
-//! `tokio::time::timeout(d, manager.acquire())` never leaks a pool.
+//! [`LeaseManager::acquire`] (and [`acquire_as`](LeaseManager::acquire_as), in every
+//! admission mode) is cancel-safe: dropping the future while it waits removes the
+//! waiter; dropping it after the engine already handed it a pool (but before it was
+//! polled again) returns that pool, which goes to the next waiter. So
+//! `tokio::time::timeout(d, manager.acquire())` never leaks a pool. Dropping a
+//! [`drain`](LeaseManager::drain) future leaves the drain in progress; it still ends
+//! when the last lease is released (see there).
+//!
+//! # Clocks
+//!
+//! Lease times and expiry are measured on the engine's monotonic clock (wall time,
+//! [`crate::expiry::monotonic`]); a drain's deadline on tokio's
+//! ([`tokio::time::Instant`]), so tests with a paused clock control it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::admission::{AdmissionPolicy, Tenant};
 use crate::claim::ClaimFlag;
 use crate::error::ConfigError;
 use crate::expiry::monotonic;
-use crate::lease::{LeaseKey, LeaseTiming};
+use crate::graceful::DrainReport;
+use crate::lease::LeaseKey;
 use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
 use crate::sizing::PoolLimits;
-use crate::waiters::Ticket;
 use crate::LeaseError;
 
+mod drain;
+mod lease;
+
+pub use lease::Lease;
+use lease::Wait;
+
+/// What a queued `acquire()` receives: its grant, or why it was refused.
+type GrantResult<P> = Result<Grant<P>, LeaseError>;
+
 /// A queued `acquire()`: claimed by the engine (or cancelled) exactly once; the grant
-/// travels through a oneshot channel.
+/// travels through a oneshot channel. Dropped unsent (the manager stopped), the
+/// caller gets [`LeaseError::NotStarted`].
 struct QueuedAcquire<P> {
     claim: Arc<ClaimFlag>,
-    grant_tx: Option<oneshot::Sender<Grant<P>>>,
+    grant_tx: Option<oneshot::Sender<GrantResult<P>>>,
 }
 
 impl<P> Waiter for QueuedAcquire<P> {
@@ -58,12 +122,35 @@ impl<P> Waiter for QueuedAcquire<P> {
 }
 
 type Engine<P> = Manager<P, (), QueuedAcquire<P>>;
+type Fx<P> = Effects<P, (), QueuedAcquire<P>>;
 
 struct Shared<P> {
     engine: Mutex<Engine<P>>,
     default_lease_seconds: f64,
     /// The load signal for adaptive sizing (see [`LeaseManager::set_load`]).
     load: AtomicU64,
+    /// The report of the drain that ended (set once, under the engine lock, by
+    /// whoever ended it; see `drain.rs`).
+    drained: OnceLock<DrainReport>,
+    /// Rung (`notify_waiters`) right after `drained` is set.
+    drain_done: Notify,
+    /// The earliest deadline of the drain in progress on tokio's clock, for
+    /// [`LeaseManager::check`] (only touched under the engine lock).
+    drain_until: Mutex<Option<tokio::time::Instant>>,
+    /// Rung when a drain begins, so [`LeaseManager::run_checker`] wakes for its
+    /// deadline.
+    drain_begun: Notify,
+}
+
+/// Fails the refused waiters with `error` (rather than the `NotStarted` that
+/// dropping them gives).
+fn fail_refused<P>(fx: &mut Fx<P>, error: &LeaseError) {
+    for mut waiter in fx.refused.drain(..) {
+        if let Some(tx) = waiter.grant_tx.take() {
+            // Gone already: nothing was granted, nothing to give back.
+            let _ = tx.send(Err(error.clone()));
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,12 +167,12 @@ impl<P: Clone + Send + 'static> Shared<P> {
 
     /// Performs effects outside the lock: grants travel to their waiters; a grant
     /// whose waiter is gone is released, which may grant the next waiter in turn.
-    fn perform(&self, mut fx: Effects<P, (), QueuedAcquire<P>>) {
+    fn perform(&self, mut fx: Fx<P>) {
         loop {
             let mut orphaned = Vec::new();
             for (mut waiter, grant) in fx.granted.drain(..) {
                 if let Some(tx) = waiter.grant_tx.take() {
-                    if let Err(grant) = tx.send(grant) {
+                    if let Err(Ok(grant)) = tx.send(Ok(grant)) {
                         orphaned.push(grant.key);
                     }
                 }
@@ -96,22 +183,32 @@ impl<P: Clone + Send + 'static> Shared<P> {
                 return;
             }
             fx = Effects::default();
-            let mut engine = lock(&self.engine);
-            let target = self.target(&engine);
-            for key in orphaned {
-                engine.release(key, monotonic(), target, &mut fx);
+            let ended = {
+                let mut engine = lock(&self.engine);
+                let target = self.target(&engine);
+                for key in orphaned {
+                    engine.release(key, monotonic(), target, &mut fx);
+                }
+                self.settle_drain(&mut engine, &mut fx)
+            };
+            if ended {
+                self.drain_done.notify_waiters();
             }
         }
     }
 
     fn release(&self, key: LeaseKey) {
         let mut fx = Effects::default();
-        {
+        let ended = {
             let mut engine = lock(&self.engine);
             let target = self.target(&engine);
             engine.release(key, monotonic(), target, &mut fx);
-        }
+            self.settle_drain(&mut engine, &mut fx)
+        };
         self.perform(fx);
+        if ended {
+            self.drain_done.notify_waiters();
+        }
     }
 }
 
@@ -173,6 +270,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                 engine: Mutex::new(engine),
                 default_lease_seconds,
                 load: AtomicU64::new(0),
+                drained: OnceLock::new(),
+                drain_done: Notify::new(),
+                drain_until: Mutex::new(None),
+                drain_begun: Notify::new(),
             }),
         }
     }
@@ -277,7 +378,9 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         };
         wait.grant_rx = None;
         match granted {
-            Ok(grant) => Ok(self.lease(grant)),
+            Ok(Ok(grant)) => Ok(self.lease(grant)),
+            // Refused: a drain began.
+            Ok(Err(error)) => Err(error),
             // The sender was dropped unsent: the manager stopped.
             Err(_) => Err(LeaseError::NotStarted),
         }
@@ -298,38 +401,68 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     }
 
     /// The periodic check: revokes leases past their hard expiry, grows to the
-    /// target, retires idle pools above it, serves waiters. Returns when the next
-    /// lease hard-expires (monotonic seconds), if any.
+    /// target, retires idle pools above it, serves waiters; ends a
+    /// [`drain`](Self::drain) whose deadline has passed (even if nobody awaits it any
+    /// more). Returns when the next lease hard-expires (monotonic seconds), if any.
     pub fn check(&self) -> Option<f64> {
         let mut fx = Effects::default();
-        let next = {
+        let (next, ended) = {
             let mut engine = lock(&self.shared.engine);
             let target = self.shared.target(&engine);
             engine.check(monotonic(), target, &mut fx);
-            engine.next_hard_expiry()
+            // A revocation may have ended the last lease of a drain, or its deadline
+            // may have passed.
+            let ended = self.shared.settle_drain(&mut engine, &mut fx)
+                || self.shared.enforce_drain_deadline(&mut engine, &mut fx);
+            (engine.next_hard_expiry(), ended)
         };
         self.shared.perform(fx);
+        if ended {
+            self.shared.drain_done.notify_waiters();
+        }
         next
     }
 
-    /// Runs [`check`](Self::check) forever: at each lease's hard expiry and at least
-    /// every `interval`. Spawn it (`tokio::spawn(manager.clone().run_checker(..))`);
-    /// drop or abort it to stop.
+    /// Runs [`check`](Self::check) forever: at each lease's hard expiry, at a
+    /// drain's deadline, and at least every `interval`. Spawn it
+    /// (`tokio::spawn(manager.clone().run_checker(..))`); drop or abort it to stop.
     pub async fn run_checker(self, interval: Duration) {
         loop {
+            let mut drain_begun = std::pin::pin!(self.shared.drain_begun.notified());
+            // Registered before the check: a drain begun after it still wakes us.
+            drain_begun.as_mut().enable();
             let next = self.check();
             let wait = next.map_or(interval, |at| {
                 Duration::from_secs_f64((at - monotonic()).max(0.0)).min(interval)
             });
-            tokio::time::sleep(wait).await;
+            let wake = tokio::time::Instant::now().checked_add(wait);
+            let wake = match (wake, self.shared.drain_deadline()) {
+                (Some(wake), Some(drain)) => Some(wake.min(drain)),
+                (wake, drain) => wake.or(drain),
+            };
+            match wake {
+                Some(wake) => {
+                    let _ = tokio::time::timeout_at(wake, drain_begun).await;
+                }
+                None => drain_begun.await,
+            }
         }
     }
 
     /// Stops: every lease is revoked, every waiter gets [`LeaseError::NotStarted`].
+    /// During a [`drain`](Self::drain) it ends the drain at once (the report counts
+    /// the leases revoked here; `timed_out` stays `false`).
     pub fn stop(&self) {
         let mut fx = Effects::default();
-        lock(&self.shared.engine).stop(&mut fx);
+        let ended = {
+            let mut engine = lock(&self.shared.engine);
+            engine.stop(&mut fx);
+            self.shared.end_drain(&mut engine)
+        };
         self.shared.perform(fx);
+        if ended {
+            self.shared.drain_done.notify_waiters();
+        }
     }
 
     /// The manager's limits.
@@ -353,85 +486,5 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     #[must_use]
     pub fn waiting(&self) -> usize {
         lock(&self.shared.engine).waiter_count()
-    }
-}
-
-/// Keeps an `acquire()` future cancel-safe (see the module docs).
-struct Wait<P: Clone + Send + 'static> {
-    shared: Arc<Shared<P>>,
-    claim: Arc<ClaimFlag>,
-    ticket: Ticket,
-    grant_rx: Option<oneshot::Receiver<Grant<P>>>,
-}
-
-impl<P: Clone + Send + 'static> Drop for Wait<P> {
-    fn drop(&mut self) {
-        let Some(mut rx) = self.grant_rx.take() else {
-            return;
-        };
-        // The dropped caller claims its own waiter: the engine can no longer grant it.
-        if self.claim.try_claim() {
-            let removed = lock(&self.shared.engine).cancel_waiter(self.ticket);
-            drop(removed);
-            return;
-        }
-        // Claimed: the grant is in the channel or about to be sent. Closing first
-        // makes a later send fail (and the sender release the grant); anything
-        // already sent is taken back here and released.
-        rx.close();
-        if let Ok(grant) = rx.try_recv() {
-            self.shared.release(grant.key);
-        }
-    }
-}
-
-/// The right to use one pool until released (dropped) or expired.
-pub struct Lease<P: Clone + Send + 'static> {
-    grant: Option<Grant<P>>,
-    shared: Arc<Shared<P>>,
-}
-
-impl<P: Clone + Send + 'static> Lease<P> {
-    fn grant(&self) -> &Grant<P> {
-        self.grant
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("a lease holds its grant until dropped"))
-    }
-
-    /// The leased pool.
-    #[must_use]
-    pub fn pool(&self) -> &P {
-        &self.grant().pool
-    }
-
-    /// The lease id (32 hex digits).
-    #[must_use]
-    pub fn id(&self) -> &str {
-        &self.grant().id
-    }
-
-    /// When the lease was granted and when it expires.
-    #[must_use]
-    pub fn timing(&self) -> LeaseTiming {
-        self.grant().timing
-    }
-
-    /// Whether new work may still go through this lease: not revoked and not past
-    /// its hard expiry.
-    #[must_use]
-    pub fn is_live(&self) -> bool {
-        let grant = self.grant();
-        grant.live.load(Ordering::Acquire) && !grant.timing.is_hard_expired(monotonic())
-    }
-
-    /// Returns the pool (same as dropping the lease).
-    pub fn release(self) {}
-}
-
-impl<P: Clone + Send + 'static> Drop for Lease<P> {
-    fn drop(&mut self) {
-        if let Some(grant) = self.grant.take() {
-            self.shared.release(grant.key);
-        }
     }
 }
