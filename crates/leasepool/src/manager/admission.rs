@@ -167,7 +167,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
     }
 
-    /// How many owners fair share remembers (see [`Self::forget_if_idle`]).
+    /// How many owners fair share remembers: those that hold a lease or wait.
     #[must_use]
     pub fn fair_share_memory(&self) -> usize {
         self.tenancy.remembered_owners()
