@@ -144,3 +144,44 @@ def test_hard_expiry_fails_the_await_of_a_running_call(tmp_path: Path) -> None:
                 assert await fresh.run(f.add, 1, 2) == 3
 
     asyncio.run(main())
+
+
+@needs_314
+def test_drain_lets_running_calls_finish_then_stops(tmp_path: Path) -> None:
+    from leasepool import LeasePoolDrainingError
+
+    async def main() -> None:
+        gate = tmp_path / "go"
+        manager = LeasedExecutorManager(backend="interpreter", max_pools=1, workers_per_pool=2)
+        await manager.start()
+        lease = await manager.acquire()
+        call = lease.run(f.wait_for_path, str(gate), 60.0)
+        waiter = manager.acquire()
+        drained = manager.drain(60)
+        with pytest.raises(LeasePoolDrainingError):
+            await waiter
+        gate.touch()
+        assert await call is True
+        await lease.release()
+        report = await drained
+        assert (report.finished, report.waiters_failed, report.timed_out) == (1, 1, False)
+        assert manager.total_count == 0
+
+    asyncio.run(main())
+
+
+@needs_314
+def test_drain_deadline_abandons_a_running_call(tmp_path: Path) -> None:
+    async def main() -> None:
+        gate = tmp_path / "go"
+        manager = LeasedExecutorManager(backend="interpreter", max_pools=1, workers_per_pool=2)
+        await manager.start()
+        lease = await manager.acquire()
+        call = lease.run(f.wait_for_path, str(gate), 60.0)
+        report = await manager.drain(0)
+        assert report.timed_out and report.killed == 1, report
+        with pytest.raises(Exception):  # noqa: B017 - the abandoned call's await fails
+            await call
+        gate.touch()  # let the abandoned sub-interpreter thread end
+
+    asyncio.run(main())
