@@ -142,8 +142,10 @@ impl AdmissionPolicy {
         self.reserved.iter().sum()
     }
 
-    /// Whether the manager must count leases per owner.
-    pub(crate) fn tracks_owners(&self) -> bool {
+    /// Whether the manager counts leases per owner (an owner limit or fair share):
+    /// only then does a request's owner matter to admission.
+    #[must_use]
+    pub fn tracks_owners(&self) -> bool {
         self.owner_limit.is_some() || self.fair_share
     }
 }

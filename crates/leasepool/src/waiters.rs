@@ -66,31 +66,11 @@ impl<G: Ord + Copy, W> WaiterQueue<G, W> {
         Some(entry.waiter)
     }
 
-    /// The oldest waiter, left in place.
-    #[must_use]
-    pub fn peek_oldest(&self) -> Option<(Ticket, &G, &W)> {
-        self.waiting
-            .first_key_value()
-            .map(|(ticket, entry)| (*ticket, &entry.group, &entry.waiter))
-    }
-
-    /// The waiter holding `ticket`, left in place.
-    #[must_use]
-    pub fn get(&self, ticket: Ticket) -> Option<&W> {
-        self.waiting.get(&ticket).map(|entry| &entry.waiter)
-    }
-
     /// Each group with its oldest waiter's ticket.
     pub fn heads(&self) -> impl Iterator<Item = (&G, Ticket)> + '_ {
         self.groups
             .iter()
             .filter_map(|(group, members)| members.first().map(|ticket| (group, *ticket)))
-    }
-
-    /// How many waiters arrived before `ticket` and still wait.
-    #[must_use]
-    pub fn ahead_of(&self, ticket: Ticket) -> usize {
-        self.waiting.range(..ticket).count()
     }
 
     /// Takes every waiter, oldest first.
@@ -126,7 +106,7 @@ mod tests {
         let c = q.push((), 'c');
         assert_eq!(q.remove(b), Some('b'));
         assert_eq!(q.remove(b), None);
-        assert_eq!(q.peek_oldest().map(|(t, _, w)| (t, *w)), Some((a, 'a')));
+        assert_eq!(q.heads().collect::<Vec<_>>(), vec![(&(), a)]);
         assert_eq!(q.remove(a), Some('a'));
         assert_eq!(q.heads().collect::<Vec<_>>(), vec![(&(), c)]);
         assert_eq!(q.remove(c), Some('c'));
@@ -141,11 +121,9 @@ mod tests {
         let b1 = q.push('b', 2);
         let a2 = q.push('a', 3);
         assert_eq!(q.heads().collect::<Vec<_>>(), vec![(&'a', a1), (&'b', b1)]);
-        assert_eq!(q.ahead_of(a2), 2);
         q.remove(a1);
         assert_eq!(q.heads().collect::<Vec<_>>(), vec![(&'a', a2), (&'b', b1)]);
-        assert_eq!(q.ahead_of(a2), 1);
-        assert_eq!(q.get(b1), Some(&2));
+        assert_eq!(q.len(), 2);
         assert_eq!(q.drain().collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(q.heads().count(), 0);
     }

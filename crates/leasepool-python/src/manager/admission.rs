@@ -79,7 +79,7 @@ impl Admission {
             None => None,
             Some(name) => Some(self.class_of(name)?),
         };
-        let owner = if self.policy.per_owner_limit().is_some() || self.policy.is_fair() {
+        let owner = if self.policy.tracks_owners() {
             owner_key(owner)?
         } else {
             None
@@ -156,10 +156,8 @@ impl super::ManagerCore {
         let priority = priority.filter(|value| !value.is_none());
         let reservation = reservation.filter(|value| !value.is_none());
         let admission = &self.cfg.admission;
-        let counts_owners =
-            admission.policy.per_owner_limit().is_some() || admission.policy.is_fair();
         // The common call names neither: nothing to convert (the hot path).
-        if priority.is_none() && reservation.is_none() && !counts_owners {
+        if priority.is_none() && reservation.is_none() && !admission.policy.tracks_owners() {
             return Ok(Tenant::default());
         }
         let zero = 0_i32.into_pyobject(py)?.into_any();
