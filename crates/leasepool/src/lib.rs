@@ -23,6 +23,7 @@ pub mod graceful;
 pub mod grinder;
 pub mod lease;
 pub mod manager;
+pub mod metrics;
 pub mod settings;
 pub mod sizing;
 pub mod slots;

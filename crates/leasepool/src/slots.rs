@@ -40,6 +40,8 @@ pub(crate) struct SlotHeld<M> {
     pub(crate) timing: LeaseTiming,
     pub(crate) seq: PoolSeq,
     pub(crate) owner: Option<OwnerKey>,
+    /// Reported as held past its soft expiry (once).
+    pub(crate) overdue: bool,
 }
 
 #[derive(Debug)]

@@ -66,6 +66,12 @@ impl<G: Ord + Copy, W> WaiterQueue<G, W> {
         Some(entry.waiter)
     }
 
+    /// The waiter holding `ticket`, if it is still queued.
+    #[must_use]
+    pub fn get(&self, ticket: Ticket) -> Option<&W> {
+        self.waiting.get(&ticket).map(|entry| &entry.waiter)
+    }
+
     /// Each group with its oldest waiter's ticket.
     pub fn heads(&self) -> impl Iterator<Item = (&G, Ticket)> + '_ {
         self.groups

@@ -72,7 +72,7 @@ fn waiters_are_refused_and_nothing_is_granted_after() {
         None,
         "the deadline does not fire after quiet"
     );
-    m.stop(&mut Fx::default());
+    m.stop(0.0, &mut Fx::default());
     assert_eq!(
         m.end_drain(),
         Some(DrainReport {
@@ -106,7 +106,7 @@ fn the_deadline_names_the_pools_still_in_use_and_the_stop_counts_their_leases() 
     assert_eq!(m.drain_due(6.0), None, "due fires once");
     assert_eq!(m.drain_deadline(), None);
     assert!(!m.drain_quiet(), "quiet does not fire after the deadline");
-    m.stop(&mut Fx::default());
+    m.stop(0.0, &mut Fx::default());
     assert_eq!(
         m.end_drain(),
         Some(DrainReport {
@@ -144,7 +144,7 @@ fn a_plain_stop_during_a_drain_decides_it() {
         m.begin_drain(10.0, &mut Fx::default()),
         DrainBegun::Started { .. }
     ));
-    m.stop(&mut Fx::default());
+    m.stop(0.0, &mut Fx::default());
     assert_eq!(m.drain_due(20.0), None);
     assert!(!m.drain_quiet());
     assert_eq!(

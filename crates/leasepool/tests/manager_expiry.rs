@@ -21,7 +21,11 @@ fn check_revokes_expired_leases_restores_minimum_and_serves_waiters() {
 
     let mut fx = Fx::default();
     m.check(15.9, 1, &mut fx);
-    assert!(fx.events.is_empty() && g.live.load(Ordering::Acquire));
+    assert!(g.live.load(Ordering::Acquire));
+    assert!(
+        matches!(&fx.events[..], [Event::Overdue { meta: "slow", .. }]),
+        "past its soft expiry, not yet revoked: reported once as overdue"
+    );
 
     let mut fx = Fx::default();
     m.check(16.0, 1, &mut fx);

@@ -38,7 +38,7 @@ fn stop_refuses_waiters_and_retires_everything() {
     let w = common::Flag::new("w");
     let _ = m.acquire(0.0, 60.0, "w", Some(w), &mut fx);
     let mut fx = Fx::default();
-    m.stop(&mut fx);
+    m.stop(0.0, &mut fx);
     assert_eq!(fx.refused.len(), 1);
     assert_eq!(fx.retired, vec![1]);
     assert_eq!(m.total_count(), 0);

@@ -169,7 +169,7 @@ fn stop_ends_slots_and_refuses_slot_waiters() {
     let mut fx = Fx::default();
     let _ = m.acquire_slot(0.0, 60.0, "w", Some(Flag::new("w")), &mut fx);
     let mut fx = Fx::default();
-    m.stop(&mut fx);
+    m.stop(0.0, &mut fx);
     assert_eq!(fx.retired, vec![held.seq]);
     assert_eq!(fx.refused.len(), 1);
     assert_eq!((m.total_count(), m.slot_count()), (0, 0));

@@ -100,7 +100,7 @@ impl ManagerCore {
         };
         drop(clock);
         let mut fx = Fx::default();
-        lock(&self.engine).stop(&mut fx);
+        lock(&self.engine).stop(monotonic(), &mut fx);
         let retired = std::mem::take(&mut fx.retired);
         self.perform(py, fx, Some(&bridge));
         self.drain_stopped(py);

@@ -167,7 +167,7 @@ impl Drop for ManagerCore {
             return;
         }
         let mut fx = Fx::default();
-        engine.stop(&mut fx);
+        engine.stop(monotonic(), &mut fx);
         let _ = crate::attach::attach_known_thread(|py| {
             for waiter in fx.refused.drain(..) {
                 waiter.refuse(py, lease_error(py, &LeaseError::NotStarted));
@@ -206,7 +206,7 @@ impl crate::lifecycle::ProcessScoped for ManagerCore {
         }
         if let Ok(mut engine) = self.engine.try_lock() {
             let mut fx = Fx::default();
-            engine.stop(&mut fx);
+            engine.stop(monotonic(), &mut fx);
             std::mem::forget(fx);
         }
         true

@@ -8,6 +8,7 @@ use crate::admission::Tenant;
 use crate::drain::CallTracker;
 use crate::error::LeaseError;
 use crate::lease::LeaseTiming;
+use crate::metrics::Refusal;
 use crate::slots::PoolSeq;
 use crate::sync::{Arc, AtomicBool};
 use crate::waiters::Ticket;
@@ -56,14 +57,15 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<Acquired<P>, LeaseError> {
-        self.admit(now, lease_seconds, effects)?;
+        self.admit(now, lease_seconds, tenant, effects)?;
         if self.servable_at_once(Want::Pool, tenant) {
             if let Some((pool, seq)) = self.take_pool(effects) {
                 let grant = self.grant(now, lease_seconds, tenant, meta, pool, seq, effects);
+                self.note(|metrics| metrics.granted(tenant.owner, 0.0));
                 return Ok(Acquired::Granted(grant));
             }
         }
-        self.enqueue(Want::Pool, lease_seconds, tenant, meta, make_waiter)
+        self.enqueue(now, Want::Pool, lease_seconds, tenant, meta, make_waiter)
             .map(Acquired::Queued)
     }
 
@@ -84,6 +86,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         &mut self,
         now: f64,
         lease_seconds: f64,
+        tenant: Tenant,
         effects: &mut Effects<P, M, W>,
     ) -> Result<(), LeaseError> {
         crate::settings::lease_seconds(lease_seconds)?;
@@ -91,6 +94,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return Err(LeaseError::NotStarted);
         }
         if self.is_draining() {
+            self.note(|metrics| metrics.refused(tenant.owner, Refusal::Draining));
             return Err(LeaseError::Draining);
         }
         if now >= self.expiry_floor {
@@ -104,24 +108,26 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// refused instead, with an estimate of when to come back.
     pub(super) fn enqueue(
         &mut self,
+        now: f64,
         want: Want,
         lease_seconds: f64,
         tenant: Tenant,
         meta: M,
         make_waiter: Option<W>,
     ) -> Result<Ticket, LeaseError> {
-        let retry_after = || self.retry_after(want == Want::Slot, lease_seconds);
         let Some(waiter) = make_waiter else {
+            self.note(|metrics| metrics.refused(tenant.owner, Refusal::Unavailable));
             return Err(LeaseError::Unavailable {
                 max_pools: self.limits.max_pools(),
-                retry_after: retry_after(),
+                retry_after: self.retry_after(want == Want::Slot, lease_seconds),
             });
         };
         if let Some(max_waiters) = self.tenancy.policy().waiter_bound() {
             if self.waiters.len() >= max_waiters {
+                self.note(|metrics| metrics.refused(tenant.owner, Refusal::QueueFull));
                 return Err(LeaseError::QueueFull {
                     max_waiters,
-                    retry_after: retry_after(),
+                    retry_after: self.retry_after(want == Want::Slot, lease_seconds),
                 });
             }
         }
@@ -134,6 +140,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 meta,
                 want,
                 tenant,
+                queued_at: now,
             },
         ))
     }
@@ -143,6 +150,19 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let queued = self.waiters.remove(ticket)?;
         self.forget_if_idle(queued.tenant.owner);
         Some(queued.waiter)
+    }
+
+    /// Removes a waiter whose wait timed out, counting the timeout, and serves the
+    /// waiters behind it (as [`withdraw_waiter`](Self::withdraw_waiter)).
+    pub fn time_out_waiter(
+        &mut self,
+        ticket: Ticket,
+        now: f64,
+        effects: &mut Effects<P, M, W>,
+    ) -> Option<W> {
+        let owner = self.waiters.get(ticket)?.tenant.owner;
+        self.note(|metrics| metrics.refused(owner, Refusal::TimedOut));
+        self.withdraw_waiter(ticket, now, effects)
     }
 
     /// Removes a queued waiter (cancelled, timed out) and serves the waiters behind
@@ -206,6 +226,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 draining: false,
                 owner: tenant.owner,
                 charge,
+                overdue: false,
             },
         );
         Grant {

@@ -126,6 +126,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 continue;
             }
             let (lease_seconds, tenant) = (queued.lease_seconds, queued.tenant);
+            let waited = now - queued.queued_at;
+            self.note(|metrics| metrics.granted(tenant.owner, waited));
             match queued.want {
                 Want::Pool => {
                     let Some((pool, seq)) = self.take_pool(effects) else {
@@ -147,10 +149,18 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
     }
 
-    /// Bookkeeping when a lease (pool or slot) ends: its owner's count and the hold
-    /// time that feeds `retry_after`.
-    pub(super) fn lease_over(&mut self, now: f64, timing: LeaseTiming, owner: Option<OwnerKey>) {
-        self.retry.observe(now - timing.leased_at);
+    /// Bookkeeping when a lease (pool or slot) ends: its owner's count, the hold
+    /// time that feeds `retry_after`, and the metrics (`revoked`: at its hard expiry).
+    pub(super) fn lease_over(
+        &mut self,
+        now: f64,
+        timing: LeaseTiming,
+        owner: Option<OwnerKey>,
+        revoked: bool,
+    ) {
+        let held = now - timing.leased_at;
+        self.retry.observe(held);
+        self.note(|metrics| metrics.ended(owner, held, revoked));
         self.tenancy.lease_ended(owner);
         self.forget_if_idle(owner);
     }

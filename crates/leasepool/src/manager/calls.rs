@@ -44,16 +44,17 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         make_waiter: Option<W>,
         effects: &mut Effects<P, M, W>,
     ) -> Result<SlotAcquired<P, W>, (LeaseError, Option<W>)> {
-        if let Err(err) = self.admit(now, lease_seconds, effects) {
+        if let Err(err) = self.admit(now, lease_seconds, tenant, effects) {
             return Err((err, make_waiter));
         }
         if self.servable_at_once(Want::Slot, tenant) {
             if let Some(grant) = self.grant_slot(now, lease_seconds, tenant, meta.clone(), effects)
             {
+                self.note(|metrics| metrics.granted(tenant.owner, 0.0));
                 return Ok(SlotAcquired::Granted(grant, make_waiter));
             }
         }
-        self.enqueue(Want::Slot, lease_seconds, tenant, meta, make_waiter)
+        self.enqueue(now, Want::Slot, lease_seconds, tenant, meta, make_waiter)
             .map(SlotAcquired::Queued)
             .map_err(|err| (err, None))
     }
@@ -76,7 +77,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return false;
         };
         let timing = slot.timing;
-        self.lease_over(now, timing, slot.owner);
+        self.lease_over(now, timing, slot.owner, false);
         let emptied = self.shared.end_slot(slot.seq, broken);
         effects.events.push(Event::SlotEnded {
             id: slot.id,
@@ -117,7 +118,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             let Some(slot) = self.slots.remove(&key) else {
                 continue;
             };
-            self.lease_over(now, slot.timing, slot.owner);
+            self.lease_over(now, slot.timing, slot.owner, true);
             effects.events.push(Event::Revoked {
                 id: slot.id,
                 meta: slot.meta,
@@ -171,6 +172,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 timing,
                 seq,
                 owner: tenant.owner,
+                overdue: false,
             },
         );
         Some(SlotGrant {

@@ -55,13 +55,10 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 deadline: closing.deadline,
             };
         }
-        let before = effects.refused.len();
-        effects
-            .refused
-            .extend(self.waiters.drain().map(|queued| queued.waiter));
+        let waiters_failed = self.refuse_waiters(effects) as u64;
         self.closing = Some(Closing {
             deadline,
-            waiters_failed: (effects.refused.len() - before) as u64,
+            waiters_failed,
             leases_revoked: 0,
             decided: false,
             timed_out: false,

@@ -92,6 +92,22 @@ pub enum Event<M> {
         /// Caller metadata.
         meta: M,
     },
+    /// A lease (or call slot) is still held past its soft expiry: reported once per
+    /// lease, by the periodic check (see [`Manager::next_overdue`](super::Manager::next_overdue)).
+    Overdue {
+        /// Lease id.
+        id: IdStr,
+        /// Caller metadata.
+        meta: M,
+        /// Seconds since the grant.
+        age: f64,
+        /// Soft lifetime.
+        lease_seconds: f64,
+        /// Seconds left until the hard expiry revokes it.
+        until_revoked: f64,
+        /// A call slot (`run()`), not a pool lease.
+        slot: bool,
+    },
     /// A lease passed its hard expiry and was revoked by a scan.
     Revoked {
         /// Lease id.

@@ -2,6 +2,7 @@
 //! lease and refuses every waiter.
 
 use super::{Effects, Manager, Waiter};
+use crate::metrics::Refusal;
 use crate::sync::Ordering;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
@@ -11,8 +12,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.ensure_minimum(target, effects);
     }
 
-    /// Stops the manager: every pool is retired, every lease revoked, every waiter refused.
-    pub fn stop(&mut self, effects: &mut Effects<P, M, W>) {
+    /// Stops the manager at `now`: every pool is retired, every lease revoked, every
+    /// waiter refused.
+    pub fn stop(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
         self.note_stop_for_drain();
         self.running = false;
         effects
@@ -20,15 +22,32 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             .extend(self.available.drain(..).map(|idle| idle.pool));
         for (_, held) in std::mem::take(&mut self.leased) {
             held.live.store(false, Ordering::Release);
+            let held_for = now - held.timing.leased_at;
+            self.note(|metrics| metrics.ended(held.owner, held_for, true));
             effects.retired.push(held.pool);
         }
         effects.retired.extend(self.shared.drain());
-        self.slots.clear();
+        for (_, slot) in std::mem::take(&mut self.slots) {
+            let held_for = now - slot.timing.leased_at;
+            self.note(|metrics| metrics.ended(slot.owner, held_for, true));
+        }
         self.tenancy.clear();
         self.overtakes = 0;
         self.expiry_floor = f64::INFINITY;
-        effects
-            .refused
-            .extend(self.waiters.drain().map(|queued| queued.waiter));
+        self.refuse_waiters(effects);
+    }
+
+    /// Refuses every queued waiter (the manager stops or drains); returns how many.
+    pub(super) fn refuse_waiters(&mut self, effects: &mut Effects<P, M, W>) -> usize {
+        let before = effects.refused.len();
+        let mut metrics = self.metrics.take();
+        effects.refused.extend(self.waiters.drain().map(|queued| {
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.refused(queued.tenant.owner, Refusal::Draining);
+            }
+            queued.waiter
+        }));
+        self.metrics = metrics;
+        effects.refused.len() - before
     }
 }

@@ -65,6 +65,7 @@ use crate::admission::{
 use crate::drain::CallTracker;
 use crate::error::ConfigError;
 use crate::lease::{LeaseIdMint, LeaseKey, LeaseTiming};
+use crate::metrics::{LeaseMetrics, LeaseMetricsSnapshot};
 use crate::sizing::PoolLimits;
 use crate::slots::{PoolSeq, SharedPools, SlotHeld};
 use crate::sync::{Arc, AtomicBool};
@@ -76,6 +77,7 @@ mod calls;
 mod closing;
 mod effects;
 mod lifecycle;
+mod overdue;
 mod pools;
 mod release;
 mod revocation;
@@ -102,6 +104,8 @@ struct Queued<M, W> {
     meta: M,
     want: Want,
     tenant: Tenant,
+    /// When it queued (for the acquire-wait histogram).
+    queued_at: f64,
 }
 
 /// The FIFO group a waiter queues in (see [`crate::waiters`]): requests alike for
@@ -145,6 +149,8 @@ struct Held<P, M> {
     draining: bool,
     owner: Option<OwnerKey>,
     charge: Charge,
+    /// Reported as held past its soft expiry (once).
+    overdue: bool,
 }
 
 /// Builds a new pool given its sequence number. Must be cheap and must not block:
@@ -179,6 +185,8 @@ pub struct Manager<P, M, W> {
     factory: PoolFactory<P>,
     /// A graceful drain in progress (`closing.rs`).
     closing: Option<closing::Closing>,
+    /// Counts and timings, if the front end asked for them (`enable_metrics`).
+    metrics: Option<LeaseMetrics>,
 }
 
 impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
@@ -233,6 +241,34 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             expiry_floor: f64::INFINITY,
             factory,
             closing: None,
+            metrics: None,
+        }
+    }
+
+    /// Starts counting lease events (see [`crate::metrics`]); `owners`: how many
+    /// owners to break down (0: none; the front end must then pass owner keys in
+    /// every [`Tenant`]). Counting starts from zero.
+    pub fn enable_metrics(&mut self, owners: usize) {
+        self.metrics = Some(LeaseMetrics::new(owners));
+    }
+
+    /// The lease metrics, if enabled.
+    #[must_use]
+    pub fn metrics(&self) -> Option<LeaseMetricsSnapshot> {
+        self.metrics
+            .as_ref()
+            .map(|metrics| metrics.snapshot(self.total_count()))
+    }
+
+    /// The lease metrics to name owners in, if enabled.
+    pub fn metrics_mut(&mut self) -> Option<&mut LeaseMetrics> {
+        self.metrics.as_mut()
+    }
+
+    /// Records into the metrics, if enabled.
+    fn note(&mut self, record: impl FnOnce(&mut LeaseMetrics)) {
+        if let Some(metrics) = self.metrics.as_mut() {
+            record(metrics);
         }
     }
 

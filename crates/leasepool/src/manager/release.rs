@@ -69,7 +69,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return false;
         };
         held.live.store(false, Ordering::Release);
-        self.lease_over(now, held.timing, held.owner);
+        self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
         effects.events.push(Event::RetiredBroken {
             id: held.id,
@@ -91,7 +91,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return;
         };
         held.live.store(false, Ordering::Release);
-        self.lease_over(now, held.timing, held.owner);
+        self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
         let expired = held.timing.is_hard_expired(now);
         let kept = self.free_pool(held.pool, held.seq, expired, now, target, effects);

@@ -27,7 +27,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         if let Some(held) = self.leased.remove(&key) {
             held.live.store(false, Ordering::Release);
-            self.lease_over(now, held.timing, held.owner);
+            self.lease_over(now, held.timing, held.owner, true);
             self.pool_discharged(held.charge);
             effects.revoked.push(held.pool);
         }
@@ -36,13 +36,14 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         Err(LeaseError::ExpiredRevoked)
     }
 
-    /// The periodic check: revoke expired leases, grow to `target`, retire idle pools
-    /// above it, and serve waiters.
+    /// The periodic check: revoke expired leases, report the ones past their soft
+    /// expiry, grow to `target`, retire idle pools above it, and serve waiters.
     pub fn check(&mut self, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
         if !self.running {
             return;
         }
         self.revoke_expired(now, effects);
+        self.report_overdue(now, effects);
         self.ensure_minimum(target, effects);
         self.retire_idle_surplus(now, target, effects);
         self.serve_waiters(now, effects);
@@ -62,7 +63,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             if let Some(held) = self.leased.remove(&key) {
                 held.live.store(false, Ordering::Release);
                 let timing = held.timing;
-                self.lease_over(now, timing, held.owner);
+                self.lease_over(now, timing, held.owner, true);
                 self.pool_discharged(held.charge);
                 effects.events.push(Event::Revoked {
                     id: held.id,

@@ -46,7 +46,7 @@ impl<P: Clone + Send + 'static> Shared<P> {
     /// Under the engine lock, once the drain is decided: stops the manager as
     /// [`LeaseManager::stop`] does and stores the engine's report.
     fn finish_drain(&self, engine: &mut Engine<P>, fx: &mut Fx<P>) {
-        engine.stop(fx);
+        engine.stop(monotonic(), fx);
         self.end_drain(engine);
     }
 

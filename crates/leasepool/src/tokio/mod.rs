@@ -456,7 +456,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         let mut fx = Effects::default();
         let ended = {
             let mut engine = lock(&self.shared.engine);
-            engine.stop(&mut fx);
+            engine.stop(monotonic(), &mut fx);
             self.shared.end_drain(&mut engine)
         };
         self.shared.perform(fx);
