@@ -39,6 +39,9 @@ ADDED_PARAMETERS: list[tuple[str, Any]] = [
     ("owner_limit", None),
     ("fair_share", False),
     ("reserved_pools", None),
+    ("metrics", True),
+    ("metrics_owners", 0),
+    ("track_acquire_site", False),
 ]
 
 

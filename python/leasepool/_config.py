@@ -53,7 +53,7 @@ def process_logging_config(
     backend: str,
     process_logging: ProcessLoggingConfig | None,
     forward_process_logs: bool,
-    process_log_level: int | str,
+    process_log_level: int | str | None,
     process_log_target_logger: logging.Logger | None,
     clear_process_log_handlers: bool,
 ) -> ProcessLoggingConfig:
@@ -64,6 +64,8 @@ def process_logging_config(
         ValueError: both forms given; forwarding asked of a backend other than
             ``"process"``; a level that names no logging level.
     """
+    if process_log_level is None:
+        process_log_level = logging.INFO
     if process_logging is not None:
         legacy_given = (
             forward_process_logs

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GrinderMetrics",
     "HistogramSnapshot",
+    "LeaseInfo",
     "ManagerMetrics",
     "OwnerMetrics",
     "PrometheusCollector",
@@ -188,3 +189,27 @@ def __getattr__(name: str) -> Any:
 
         return register_otel_instruments
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """One live lease, as ``manager.leases()`` lists it."""
+
+    lease_id: str
+    owner: object
+    kind: str
+    """``"pool"`` (``acquire()``) or ``"call"`` (the one-call lease of ``run()``)."""
+    age_seconds: float
+    """Since the grant."""
+    seconds_until_soft_expiry: float
+    """Negative once the lease is past its soft expiry (overdue)."""
+    seconds_until_hard_expiry: float
+    """Negative once past the hard expiry (it is revoked at the next check)."""
+    overdue: bool
+    """Reported as held past its soft expiry."""
+    draining: bool
+    """Released while calls still run; the pool returns when they end."""
+    calls_in_flight: int
+    acquire_site: str | None
+    """``"file:line"`` of the ``acquire()`` / ``run()`` caller, with
+    ``LeasedExecutorManager(track_acquire_site=True)``."""

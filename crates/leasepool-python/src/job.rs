@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -125,6 +126,8 @@ pub(crate) struct Job {
     observer: Option<Arc<dyn JobObserver>>,
     gate: Option<Arc<StartGate>>,
     link: Option<Arc<dyn CallCounter>>,
+    /// When it was handed to a pool, if the manager keeps metrics.
+    queued_at: Option<Instant>,
 }
 
 impl Drop for Job {
@@ -169,6 +172,7 @@ impl Job {
             observer: None,
             gate: None,
             link: None,
+            queued_at: None,
         })
     }
 
@@ -183,6 +187,17 @@ impl Job {
     pub(crate) fn counted_by(mut self, counter: Arc<dyn CallCounter>) -> Self {
         self.link = Some(counter);
         self
+    }
+
+    /// Notes when the job was handed to a pool (its queue time starts).
+    pub(crate) fn queued_at(&mut self, at: Instant) {
+        self.queued_at = Some(at);
+    }
+
+    /// Nanoseconds from [`queued_at`](Self::queued_at) to `now` (0 if never noted).
+    pub(crate) fn queued_ns(&self, now: Instant) -> u64 {
+        self.queued_at
+            .map_or(0, |at| duration_ns(now.saturating_duration_since(at)))
     }
 
     /// Lets `gate` withdraw this call until a worker starts it.
@@ -359,4 +374,9 @@ impl Job {
             }
         }
     }
+}
+
+/// A duration as whole nanoseconds for the metrics (saturating past ~584 years).
+pub(crate) fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -114,3 +114,12 @@ pub(crate) fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Boun
         .getattr(name)?
         .cast_into::<PyType>()?)
 }
+// `leasepool.metrics`' dataclasses (metrics(), leases()).
+cached_attr!(manager_metrics_cls, "leasepool.metrics", "ManagerMetrics");
+cached_attr!(owner_metrics_cls, "leasepool.metrics", "OwnerMetrics");
+cached_attr!(
+    histogram_snapshot_cls,
+    "leasepool.metrics",
+    "HistogramSnapshot"
+);
+cached_attr!(lease_info_cls, "leasepool.metrics", "LeaseInfo");

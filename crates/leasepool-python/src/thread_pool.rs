@@ -10,6 +10,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use std::time::Instant;
+
+use leasepool::metrics::CallMetrics;
 use leasepool::worker_pool::{Exit, JobQueue, Push};
 use leasepool::{DrainReport, RunningCalls};
 use pyo3::prelude::*;
@@ -29,6 +32,8 @@ pub(crate) struct ThreadPoolSettings {
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) initializer: Option<Py<PyAny>>,
     pub(crate) initargs: Option<Py<PyTuple>>,
+    /// The manager's call metrics, if it keeps them.
+    pub(crate) metrics: Option<Arc<CallMetrics>>,
 }
 
 pub(crate) use crate::pool::DrainBarrier;
@@ -179,16 +184,34 @@ impl ThreadPool {
 
     /// Runs one job; returns the bridge whose doorbell must be rung, if any.
     fn run(&self, py: Python<'_>, job: Job) -> Option<Arc<LoopBridge>> {
+        let metrics = self.settings.metrics.as_deref();
         if !job.is_wanted(py) {
+            metrics.inspect(|m| m.cancelled());
             return None;
         }
         if !self.calls.start() {
             // Dequeued just before a drain's deadline abandoned the pool.
+            metrics.inspect(|m| m.cancelled());
             return job.cancel_claimed(py);
         }
+        let started = metrics.map(|m| {
+            let now = Instant::now();
+            m.started(job.queued_ns(now));
+            now
+        });
         let outcome = guard_panics(|| job.invoke(py));
+        if let (Some(m), Some(started)) = (metrics, started) {
+            m.ended(crate::job::duration_ns(started.elapsed()), outcome.is_ok());
+        }
         self.calls.end();
         job.deliver(py, outcome)
+    }
+
+    /// Counts jobs the pool cancels unrun (it closed with them queued).
+    fn count_cancelled(&self, jobs: usize) {
+        if let Some(metrics) = &self.settings.metrics {
+            (0..jobs).for_each(|_| metrics.cancelled());
+        }
     }
 
     /// An initializer failed: like `ThreadPoolExecutor`, the pool becomes unusable and
@@ -206,7 +229,11 @@ impl ThreadPool {
             );
         }
         self.broken.store(true, Ordering::Release);
-        for job in self.queue.close() {
+        let queued = self.queue.close();
+        if let Some(metrics) = &self.settings.metrics {
+            queued.iter().for_each(|_| metrics.lost());
+        }
+        for job in queued {
             job.fail(py, broken_error(py));
         }
     }
@@ -228,7 +255,10 @@ impl ExecutorPool for ThreadPool {
         broken_error(py)
     }
 
-    fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+    fn submit(&self, py: Python<'_>, mut job: Job) -> Result<(), (Job, PyErr)> {
+        if self.settings.metrics.is_some() {
+            job.queued_at(Instant::now());
+        }
         match self.queue.push(job) {
             Push::Queued => Ok(()),
             Push::StartWorker(index) => {
@@ -239,7 +269,11 @@ impl ExecutorPool for ThreadPool {
         }
     }
 
-    fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+    fn submit_many(&self, py: Python<'_>, mut jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        if self.settings.metrics.is_some() {
+            let now = Instant::now();
+            jobs.iter_mut().for_each(|job| job.queued_at(now));
+        }
         match self.queue.push_many(jobs) {
             Ok(start) => {
                 for index in start {
@@ -255,7 +289,9 @@ impl ExecutorPool for ThreadPool {
         if let Some(barrier) = barrier {
             *lock(&self.on_drained) = Some(barrier);
         }
-        for job in self.queue.close() {
+        let queued = self.queue.close();
+        self.count_cancelled(queued.len());
+        for job in queued {
             job.cancel(py);
         }
         // Calls abandoned at a drain's deadline are not waited for.
@@ -274,7 +310,9 @@ impl ExecutorPool for ThreadPool {
 
     fn abort(&self, py: Python<'_>) -> DrainReport {
         let mut cancelled = 0;
-        for job in self.queue.close() {
+        let queued = self.queue.close();
+        self.count_cancelled(queued.len());
+        for job in queued {
             if !job.is_cancelled(py) {
                 cancelled += 1;
             }

@@ -18,17 +18,22 @@ impl ManagerCore {
         let lease_seconds = request
             .lease_seconds
             .unwrap_or(self.cfg.default_lease_seconds);
-        let (owner, tenant): (Owner, _) = (Arc::new(request.owner), request.tenant);
+        let tenant = request.tenant;
+        let owner = LeaseTag::new(request.owner, request.site);
         let mut fx = Fx::default();
         // First without a waiter: a caller served at once allocates no queue entry.
-        let first = lock(&self.engine).acquire_as(
-            monotonic(),
-            lease_seconds,
-            tenant,
-            owner.clone(),
-            None,
-            &mut fx,
-        );
+        let first = {
+            let mut engine = lock(&self.engine);
+            Self::name_owner(&mut engine, request.label);
+            let now = monotonic();
+            if wait {
+                engine
+                    .probe_as(now, lease_seconds, tenant, owner.clone(), &mut fx)
+                    .map(Acquired::Granted)
+            } else {
+                engine.acquire_as(now, lease_seconds, tenant, owner.clone(), None, &mut fx)
+            }
+        };
         let refusal = match first {
             Ok(Acquired::Granted(grant)) => {
                 self.perform(py, fx, Some(&bridge));
@@ -111,7 +116,7 @@ impl ManagerCore {
         if let Some((seconds, text)) = timeout {
             if future.get().is_pending() {
                 let fire = AcquireTimeout {
-                    core: Arc::downgrade(self),
+                    hook: hook.clone(),
                     lease_seconds,
                     future: future.clone_ref(py),
                     message: timeout_message(&text),
@@ -150,7 +155,7 @@ impl ManagerCore {
             taker.refused(py, err);
             return None;
         }
-        let owner: Owner = Arc::new(owner);
+        let owner: Owner = LeaseTag::new(owner, None);
         let waiter = Queued::Taker(owner.clone(), taker.clone());
         let mut fx = Fx::default();
         let acquired = lock(&self.engine).acquire(
@@ -248,7 +253,7 @@ impl FutureHook for AcquireHook {
 
 #[pyclass(module = "leasepool._engine", frozen)]
 pub(super) struct AcquireTimeout {
-    core: Weak<ManagerCore>,
+    hook: Arc<AcquireHookInner>,
     lease_seconds: f64,
     future: Py<PyLeaseFuture>,
     message: String,
@@ -259,8 +264,15 @@ impl AcquireTimeout {
     fn __call__(&self, py: Python<'_>) {
         crate::errors::contain_panics(py, "leasepool acquire timeout", || {
             let message = self.message.clone();
-            let err = match self.core.upgrade() {
-                Some(core) => core.timeout_error(py, message, false, self.lease_seconds),
+            let err = match self.hook.core.upgrade() {
+                Some(core) => {
+                    // The estimate first: it counts this caller among those queued.
+                    let err = core.timeout_error(py, message, false, self.lease_seconds);
+                    if let Some(ticket) = self.hook.ticket.get() {
+                        core.time_out_waiter(py, *ticket);
+                    }
+                    err
+                }
                 None => acquire_timeout_error(py, message),
             };
             PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));

@@ -110,7 +110,7 @@ impl Admission {
 }
 
 /// `None`, or a whole number (not a bool) `>= minimum`.
-fn optional_whole(
+pub(super) fn optional_whole(
     name: &str,
     value: Option<&Bound<'_, PyAny>>,
     minimum: usize,
@@ -131,6 +131,11 @@ fn optional_whole(
 
 /// Owners are told apart by their text (`str(owner)`); `None` is anonymous.
 fn owner_key(owner: &Bound<'_, PyAny>) -> PyResult<Option<OwnerKey>> {
+    Ok(owner_label(owner)?.map(|(key, _)| key))
+}
+
+/// An owner's key and its text (`str(owner)`); `None` for the anonymous owner.
+pub(super) fn owner_label(owner: &Bound<'_, PyAny>) -> PyResult<Option<(OwnerKey, String)>> {
     if owner.is_none() {
         return Ok(None);
     }
@@ -140,13 +145,47 @@ fn owner_key(owner: &Bound<'_, PyAny>) -> PyResult<Option<OwnerKey>> {
     };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
-    Ok(Some(hasher.finish()))
+    Ok(Some((hasher.finish(), text)))
 }
 
 impl super::ManagerCore {
+    /// A request from the arguments of `acquire()`/`run()`: its [`Tenant`], and what
+    /// the manager observes of it (the owner's metrics label, the acquire site).
+    pub(super) fn request(
+        &self,
+        py: Python<'_>,
+        lease_seconds: Option<f64>,
+        owner: Py<PyAny>,
+        priority: Option<&Bound<'_, PyAny>>,
+        reservation: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<super::Request> {
+        let mut tenant = self.tenant(py, &owner, priority, reservation)?;
+        let label = if self.cfg.observe.owners > 0 {
+            owner_label(owner.bind(py))?
+        } else {
+            None
+        };
+        if let Some((key, _)) = &label {
+            // Only counted by the admission policy if it tracks owners.
+            tenant.owner = Some(*key);
+        }
+        let site = if self.cfg.observe.track_site {
+            super::observe::AcquireSite::capture(py)
+        } else {
+            None
+        };
+        Ok(super::Request {
+            lease_seconds,
+            owner,
+            tenant,
+            label,
+            site,
+        })
+    }
+
     /// The [`Tenant`] of a request to this manager (see [`Admission::tenant`]);
     /// `priority` defaults to 0.
-    pub(super) fn tenant(
+    fn tenant(
         &self,
         py: Python<'_>,
         owner: &Py<PyAny>,

@@ -109,8 +109,11 @@ pub(super) struct Parts<'py> {
 impl ManagerCore {
     pub(super) fn build(
         py: Python<'_>,
-        numbers: Numbers,
-        admission: super::admission::Admission,
+        (numbers, admission, observe): (
+            Numbers,
+            super::admission::Admission,
+            super::observe::Observe,
+        ),
         parts: Parts<'_>,
     ) -> PyResult<Arc<Self>> {
         let Numbers {
@@ -141,8 +144,9 @@ impl ManagerCore {
             &logger,
         );
         let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
-        let engine = Manager::with_admission(limits, admission.policy.clone(), factory)
+        let mut engine = Manager::with_admission(limits, admission.policy.clone(), factory)
             .map_err(|e| config_error(&e))?;
+        let calls = observe.start_counting(&mut engine, process.as_deref());
         Ok(Arc::new(ManagerCore {
             engine: Mutex::new(engine),
             cfg: Config {
@@ -155,6 +159,7 @@ impl ManagerCore {
                 name_prefix: parts.name_prefix,
                 executor_kwargs,
                 admission,
+                observe,
             },
             logger: Logger::new(py, logger),
             size_provider,
@@ -164,6 +169,7 @@ impl ManagerCore {
             process,
             last_target: AtomicUsize::new(limits.min_pools()),
             draining: Default::default(),
+            calls,
         }))
     }
 }
@@ -188,6 +194,7 @@ fn pool_factory(
                 thread_name_prefix: None,
                 initializer: None,
                 initargs: None,
+                metrics: None,
             })
         });
         let pool: Pool = ThreadPool::new(seq, settings);

@@ -68,7 +68,7 @@ impl ManagerCore {
                 Event::SlotLeased { .. } | Event::SlotEnded { .. } => {
                     *debug.get_or_insert_with(|| info || self.logger.enabled(py, DEBUG))
                 }
-                Event::Revoked { .. } => true,
+                Event::Revoked { .. } | Event::Overdue { .. } => true,
                 _ => info,
             };
             if enabled {
@@ -150,6 +150,30 @@ impl ManagerCore {
                 WARNING,
                 "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
                 (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
+                None,
+            ),
+            Event::Overdue {
+                id,
+                meta,
+                age,
+                lease_seconds,
+                until_revoked,
+                slot,
+            } => self.logger.log(
+                py,
+                WARNING,
+                "Executor lease held past its soft expiry lease_id=%s owner=%s kind=%s \
+                 age=%.3f lease_seconds=%s revoked_in=%.3f acquired_at=%s",
+                (
+                    &*id,
+                    meta.clone_ref(py),
+                    if slot { "call" } else { "pool" },
+                    age,
+                    lease_seconds,
+                    until_revoked,
+                    meta.site(py)
+                        .unwrap_or_else(|| String::from("? (track_acquire_site=False)")),
+                ),
                 None,
             ),
             // Logged where it happens (with the pool's error): see `retire_broken`.

@@ -14,6 +14,7 @@ impl ManagerCore {
             engine.check(now, target, &mut fx);
             [
                 engine.next_hard_expiry(),
+                engine.next_overdue(),
                 engine.next_idle_retirement(target),
             ]
             .into_iter()

@@ -42,6 +42,7 @@ mod drain;
 mod events;
 mod lease;
 mod lifecycle;
+mod observe;
 mod one_call;
 mod python;
 mod run;
@@ -50,10 +51,12 @@ pub(crate) use acquire::acquire_timeout_error;
 use acquire::timeout_message;
 pub(crate) use drain::PyDrainReport;
 pub(crate) use lease::PyExecutorLease;
+pub(crate) use observe::LeaseTag;
 pub(crate) use python::PyLeasedExecutorManager;
 pub(crate) use run::{QueuedCall, RunTimeout, SlotLink, WaitingCall, WaitingCallHook};
 
-pub(crate) type Owner = Arc<Py<PyAny>>;
+/// What a lease carries: its owner and, if tracked, its acquire site.
+pub(crate) type Owner = Arc<LeaseTag>;
 
 /// A lease request as the Python call gave it: the lease duration (the default if
 /// `None`), the owner the lease carries, and who asks for admission control.
@@ -61,6 +64,10 @@ pub(crate) struct Request {
     lease_seconds: Option<f64>,
     owner: Py<PyAny>,
     tenant: leasepool::Tenant,
+    /// The owner's name in the per-owner metrics, if they break owners down.
+    label: observe::OwnerLabel,
+    /// Where `acquire()`/`run()` was called, if tracked.
+    site: Option<observe::AcquireSite>,
 }
 pub(crate) type Pool = Arc<dyn ExecutorPool>;
 type Engine = Manager<Pool, Owner, Queued>;
@@ -133,6 +140,7 @@ struct Config {
     executor_kwargs: Py<PyDict>,
     /// The admission policy's reserved class names, for requests naming one.
     admission: admission::Admission,
+    observe: observe::Observe,
 }
 
 pub(crate) struct ManagerCore {
@@ -152,6 +160,8 @@ pub(crate) struct ManagerCore {
     last_target: AtomicUsize,
     /// A graceful drain in progress, and other deadlines on the clock (`drain.rs`).
     draining: drain::Draining,
+    /// Call counts and timings, recorded by the pools' workers (`metrics=True`).
+    calls: Option<Arc<leasepool::metrics::CallMetrics>>,
 }
 
 impl Drop for ManagerCore {
@@ -301,6 +311,7 @@ impl ManagerCore {
             thread_name_prefix,
             initializer,
             initargs,
+            metrics: self.calls.clone(),
         });
         Ok(self.pool_settings.get_or_init(|| settings).clone())
     }
@@ -312,7 +323,7 @@ impl ManagerCore {
         owner: Owner,
         bridge: &Arc<LoopBridge>,
     ) -> PyResult<Py<PyExecutorLease>> {
-        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        self.with_clock(|clock| clock.arm_before(grant.timing.soft_expires_at()));
         PyExecutorLease::new(py, self.clone(), grant, owner, bridge.clone())
     }
 
@@ -423,8 +434,25 @@ impl ManagerCore {
     /// Takes a cancelled or timed-out waiter out of the queue and serves those behind
     /// it. Returns whether it was still queued (not granted meanwhile).
     pub(crate) fn withdraw_waiter(self: &Arc<Self>, py: Python<'_>, ticket: Ticket) -> bool {
+        self.take_waiter(py, ticket, false)
+    }
+
+    /// [`withdraw_waiter`](Self::withdraw_waiter) for a waiter whose `timeout` passed:
+    /// counted as an acquire timeout.
+    pub(crate) fn time_out_waiter(self: &Arc<Self>, py: Python<'_>, ticket: Ticket) -> bool {
+        self.take_waiter(py, ticket, true)
+    }
+
+    fn take_waiter(self: &Arc<Self>, py: Python<'_>, ticket: Ticket, timed_out: bool) -> bool {
         let mut fx = Fx::default();
-        let removed = lock(&self.engine).withdraw_waiter(ticket, monotonic(), &mut fx);
+        let removed = {
+            let mut engine = lock(&self.engine);
+            if timed_out {
+                engine.time_out_waiter(ticket, monotonic(), &mut fx)
+            } else {
+                engine.withdraw_waiter(ticket, monotonic(), &mut fx)
+            }
+        };
         let withdrawn = removed.is_some();
         // Dropped here, after the engine's lock was released.
         drop(removed);

@@ -6,7 +6,7 @@ use super::*;
 impl ManagerCore {
     /// Submits a call that was just granted a slot.
     pub(super) fn start_call(self: &Arc<Self>, py: Python<'_>, job: Job, grant: SlotGrant<Pool>) {
-        self.with_clock(|clock| clock.arm_before(grant.timing.hard_expires_at()));
+        self.with_clock(|clock| clock.arm_before(grant.timing.soft_expires_at()));
         let job = job.counted_by(Arc::new(SlotLink {
             core: Arc::downgrade(self),
             key: grant.key,
@@ -57,9 +57,9 @@ impl ManagerCore {
         let lease_seconds = request
             .lease_seconds
             .unwrap_or(self.cfg.default_lease_seconds);
-        let tenant = request.tenant;
-        let owner = request.owner;
-        match self.take_slot(py, &bridge, call, (lease_seconds, owner, tenant), may_queue) {
+        let owner = LeaseTag::new(request.owner, request.site);
+        let slot_request = (lease_seconds, owner, request.tenant, request.label);
+        match self.take_slot(py, &bridge, call, slot_request, may_queue) {
             Ok(None) => {}
             Ok(Some(ticket)) => {
                 if let Some(waiting) = &waiting {
@@ -90,7 +90,12 @@ impl ManagerCore {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
         call: QueuedCall,
-        (lease_seconds, owner, tenant): (f64, Py<PyAny>, leasepool::Tenant),
+        (lease_seconds, owner, tenant, label): (
+            f64,
+            Owner,
+            leasepool::Tenant,
+            super::observe::OwnerLabel,
+        ),
         may_queue: bool,
     ) -> Result<Option<Ticket>, LeaseError> {
         // The call travels in the waiter when it may queue, else it stays here.
@@ -100,14 +105,11 @@ impl ManagerCore {
             (None, Some(call))
         };
         let mut fx = Fx::default();
-        let acquired = lock(&self.engine).acquire_slot_as(
-            monotonic(),
-            lease_seconds,
-            tenant,
-            Arc::new(owner),
-            waiter,
-            &mut fx,
-        );
+        let acquired = {
+            let mut engine = lock(&self.engine);
+            Self::name_owner(&mut engine, label);
+            engine.acquire_slot_as(monotonic(), lease_seconds, tenant, owner, waiter, &mut fx)
+        };
         self.perform(py, fx, Some(bridge));
         match acquired {
             Ok(SlotAcquired::Granted(grant, returned)) => {

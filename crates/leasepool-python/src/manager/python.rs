@@ -2,6 +2,7 @@
 
 use super::admission::Admission;
 use super::config::{self, NumberArgs, Numbers, Parts};
+use super::observe::Observe;
 use super::*;
 
 /// Bounded async manager of leased executors (see the package docs).
@@ -48,11 +49,16 @@ impl PyLeasedExecutorManager {
         owner_limit = None,
         fair_share = None,
         reserved_pools = None,
+        metrics = None,
+        metrics_owners = None,
+        track_acquire_site = None,
         **executor_kwargs
     ))]
     #[pyo3(
-        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, max_waiters=None, owner_limit=None, fair_share=False, reserved_pools=None, **executor_kwargs)"
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, max_waiters=None, owner_limit=None, fair_share=False, reserved_pools=None, metrics=True, metrics_owners=0, track_acquire_site=False, **executor_kwargs)"
     )]
+    // The process-logging arguments are checked by `leasepool._config` (0.1.3's rules
+    // and messages); everything else here.
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -77,6 +83,9 @@ impl PyLeasedExecutorManager {
         owner_limit: Option<&Bound<'_, PyAny>>,
         fair_share: Option<&Bound<'_, PyAny>>,
         reserved_pools: Option<&Bound<'_, PyAny>>,
+        metrics: Option<&Bound<'_, PyAny>>,
+        metrics_owners: Option<&Bound<'_, PyAny>>,
+        track_acquire_site: Option<&Bound<'_, PyAny>>,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let numbers = Numbers::check(NumberArgs {
@@ -90,22 +99,19 @@ impl PyLeasedExecutorManager {
             idle_pool_seconds,
         })?;
         let admission = Admission::check(max_waiters, owner_limit, fair_share, reserved_pools)?;
+        let observe = Observe::check(metrics, metrics_owners, track_acquire_site)?;
         let (backend, backend_name) = config::backend(py, backend)?;
-        // Checked in `leasepool._config` (0.1.3's rules and messages).
-        let level =
-            process_log_level.map_or_else(|| INFO.into_pyobject(py).map(Bound::into_any), Ok)?;
         let process_logging = process_logging_config(py)?.call1((
             &backend_name,
             process_logging,
             forward_process_logs,
-            level,
+            process_log_level,
             process_log_target_logger,
             clear_process_log_handlers,
         ))?;
         let core = ManagerCore::build(
             py,
-            numbers,
-            admission,
+            (numbers, admission, observe),
             Parts {
                 backend,
                 backend_name,
@@ -185,14 +191,12 @@ impl PyLeasedExecutorManager {
             _ => None,
         };
         let owner = owner.unwrap_or_else(|| py.None());
-        let tenant = match self.core.tenant(py, &owner, priority, reservation) {
-            Ok(tenant) => tenant,
+        let request = match self
+            .core
+            .request(py, lease_seconds, owner, priority, reservation)
+        {
+            Ok(request) => request,
             Err(err) => return Ok(PyEngineCoroutine::failing(py, "acquire", err)?.into_any()),
-        };
-        let request = Request {
-            lease_seconds,
-            owner,
-            tenant,
         };
         crate::errors::guard_panics(|| self.core.acquire(py, request, wait, timeout))
     }
@@ -224,14 +228,12 @@ impl PyLeasedExecutorManager {
             _ => None,
         };
         let owner = owner.unwrap_or_else(|| py.None());
-        let tenant = match self.core.tenant(py, &owner, priority, reservation) {
-            Ok(tenant) => tenant,
+        let request = match self
+            .core
+            .request(py, lease_seconds, owner, priority, reservation)
+        {
+            Ok(request) => request,
             Err(err) => return Ok(PyEngineCoroutine::failing(py, "run", err)?.into_any()),
-        };
-        let request = Request {
-            lease_seconds,
-            owner,
-            tenant,
         };
         crate::errors::guard_panics(|| self.core.run(py, func, args, request, wait, timeout))
     }
@@ -272,6 +274,16 @@ impl PyLeasedExecutorManager {
     #[getter]
     fn total_count(&self) -> usize {
         self.core.counts().0
+    }
+
+    /// The engine's counters and histograms (`leasepool.metrics.ManagerMetrics`).
+    fn metrics(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        crate::errors::guard_panics(|| self.core.metrics_snapshot(py))
+    }
+
+    /// Every live lease, oldest first (`leasepool.metrics.LeaseInfo`).
+    fn leases<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        crate::errors::guard_panics(|| self.core.lease_infos(py))
     }
 
     /// Diagnostics, with the same keys as leasepool 0.1.1.

@@ -65,13 +65,18 @@ impl WaitingCall {
         })
     }
 
-    /// Takes the call out of the queue: `true` if it was still waiting (it never
-    /// got a slot), `false` if a slot was granted (or it already left).
-    fn withdraw(&self, py: Python<'_>) -> bool {
+    /// Takes the call out of the queue (`timed_out`: its `timeout` passed): `true`
+    /// if it was still waiting (it never got a slot), `false` if a slot was granted
+    /// (or it already left).
+    fn withdraw(&self, py: Python<'_>, timed_out: bool) -> bool {
         let (Some(core), Some(ticket)) = (self.core.upgrade(), self.ticket.get()) else {
             return false;
         };
-        core.withdraw_waiter(py, *ticket)
+        if timed_out {
+            core.time_out_waiter(py, *ticket)
+        } else {
+            core.withdraw_waiter(py, *ticket)
+        }
     }
 }
 
@@ -80,7 +85,7 @@ pub(crate) struct WaitingCallHook(pub(crate) Arc<WaitingCall>);
 
 impl FutureHook for WaitingCallHook {
     fn on_cancel(&self, py: Python<'_>) {
-        self.0.withdraw(py);
+        self.0.withdraw(py, false);
     }
 
     fn on_settled(&self, py: Python<'_>) {
@@ -115,7 +120,7 @@ impl RunTimeout {
                 }
                 None => crate::manager::acquire_timeout_error(py, self.message.clone()),
             };
-            if self.waiting.withdraw(py) {
+            if self.waiting.withdraw(py, true) {
                 PyLeaseFuture::abort(&self.future, py, Outcome::Error(err));
             }
         });

@@ -32,6 +32,8 @@ pub(crate) struct ProcessBackend {
     pub(super) logger: Py<PyAny>,
     pub(super) settings: OnceLock<Arc<Settings>>,
     pub(super) listener: Mutex<Option<Py<PyAny>>>,
+    /// The manager's call metrics, if it keeps them (set once, at construction).
+    pub(super) metrics: OnceLock<Arc<CallMetrics>>,
 }
 
 impl ProcessBackend {
@@ -62,7 +64,13 @@ impl ProcessBackend {
             logger: logger.clone_ref(py),
             settings: OnceLock::new(),
             listener: Mutex::new(None),
+            metrics: OnceLock::new(),
         }))
+    }
+
+    /// Counts this backend's calls in `metrics`.
+    pub(crate) fn count_calls(&self, metrics: Arc<CallMetrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// A new (empty, process-less) pool; cheap, no Python (runs under the engine lock).

@@ -121,6 +121,9 @@ impl ProcessPool {
         let crash = generation
             .crash
             .get_or_init(py, || self.inspect_crash(py, generation, &casualties));
+        if let Some(metrics) = self.backend.metrics.get() {
+            metrics.crashed();
+        }
         if let Some(message) = &crash.fatal {
             self.break_for_good(py, message.clone());
         }

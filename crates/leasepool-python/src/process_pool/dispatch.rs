@@ -271,7 +271,8 @@ impl ProcessPool {
             Kind::Interpreter => {
                 generation.completed.store(true, Ordering::Release);
                 self.count_finished(items.len());
-                for item in items {
+                for mut item in items {
+                    item.ended_now(true);
                     rings.add(item.job.deliver(py, Ok(value.clone().unbind())));
                 }
             }
@@ -283,7 +284,7 @@ impl ProcessPool {
         &self,
         py: Python<'_>,
         from_submit: bool,
-        items: Vec<Item>,
+        mut items: Vec<Item>,
         err: PyErr,
         rings: &mut Rings,
     ) -> Failed {
@@ -306,6 +307,7 @@ impl ProcessPool {
                 if kind == Kind::Interpreter {
                     // The call itself raised: it ran to completion.
                     self.count_finished(items.len());
+                    items.iter_mut().for_each(|item| item.ended_now(false));
                 }
                 Self::fail_all(py, items, &err, rings);
                 Failed::Settled
@@ -352,7 +354,7 @@ impl ProcessPool {
         };
         let mut measured = Vec::with_capacity(ran);
         self.count_finished(items.len().min(ran));
-        for (index, item) in items.into_iter().enumerate() {
+        for (index, mut item) in items.into_iter().enumerate() {
             if index >= ran {
                 requeue.push(item);
                 continue;
@@ -361,6 +363,7 @@ impl ProcessPool {
                 let (ok, data, seconds): (bool, Bound<'_, PyAny>, f64) =
                     outcomes.get_item(index)?.extract()?;
                 measured.push((item.key(), seconds));
+                item.ended(leasepool::metrics::seconds_to_ns(seconds), ok);
                 let value = loads.call1((data,))?;
                 if ok {
                     Ok(value.unbind())

@@ -19,10 +19,8 @@ impl ExecutorPool for ProcessPool {
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
-                st.queue.push_back(Item {
-                    job,
-                    claimed: false,
-                });
+                st.queue
+                    .push_back(Item::queued(job, self.backend.metrics.get()));
                 None
             } else {
                 Some((job, st.mode, st.broken_message.clone()))
@@ -39,10 +37,9 @@ impl ExecutorPool for ProcessPool {
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
-                st.queue.extend(jobs.into_iter().map(|job| Item {
-                    job,
-                    claimed: false,
-                }));
+                let metrics = self.backend.metrics.get();
+                st.queue
+                    .extend(jobs.into_iter().map(|job| Item::queued(job, metrics)));
                 None
             } else {
                 Some((jobs, st.mode, st.broken_message.clone()))

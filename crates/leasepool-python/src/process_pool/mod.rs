@@ -70,6 +70,9 @@ use leasepool::crash::{
     classify_chunk, culprit, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
 };
 use pyo3::exceptions::PyRuntimeError;
+use std::time::Instant;
+
+use leasepool::metrics::CallMetrics;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -142,9 +145,27 @@ impl Rings {
 struct Item {
     job: Job,
     claimed: bool,
+    /// When it was dispatched (the interpreter backend's run time starts here).
+    started: Option<Instant>,
+    /// The manager's call metrics, if it keeps them; taken once the call's end is
+    /// counted, so no path counts it twice.
+    metrics: Option<Arc<CallMetrics>>,
 }
 
 impl Item {
+    /// A call for `pool`'s queue; its queue time starts now if calls are counted.
+    fn queued(mut job: Job, metrics: Option<&Arc<CallMetrics>>) -> Self {
+        if metrics.is_some() {
+            job.queued_at(Instant::now());
+        }
+        Self {
+            job,
+            claimed: false,
+            started: None,
+            metrics: metrics.cloned(),
+        }
+    }
+
     /// Marks the call as started; `false` if nobody wants its outcome any more.
     fn claim(&mut self, py: Python<'_>) -> bool {
         if self.claimed {
@@ -152,10 +173,38 @@ impl Item {
             return !self.job.is_cancelled(py);
         }
         self.claimed = self.job.is_wanted(py);
+        if self.claimed {
+            let now = Instant::now();
+            if let Some(metrics) = &self.metrics {
+                metrics.started(self.job.queued_ns(now));
+            }
+            self.started = Some(now);
+        } else if let Some(metrics) = self.metrics.take() {
+            metrics.cancelled();
+        }
         self.claimed
     }
 
-    fn fail(self, py: Python<'_>, err: PyErr, rings: &mut Rings) {
+    /// Counts the call's end: it ran `ran_ns` and returned (`ok`) or raised.
+    fn ended(&mut self, ran_ns: u64, ok: bool) {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.ended(ran_ns, ok);
+        }
+    }
+
+    /// Counts the call's end with the time since its dispatch (the interpreter
+    /// backend, whose executor reports no timing).
+    fn ended_now(&mut self, ok: bool) {
+        let ran = self
+            .started
+            .map_or(0, |at| crate::job::duration_ns(at.elapsed()));
+        self.ended(ran, ok);
+    }
+
+    fn fail(mut self, py: Python<'_>, err: PyErr, rings: &mut Rings) {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.lost();
+        }
         if self.claimed {
             rings.add(self.job.deliver(py, Err(err)));
         } else {
@@ -164,7 +213,10 @@ impl Item {
     }
 
     /// The pool shut down before this call started.
-    fn cancel(self, py: Python<'_>, rings: &mut Rings) {
+    fn cancel(mut self, py: Python<'_>, rings: &mut Rings) {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.cancelled();
+        }
         if self.claimed {
             rings.add(self.job.cancel_claimed(py));
         } else {

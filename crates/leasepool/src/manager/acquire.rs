@@ -58,15 +58,53 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         effects: &mut Effects<P, M, W>,
     ) -> Result<Acquired<P>, LeaseError> {
         self.admit(now, lease_seconds, tenant, effects)?;
-        if self.servable_at_once(Want::Pool, tenant) {
-            if let Some((pool, seq)) = self.take_pool(effects) {
-                let grant = self.grant(now, lease_seconds, tenant, meta, pool, seq, effects);
-                self.note(|metrics| metrics.granted(tenant.owner, 0.0));
-                return Ok(Acquired::Granted(grant));
-            }
+        if let Some(grant) = self.grant_at_once(now, lease_seconds, tenant, &meta, effects) {
+            return Ok(Acquired::Granted(grant));
         }
         self.enqueue(now, Want::Pool, lease_seconds, tenant, meta, make_waiter)
             .map(Acquired::Queued)
+    }
+
+    /// Grants `tenant` a lease if it can be served at once, else says
+    /// [`LeaseError::Unavailable`] *without* counting a refusal: for a front end that
+    /// asks first without a waiter (a caller served at once allocates none) and
+    /// then queues the caller with [`acquire_as`](Self::acquire_as).
+    ///
+    /// # Errors
+    /// As [`acquire_as`](Self::acquire_as) without a waiter.
+    pub fn probe_as(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        tenant: Tenant,
+        meta: M,
+        effects: &mut Effects<P, M, W>,
+    ) -> Result<Grant<P>, LeaseError> {
+        self.admit(now, lease_seconds, tenant, effects)?;
+        self.grant_at_once(now, lease_seconds, tenant, &meta, effects)
+            .ok_or_else(|| LeaseError::Unavailable {
+                max_pools: self.limits.max_pools(),
+                retry_after: self.retry_after(false, lease_seconds),
+            })
+    }
+
+    /// A pool lease for `tenant` now, if nobody it must not overtake waits and a
+    /// pool is free or creatable.
+    fn grant_at_once(
+        &mut self,
+        now: f64,
+        lease_seconds: f64,
+        tenant: Tenant,
+        meta: &M,
+        effects: &mut Effects<P, M, W>,
+    ) -> Option<Grant<P>> {
+        if !self.servable_at_once(Want::Pool, tenant) {
+            return None;
+        }
+        let (pool, seq) = self.take_pool(effects)?;
+        let grant = self.grant(now, lease_seconds, tenant, meta.clone(), pool, seq, effects);
+        self.note(|metrics| metrics.granted(tenant.owner, 0.0));
+        Some(grant)
     }
 
     /// Whether a new request can be served without queueing: nobody it must not

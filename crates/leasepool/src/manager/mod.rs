@@ -84,6 +84,7 @@ mod revocation;
 
 pub use closing::DrainBegun;
 pub use effects::{Acquired, Effects, Event, Grant, SlotAcquired, Waiter};
+pub use overdue::LeaseView;
 
 /// Lease ids are immutable strings shared with the front end; not a synchronisation
 /// primitive, so plain `std` even under loom.
@@ -294,6 +295,12 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     #[must_use]
     pub fn leased_count(&self) -> usize {
         self.leased.len() + self.shared.len()
+    }
+
+    /// Live leases: pool leases (draining ones too) and call slots.
+    #[must_use]
+    pub fn live_lease_count(&self) -> usize {
+        self.leased.len() + self.slots.len()
     }
 
     /// All pools owned.

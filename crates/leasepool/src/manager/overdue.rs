@@ -2,7 +2,28 @@
 //! reported once each ([`Event::Overdue`]), so an operator can find the code that holds
 //! leases too long before the hard expiry revokes them.
 
-use super::{Effects, Event, Manager, Waiter};
+use super::{Effects, Event, IdStr, Manager, Waiter};
+use crate::lease::LeaseTiming;
+use crate::metrics::LeaseMetrics;
+
+/// One live lease as [`Manager::lease_views`] shows it.
+#[derive(Debug)]
+pub struct LeaseView<'a, M> {
+    /// Lease id.
+    pub id: &'a IdStr,
+    /// Caller metadata.
+    pub meta: &'a M,
+    /// When it was granted and expires.
+    pub timing: LeaseTiming,
+    /// A call slot (`run()`), not a pool lease.
+    pub slot: bool,
+    /// Calls running or queued on it (a slot: its one call).
+    pub calls_in_flight: u64,
+    /// Released, its last calls still running.
+    pub draining: bool,
+    /// Reported as held past its soft expiry.
+    pub overdue: bool,
+}
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Reports (once) every lease and call slot past its soft expiry at `now`. Part
@@ -43,7 +64,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             });
         }
         for _ in 0..found {
-            self.note(super::super::metrics::LeaseMetrics::overdue);
+            self.note(LeaseMetrics::overdue);
         }
     }
 
@@ -62,5 +83,38 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             .filter(|slot| !slot.overdue)
             .map(|slot| slot.timing.soft_expires_at());
         leases.chain(slots).min_by(f64::total_cmp)
+    }
+
+    /// Every live lease and call slot, oldest grant first: what an operator looking
+    /// for a leak wants to see.
+    #[must_use]
+    pub fn lease_views(&self) -> Vec<LeaseView<'_, M>> {
+        let leases = self.leased.iter().map(|(key, held)| {
+            let view = LeaseView {
+                id: &held.id,
+                meta: &held.meta,
+                timing: held.timing,
+                slot: false,
+                calls_in_flight: held.calls.in_flight(),
+                draining: held.draining,
+                overdue: held.overdue,
+            };
+            (*key, view)
+        });
+        let slots = self.slots.iter().map(|(key, slot)| {
+            let view = LeaseView {
+                id: &slot.id,
+                meta: &slot.meta,
+                timing: slot.timing,
+                slot: true,
+                calls_in_flight: 1,
+                draining: false,
+                overdue: slot.overdue,
+            };
+            (*key, view)
+        });
+        let mut all: Vec<_> = leases.chain(slots).collect();
+        all.sort_unstable_by_key(|(key, _)| *key);
+        all.into_iter().map(|(_, view)| view).collect()
     }
 }

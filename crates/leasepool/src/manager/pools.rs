@@ -103,7 +103,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     fn create_pool(&mut self, effects: &mut Effects<P, M, W>) -> (P, PoolSeq) {
         self.pool_seq += 1;
         effects.events.push(Event::Created { seq: self.pool_seq });
-        self.note(super::super::metrics::LeaseMetrics::pool_created);
+        self.note(crate::metrics::LeaseMetrics::pool_created);
         ((self.factory)(self.pool_seq), self.pool_seq)
     }
 }

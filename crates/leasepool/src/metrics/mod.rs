@@ -17,8 +17,7 @@ mod histogram;
 mod owners;
 
 pub use histogram::{
-    seconds_to_ns, AtomicHistogram, Histogram, HistogramSnapshot, COUNT_BOUNDS,
-    DURATION_BOUNDS_NS,
+    seconds_to_ns, AtomicHistogram, Histogram, HistogramSnapshot, COUNT_BOUNDS, DURATION_BOUNDS_NS,
 };
 pub use owners::{OwnerShare, OwnerTable, OwnerTableSnapshot};
 
@@ -153,10 +152,7 @@ impl LeaseMetrics {
     pub fn snapshot(&self, pools_owned: usize) -> LeaseMetricsSnapshot {
         LeaseMetricsSnapshot {
             counts: self.counts,
-            pools_retired: self
-                .counts
-                .pools_created
-                .saturating_sub(pools_owned as u64),
+            pools_retired: self.counts.pools_created.saturating_sub(pools_owned as u64),
             acquire_wait: self.acquire_wait.snapshot(),
             lease_hold: self.lease_hold.snapshot(),
             owners: self.owners.as_ref().map(OwnerTable::snapshot),

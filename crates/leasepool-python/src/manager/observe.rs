@@ -1,0 +1,346 @@
+//! Observability: the constructor's `metrics`, `metrics_owners` and
+//! `track_acquire_site`; what a lease carries besides its owner (the acquire site);
+//! `manager.metrics()` and `manager.leases()`, which translate the engine's snapshots
+//! into `leasepool.metrics`' dataclasses. Every number is the engine's.
+
+use std::ops::Deref;
+
+use leasepool::admission::OwnerKey;
+use leasepool::metrics::{CallMetrics, HistogramSnapshot, LeaseMetricsSnapshot, OwnerShare};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyString};
+
+use super::*;
+use crate::py_cache::{
+    histogram_snapshot_cls, lease_info_cls, manager_metrics_cls, owner_metrics_cls,
+};
+
+/// What the manager observes, from its constructor arguments.
+pub(super) struct Observe {
+    /// Count and time lease events and calls (`metrics=True`, the default).
+    pub(super) metrics: bool,
+    /// Owners broken down by name (`metrics_owners`, default 0: none).
+    pub(super) owners: usize,
+    /// Record where each lease was acquired (`track_acquire_site`).
+    pub(super) track_site: bool,
+}
+
+impl Observe {
+    pub(super) fn check(
+        metrics: Option<&Bound<'_, PyAny>>,
+        metrics_owners: Option<&Bound<'_, PyAny>>,
+        track_acquire_site: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let flag = |name: &str, value: Option<&Bound<'_, PyAny>>, default: bool| match value {
+            None => Ok(default),
+            Some(value) => value
+                .cast::<PyBool>()
+                .map(|value| value.is_true())
+                .map_err(|_| PyTypeError::new_err(format!("{name} must be a bool"))),
+        };
+        let metrics = flag("metrics", metrics, true)?;
+        let track_site = flag("track_acquire_site", track_acquire_site, false)?;
+        let owners =
+            super::admission::optional_whole("metrics_owners", metrics_owners, 0)?.unwrap_or(0);
+        if owners > 0 && !metrics {
+            return Err(PyValueError::new_err("metrics_owners needs metrics=True"));
+        }
+        Ok(Self {
+            metrics,
+            owners,
+            track_site,
+        })
+    }
+}
+
+impl Observe {
+    /// Turns the engine's lease metrics on (if asked) and returns the call metrics
+    /// the pools' workers record into (the process backend's are handed over here).
+    pub(super) fn start_counting(
+        &self,
+        engine: &mut Engine,
+        process: Option<&ProcessBackend>,
+    ) -> Option<Arc<CallMetrics>> {
+        if !self.metrics {
+            return None;
+        }
+        engine.enable_metrics(self.owners);
+        let calls = Arc::new(CallMetrics::default());
+        if let Some(process) = process {
+            process.count_calls(calls.clone());
+        }
+        Some(calls)
+    }
+}
+
+/// Where a lease was acquired: the first caller frame outside leasepool and the
+/// asyncio/anyio machinery that forwards to it.
+pub(crate) struct AcquireSite {
+    file: Py<PyString>,
+    line: i32,
+}
+
+impl AcquireSite {
+    /// `"file:line"`.
+    pub(crate) fn describe(&self, py: Python<'_>) -> String {
+        format!("{}:{}", self.file.bind(py), self.line)
+    }
+
+    /// The acquire site of the Python code calling into the binding now.
+    pub(super) fn capture(py: Python<'_>) -> Option<Self> {
+        // SAFETY: attached; a borrowed reference to the current frame, or NULL.
+        let current = unsafe { ffi::PyEval_GetFrame() };
+        if current.is_null() {
+            return None;
+        }
+        // SAFETY: `current` is a live frame object; we take our own reference.
+        let mut frame: Bound<'_, PyAny> = unsafe { Bound::from_borrowed_ptr(py, current.cast()) };
+        loop {
+            let raw = frame.as_ptr().cast::<ffi::PyFrameObject>();
+            // SAFETY: `raw` is a live frame; PyFrame_GetCode returns a new reference.
+            let code: Bound<'_, PyAny> =
+                unsafe { Bound::from_owned_ptr(py, ffi::PyFrame_GetCode(raw).cast()) };
+            let file = code.getattr(pyo3::intern!(py, "co_filename")).ok()?;
+            let file = file.cast_into::<PyString>().ok()?;
+            if !is_forwarding(py, &file) {
+                // SAFETY: `raw` is a live frame.
+                let line = unsafe { ffi::PyFrame_GetLineNumber(raw) };
+                return Some(Self {
+                    file: file.unbind(),
+                    line,
+                });
+            }
+            // SAFETY: `raw` is a live frame; a new reference to its caller, or NULL.
+            let back = unsafe { ffi::PyFrame_GetBack(raw) };
+            // SAFETY: a new reference or NULL (the outermost frame).
+            frame = unsafe { Bound::from_owned_ptr_or_opt(py, back.cast())? };
+        }
+    }
+}
+
+/// Whether `file` belongs to code that only forwards a caller's request (leasepool
+/// itself, asyncio's `run_in_executor`/`to_thread`, anyio's `to_thread`).
+fn is_forwarding(py: Python<'_>, file: &Bound<'_, PyString>) -> bool {
+    static DIRS: PyOnceLock<Vec<String>> = PyOnceLock::new();
+    let dirs = DIRS.get_or_init(py, || {
+        ["leasepool", "asyncio", "anyio"]
+            .iter()
+            .filter_map(|name| package_dir(py, name))
+            .collect()
+    });
+    let Ok(file) = file.to_str() else {
+        return false;
+    };
+    dirs.iter().any(|dir| file.starts_with(dir.as_str()))
+}
+
+/// The directory of an imported package, with a trailing separator.
+fn package_dir(py: Python<'_>, name: &str) -> Option<String> {
+    let module = py
+        .import("sys")
+        .ok()?
+        .getattr("modules")
+        .ok()?
+        .get_item(name)
+        .ok()?;
+    let file: String = module.getattr("__file__").ok()?.extract().ok()?;
+    let dir = std::path::Path::new(&file).parent()?;
+    Some(format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR))
+}
+
+/// What a lease carries for the front end: its owner (what 0.1.3's log records and
+/// `stats()` show; the engine's `meta`) and, if tracked, where it was acquired.
+/// Derefs to the owner object, which is what nearly every user wants.
+pub(crate) struct LeaseTag {
+    pub(crate) owner: Py<PyAny>,
+    pub(crate) site: Option<AcquireSite>,
+}
+
+impl Deref for LeaseTag {
+    type Target = Py<PyAny>;
+
+    fn deref(&self) -> &Py<PyAny> {
+        &self.owner
+    }
+}
+
+impl LeaseTag {
+    pub(crate) fn new(owner: Py<PyAny>, site: Option<AcquireSite>) -> Owner {
+        Arc::new(Self { owner, site })
+    }
+
+    /// `"file:line"` of the acquire, if tracked.
+    pub(crate) fn site(&self, py: Python<'_>) -> Option<String> {
+        self.site.as_ref().map(|site| site.describe(py))
+    }
+}
+
+/// A request's owner for the per-owner metrics: its key and label (`str(owner)`).
+pub(super) type OwnerLabel = Option<(OwnerKey, String)>;
+
+impl ManagerCore {
+    /// Names the request's owner in the engine's per-owner metrics (under the engine
+    /// lock the caller holds; the label was made before it, outside the lock).
+    pub(super) fn name_owner(engine: &mut Engine, label: OwnerLabel) {
+        if let (Some((key, label)), Some(metrics)) = (label, engine.metrics_mut()) {
+            metrics.name_owner(key, || label);
+        }
+    }
+
+    /// `manager.metrics()`.
+    pub(super) fn metrics_snapshot(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let desired = self.target(py);
+        let (lease, gauges) = {
+            let engine = lock(&self.engine);
+            let gauges = [
+                engine.total_count(),
+                engine.available_count(),
+                engine.leased_count(),
+                engine.live_lease_count(),
+                engine.waiter_count(),
+            ];
+            (engine.metrics(), gauges)
+        };
+        let calls = self.calls.as_ref().map(|calls| calls.snapshot());
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("name", &self.cfg.name_prefix)?;
+        kwargs.set_item("backend", &self.cfg.backend_name)?;
+        for (name, value) in [
+            "pools_total",
+            "pools_available",
+            "pools_leased",
+            "leases_live",
+            "waiters",
+        ]
+        .into_iter()
+        .zip(gauges)
+        {
+            kwargs.set_item(name, value)?;
+        }
+        kwargs.set_item("pools_desired", desired)?;
+        lease_kwargs(py, &kwargs, lease)?;
+        let calls = calls.unwrap_or_else(|| CallMetrics::default().snapshot());
+        for (name, value) in [
+            ("calls_started", calls.started),
+            ("calls_finished", calls.finished),
+            ("calls_failed", calls.failed),
+            ("calls_cancelled", calls.cancelled),
+            ("worker_crashes", calls.crashes),
+        ] {
+            kwargs.set_item(name, value)?;
+        }
+        kwargs.set_item("call_queue", histogram(py, &calls.queue, 1e9)?)?;
+        kwargs.set_item("call_run", histogram(py, &calls.run, 1e9)?)?;
+        Ok(manager_metrics_cls(py)?.call((), Some(&kwargs))?.unbind())
+    }
+
+    /// `manager.leases()`.
+    pub(super) fn lease_infos<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let now = monotonic();
+        let views: Vec<_> = lock(&self.engine)
+            .lease_views()
+            .into_iter()
+            .map(|view| {
+                (
+                    view.id.clone(),
+                    view.meta.clone(),
+                    view.timing,
+                    [view.slot, view.draining, view.overdue],
+                    view.calls_in_flight,
+                )
+            })
+            .collect();
+        let list = PyList::empty(py);
+        for (id, tag, timing, [slot, draining, overdue], calls) in views {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("lease_id", &*id)?;
+            kwargs.set_item("owner", tag.owner.clone_ref(py))?;
+            kwargs.set_item("kind", if slot { "call" } else { "pool" })?;
+            kwargs.set_item("age_seconds", (now - timing.leased_at).max(0.0))?;
+            kwargs.set_item("seconds_until_soft_expiry", timing.soft_expires_at() - now)?;
+            kwargs.set_item("seconds_until_hard_expiry", timing.hard_expires_at() - now)?;
+            kwargs.set_item("overdue", overdue)?;
+            kwargs.set_item("draining", draining)?;
+            kwargs.set_item("calls_in_flight", calls)?;
+            kwargs.set_item("acquire_site", tag.site(py))?;
+            list.append(lease_info_cls(py)?.call((), Some(&kwargs))?)?;
+        }
+        Ok(list)
+    }
+}
+
+/// The lease half of `ManagerMetrics`' arguments (zeros with metrics off).
+fn lease_kwargs(
+    py: Python<'_>,
+    kwargs: &Bound<'_, PyDict>,
+    lease: Option<LeaseMetricsSnapshot>,
+) -> PyResult<()> {
+    let lease = lease.unwrap_or_else(|| leasepool::metrics::LeaseMetrics::new(0).snapshot(0));
+    let c = lease.counts;
+    for (name, value) in [
+        ("pools_created", c.pools_created),
+        ("pools_retired", lease.pools_retired),
+        ("leases_granted", c.leases_granted),
+        ("leases_released", c.leases_released),
+        ("leases_overdue", c.leases_overdue),
+        ("leases_revoked", c.leases_revoked),
+        ("acquire_timeouts", c.acquire_timeouts),
+        ("rejected_unavailable", c.rejected_unavailable),
+        ("rejected_queue_full", c.rejected_queue_full),
+        ("rejected_draining", c.rejected_draining),
+    ] {
+        kwargs.set_item(name, value)?;
+    }
+    kwargs.set_item("acquire_wait", histogram(py, &lease.acquire_wait, 1e9)?)?;
+    kwargs.set_item("lease_hold", histogram(py, &lease.lease_hold, 1e9)?)?;
+    let owners = PyDict::new(py);
+    if let Some(table) = lease.owners {
+        for (label, share) in &table.named {
+            owners.set_item(&**label, owner_metrics(py, share)?)?;
+        }
+        for (label, share) in [
+            ("__anonymous__", table.anonymous),
+            ("__other__", table.others),
+        ] {
+            if share != OwnerShare::default() {
+                owners.set_item(label, owner_metrics(py, &share)?)?;
+            }
+        }
+    }
+    let owners = py
+        .import("types")?
+        .getattr("MappingProxyType")?
+        .call1((owners,))?;
+    kwargs.set_item("owners", owners)
+}
+
+fn owner_metrics<'py>(py: Python<'py>, share: &OwnerShare) -> PyResult<Bound<'py, PyAny>> {
+    #[allow(clippy::cast_precision_loss)] // nanosecond totals as float seconds
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    owner_metrics_cls(py)?.call1((
+        share.granted,
+        share.rejected,
+        share.held,
+        seconds(share.wait_ns),
+        seconds(share.hold_ns),
+    ))
+}
+
+/// A `HistogramSnapshot`, the engine's units divided by `per_unit` (1e9: ns to
+/// seconds; a division, so the bounds print as `0.001`, not `0.0010000000000000002`).
+pub(crate) fn histogram<'py>(
+    py: Python<'py>,
+    snapshot: &HistogramSnapshot,
+    per_unit: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    #[allow(clippy::cast_precision_loss)] // bounds and sums as float seconds
+    let scale = |value: u64| value as f64 / per_unit;
+    let bounds: Vec<f64> = snapshot.bounds.iter().map(|b| scale(*b)).collect();
+    histogram_snapshot_cls(py)?.call1((
+        PyTuple::new(py, bounds)?,
+        PyTuple::new(py, &snapshot.counts)?,
+        scale(snapshot.sum),
+    ))
+}
