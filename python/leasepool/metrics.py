@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ._otel import register_otel_instruments
@@ -31,6 +31,7 @@ __all__ = [
     "HistogramSnapshot",
     "LeaseInfo",
     "ManagerMetrics",
+    "MetricsSource",
     "OwnerMetrics",
     "PrometheusCollector",
     "register_otel_instruments",
@@ -176,6 +177,13 @@ class GrinderMetrics:
     """Items per dispatched batch."""
     batch_latency: HistogramSnapshot
     """Seconds from a batch's dispatch until its last item was done."""
+
+
+class MetricsSource(Protocol):
+    """What the exporters read: anything with a ``metrics()`` method returning one of the
+    snapshots above (a ``LeasedExecutorManager``, a ``WorkGrinder``, or a stand-in)."""
+
+    def metrics(self) -> ManagerMetrics | GrinderMetrics: ...
 
 
 def __getattr__(name: str) -> Any:
