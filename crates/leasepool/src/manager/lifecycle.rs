@@ -13,7 +13,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     /// Stops the manager at `now`: every pool is retired, every lease revoked, every
-    /// waiter refused.
+    /// waiter refused. The metrics count those leases as `leases_stopped` and the
+    /// waiters as refused (`Draining`).
     pub fn stop(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
         self.note_stop_for_drain();
         self.running = false;
@@ -23,13 +24,15 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         for (_, held) in std::mem::take(&mut self.leased) {
             held.live.store(false, Ordering::Release);
             let held_for = now - held.timing.leased_at;
-            self.note(|metrics| metrics.ended(held.owner, held_for, true));
+            // Counted as stopped, not revoked: `leases_revoked` is the hard expiry's
+            // (a shutdown with leases held is not the holders' overrun).
+            self.note(|metrics| metrics.stopped(held.owner, held_for));
             effects.retired.push(held.pool);
         }
         effects.retired.extend(self.shared.drain());
         for (_, slot) in std::mem::take(&mut self.slots) {
             let held_for = now - slot.timing.leased_at;
-            self.note(|metrics| metrics.ended(slot.owner, held_for, true));
+            self.note(|metrics| metrics.stopped(slot.owner, held_for));
         }
         self.tenancy.clear();
         self.overtakes = 0;

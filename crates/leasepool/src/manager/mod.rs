@@ -248,9 +248,15 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Starts counting lease events (see [`crate::metrics`]); `owners`: how many
     /// owners to break down (0: none; the front end must then pass owner keys in
-    /// every [`Tenant`]). Counting starts from zero.
+    /// every [`Tenant`]). Counting starts from zero, except that the pools owned now
+    /// count as created.
     pub fn enable_metrics(&mut self, owners: usize) {
-        self.metrics = Some(LeaseMetrics::new(owners));
+        let mut metrics = LeaseMetrics::new(owners);
+        // Enabled on a manager that already owns pools (started, or used before),
+        // `pools_retired = created - owned` would otherwise undercount by those
+        // pools (saturating at 0) for the rest of the manager's life.
+        metrics.counting_from(self.total_count());
+        self.metrics = Some(metrics);
     }
 
     /// The lease metrics, if enabled.

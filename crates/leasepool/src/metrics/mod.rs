@@ -55,7 +55,11 @@ pub struct LeaseCounts {
     pub leases_granted: u64,
     pub leases_released: u64,
     pub leases_overdue: u64,
+    /// Revoked at their hard expiry (soft expiry plus grace) only.
     pub leases_revoked: u64,
+    /// Still held when the manager stopped (`stop()`, a drain's deadline), ended by
+    /// the stop: not the holder's fault, so kept apart from `leases_revoked`.
+    pub leases_stopped: u64,
     pub acquire_timeouts: u64,
     pub rejected_unavailable: u64,
     pub rejected_queue_full: u64,
@@ -107,6 +111,12 @@ impl LeaseMetrics {
         self.counts.pools_created += 1;
     }
 
+    /// Counting starts while the manager owns `pools`: they count as created, so that
+    /// `pools_retired` (created minus owned) does not miss the ones retired later.
+    pub(crate) fn counting_from(&mut self, pools: usize) {
+        self.counts.pools_created = pools as u64;
+    }
+
     pub(crate) fn granted(&mut self, owner: Option<OwnerKey>, waited: f64) {
         self.counts.leases_granted += 1;
         let waited = seconds_to_ns(waited);
@@ -123,6 +133,16 @@ impl LeaseMetrics {
         } else {
             self.counts.leases_released += 1;
         }
+        self.record_hold(owner, held);
+    }
+
+    /// A lease still held when the manager stopped ended with the stop.
+    pub(crate) fn stopped(&mut self, owner: Option<OwnerKey>, held: f64) {
+        self.counts.leases_stopped += 1;
+        self.record_hold(owner, held);
+    }
+
+    fn record_hold(&mut self, owner: Option<OwnerKey>, held: f64) {
         let held = seconds_to_ns(held);
         self.lease_hold.record(held);
         if let Some(table) = self.owners.as_mut() {

@@ -5,13 +5,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use super::{lock, GrantResult, Shared};
+use super::{lock, AcquireError, GrantResult, Shared};
 use crate::claim::ClaimFlag;
 use crate::expiry::monotonic;
 use crate::lease::LeaseTiming;
 use crate::manager::{Effects, Grant};
 use crate::waiters::Ticket;
+use crate::LeaseError;
 
 /// Keeps an `acquire()` future cancel-safe (see the module docs).
 pub(super) struct Wait<P: Clone + Send + 'static> {
@@ -19,6 +21,72 @@ pub(super) struct Wait<P: Clone + Send + 'static> {
     pub(super) claim: Arc<ClaimFlag>,
     pub(super) ticket: Ticket,
     pub(super) grant_rx: Option<oneshot::Receiver<GrantResult<P>>>,
+}
+
+impl<P: Clone + Send + 'static> Wait<P> {
+    /// Waits for the engine's answer: the grant, or the refusal (a drain began; the
+    /// manager stopped). With `until` (tokio's clock), a wait still unanswered then
+    /// times out (see [`time_out`](Self::time_out)). Dropped while waiting, the guard
+    /// withdraws the waiter (see `Drop`).
+    pub(super) async fn outcome(
+        &mut self,
+        until: Option<Instant>,
+        lease_seconds: f64,
+    ) -> Result<Grant<P>, AcquireError> {
+        let Some(rx) = self.grant_rx.as_mut() else {
+            return Err(LeaseError::NotStarted.into());
+        };
+        let received = match until {
+            None => rx.await,
+            Some(until) => match tokio::time::timeout_at(until, &mut *rx).await {
+                Ok(received) => received,
+                Err(_elapsed) => {
+                    if let Some(retry_after) = self.time_out(lease_seconds) {
+                        return Err(AcquireError::TimedOut { retry_after });
+                    }
+                    // The engine answered first: its grant or refusal is on its way
+                    // (sent right after its lock is dropped), so this wait is short.
+                    match self.grant_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => return Err(LeaseError::NotStarted.into()),
+                    }
+                }
+            },
+        };
+        self.grant_rx = None;
+        match received {
+            Ok(Ok(grant)) => Ok(grant),
+            // Refused: a drain began.
+            Ok(Err(error)) => Err(error.into()),
+            // The sender was dropped unsent: the manager stopped.
+            Err(_) => Err(LeaseError::NotStarted.into()),
+        }
+    }
+
+    /// The caller's deadline passed: withdraws the waiter as timed out (the engine
+    /// counts it in `acquire_timeouts` and serves the waiters it held back) and
+    /// returns the retry estimate. `None` if the engine answered first.
+    fn time_out(&mut self, lease_seconds: f64) -> Option<f64> {
+        let mut fx = Effects::default();
+        let timed_out = {
+            let mut engine = lock(&self.shared.engine);
+            // Claimed under the engine lock, so the engine is not halfway through a
+            // hand-off (it claims, then grants, under this lock): the waiter is either
+            // still queued and times out here, or was already granted (the claim
+            // fails) or refused by a drain or stop (not queued any more).
+            if !self.claim.try_claim() {
+                return None;
+            }
+            let removed = engine.time_out_waiter(self.ticket, monotonic(), &mut fx);
+            removed.map(|waiter| (waiter, engine.retry_after(false, lease_seconds)))
+        };
+        self.shared.perform(fx);
+        let (waiter, retry_after) = timed_out?;
+        drop(waiter);
+        // Withdrawn: nothing can arrive any more, nothing to give back on drop.
+        self.grant_rx = None;
+        Some(retry_after)
+    }
 }
 
 impl<P: Clone + Send + 'static> Drop for Wait<P> {

@@ -66,21 +66,69 @@
 //! # }
 //! ```
 //!
+//! # Metrics
+//!
+//! Opt in with [`LeaseManager::with_metrics`] (a builder step after
+//! [`new`](LeaseManager::new) or [`with_admission`](LeaseManager::with_admission)) and
+//! read [`LeaseManager::metrics`]: leases granted, released, revoked at their hard
+//! expiry, ended by a stop, overdue; refusals by reason and acquire timeouts; pools
+//! created and retired; acquire-wait and lease-hold histograms; and, for the owners
+//! named with [`name_owner`](LeaseManager::name_owner), a per-owner breakdown
+//! (bounded: owners past the first `owners` named share one entry).
+//! [`LeaseManager::gauges`] reads the state now (pools available, leased, total,
+//! desired; waiters) with or without metrics. A wait bounded with
+//! [`acquire_timeout`](LeaseManager::acquire_timeout) is counted as a timeout; a
+//! `tokio::time::timeout` around `acquire()` is a cancellation, which is not.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use leasepool::tokio::{AcquireError, LeaseManager};
+//! use leasepool::{PoolLimits, Tenant};
+//!
+//! use std::time::Duration;
+//!
+//! let limits = PoolLimits::builder(1).build()?;
+//! let manager = LeaseManager::new(limits, Duration::from_secs(30), |seq| seq).with_metrics(64);
+//! manager.name_owner(7, "checkout"); // the label of Tenant { owner: Some(7), .. }
+//!
+//! let checkout = Tenant { owner: Some(7), ..Tenant::default() };
+//! let lease = manager.acquire_as(checkout, None).await?;
+//! // The only pool is leased: a bounded wait times out, and is counted.
+//! let waited = manager.acquire_timeout(Duration::from_millis(250)).await;
+//! assert!(matches!(waited, Err(AcquireError::TimedOut { .. })));
+//! drop(lease);
+//!
+//! let metrics = manager.metrics().expect("metrics are on");
+//! assert_eq!(metrics.counts.leases_granted, 1);
+//! assert_eq!(metrics.counts.leases_released, 1);
+//! assert_eq!(metrics.counts.acquire_timeouts, 1);
+//! let owners = metrics.owners.expect("64 owners are broken down");
+//! assert_eq!((&*owners.named[0].0, owners.named[0].1.granted), ("checkout", 1));
+//! assert_eq!(owners.anonymous.rejected, 1, "the anonymous request timed out");
+//! let gauges = manager.gauges();
+//! assert_eq!((gauges.pools_available, gauges.pools_leased, gauges.waiters), (1, 0, 0));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Cancel safety
 //!
 //! [`LeaseManager::acquire`] (and [`acquire_as`](LeaseManager::acquire_as), in every
-//! admission mode) is cancel-safe: dropping the future while it waits removes the
-//! waiter; dropping it after the engine already handed it a pool (but before it was
-//! polled again) returns that pool, which goes to the next waiter. So
+//! admission mode, and [`acquire_timeout`](LeaseManager::acquire_timeout)) is
+//! cancel-safe: dropping the future while it waits removes the waiter; dropping it
+//! after the engine already handed it a pool (but before it was polled again)
+//! returns that pool, which goes to the next waiter. So
 //! `tokio::time::timeout(d, manager.acquire())` never leaks a pool. Dropping a
 //! [`drain`](LeaseManager::drain) future leaves the drain in progress; it still ends
 //! when the last lease is released (see there).
 //!
 //! # Clocks
 //!
-//! Lease times and expiry are measured on the engine's monotonic clock (wall time,
-//! [`crate::expiry::monotonic`]); a drain's deadline on tokio's
-//! ([`tokio::time::Instant`]), so tests with a paused clock control it.
+//! Lease times and expiry (and the metrics' durations) are measured on the engine's
+//! monotonic clock (wall time, [`crate::expiry::monotonic`]); a drain's deadline and
+//! an [`acquire_timeout`](LeaseManager::acquire_timeout) on tokio's
+//! ([`tokio::time::Instant`]), so tests with a paused clock control them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -100,9 +148,13 @@ use crate::LeaseError;
 
 mod drain;
 mod lease;
+mod metrics;
+mod timeout;
 
 pub use lease::Lease;
 use lease::Wait;
+pub use metrics::Gauges;
+pub use timeout::AcquireError;
 
 /// What a queued `acquire()` receives: its grant, or why it was refused.
 type GrantResult<P> = Result<Grant<P>, LeaseError>;
@@ -344,6 +396,21 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         tenant: Tenant,
         lease_seconds: Option<f64>,
     ) -> Result<Lease<P>, LeaseError> {
+        match self.acquire_until(tenant, lease_seconds, None).await {
+            Ok(lease) => Ok(lease),
+            Err(AcquireError::Lease(error)) => Err(error),
+            Err(AcquireError::TimedOut { .. }) => unreachable!("no deadline, no timeout"),
+        }
+    }
+
+    /// [`acquire_as`](Self::acquire_as), timing out at `until` (tokio's clock) if
+    /// given: the one implementation of both (see `timeout.rs`).
+    async fn acquire_until(
+        &self,
+        tenant: Tenant,
+        lease_seconds: Option<f64>,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<Lease<P>, AcquireError> {
         let lease_seconds = lease_seconds.unwrap_or(self.shared.default_lease_seconds);
         let claim = Arc::new(ClaimFlag::new());
         let (grant_tx, grant_rx) = oneshot::channel();
@@ -371,19 +438,8 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             ticket,
             grant_rx: Some(grant_rx),
         };
-        let rx = wait.grant_rx.as_mut().map(|rx| &mut *rx);
-        let granted = match rx {
-            Some(rx) => rx.await,
-            None => return Err(LeaseError::NotStarted),
-        };
-        wait.grant_rx = None;
-        match granted {
-            Ok(Ok(grant)) => Ok(self.lease(grant)),
-            // Refused: a drain began.
-            Ok(Err(error)) => Err(error),
-            // The sender was dropped unsent: the manager stopped.
-            Err(_) => Err(LeaseError::NotStarted),
-        }
+        let grant = wait.outcome(until, lease_seconds).await?;
+        Ok(self.lease(grant))
     }
 
     fn lease(&self, grant: Grant<P>) -> Lease<P> {
@@ -400,13 +456,22 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         self.shared.load.store(units, Ordering::Relaxed);
     }
 
-    /// The periodic check: revokes leases past their hard expiry, grows to the
+    /// The periodic check: revokes leases past their hard expiry, counts the ones
+    /// past their soft expiry as overdue (once each, with metrics on), grows to the
     /// target, retires idle pools above it, serves waiters; ends a
     /// [`drain`](Self::drain) whose deadline has passed (even if nobody awaits it any
     /// more). Returns when the next lease hard-expires (monotonic seconds), if any.
     pub fn check(&self) -> Option<f64> {
+        self.check_deadlines().0
+    }
+
+    /// [`check`](Self::check), returning when the next lease hard-expires and, with
+    /// metrics on, when the next lease not yet reported overdue passes its soft expiry
+    /// (so [`run_checker`](Self::run_checker) counts it in `leases_overdue` before its
+    /// hard expiry revokes it).
+    fn check_deadlines(&self) -> (Option<f64>, Option<f64>) {
         let mut fx = Effects::default();
-        let (next, ended) = {
+        let (next, overdue, ended) = {
             let mut engine = lock(&self.shared.engine);
             let target = self.shared.target(&engine);
             engine.check(monotonic(), target, &mut fx);
@@ -414,24 +479,35 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             // may have passed.
             let ended = self.shared.settle_drain(&mut engine, &mut fx)
                 || self.shared.enforce_drain_deadline(&mut engine, &mut fx);
-            (engine.next_hard_expiry(), ended)
+            let overdue = engine
+                .metrics_mut()
+                .is_some()
+                .then(|| engine.next_overdue())
+                .flatten();
+            (engine.next_hard_expiry(), overdue, ended)
         };
         self.shared.perform(fx);
         if ended {
             self.shared.drain_done.notify_waiters();
         }
-        next
+        (next, overdue)
     }
 
     /// Runs [`check`](Self::check) forever: at each lease's hard expiry, at a
-    /// drain's deadline, and at least every `interval`. Spawn it
+    /// drain's deadline, at least every `interval`, and with
+    /// [`metrics`](Self::with_metrics) at each lease's soft expiry (to count it
+    /// overdue). Spawn it
     /// (`tokio::spawn(manager.clone().run_checker(..))`); drop or abort it to stop.
     pub async fn run_checker(self, interval: Duration) {
         loop {
             let mut drain_begun = std::pin::pin!(self.shared.drain_begun.notified());
             // Registered before the check: a drain begun after it still wakes us.
             drain_begun.as_mut().enable();
-            let next = self.check();
+            let (hard, overdue) = self.check_deadlines();
+            let next = match (hard, overdue) {
+                (Some(hard), Some(overdue)) => Some(hard.min(overdue)),
+                (hard, overdue) => hard.or(overdue),
+            };
             let wait = next.map_or(interval, |at| {
                 Duration::from_secs_f64((at - monotonic()).max(0.0)).min(interval)
             });

@@ -1,0 +1,99 @@
+//! A bounded wait for a lease: [`LeaseManager::acquire_timeout`]. Unlike a
+//! `tokio::time::timeout` around [`acquire`](LeaseManager::acquire) (a cancellation,
+//! which the manager cannot tell from any other), the manager knows the caller gave
+//! up because time ran out: the waiter leaves the queue through
+//! [`Manager::time_out_waiter`](crate::Manager::time_out_waiter), which counts it in
+//! the metrics' `acquire_timeouts` and serves the waiters it held back, and the
+//! caller gets a `retry_after` estimate.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{Lease, LeaseManager};
+use crate::admission::Tenant;
+use crate::LeaseError;
+
+/// Why [`LeaseManager::acquire_timeout`] returned without a lease.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AcquireError {
+    /// Refused or failed as [`LeaseManager::acquire_as`] would be.
+    Lease(LeaseError),
+    /// No pool was granted in time; the request left the queue.
+    TimedOut {
+        /// Seconds until capacity is likely (as [`LeaseError::retry_after`]).
+        retry_after: f64,
+    },
+}
+
+impl AcquireError {
+    /// For a timeout or a refusal that sheds load, the seconds until capacity is
+    /// likely (e.g. for an HTTP 503's `Retry-After`).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<f64> {
+        match self {
+            Self::Lease(error) => error.retry_after(),
+            Self::TimedOut { retry_after } => Some(*retry_after),
+        }
+    }
+}
+
+impl From<LeaseError> for AcquireError {
+    fn from(error: LeaseError) -> Self {
+        Self::Lease(error)
+    }
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lease(error) => error.fmt(f),
+            Self::TimedOut { .. } => f.write_str("timed out waiting for a pool"),
+        }
+    }
+}
+
+impl std::error::Error for AcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Lease(error) => Some(error),
+            Self::TimedOut { .. } => None,
+        }
+    }
+}
+
+impl<P: Clone + Send + 'static> LeaseManager<P> {
+    /// [`acquire`](Self::acquire), waiting at most `timeout` (on tokio's clock, so a
+    /// paused test clock governs it).
+    ///
+    /// # Errors
+    /// [`AcquireError::TimedOut`] (counted in the metrics' `acquire_timeouts`), or
+    /// [`AcquireError::Lease`] with what [`acquire`](Self::acquire) fails with.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`acquire`](Self::acquire). A grant that races the timeout
+    /// wins: the lease is returned, not lost.
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Lease<P>, AcquireError> {
+        self.acquire_as_timeout(Tenant::default(), None, timeout)
+            .await
+    }
+
+    /// [`acquire_as`](Self::acquire_as) for `tenant`, waiting at most `timeout` (see
+    /// [`acquire_timeout`](Self::acquire_timeout)).
+    ///
+    /// # Errors
+    /// As [`acquire_timeout`](Self::acquire_timeout), and those of
+    /// [`acquire_as`](Self::acquire_as) in [`AcquireError::Lease`].
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: see the module docs.
+    pub async fn acquire_as_timeout(
+        &self,
+        tenant: Tenant,
+        lease_seconds: Option<f64>,
+        timeout: Duration,
+    ) -> Result<Lease<P>, AcquireError> {
+        // Too far to represent: no deadline.
+        let until = tokio::time::Instant::now().checked_add(timeout);
+        self.acquire_until(tenant, lease_seconds, until).await
+    }
+}
