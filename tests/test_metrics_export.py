@@ -68,6 +68,7 @@ def manager_snapshot(
         leases_released=14 + base,
         leases_overdue=15 + base,
         leases_revoked=16 + base,
+        leases_stopped=26 + base,
         acquire_timeouts=17 + base,
         rejected_unavailable=18 + base,
         rejected_queue_full=19 + base,
@@ -170,6 +171,7 @@ def expected_manager_samples(manager: str, base: int = 0) -> dict[Key, float]:
         key("leasepool_leases_released_total", **m): 14 + base,
         key("leasepool_leases_overdue_total", **m): 15 + base,
         key("leasepool_leases_revoked_total", **m): 16 + base,
+        key("leasepool_leases_stopped_total", **m): 26 + base,
         key("leasepool_acquire_timeouts_total", **m): 17 + base,
         key("leasepool_acquire_rejected_total", **m, reason="unavailable"): 18 + base,
         key("leasepool_acquire_rejected_total", **m, reason="queue_full"): 19 + base,
@@ -207,6 +209,7 @@ MANAGER_FAMILIES = {
     "leasepool_leases_released": "counter",
     "leasepool_leases_overdue": "counter",
     "leasepool_leases_revoked": "counter",
+    "leasepool_leases_stopped": "counter",
     "leasepool_acquire_timeouts": "counter",
     "leasepool_acquire_rejected": "counter",
     "leasepool_calls_started": "counter",
@@ -498,9 +501,10 @@ def test_otel_instruments_report_every_value_with_attributes(
     assert got[pt("leasepool.grinder.batch.size.count", **g)] == 7
     assert got[pt("leasepool.grinder.batch.size.sum", **g)] == 37.0
     assert got[pt("leasepool.grinder.batch.latency.sum", **g)] == 0.5
-    # Manager: 20 counter and gauge points, 2 per histogram; 5 per owner; grinder: 8, 2
+    assert got[pt("leasepool.leases.stopped", **m)] == 26
+    # Manager: 21 counter and gauge points, 2 per histogram; 5 per owner; grinder: 8, 2
     # per histogram.
-    assert len(got) == (20 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
+    assert len(got) == (21 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
 
     # Counters are monotonic sums, levels up-down sums, the desired size a gauge.
     def kind(name: str) -> str:
@@ -716,7 +720,7 @@ def test_every_exported_name_is_documented(otel: tuple[Meter, InMemoryMetricRead
     meter, reader = otel
     register_otel_instruments(meter, *sources)
     otel_names = set(collect(reader))
-    assert len(prometheus) == 19 + 5 + 8 and len(otel_names) == 15 + 2 * 4 + 5 + 6 + 2 * 2
+    assert len(prometheus) == 20 + 5 + 8 and len(otel_names) == 16 + 2 * 4 + 5 + 6 + 2 * 2
     documented = set(re.findall(r"`([a-z_.]+)", DOCS.read_text()))
     assert prometheus - documented == set()
     assert otel_names - documented == set()

@@ -177,6 +177,15 @@ MANAGER: Group[ManagerMetrics] = Group(
             _one(lambda m: m.leases_revoked),
         ),
         Scalar(
+            "leases_stopped",
+            "leasepool.leases.stopped",
+            "counter",
+            "{lease}",
+            "Leases still held when the manager stopped.",
+            (),
+            _one(lambda m: m.leases_stopped),
+        ),
+        Scalar(
             "acquire_timeouts",
             "leasepool.acquire.timeouts",
             "counter",

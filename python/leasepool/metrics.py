@@ -126,6 +126,10 @@ class ManagerMetrics:
     ``docs/observability.md``)."""
     leases_revoked: int
     """Leases revoked at their hard expiry (soft expiry plus grace)."""
+    leases_stopped: int
+    """Leases still held when the manager stopped (``stop()``, or a drain's end):
+    ``leases_granted == leases_released + leases_revoked + leases_stopped +
+    leases_live``."""
     acquire_timeouts: int
     rejected_unavailable: int
     """Refused at once: ``wait=False`` (or an owner limit without waiting)."""

@@ -286,6 +286,7 @@ fn lease_kwargs(
         ("leases_released", c.leases_released),
         ("leases_overdue", c.leases_overdue),
         ("leases_revoked", c.leases_revoked),
+        ("leases_stopped", c.leases_stopped),
         ("acquire_timeouts", c.acquire_timeouts),
         ("rejected_unavailable", c.rejected_unavailable),
         ("rejected_queue_full", c.rejected_queue_full),
