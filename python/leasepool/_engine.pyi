@@ -17,6 +17,7 @@ from typing_extensions import disjoint_base
 from ._default_executor import LeasedDefaultExecutor
 from ._process_logging import ProcessLoggingConfig
 from .backends import ExecutorBackend
+from .metrics import LeaseInfo, ManagerMetrics
 
 __all__ = [
     "LeasedExecutorManager",
@@ -168,10 +169,17 @@ class LeasedExecutorManager:
         owner_limit: int | None = None,
         fair_share: bool = False,
         reserved_pools: Mapping[str, int] | None = None,
+        metrics: bool = True,
+        metrics_owners: int = 0,
+        track_acquire_site: bool = False,
         **executor_kwargs: Any,
     ) -> Self: ...
     @property
     def backend(self) -> ExecutorBackend: ...
+    def metrics(self) -> ManagerMetrics:
+        """The engine's counters and histograms (zeros with ``metrics=False``)."""
+    def leases(self) -> list[LeaseInfo]:
+        """Every live lease, oldest grant first."""
     @property
     def available_count(self) -> int: ...
     @property
