@@ -28,7 +28,9 @@ from leasepool.metrics import HistogramSnapshot, ManagerMetrics
 
 def below(histogram: HistogramSnapshot, seconds: float) -> int:
     """Observations in the buckets whose bound is below ``seconds``."""
-    return sum(n for bound, n in zip(histogram.bounds, histogram.counts) if bound < seconds)
+    return sum(
+        n for bound, n in zip(histogram.bounds, histogram.counts, strict=False) if bound < seconds
+    )
 
 
 def lease_balance(m: ManagerMetrics) -> None:
