@@ -189,9 +189,11 @@ impl ManagerCore {
         }
     }
 
-    /// `manager.metrics()`.
+    /// `manager.metrics()`: safe from any thread (a scrape thread), as it runs no
+    /// user code: the desired size is the one last computed, not a fresh
+    /// `size_provider()` call.
     pub(super) fn metrics_snapshot(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let desired = self.target(py);
+        let desired = self.last_target.load(Ordering::Relaxed);
         let (lease, gauges) = {
             let engine = lock(&self.engine);
             let gauges = [
