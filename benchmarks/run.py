@@ -4,6 +4,8 @@
     python benchmarks/run.py            # full run (5 repeats), writes docs/benchmarks.{md,png}
     python benchmarks/run.py --quick    # 2 repeats, smaller workloads
     python benchmarks/run.py --only 'gathered_run,process_*' --impl ours,ref
+    python benchmarks/run.py --impl ours --ours-variants metrics-off=metrics=False \
+        --out /tmp/variants.md     # "ours" with other manager arguments, side by side
 
 "ours" is the ``leasepool`` importable by the interpreter running this script (where
 ``pip install .`` put it). leasepool 0.1.3 is installed from the package index into
@@ -39,6 +41,11 @@ REPO = BENCH.parent
 VENVS = BENCH / ".venvs"
 RESULTS = BENCH / "results"
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
+# write_report keeps everything from this line to the end of the existing report:
+# hand-written sections (e.g. "Metrics on vs off") survive a regeneration.
+KEEP_MARKER = "<!-- Kept by benchmarks/run.py when it regenerates this file: edit below. -->"
+# A variant of "ours" more than this much slower than "ours" is shown in bold.
+VARIANT_TOLERANCE = 0.05
 REF_REQUIREMENTS = ("leasepool==0.1.3", "uvloop")
 
 sys.path.insert(0, str(BENCH))
@@ -47,9 +54,13 @@ from spec import (  # noqa: E402
     LOOPS,
     WORKLOADS,
     WORKLOADS_BY_NAME,
+    ManagerKwargs,
     Metric,
     Workload,
+    base_impl,
     format_goal,
+    impl_label,
+    parse_variant,
 )
 
 # ---------------------------------------------------------------------------- utilities
@@ -222,13 +233,15 @@ class Job:
     python: str
     params: dict[str, Any]
     timeout: float
+    # A variant of "ours" (impl "ours:NAME"): its LeasedExecutorManager arguments.
+    manager_kwargs: ManagerKwargs = field(default_factory=dict)
 
     def command(self) -> list[str]:
-        return [
+        cmd = [
             self.python,
             str(BENCH / "worker.py"),
             "--impl",
-            self.impl,
+            base_impl(self.impl),
             "--workload",
             self.workload.name,
             "--loop",
@@ -236,6 +249,9 @@ class Job:
             "--params",
             json.dumps(self.params),
         ]
+        if self.manager_kwargs:
+            cmd += ["--manager-kwargs", json.dumps(self.manager_kwargs)]
+        return cmd
 
 
 def start_job(job: Job) -> subprocess.Popen[str]:
@@ -363,7 +379,7 @@ def run_jobs(
                 done += 1
                 log(
                     f"[{done:>4}/{total}] r{job.repeat + 1} {job.workload.name:<16} "
-                    f"{job.loop:<8} {IMPLS[job.impl]:<16} skipped (timed out before)"
+                    f"{job.loop:<8} {impl_label(job.impl):<16} skipped (timed out before)"
                 )
             if not batch:
                 continue
@@ -389,9 +405,10 @@ def run_jobs(
                 if sample.error and sample.error.startswith("timeout"):
                     hung.add((job.workload.name, job.impl, job.loop))
                 load = f" bg {background:.0%}" if background is not None else ""
+                label = impl_label(job.impl)
                 log(
                     f"[{done:>4}/{total}] r{job.repeat + 1} {job.workload.name:<16} "
-                    f"{job.loop:<8} {IMPLS[job.impl]:<16} {describe(sample, job.workload):<20} "
+                    f"{job.loop:<8} {label:<16} {describe(sample, job.workload):<20} "
                     f"({sample.wall_s:.1f} s{load})"
                 )
                 if not sample.ok and sample.error:
@@ -409,7 +426,10 @@ def plan(
     quick: bool,
     idle_seconds: float | None,
     timeout: float,
+    variants: dict[str, ManagerKwargs] | None = None,
 ) -> list[list[list[Job]]]:
+    """Jobs per repeat, as batches; ``variants`` maps "ours:NAME" to its manager arguments."""
+    variants = variants or {}
     out: list[list[list[Job]]] = []
     for r in range(repeats):
         batches: list[list[Job]] = []
@@ -418,12 +438,21 @@ def plan(
             if w.name == "idle_cpu" and idle_seconds is not None:
                 params["seconds"] = idle_seconds
             job_timeout = timeout + float(params.get("seconds", 0.0))
-            w_impls = [i for i in impls if i in w.impls]
+            w_impls = [i for i in impls if base_impl(i) in w.impls]
             # Alternate: rotate the order of the implementations on every repeat.
             shift = r % len(w_impls) if w_impls else 0
             w_impls = w_impls[shift:] + w_impls[:shift]
             jobs = [
-                Job(r, w, impl, loop, pythons[impl], params, job_timeout)
+                Job(
+                    r,
+                    w,
+                    impl,
+                    loop,
+                    pythons[impl],
+                    params,
+                    job_timeout,
+                    dict(variants.get(impl, {})),
+                )
                 for loop in loops
                 if loop in w.loops
                 for impl in w_impls
@@ -480,12 +509,37 @@ def median_of(samples: Iterable[Sample], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+Cells = dict[tuple[str, str, str], list[Sample]]
+
+
+def cells_of(samples: Iterable[Sample]) -> Cells:
+    """Samples by (workload, loop, impl)."""
+    by_cell: Cells = {}
+    for s in samples:
+        by_cell.setdefault((s.workload, s.loop, s.impl), []).append(s)
+    return by_cell
+
+
+def paired_ratios(
+    by_cell: Cells, workload: str, loop: str, impl: str, base: str, key: str
+) -> list[float]:
+    """impl / base per repeat (the two samples of one repeat ran next to each other)."""
+    impl_by_r = {
+        s.repeat: s.metrics.get(key) for s in by_cell.get((workload, loop, impl), []) if s.ok
+    }
+    pairs: list[float] = []
+    for s in by_cell.get((workload, loop, base), []):
+        o = impl_by_r.get(s.repeat)
+        v = s.metrics.get(key)
+        if s.ok and o is not None and v:
+            pairs.append(o / v)
+    return pairs
+
+
 def build_rows(
     samples: list[Sample], workloads: Sequence[Workload], impls: Sequence[str], loops: Sequence[str]
 ) -> list[Row]:
-    by_cell: dict[tuple[str, str, str], list[Sample]] = {}
-    for s in samples:
-        by_cell.setdefault((s.workload, s.loop, s.impl), []).append(s)
+    by_cell = cells_of(samples)
     rows: list[Row] = []
     for w in workloads:
         for metric in w.metrics:
@@ -496,24 +550,14 @@ def build_rows(
                 errors: dict[str, int] = {}
                 for impl in impls:
                     cell = by_cell.get((w.name, loop, impl), [])
-                    if impl in w.impls:
+                    if base_impl(impl) in w.impls:
                         medians[impl] = median_of(cell, metric.key)
                         errors[impl] = sum(not s.ok for s in cell)
                 if not any(impl in medians for impl in impls):
                     continue
                 ours, ref = medians.get("ours"), medians.get(metric.baseline)
                 ratio = ours / ref if ours is not None and ref else None
-                pairs: list[float] = []
-                ours_by_r = {
-                    s.repeat: s.metrics.get(metric.key)
-                    for s in by_cell.get((w.name, loop, "ours"), [])
-                    if s.ok
-                }
-                for s in by_cell.get((w.name, loop, metric.baseline), []):
-                    o = ours_by_r.get(s.repeat)
-                    v = s.metrics.get(metric.key)
-                    if s.ok and o is not None and v:
-                        pairs.append(o / v)
+                pairs = paired_ratios(by_cell, w.name, loop, "ours", metric.baseline, metric.key)
                 # None: not checked (nothing to compare with); False: missed or ours failed.
                 ours_failed = "ours" in medians and ours is None and errors.get("ours", 0) > 0
                 passed: bool | None = False if ours_failed else None
@@ -537,7 +581,7 @@ def build_rows(
 
 
 def results_table(rows: list[Row], impls: Sequence[str]) -> list[str]:
-    head = ["workload", "metric", "loop", *(IMPLS[i] for i in impls)]
+    head = ["workload", "metric", "loop", *(impl_label(i) for i in impls)]
     head += ["ours/base", "range", "goal", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -558,6 +602,48 @@ def results_table(rows: list[Row], impls: Sequence[str]) -> list[str]:
         cells.append({True: "pass", False: "**FAIL**", None: "–"}[row.passed])
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def variants_table(samples: list[Sample], rows: list[Row], variants: Sequence[str]) -> list[str]:
+    """Each variant of "ours" against plain "ours": medians, ratio of the medians and the
+    range of the per-repeat ratios (the two ran next to each other in every repeat)."""
+    by_cell = cells_of(samples)
+    head = ["workload", "metric", "loop", "ours"]
+    for v in variants:
+        head += [impl_label(v), f"{impl_label(v)} / ours (range)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        ours = row.medians.get("ours")
+        if not any(v in row.medians for v in variants):
+            continue
+        cells = [row.workload.title, f"{row.metric.label} ({row.metric.unit})", row.loop]
+        cells.append(fmt_value(ours, row.metric.unit))
+        for v in variants:
+            value = row.medians.get(v)
+            cells.append(fmt_value(value, row.metric.unit))
+            if value is None or not ours:
+                cells.append("–")
+                continue
+            ratio = value / ours
+            text = f"{ratio:.3f}"
+            if ratio > 1 + VARIANT_TOLERANCE:
+                text = f"**{text}**"
+            pairs = paired_ratios(by_cell, row.workload.name, row.loop, v, "ours", row.metric.key)
+            if pairs:
+                text += f" ({min(pairs):.3f}–{max(pairs):.3f})"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def kept_sections(out: Path) -> list[str]:
+    """The hand-written end of an existing report, from KEEP_MARKER on (or nothing)."""
+    try:
+        text = out.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    at = text.find(KEEP_MARKER)
+    return text[at:].rstrip("\n").split("\n") if at >= 0 else []
 
 
 def goals_table(goal_rows: list[Row], loops: Sequence[str]) -> list[str]:
@@ -639,6 +725,8 @@ def write_report(
     loops: list[str] = header["loops"]
     rows = build_rows(samples, workloads, impls, loops)
     table = results_table(rows, impls)
+    variants: dict[str, ManagerKwargs] = header.get("ours_variants") or {}
+    vtable = variants_table(samples, rows, list(variants)) if variants else []
     machine = header["machine"]
     probes: dict[str, dict[str, Any]] = header["probes"]
 
@@ -650,7 +738,8 @@ def write_report(
         "# leasepool benchmarks",
         "",
         "_Generated by `benchmarks/run.py`; see `benchmarks/README.md` for what each workload"
-        " measures. Do not edit by hand: rerun the command below._",
+        " measures. Do not edit by hand: rerun the command below (sections after the marker"
+        " comment at the end, if any, are hand-written and kept)._",
         "",
         f"- **Command** (from the repository root): `{header['command']}`",
         f"- **Mode**: {'quick' if header['quick'] else 'full'}, {header['repeats']} repeats"
@@ -686,6 +775,12 @@ def write_report(
             f"- **ours**: leasepool {ours.get('leasepool_version')} "
             f"(`{ours.get('leasepool_file')}`, `{ours.get('executable')}`)"
         )
+    if variants:
+        shown = "; ".join(
+            f"`{impl_label(v)}`: " + ", ".join(f"`{k}={val!r}`" for k, val in kw.items())
+            for v, kw in variants.items()
+        )
+        md.append(f"- **variants of ours** (LeasedExecutorManager arguments added): {shown}")
     ref = probes.get("ref")
     if ref:
         md.append(
@@ -727,9 +822,20 @@ def write_report(
         "",
         *table,
         "",
-        "## Workloads",
-        "",
     ]
+    if vtable:
+        md += [
+            "## Variants of ours",
+            "",
+            "Each variant against plain *ours* (the package defaults): medians over the"
+            " repeats, *variant / ours* the ratio of the medians and, in brackets, the range"
+            " of the per-repeat ratios (in every repeat the two ran one after the other, in"
+            f" rotating order). Bold: more than {VARIANT_TOLERANCE:.0%} above ours.",
+            "",
+            *vtable,
+            "",
+        ]
+    md += ["## Workloads", ""]
     failures = [sample for sample in samples if not sample.ok]
     quick: bool = header["quick"]
     for w in workloads:
@@ -744,12 +850,15 @@ def write_report(
         for sample in failures:
             first = (sample.error or "unknown error").splitlines()[0]
             md.append(
-                f"- `{sample.workload}` / {sample.loop} / {IMPLS[sample.impl]}, "
+                f"- `{sample.workload}` / {sample.loop} / {impl_label(sample.impl)}, "
                 f"repeat {sample.repeat + 1}: {first}"
             )
         md.append("")
+    kept = kept_sections(out)
+    if kept:
+        md += ["", *kept, ""]
     out.write_text("\n".join(md), encoding="utf-8")
-    return [*table, "", *goals]
+    return [*table, "", *goals, *(["", *vtable] if vtable else [])]
 
 
 def write_chart(rows: list[Row], png: Path, python: str) -> bool:
@@ -803,6 +912,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help="comma-separated workload names or globs")
     parser.add_argument(
         "--impl", help=f"comma-separated implementations (default all: {', '.join(IMPLS)})"
+    )
+    parser.add_argument(
+        "--ours-variants",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=KEY=VALUE[,KEY=VALUE...]",
+        help="also run ours as 'ours:NAME' with these LeasedExecutorManager arguments "
+        "(Python literals), e.g. metrics-off=metrics=False site=track_acquire_site=True",
     )
     parser.add_argument("--loops", help="comma-separated event loops (default asyncio,uvloop)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
@@ -864,6 +982,31 @@ def report_only(results: Path, out: Path, chart_py: str | None) -> int:
     return 0
 
 
+def ours_variants(texts: Sequence[str], impls: Sequence[str]) -> dict[str, ManagerKwargs]:
+    """--ours-variants: "ours:NAME" -> its manager arguments (needs "ours" in the run)."""
+    variants: dict[str, ManagerKwargs] = {}
+    for text in texts:
+        try:
+            variant = parse_variant(text)
+        except ValueError as exc:
+            raise HarnessError(f"--ours-variants {exc}") from None
+        if variant.impl in variants:
+            raise HarnessError(f"--ours-variants: {variant.name!r} given twice")
+        variants[variant.impl] = variant.kwargs
+    if variants and "ours" not in impls:
+        raise HarnessError("--ours-variants compares with ours: keep ours in --impl")
+    return variants
+
+
+def insert_after_ours(impls: Sequence[str], extra: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for impl in impls:
+        out.append(impl)
+        if impl == "ours":
+            out += extra
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.monotonic()
@@ -880,6 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loops = select(args.loops, list(LOOPS), "loop")
     impls = [i for i in impls if any(i in w.impls for w in workloads)]
     repeats = args.repeats or (2 if args.quick else 5)
+    variants = ours_variants(args.ours_variants, impls)
 
     log("== environments")
     have_anyio, have_uvloop = ensure_current_deps("anyio" in impls, "uvloop" in loops, install)
@@ -887,6 +1031,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         impls.remove("anyio")
     if "uvloop" in loops and not have_uvloop:
         loops.remove("uvloop")
+    impls = insert_after_ours(impls, list(variants))
     pythons = dict.fromkeys(impls, sys.executable)
     if "ref" in impls:
         pythons["ref"] = ensure_ref_python(args.ref_python, install)
@@ -914,13 +1059,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workloads": [w.name for w in workloads],
         "impls": impls,
         "loops": loops,
+        "ours_variants": variants,
         "idle_seconds": args.idle_seconds,
         "max_background": args.max_background,
         "machine": machine_info(),
         "probes": probes,
     }
     jobs = plan(
-        workloads, impls, loops, pythons, repeats, args.quick, args.idle_seconds, args.timeout
+        workloads,
+        impls,
+        loops,
+        pythons,
+        repeats,
+        args.quick,
+        args.idle_seconds,
+        args.timeout,
+        variants,
     )
     total_jobs = sum(len(b) for batches in jobs for b in batches)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ any third-party package is installed.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -22,6 +24,71 @@ IMPLS: dict[str, str] = {
 LEASEPOOL_IMPLS = ("ours", "ref")
 BASELINE_IMPLS = ("executor", "to_thread", "anyio")
 LOOPS = ("asyncio", "uvloop")
+
+# ---------------------------------------------------------------- variants of "ours"
+# `run.py --ours-variants NAME=KEY=VALUE[,KEY=VALUE...] ...` runs "ours" once more per
+# variant, as the implementation "ours:NAME", with those LeasedExecutorManager keyword
+# arguments added to every manager the workloads build (they win over the workload's
+# own). Plain "ours" keeps the package defaults.
+
+# What a variant's keyword argument may be: a Python literal that survives JSON.
+ManagerValue = bool | int | float | str | None
+ManagerKwargs = dict[str, ManagerValue]
+VARIANT_SEP = ":"
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# Set by workloads/leasepool_api.py itself: a variant cannot change them.
+_RESERVED_KWARGS = ("backend", "name_prefix")
+
+
+@dataclass(frozen=True)
+class OursVariant:
+    name: str
+    kwargs: ManagerKwargs
+
+    @property
+    def impl(self) -> str:
+        return f"ours{VARIANT_SEP}{self.name}"
+
+
+def parse_variant(text: str) -> OursVariant:
+    """``NAME=KEY=VALUE[,KEY=VALUE...]``, e.g. ``metrics-off=metrics=False``.
+
+    VALUE is a Python literal: ``True``, ``False``, ``None``, a number or a quoted
+    string. Raises ValueError with the reason.
+    """
+    name, sep, rest = text.partition("=")
+    if not sep or not _VARIANT_NAME.fullmatch(name):
+        raise ValueError(
+            f"{text!r}: expected NAME=KEY=VALUE[,KEY=VALUE...], NAME in [A-Za-z0-9_.-]"
+        )
+    kwargs: ManagerKwargs = {}
+    for item in rest.split(","):
+        key, sep, raw = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{text!r}: {item!r} is not KEY=VALUE")
+        if key in _RESERVED_KWARGS:
+            raise ValueError(f"{text!r}: {key} is set by the workloads")
+        if key in kwargs:
+            raise ValueError(f"{text!r}: {key} given twice")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{text!r}: {raw!r} is not a Python literal (quote strings)") from None
+        if value is not None and not isinstance(value, bool | int | float | str):
+            raise ValueError(f"{text!r}: {key}={raw} must be a bool, number, string or None")
+        kwargs[key] = value
+    return OursVariant(name, kwargs)
+
+
+def base_impl(impl: str) -> str:
+    """The implementation a variant runs: "ours:metrics-off" -> "ours"."""
+    return impl.partition(VARIANT_SEP)[0]
+
+
+def impl_label(impl: str) -> str:
+    """Column label: IMPLS' for the implementations, "ours:NAME" for a variant."""
+    base, _, variant = impl.partition(VARIANT_SEP)
+    return f"{IMPLS[base]}{VARIANT_SEP}{variant}" if variant else IMPLS[base]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 
     python benchmarks/worker.py --impl ours --workload gathered_run --loop uvloop \
         --params '{"n": 20000, "warmup": 2000}'
+    python benchmarks/worker.py --impl ours --workload acquire_release --loop asyncio \
+        --params '{"n": 50000, "warmup": 2000}' --manager-kwargs '{"metrics": false}'
     python benchmarks/worker.py --probe    # what would be imported, as JSON
 
 Launched by run.py with the interpreter of the implementation: the current one for
@@ -85,12 +87,29 @@ def resolve(impl: str, workload: str) -> Callable[[dict[str, Any]], Awaitable[di
     return bound
 
 
+def configure_managers(impl: str, kwargs: dict[str, Any]) -> None:
+    """Adds ``kwargs`` to every LeasedExecutorManager the leasepool workloads build."""
+    if not kwargs:
+        return
+    if impl != "ours":
+        raise ValueError(f"--manager-kwargs is for --impl ours, not {impl!r}")
+    from workloads import leasepool_api
+
+    leasepool_api.MANAGER_KWARGS.update(kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl")
     parser.add_argument("--workload")
     parser.add_argument("--loop", default="asyncio")
     parser.add_argument("--params", default="{}", help="workload parameters as JSON")
+    parser.add_argument(
+        "--manager-kwargs",
+        default="{}",
+        help="JSON object: LeasedExecutorManager keyword arguments added to every manager "
+        "(--impl ours only; run.py's --ours-variants)",
+    )
     parser.add_argument("--probe", action="store_true", help="print versions and paths")
     args = parser.parse_args(argv)
 
@@ -101,15 +120,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--impl and --workload are required")
 
     params: dict[str, Any] = json.loads(args.params)
+    manager_kwargs: dict[str, Any] = json.loads(args.manager_kwargs)
     record: dict[str, Any] = {"impl": args.impl, "workload": args.workload, "loop": args.loop}
+    if manager_kwargs:
+        record["manager_kwargs"] = manager_kwargs
     t0 = time.perf_counter()
     try:
+        configure_managers(args.impl, manager_kwargs)
         workload = resolve(args.impl, args.workload)
 
         async def entry() -> dict[str, float]:
             return await workload(params)
 
         record["metrics"] = run_on_loop(entry, args.loop)
+        if manager_kwargs:
+            from workloads import leasepool_api
+
+            # A variant whose arguments reached no manager measured plain "ours".
+            if leasepool_api.MANAGERS_BUILT == 0:
+                raise RuntimeError("--manager-kwargs given but the workload built no manager")
+            record["managers_built"] = leasepool_api.MANAGERS_BUILT
         record["ok"] = True
     except BaseException as exc:
         record["ok"] = False

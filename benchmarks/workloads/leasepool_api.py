@@ -32,11 +32,22 @@ from .common import (
 )
 
 NAME_PREFIX = "lpbench"
+# Keyword arguments added to every manager built below, after the workload's own: a
+# variant of "ours" (worker.py --manager-kwargs, run.py --ours-variants). Empty for
+# plain "ours" and for 0.1.3.
+MANAGER_KWARGS: dict[str, Any] = {}
+# Managers built with MANAGER_KWARGS (worker.py checks that a variant reached one).
+MANAGERS_BUILT = 0
 
 
 def _manager(backend: str = "thread", **kwargs: Any) -> LeasedExecutorManager:
+    """Every manager of these workloads (the WorkGrinders' too) is built here."""
+    global MANAGERS_BUILT
     options: dict[str, Any] = {"max_pools": 1, "min_pools": 1, "workers_per_pool": 4}
     options.update(kwargs)
+    options.update(MANAGER_KWARGS)
+    if MANAGER_KWARGS:
+        MANAGERS_BUILT += 1
     return LeasedExecutorManager(backend=backend, name_prefix=NAME_PREFIX, **options)
 
 

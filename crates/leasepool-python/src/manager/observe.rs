@@ -9,7 +9,6 @@ use leasepool::admission::OwnerKey;
 use leasepool::metrics::{CallMetrics, HistogramSnapshot, LeaseMetricsSnapshot, OwnerShare};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyString};
 
 use super::*;
@@ -123,17 +122,23 @@ impl AcquireSite {
 /// Whether `file` belongs to code that only forwards a caller's request (leasepool
 /// itself, asyncio's `run_in_executor`/`to_thread`, anyio's `to_thread`).
 fn is_forwarding(py: Python<'_>, file: &Bound<'_, PyString>) -> bool {
-    static DIRS: PyOnceLock<Vec<String>> = PyOnceLock::new();
-    let dirs = DIRS.get_or_init(py, || {
-        ["leasepool", "asyncio", "anyio"]
-            .iter()
-            .filter_map(|name| package_dir(py, name))
-            .collect()
-    });
+    const PACKAGES: [&str; 3] = ["leasepool", "asyncio", "anyio"];
+    // Each directory once its package is imported (anyio may come after the first
+    // acquire); until then a dict lookup per request with a site to find.
+    static DIRS: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let Ok(file) = file.to_str() else {
         return false;
     };
-    dirs.iter().any(|dir| file.starts_with(dir.as_str()))
+    PACKAGES.iter().zip(&DIRS).any(|(name, dir)| {
+        let dir = match dir.get() {
+            Some(dir) => dir,
+            None => match package_dir(py, name) {
+                Some(found) => dir.get_or_init(|| found),
+                None => return false,
+            },
+        };
+        file.starts_with(dir.as_str())
+    })
 }
 
 /// The directory of an imported package, with a trailing separator.
