@@ -41,9 +41,7 @@ pub const DURATION_BOUNDS_NS: &[u64] = &[
 ];
 
 /// Count bounds (batch sizes): powers of two from 1 to 4,096.
-pub const COUNT_BOUNDS: &[u64] = &[
-    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096,
-];
+pub const COUNT_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096];
 
 /// The bucket of `value`: the first bound `>= value` (Prometheus's `le`), or the
 /// overflow bucket past the last bound.

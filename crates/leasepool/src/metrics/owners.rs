@@ -122,7 +122,12 @@ mod tests {
         table.refused(Some(1));
         let snap = table.snapshot();
         assert_eq!(snap.named.len(), 2);
-        let one = snap.named.iter().find(|(l, _)| &**l == "owner-1").unwrap().1;
+        let one = snap
+            .named
+            .iter()
+            .find(|(l, _)| &**l == "owner-1")
+            .unwrap()
+            .1;
         assert_eq!((one.granted, one.held, one.rejected), (1, 1, 1));
         assert_eq!(snap.others.granted, 2, "owners 3 and 4 share an entry");
         assert_eq!((snap.others.held, snap.others.hold_ns), (1, 5));
