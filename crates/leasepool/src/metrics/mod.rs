@@ -12,13 +12,20 @@
 //!
 //! Both are off unless the front end asks for them; a snapshot is a plain struct the
 //! front end translates.
+//!
+//! [`GrinderMetrics`]: the WorkGrinder's items and batches, recorded by its state
+//! machine under its lock (always on: a few additions per item and per batch); the
+//! outcomes of a batch's items are counted by the front end and handed over with the
+//! batch's end (see `grinder.rs`).
 
+mod grinder;
 mod histogram;
 mod owners;
 
+pub use grinder::{BatchOutcomes, GrinderCounts, GrinderMetrics, GrinderMetricsSnapshot};
+
 pub use histogram::{
-    seconds_to_ns, AtomicHistogram, Histogram, HistogramSnapshot, COUNT_BOUNDS,
-    DURATION_BOUNDS_NS,
+    seconds_to_ns, AtomicHistogram, Histogram, HistogramSnapshot, COUNT_BOUNDS, DURATION_BOUNDS_NS,
 };
 pub use owners::{OwnerShare, OwnerTable, OwnerTableSnapshot};
 
@@ -153,10 +160,7 @@ impl LeaseMetrics {
     pub fn snapshot(&self, pools_owned: usize) -> LeaseMetricsSnapshot {
         LeaseMetricsSnapshot {
             counts: self.counts,
-            pools_retired: self
-                .counts
-                .pools_created
-                .saturating_sub(pools_owned as u64),
+            pools_retired: self.counts.pools_created.saturating_sub(pools_owned as u64),
             acquire_wait: self.acquire_wait.snapshot(),
             lease_hold: self.lease_hold.snapshot(),
             owners: self.owners.as_ref().map(OwnerTable::snapshot),
