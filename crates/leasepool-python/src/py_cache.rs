@@ -84,6 +84,13 @@ cached_attr!(
     "coerce_log_level"
 );
 cached_attr!(get_logger, "logging", "getLogger");
+// The metrics contract (typed snapshots).
+cached_attr!(grinder_metrics_cls, "leasepool.metrics", "GrinderMetrics");
+cached_attr!(
+    histogram_snapshot_cls,
+    "leasepool.metrics",
+    "HistogramSnapshot"
+);
 
 // Process and interpreter backends.
 cached_attr!(worker_dumps, "leasepool._process_worker", "dumps");
