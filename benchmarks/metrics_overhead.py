@@ -20,14 +20,20 @@ CPU time (every thread of the process) per operation, and the median and range o
 per-block ratios to "off" and to "on" (the two ran in the same block, seconds apart).
 
 Every call names the same owner (``--owner``, default "bench"), so ``metrics_owners``
-has an owner to break down. Linux only (reads /proc for the machine's load).
+has an owner to break down. ``--cpu N`` pins the process (loop and worker threads) to
+one CPU: no cross-CPU wake-ups, whose latency on a small VM depends on what the other
+CPU is doing and swamps a few hundred ns in the round-trip operations.
+``--import-anyio`` imports anyio first (the acquire site skips anyio's frames, and
+looks for the package on every capture until it is imported). Linux only (/proc).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +42,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +246,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"measured besides {ON!r} (the defaults); default: {' '.join(DEFAULT_VARIANTS)}",
     )
     parser.add_argument("--owner", default="bench", help="owner named by every call")
+    parser.add_argument("--cpu", type=int, help="pin the process to this CPU")
+    parser.add_argument("--import-anyio", action="store_true", help="import anyio first")
     parser.add_argument("--json", type=Path, help="also write every block here (JSON lines)")
     return parser.parse_args(argv)
 
@@ -259,12 +268,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.exit(f"error: --variants: {variant.name!r} given twice (or is {ON!r})")
         variants[variant.name] = variant.kwargs
 
-    import leasepool
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    if args.import_anyio:
+        import anyio  # noqa: F401
 
+    import leasepool
+    from leasepool import _engine
+
+    engine = Path(_engine.__file__ or "?")
+    built = dt.datetime.fromtimestamp(engine.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    digest = hashlib.sha256(engine.read_bytes()).hexdigest()[:12]
+    pinned = f"pinned to CPU {args.cpu}" if args.cpu is not None else "not pinned"
     head = [
         f"# metrics_overhead.py {' '.join(sys.argv[1:] if argv is None else argv)}",
-        f"# leasepool {getattr(leasepool, '__version__', '?')} ({leasepool.__file__}); "
-        f"Python {platform.python_version()}; loop {args.loop}; {os.cpu_count()} CPUs",
+        f"# leasepool {metadata.version('leasepool')} ({leasepool.__file__}; engine built "
+        f"{built} UTC, sha256 {digest}); "
+        f"Python {platform.python_version()}; loop {args.loop}; {os.cpu_count()} CPUs, "
+        f"{pinned}; anyio imported: {'anyio' in sys.modules}",
         "# variants: "
         + "; ".join(
             f"{name}: " + (", ".join(f"{k}={v!r}" for k, v in kw.items()) or "defaults")

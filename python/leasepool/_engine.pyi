@@ -17,7 +17,7 @@ from typing_extensions import disjoint_base
 from ._default_executor import LeasedDefaultExecutor
 from ._process_logging import ProcessLoggingConfig
 from .backends import ExecutorBackend
-from .metrics import LeaseInfo, ManagerMetrics
+from .metrics import GrinderMetrics, LeaseInfo, ManagerMetrics
 
 __all__ = [
     "LeasedExecutorManager",
@@ -260,6 +260,8 @@ class WorkGrinder:
         self, fn: Callable[..., _T], /, *args: Any, owner: str | None = None, **kwargs: Any
     ) -> Future[_T]: ...
     def stats(self) -> dict[str, Any]: ...
+    def metrics(self) -> GrinderMetrics:
+        """Counters, gauges and histograms of items and batches (any thread)."""
     def astats(self) -> LeaseFuture[dict[str, Any]]: ...
     def stats_from_thread(self, timeout: float | None = None) -> dict[str, Any]: ...
 

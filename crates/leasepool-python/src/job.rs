@@ -63,12 +63,33 @@ impl Target {
     }
 }
 
+/// How a job was finished with (what its [`JobObserver`] is told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobEnd {
+    /// The call returned; its value was delivered.
+    Returned,
+    /// The call raised, or was lost after a worker claimed it (its process died);
+    /// the error was delivered.
+    Raised,
+    /// Claimed by a worker but never run (the pool shut down first): a
+    /// `CancelledError` was delivered.
+    Cancelled,
+    /// Dropped unrun: cancelled or withdrawn before a worker took it, or refused (a
+    /// pool that could not take it); nothing was delivered by the job itself.
+    Dropped,
+}
+
+impl JobEnd {
+    /// An outcome reached the taker through the job (a graceful drain's `finished`).
+    pub(crate) fn delivered(self) -> bool {
+        !matches!(self, Self::Dropped)
+    }
+}
+
 /// Told when a job is finished with (run, failed or cancelled): the WorkGrinder
-/// counts a batch's jobs down with it. `delivered`: an outcome reached the taker
-/// (the call ran, or failed after it was handed to a worker), as opposed to the job
-/// being dropped or cancelled unrun.
+/// counts a batch's jobs down with it.
 pub(crate) trait JobObserver: Send + Sync {
-    fn job_done(&self, py: Python<'_>, delivered: bool);
+    fn job_done(&self, py: Python<'_>, end: JobEnd);
 }
 
 /// Decides once, by compare-and-swap, between "a worker starts this call" and "it
@@ -144,7 +165,7 @@ impl Drop for Job {
                 link.call_ended(py);
             }
             if let Some(observer) = observer {
-                observer.job_done(py, false);
+                observer.job_done(py, JobEnd::Dropped);
             }
         });
     }
@@ -261,9 +282,23 @@ impl Job {
     /// Delivers the call's outcome to its taker. Returns the bridge whose doorbell the
     /// caller must ring (deferred so a worker can ring after releasing the GIL).
     pub(crate) fn deliver(
+        self,
+        py: Python<'_>,
+        outcome: PyResult<Py<PyAny>>,
+    ) -> Option<Arc<LoopBridge>> {
+        let end = if outcome.is_ok() {
+            JobEnd::Returned
+        } else {
+            JobEnd::Raised
+        };
+        self.deliver_as(py, outcome, end)
+    }
+
+    fn deliver_as(
         mut self,
         py: Python<'_>,
         outcome: PyResult<Py<PyAny>>,
+        end: JobEnd,
     ) -> Option<Arc<LoopBridge>> {
         // The capacity goes back before the taker hears of the outcome: a caller that
         // awaited the call and runs the next one at once finds its slot free again
@@ -274,7 +309,7 @@ impl Job {
         // Likewise a WorkGrinder batch: its last call releases the batch's lease (and
         // logs "Finished batch") before its submitter resumes.
         if let Some(observer) = self.observer.take() {
-            observer.job_done(py, true);
+            observer.job_done(py, end);
         }
         match &self.target {
             Target::Future(fut) => {
@@ -347,7 +382,7 @@ impl Job {
             concurrent_cancelled_error(py),
             "the pool shut down before this call started",
         );
-        self.deliver(py, Err(err))
+        self.deliver_as(py, Err(err), JobEnd::Cancelled)
     }
 
     /// Settles the target with `err` (the pool could not run it).

@@ -27,6 +27,7 @@ mod manager;
 mod pool;
 mod process_pool;
 mod py_cache;
+mod snapshot;
 mod sync;
 mod thread_pool;
 

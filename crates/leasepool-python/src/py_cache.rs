@@ -115,6 +115,7 @@ pub(crate) fn exception_class<'py>(py: Python<'py>, name: &str) -> PyResult<Boun
         .cast_into::<PyType>()?)
 }
 // `leasepool.metrics`' dataclasses (metrics(), leases()).
+cached_attr!(grinder_metrics_cls, "leasepool.metrics", "GrinderMetrics");
 cached_attr!(manager_metrics_cls, "leasepool.metrics", "ManagerMetrics");
 cached_attr!(owner_metrics_cls, "leasepool.metrics", "OwnerMetrics");
 cached_attr!(

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::OnceLock;
 
 use leasepool::claim::ClaimFlag;
-use leasepool::grinder::BatchStart;
+use leasepool::grinder::{BatchOutcomes, BatchStart};
 use leasepool::waiters::Ticket;
 
 use super::*;
-use crate::job::{JobObserver, StartGate, Target};
+use crate::job::{JobEnd, JobObserver, StartGate, Target};
 use crate::logging::{ERROR, INFO};
 use crate::manager::LeaseTaker;
 use crate::manager::PyExecutorLease;
@@ -52,6 +52,8 @@ impl LeaseTaker for BatchLease {
             batch_id: self.batch_id,
             size: jobs.len(),
             remaining: AtomicUsize::new(jobs.len()),
+            failed: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
         });
         let observer: Arc<dyn JobObserver> = progress;
         let jobs: Vec<Job> = jobs
@@ -80,7 +82,9 @@ impl LeaseTaker for BatchLease {
         for job in jobs {
             job.fail(py, err.clone_ref(py));
         }
-        self.core.batch_over(py, self.batch_id, count);
+        // Refused after acceptance: they never ran.
+        let outcomes = BatchOutcomes::cancelled(count as u64);
+        self.core.batch_over(py, self.batch_id, count, outcomes);
     }
 }
 
@@ -100,23 +104,60 @@ impl BatchLease {
         for job in jobs {
             job.cancel(py);
         }
-        self.core.batch_over(py, self.batch_id, count);
+        let outcomes = BatchOutcomes::cancelled(count as u64);
+        self.core.batch_over(py, self.batch_id, count, outcomes);
         Some(count)
     }
 }
 
 /// Counts a batch's jobs down; the last one releases the lease.
+///
+/// It also counts how its items ended, for the grinder's metrics, and the last job
+/// hands the totals to the engine with the batch's end (`Grinder::finish_batch`),
+/// under the lock that end takes anyway. Counting here rather than in shared
+/// atomics of the engine's recorder: no extra lock and no cache line shared by every
+/// worker of every batch on the per-item path; a returned item (the common case)
+/// costs nothing at all, its count being the batch's size minus the others; and all
+/// of the grinder's counters move under one lock, so a snapshot is consistent. The
+/// price: an item's outcome shows in the metrics when its batch ends.
 struct BatchProgress {
     core: Arc<GrinderCore>,
     lease: Py<PyExecutorLease>,
     batch_id: u64,
     size: usize,
     remaining: AtomicUsize,
+    /// Items that raised or were lost (bumped before `remaining`, whose last
+    /// decrement acquires them).
+    failed: AtomicUsize,
+    /// Items that never ran.
+    cancelled: AtomicUsize,
+}
+
+impl BatchProgress {
+    /// What became of the items (once every job is done).
+    fn outcomes(&self) -> BatchOutcomes {
+        let failed = self.failed.load(Ordering::Relaxed);
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        BatchOutcomes {
+            finished: self.size.saturating_sub(failed + cancelled) as u64,
+            failed: failed as u64,
+            cancelled: cancelled as u64,
+        }
+    }
 }
 
 impl JobObserver for BatchProgress {
-    fn job_done(&self, py: Python<'_>, delivered: bool) {
-        if delivered {
+    fn job_done(&self, py: Python<'_>, end: JobEnd) {
+        match end {
+            JobEnd::Returned => {}
+            JobEnd::Raised => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            JobEnd::Cancelled | JobEnd::Dropped => {
+                self.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if end.delivered() {
             self.core.delivered.fetch_add(1, Ordering::Relaxed);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
@@ -134,7 +175,7 @@ impl JobObserver for BatchProgress {
             );
         }
         self.lease.get().release_now(py);
-        self.core.batch_over(py, self.batch_id, 1);
+        self.core.batch_over(py, self.batch_id, 1, self.outcomes());
     }
 }
 
@@ -174,7 +215,9 @@ impl GrinderCore {
                 for job in live {
                     job.cancel(py);
                 }
-                self.batch_over(py, id, size);
+                // Those cancelled on the way here too: the engine did not count them.
+                let outcomes = BatchOutcomes::cancelled(size as u64);
+                self.batch_over(py, id, size, outcomes);
             }
             BatchStart::Run => self.lease_batch(py, id, live),
         }
@@ -222,11 +265,19 @@ impl GrinderCore {
         }
     }
 
-    /// Batch `batch_id` is over, its last `finished` items just finished.
-    fn batch_over(self: &Arc<Self>, py: Python<'_>, batch_id: u64, finished: usize) {
+    /// Batch `batch_id` is over, its last `finished` items just finished; `outcomes`:
+    /// what became of its items (for the metrics).
+    fn batch_over(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        batch_id: u64,
+        finished: usize,
+        outcomes: BatchOutcomes,
+    ) {
+        let now = monotonic();
         let track = self.drive(py, |state, fx| {
-            state.engine.items_finished(finished, monotonic(), fx);
-            state.engine.finish_batch(batch_id, fx);
+            state.engine.items_finished(finished, now, fx);
+            state.engine.finish_batch(batch_id, outcomes, now, fx);
             state.batches.remove(&batch_id)
         });
         drop(track); // Python references: dropped outside the lock

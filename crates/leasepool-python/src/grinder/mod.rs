@@ -11,7 +11,8 @@
 //!
 //! Files: this one (the core and performing effects), `submit.rs` (accepting,
 //! withdrawing and acknowledging items), `batch.rs` (a batch from lease to last call),
-//! `lifecycle.rs` (start, stop, stats, fork), `python.rs` (the Python class).
+//! `lifecycle.rs` (start, stop, stats, fork), `metrics.rs` (`metrics()`), `python.rs`
+//! (the Python class).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use crate::sync::lock;
 mod batch;
 mod drain;
 mod lifecycle;
+mod metrics;
 mod python;
 mod submit;
 

@@ -374,6 +374,12 @@ impl PyWorkGrinder {
         self.core.stats(py)
     }
 
+    /// Counters, gauges and histograms: a `leasepool.metrics.GrinderMetrics` (safe
+    /// from any thread).
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::errors::guard_panics(|| self.core.metrics(py))
+    }
+
     /// `stats()` as an awaitable.
     fn astats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let stats = self.core.stats(py)?.into_any().unbind();

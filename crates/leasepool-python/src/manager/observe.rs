@@ -6,15 +6,14 @@
 use std::ops::Deref;
 
 use leasepool::admission::OwnerKey;
-use leasepool::metrics::{CallMetrics, HistogramSnapshot, LeaseMetricsSnapshot, OwnerShare};
+use leasepool::metrics::{CallMetrics, LeaseMetricsSnapshot, OwnerShare};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::types::{PyBool, PyString};
 
 use super::*;
-use crate::py_cache::{
-    histogram_snapshot_cls, lease_info_cls, manager_metrics_cls, owner_metrics_cls,
-};
+use crate::py_cache::{lease_info_cls, manager_metrics_cls, owner_metrics_cls};
+use crate::snapshot::{histogram, NS_PER_SECOND};
 
 /// What the manager observes, from its constructor arguments.
 pub(super) struct Observe {
@@ -238,8 +237,8 @@ impl ManagerCore {
         ] {
             kwargs.set_item(name, value)?;
         }
-        kwargs.set_item("call_queue", histogram(py, &calls.queue, 1e9)?)?;
-        kwargs.set_item("call_run", histogram(py, &calls.run, 1e9)?)?;
+        kwargs.set_item("call_queue", histogram(py, &calls.queue, NS_PER_SECOND)?)?;
+        kwargs.set_item("call_run", histogram(py, &calls.run, NS_PER_SECOND)?)?;
         Ok(manager_metrics_cls(py)?.call((), Some(&kwargs))?.unbind())
     }
 
@@ -301,8 +300,14 @@ fn lease_kwargs(
     ] {
         kwargs.set_item(name, value)?;
     }
-    kwargs.set_item("acquire_wait", histogram(py, &lease.acquire_wait, 1e9)?)?;
-    kwargs.set_item("lease_hold", histogram(py, &lease.lease_hold, 1e9)?)?;
+    kwargs.set_item(
+        "acquire_wait",
+        histogram(py, &lease.acquire_wait, NS_PER_SECOND)?,
+    )?;
+    kwargs.set_item(
+        "lease_hold",
+        histogram(py, &lease.lease_hold, NS_PER_SECOND)?,
+    )?;
     let owners = PyDict::new(py);
     if let Some(table) = lease.owners {
         for (label, share) in &table.named {
@@ -326,29 +331,12 @@ fn lease_kwargs(
 
 fn owner_metrics<'py>(py: Python<'py>, share: &OwnerShare) -> PyResult<Bound<'py, PyAny>> {
     #[allow(clippy::cast_precision_loss)] // nanosecond totals as float seconds
-    let seconds = |ns: u64| ns as f64 / 1e9;
+    let seconds = |ns: u64| ns as f64 / NS_PER_SECOND;
     owner_metrics_cls(py)?.call1((
         share.granted,
         share.rejected,
         share.held,
         seconds(share.wait_ns),
         seconds(share.hold_ns),
-    ))
-}
-
-/// A `HistogramSnapshot`, the engine's units divided by `per_unit` (1e9: ns to
-/// seconds; a division, so the bounds print as `0.001`, not `0.0010000000000000002`).
-pub(crate) fn histogram<'py>(
-    py: Python<'py>,
-    snapshot: &HistogramSnapshot,
-    per_unit: f64,
-) -> PyResult<Bound<'py, PyAny>> {
-    #[allow(clippy::cast_precision_loss)] // bounds and sums as float seconds
-    let scale = |value: u64| value as f64 / per_unit;
-    let bounds: Vec<f64> = snapshot.bounds.iter().map(|b| scale(*b)).collect();
-    histogram_snapshot_cls(py)?.call1((
-        PyTuple::new(py, bounds)?,
-        PyTuple::new(py, &snapshot.counts)?,
-        scale(snapshot.sum),
     ))
 }

@@ -12,6 +12,9 @@
 //! moment it is formed until the front end reports it finished, so `stop()` waits for
 //! every batch formed before it — even one whose dispatch is still on its way to the
 //! event loop.
+//!
+//! It also keeps the grinder's metrics ([`GrinderMetrics`]), recorded where the
+//! decisions are made: an item accepted, a batch formed, a batch's end.
 
 mod batcher;
 mod closing;
@@ -20,6 +23,9 @@ use std::collections::BTreeMap;
 
 pub use batcher::{Admitted, BatchPolicy, Batcher, Due, Offer};
 pub use closing::GrinderDrainBegun;
+
+pub use crate::metrics::BatchOutcomes;
+use crate::metrics::{GrinderMetrics, GrinderMetricsSnapshot};
 
 /// Where the grinder is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +139,8 @@ struct InFlight {
     /// Its items still wanted.
     size: usize,
     cancelled: bool,
+    /// When it was formed (its latency runs from here).
+    formed_at: f64,
 }
 
 /// See the module docs.
@@ -145,6 +153,7 @@ pub struct Grinder<T, A> {
     last_batch: u64,
     /// A graceful drain in progress (`closing.rs`).
     closing: Option<closing::Closing>,
+    metrics: GrinderMetrics,
 }
 
 impl<T, A> Grinder<T, A> {
@@ -158,6 +167,7 @@ impl<T, A> Grinder<T, A> {
             in_flight: BTreeMap::new(),
             last_batch: 0,
             closing: None,
+            metrics: GrinderMetrics::default(),
         }
     }
 
@@ -201,6 +211,13 @@ impl<T, A> Grinder<T, A> {
     #[must_use]
     pub fn oldest_arrival(&self) -> Option<f64> {
         self.batcher.oldest_arrival()
+    }
+
+    /// The metrics recorded so far, with the gauges now (`pending`, batches in flight).
+    #[must_use]
+    pub fn metrics(&self) -> GrinderMetricsSnapshot {
+        self.metrics
+            .snapshot(self.batcher.pending_len(), self.in_flight.len())
     }
 
     /// Starts taking submissions. `false` if it was not idle (already started, or
@@ -249,7 +266,8 @@ impl<T, A> Grinder<T, A> {
                 };
                 // Accepted at once: an acknowledgement has nothing to wait for.
                 fx.accepted.extend(ack);
-                self.follow(offer, fx);
+                self.metrics.submitted();
+                self.follow(offer, now, fx);
                 Ok(Submitted {
                     pending,
                     parked: false,
@@ -264,7 +282,7 @@ impl<T, A> Grinder<T, A> {
         match self.batcher.due(now) {
             Due::Idle => {}
             Due::WaitUntil(deadline) => self.arm(deadline, fx),
-            Due::Dispatch(items) => self.form_batch(items, fx),
+            Due::Dispatch(items) => self.form_batch(items, now, fx),
         }
     }
 
@@ -284,7 +302,8 @@ impl<T, A> Grinder<T, A> {
         fx: &mut Effects<T, A>,
     ) -> Option<T> {
         let (item, admitted) = self.batcher.withdraw(now, is_it)?;
-        self.admit(admitted, fx);
+        self.metrics.items(BatchOutcomes::cancelled(1));
+        self.admit(admitted, now, fx);
         self.complete_stop_if_idle(fx);
         Some(item)
     }
@@ -296,11 +315,12 @@ impl<T, A> Grinder<T, A> {
             return;
         }
         let admitted = self.batcher.finished(count, now);
-        self.admit(admitted, fx);
+        self.admit(admitted, now, fx);
     }
 
     /// The front end looked at batch `id` before leasing for it: `live` of its `size`
-    /// items are still wanted (the others were cancelled and count as finished).
+    /// items are still wanted (the others were cancelled: they free their space and
+    /// count as cancelled).
     pub fn start_batch(
         &mut self,
         id: u64,
@@ -317,24 +337,35 @@ impl<T, A> Grinder<T, A> {
             return BatchStart::Cancelled;
         }
         batch.size = live.min(size);
-        self.items_finished(size - live.min(size), now, fx);
+        let gone = size - live.min(size);
+        self.metrics.items(BatchOutcomes::cancelled(gone as u64));
+        self.items_finished(gone, now, fx);
         if live == 0 {
-            self.finish_batch(id, fx);
+            self.finish_batch(id, BatchOutcomes::default(), now, fx);
             return BatchStart::Empty;
         }
         BatchStart::Run
     }
 
-    /// Batch `id` finished: its lease is released and every item settled. Returns
-    /// whether `stop(cancel_pending=True)` had cancelled it (its end is not reported
-    /// as a finished batch then).
-    pub fn finish_batch(&mut self, id: u64, fx: &mut Effects<T, A>) -> bool {
-        let cancelled = self
-            .in_flight
-            .remove(&id)
-            .is_some_and(|batch| batch.cancelled);
+    /// Batch `id` finished at `now`: its lease is released and every item settled;
+    /// `outcomes`: what became of the items the front end ran or cancelled (the ones
+    /// [`start_batch`](Self::start_batch) was told were gone are counted already).
+    /// Returns whether `stop(cancel_pending=True)` had cancelled it (its end is not
+    /// reported as a finished batch then).
+    pub fn finish_batch(
+        &mut self,
+        id: u64,
+        outcomes: BatchOutcomes,
+        now: f64,
+        fx: &mut Effects<T, A>,
+    ) -> bool {
+        self.metrics.items(outcomes);
+        let batch = self.in_flight.remove(&id);
+        if let Some(batch) = &batch {
+            self.metrics.completed(now - batch.formed_at);
+        }
         self.complete_stop_if_idle(fx);
-        cancelled
+        batch.is_some_and(|batch| batch.cancelled)
     }
 
     /// Whether `stop(cancel_pending=True)` cancelled batch `id`.
@@ -361,6 +392,8 @@ impl<T, A> Grinder<T, A> {
         let parked = self.batcher.take_parked();
         let outcome = if cancel_pending {
             // Pending items were accepted (they held space); parked ones never were.
+            self.metrics
+                .items(BatchOutcomes::cancelled(pending.len() as u64));
             self.items_finished(pending.len(), now, fx);
             let mut batches = Vec::new();
             for (id, batch) in &mut self.in_flight {
@@ -378,10 +411,11 @@ impl<T, A> Grinder<T, A> {
             let mut last = pending;
             for (item, ack) in parked {
                 fx.accepted.push(ack);
+                self.metrics.submitted();
                 last.push(item);
             }
             if !last.is_empty() {
-                self.form_batch(last, fx);
+                self.form_batch(last, now, fx);
             }
             Stopping::Drain
         };
@@ -407,18 +441,19 @@ impl<T, A> Grinder<T, A> {
         (self.batcher.take_pending(), self.batcher.take_parked())
     }
 
-    fn admit(&mut self, admitted: Vec<Admitted<T, A>>, fx: &mut Effects<T, A>) {
+    fn admit(&mut self, admitted: Vec<Admitted<T, A>>, now: f64, fx: &mut Effects<T, A>) {
         for (offer, ack) in admitted {
             fx.accepted.push(ack);
-            self.follow(offer, fx);
+            self.metrics.submitted();
+            self.follow(offer, now, fx);
         }
     }
 
-    fn follow(&mut self, offer: Offer<T>, fx: &mut Effects<T, A>) {
+    fn follow(&mut self, offer: Offer<T>, now: f64, fx: &mut Effects<T, A>) {
         match offer {
             Offer::Queued | Offer::Full(_) => {}
             Offer::ArmTimer(deadline) => self.arm(deadline, fx),
-            Offer::Dispatch(items) => self.form_batch(items, fx),
+            Offer::Dispatch(items) => self.form_batch(items, now, fx),
         }
     }
 
@@ -432,15 +467,17 @@ impl<T, A> Grinder<T, A> {
         fx.arm_timer = Some(deadline);
     }
 
-    fn form_batch(&mut self, items: Vec<T>, fx: &mut Effects<T, A>) {
+    fn form_batch(&mut self, items: Vec<T>, now: f64, fx: &mut Effects<T, A>) {
         self.last_batch += 1;
         let id = self.last_batch;
         let size = items.len();
+        self.metrics.dispatched(size);
         self.in_flight.insert(
             id,
             InFlight {
                 size,
                 cancelled: false,
+                formed_at: now,
             },
         );
         fx.dispatch.push(Batch { id, items });
@@ -458,3 +495,6 @@ impl<T, A> Grinder<T, A> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_metrics;

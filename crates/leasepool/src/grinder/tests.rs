@@ -158,7 +158,7 @@ fn draining_stop_sends_everything_in_one_last_batch_and_waits_for_it() {
     assert!(!fx.stopped, "its last batch is in flight");
     let mut fx = Fx::default();
     assert_eq!(g.start_batch(1, 2, 2, 0.3, &mut fx), BatchStart::Run);
-    assert!(!g.finish_batch(1, &mut fx));
+    assert!(!g.finish_batch(1, BatchOutcomes::default(), 1.0, &mut fx));
     assert!(fx.stopped);
     assert_eq!(g.phase(), Phase::Stopping);
     g.stopped();
@@ -193,7 +193,10 @@ fn cancelling_stop_hands_back_pending_parked_and_batches_in_flight() {
     assert!(!fx.stopped);
     assert!(g.is_cancelled(1));
     let mut fx = Fx::default();
-    assert!(g.finish_batch(1, &mut fx), "reported as cancelled");
+    assert!(
+        g.finish_batch(1, BatchOutcomes::default(), 1.0, &mut fx),
+        "reported as cancelled"
+    );
     assert!(fx.stopped);
 }
 
@@ -207,7 +210,7 @@ fn a_batch_formed_before_stop_but_not_started_is_cancelled_when_it_starts() {
     assert!(!fx.stopped, "stop waits for the batch on its way");
     let mut fx = Fx::default();
     assert_eq!(g.start_batch(id, 1, 1, 0.0, &mut fx), BatchStart::Cancelled);
-    assert!(g.finish_batch(id, &mut fx));
+    assert!(g.finish_batch(id, BatchOutcomes::default(), 1.0, &mut fx));
     assert!(fx.stopped);
 }
 
@@ -244,7 +247,7 @@ fn fork_leaves_an_idle_grinder_and_hands_back_the_parents_items() {
 }
 
 mod drain {
-    use super::super::{BatchPolicy, Effects, Grinder, GrinderDrainBegun, Refusal};
+    use super::super::{BatchOutcomes, BatchPolicy, Effects, Grinder, GrinderDrainBegun, Refusal};
 
     type G = Grinder<u32, &'static str>;
     type Fx = Effects<u32, &'static str>;
@@ -289,7 +292,7 @@ mod drain {
         let err = g.submit(3, None, 1.0, &mut Fx::default()).unwrap_err();
         assert_eq!(err.2, Refusal::Stopping, "nothing new is accepted");
         let mut fx = Fx::default();
-        assert!(!g.finish_batch(id, &mut fx));
+        assert!(!g.finish_batch(id, BatchOutcomes::default(), 1.0, &mut fx));
         assert!(fx.stopped, "no batch left: the drain is complete");
         assert_eq!(g.end_drain(), Some(false), "before its deadline");
         assert_eq!(g.drain_due(10.0), None);
@@ -313,7 +316,10 @@ mod drain {
         assert_eq!(g.drain_due(4.0), None);
         assert!(g.is_cancelled(id));
         let mut fx = Fx::default();
-        assert!(g.finish_batch(id, &mut fx), "it ends as a cancelled batch");
+        assert!(
+            g.finish_batch(id, BatchOutcomes::default(), 1.0, &mut fx),
+            "it ends as a cancelled batch"
+        );
         assert!(fx.stopped);
         assert_eq!(g.end_drain(), Some(true));
     }

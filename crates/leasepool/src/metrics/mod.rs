@@ -12,9 +12,17 @@
 //!
 //! Both are off unless the front end asks for them; a snapshot is a plain struct the
 //! front end translates.
+//!
+//! [`GrinderMetrics`]: the WorkGrinder's items and batches, recorded by its state
+//! machine under its lock (always on: a few additions per item and per batch); the
+//! outcomes of a batch's items are counted by the front end and handed over with the
+//! batch's end (see `grinder.rs`).
 
+mod grinder;
 mod histogram;
 mod owners;
+
+pub use grinder::{BatchOutcomes, GrinderCounts, GrinderMetrics, GrinderMetricsSnapshot};
 
 pub use histogram::{
     seconds_to_ns, AtomicHistogram, Histogram, HistogramSnapshot, COUNT_BOUNDS, DURATION_BOUNDS_NS,
