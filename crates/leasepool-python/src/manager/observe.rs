@@ -9,6 +9,7 @@ use leasepool::admission::OwnerKey;
 use leasepool::metrics::{CallMetrics, LeaseMetricsSnapshot, OwnerShare};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyString};
 
 use super::*;
@@ -142,13 +143,20 @@ fn is_forwarding(py: Python<'_>, file: &Bound<'_, PyString>) -> bool {
 
 /// The directory of an imported package, with a trailing separator.
 fn package_dir(py: Python<'_>, name: &str) -> Option<String> {
-    let module = py
-        .import("sys")
+    // `sys.modules` looked up as a dict: a package not imported yet costs one lookup,
+    // not an exception per request.
+    static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+    let modules = MODULES
+        .get_or_try_init(py, || {
+            py.import("sys")?
+                .getattr("modules")?
+                .cast_into::<PyDict>()
+                .map(Bound::unbind)
+                .map_err(PyErr::from)
+        })
         .ok()?
-        .getattr("modules")
-        .ok()?
-        .get_item(name)
-        .ok()?;
+        .bind(py);
+    let module = modules.get_item(name).ok().flatten()?;
     let file: String = module.getattr("__file__").ok()?.extract().ok()?;
     let dir = std::path::Path::new(&file).parent()?;
     Some(format!("{}{}", dir.display(), std::path::MAIN_SEPARATOR))
