@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import re
 import subprocess
 import sys
 import textwrap
@@ -234,11 +235,42 @@ def test_no_orphan_processes_at_exit(stop: bool) -> None:
     assert _without_known_exit_race(done.stderr) == "", done.stderr
 
 
+_TRACKER_LEAK = re.compile(
+    r"^[^\n]*resource_tracker\.py:\d+: UserWarning: resource_tracker: There appear to be \d+ "
+    r"leaked semaphore objects to clean up at shutdown: \{(?P<names>[^}]*)\}\n"
+    r"\s+warnings\.warn\([^\n]*\n",
+    re.MULTILINE,
+)
+_TRACKER_GONE = re.compile(
+    r"^[^\n]*resource_tracker\.py:\d+: UserWarning: resource_tracker: '(?P<name>[^']+)': "
+    r"\[Errno 2\] No such file or directory\n\s+warnings\.warn\([^\n]*\n?",
+    re.MULTILINE,
+)
+
+
+def _without_tracker_bookkeeping(stderr: str) -> str:
+    """``stderr`` minus the resource tracker's complaint about semaphores that were in
+    fact unlinked: it reports them "leaked", then fails to unlink them because they are
+    gone (ENOENT). The tracker missed an unregister message, a CPython race seen with
+    ProcessPoolExecutor on 3.13+ under load (python/cpython#104090, open; the stdlib's
+    own test_concurrent_futures shows it). Any semaphore the tracker could still unlink
+    (a real leak) keeps the message."""
+    gone = {match["name"] for match in _TRACKER_GONE.finditer(stderr)}
+    for leak in _TRACKER_LEAK.finditer(stderr):
+        names = {name.strip().strip("'") for name in leak["names"].split(",")}
+        if not names <= gone:
+            return stderr
+    stderr = _TRACKER_LEAK.sub("", stderr)
+    return _TRACKER_GONE.sub("", stderr)
+
+
 def _without_known_exit_race(stderr: str) -> str:
-    """``stderr`` minus the one known CPython 3.11 message at exit: the stdlib's
-    ``concurrent.futures.process._python_exit`` writes to an executor's wakeup pipe
-    without the executor's lock, and an executor finishing its last call at that
-    moment closes the pipe under it (docs/process-backend.md, "Shutdown and exit")."""
+    """``stderr`` minus the known CPython messages at exit: the resource tracker's
+    bookkeeping race above, and on 3.11 the stdlib's
+    ``concurrent.futures.process._python_exit`` writing to an executor's wakeup pipe
+    without the executor's lock while an executor finishing its last call closes the
+    pipe under it (docs/process-backend.md, "Shutdown and exit")."""
+    stderr = _without_tracker_bookkeeping(stderr)
     marker = "Exception ignored in: <module 'threading'"
     if marker not in stderr:
         return stderr.strip()
