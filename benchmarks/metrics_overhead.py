@@ -38,13 +38,14 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leasepool import ExecutorLease, LeasedExecutorManager
 
@@ -56,6 +57,9 @@ DEFAULT_VARIANTS = ("off=metrics=False", "site=track_acquire_site=True", "owners
 # The package defaults (metrics on); always measured, the reference of "vs on".
 ON = "on"
 OFF = "off"
+
+HOLD_SECONDS = 7 * 24 * 3600.0
+T = TypeVar("T")
 
 Timed = Callable[[int], Awaitable[None]]
 
@@ -105,6 +109,15 @@ class LoadMeter:
         return max(0.0, (busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * self._cpus)
 
 
+def run_loop(coro: Coroutine[Any, Any, T], loop: str) -> T:
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -136,19 +149,30 @@ def make_op(op: str, manager: LeasedExecutorManager, lease: ExecutorLease, owner
     raise ValueError(f"unknown op {op!r}")
 
 
+def build_manager(name: str, kwargs: ManagerKwargs) -> LeasedExecutorManager:
+    options: dict[str, Any] = {"max_pools": 2, "min_pools": 2, "workers_per_pool": 4}
+    options.update(kwargs)
+    return LeasedExecutorManager(name_prefix=f"mo-{name}", **options)
+
+
 async def measure(
-    variants: dict[str, ManagerKwargs], ops: Sequence[str], n: int, blocks: int, owner: str
+    variants: dict[str, ManagerKwargs],
+    ops: Sequence[str],
+    n: int,
+    blocks: int,
+    owner: str,
+    record: Callable[[Block], None],
 ) -> list[Block]:
-    managers: dict[str, LeasedExecutorManager] = {}
-    for name, kwargs in variants.items():
-        options: dict[str, Any] = {"max_pools": 2, "min_pools": 2, "workers_per_pool": 4}
-        options.update(kwargs)
-        managers[name] = LeasedExecutorManager(name_prefix=f"mo-{name}", **options)
+    managers = {name: build_manager(name, kwargs) for name, kwargs in variants.items()}
     for manager in managers.values():
         await manager.start()
     # lease_run runs on a lease held throughout; acquire_release and manager_run use the
     # manager's other pool.
-    leases = {name: await m.acquire(owner=owner) for name, m in managers.items()}
+    # Held for the whole run: far longer than the default lease (300 s).
+    leases = {
+        name: await m.acquire(owner=owner, lease_seconds=HOLD_SECONDS)
+        for name, m in managers.items()
+    }
     out: list[Block] = []
     try:
         names = list(variants)
@@ -164,7 +188,9 @@ async def measure(
                     c0, t0 = time.process_time_ns(), time.perf_counter_ns()
                     await calls[name](n)
                     c1, t1 = time.process_time_ns(), time.perf_counter_ns()
-                    out.append(Block(op, name, b, position, (t1 - t0) / n, (c1 - c0) / n))
+                    block = Block(op, name, b, position, (t1 - t0) / n, (c1 - c0) / n)
+                    out.append(block)
+                    record(block)
                     print(
                         f"  {op:<16} block {b + 1}/{blocks} {name:<8} "
                         f"{(t1 - t0) / n:8.0f} ns/op wall {(c1 - c0) / n:8.0f} ns/op CPU",
@@ -230,6 +256,80 @@ def table(summaries: list[Summary]) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------- instruction counts
+# Timing cannot resolve a few per cent on a shared 2-vCPU VM (blocks of the same variant
+# vary by +-15 %). Instructions executed per operation (every thread of the process,
+# counted by valgrind's cachegrind) show the work the metrics add without that noise;
+# they do not show wake-up latencies or cache effects. Each (op, variant) runs in a
+# child process twice, with --n and 2 x --n operations after the same warm-up; the
+# difference divided by --n is the count per operation (start-up, imports and warm-up
+# cancel out). PYTHONHASHSEED=0 keeps the two runs' dict layouts identical.
+WARMUP_OPS = 2_000
+
+
+async def child(kwargs: ManagerKwargs, op: str, n: int, owner: str) -> None:
+    """One variant, one op: warm up, then ``n`` operations (run under valgrind)."""
+    manager = build_manager("child", kwargs)
+    await manager.start()
+    lease = await manager.acquire(owner=owner, lease_seconds=HOLD_SECONDS)
+    try:
+        call = make_op(op, manager, lease, owner)
+        await call(WARMUP_OPS)
+        await call(n)
+    finally:
+        await lease.release()
+        await manager.stop()
+
+
+def instructions(argv_child: list[str]) -> int:
+    """Instructions executed by ``python metrics_overhead.py --child ...`` (all threads)."""
+    cmd = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *argv_child,
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in proc.stderr.splitlines():
+        if "I refs:" in line or "I   refs:" in line:
+            return int(line.rsplit(":", 1)[1].strip().replace(",", ""))
+    raise RuntimeError(f"no instruction count from valgrind:\n{proc.stderr[-2000:]}")
+
+
+def count_instructions(
+    args: argparse.Namespace, variants: dict[str, ManagerKwargs], ops: Sequence[str]
+) -> int:
+    print(f"# instructions per operation (cachegrind), {args.n} vs {2 * args.n} operations")
+    lines = [
+        "| op | variant | instructions/op | vs off | vs on |",
+        "|---|---|---|---|---|",
+    ]
+    for op in ops:
+        per_op: dict[str, float] = {}
+        for name in variants:
+            base = ["--child", name, "--ops", op, "--loop", args.loop, "--owner", args.owner]
+            base += ["--variants", *args.variants]
+            base += ["--import-anyio"] if args.import_anyio else []
+            counts = [instructions([*base, "--n", str(k * args.n)]) for k in (1, 2)]
+            per_op[name] = (counts[1] - counts[0]) / args.n
+            print(f"  {op:<16} {name:<8} {per_op[name]:,.0f} instructions/op", file=sys.stderr)
+        for name, value in per_op.items():
+            cells = [op, name, f"{value:,.0f}"]
+            for ref in (OFF, ON):
+                if ref == name or ref not in per_op:
+                    cells.append("–")
+                else:
+                    diff = value - per_op[ref]
+                    cells.append(f"{value / per_op[ref]:.3f} ({diff:+,.0f})")
+            lines.append("| " + " | ".join(cells) + " |")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=200_000, help="operations per block")
@@ -248,7 +348,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--owner", default="bench", help="owner named by every call")
     parser.add_argument("--cpu", type=int, help="pin the process to this CPU")
     parser.add_argument("--import-anyio", action="store_true", help="import anyio first")
-    parser.add_argument("--json", type=Path, help="also write every block here (JSON lines)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per operation under valgrind instead of timing "
+        "(--n operations vs 2 x --n; try --n 10000)",
+    )
+    parser.add_argument("--child", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--json", type=Path, help="append every block here as it is timed (JSON lines)"
+    )
     return parser.parse_args(argv)
 
 
@@ -273,6 +382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.import_anyio:
         import anyio  # noqa: F401
 
+    if args.child:
+        coro = child(variants[args.child], ops[0], args.n, args.owner)
+        run_loop(coro, args.loop)
+        return 0
     import leasepool
     from leasepool import _engine
 
@@ -294,26 +407,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# n={args.n} per block, {args.blocks} blocks; load average before: {loadavg()}",
     ]
     print("\n".join(head), flush=True)
+    if args.instructions:
+        return count_instructions(args, variants, ops)
     meter = LoadMeter()
     t0 = time.monotonic()
-    coro = measure(variants, ops, args.n, args.blocks, args.owner)
-    if args.loop == "uvloop":
-        import uvloop
+    tags = {
+        "run": dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S"),
+        "loop": args.loop,
+        "n": args.n,
+        "cpu": args.cpu,
+        "anyio": "anyio" in sys.modules,
+        "engine_sha256": digest,
+    }
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            results = runner.run(coro)
-    else:
-        results = asyncio.run(coro)
+    def record(block: Block) -> None:
+        if args.json:
+            with args.json.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({**tags, **asdict(block)}) + "\n")
+
+    results = run_loop(measure(variants, ops, args.n, args.blocks, args.owner, record), args.loop)
     print(
         f"# took {time.monotonic() - t0:.0f} s; other processes used "
         f"{meter.foreign_share():.1%} of the machine meanwhile; load average after: "
         f"{loadavg()}"
     )
     print("\n".join(table(summarize(results, list(variants)))), flush=True)
-    if args.json:
-        with args.json.open("a", encoding="utf-8") as f:
-            for r in results:
-                f.write(json.dumps({"loop": args.loop, "n": args.n, **asdict(r)}) + "\n")
     return 0
 
 

@@ -52,6 +52,7 @@ sys.path.insert(0, str(BENCH))
 from spec import (  # noqa: E402
     IMPLS,
     LOOPS,
+    VARIANT_SEP,
     WORKLOADS,
     WORKLOADS_BY_NAME,
     ManagerKwargs,
@@ -604,31 +605,35 @@ def results_table(rows: list[Row], impls: Sequence[str]) -> list[str]:
     return lines
 
 
-def variants_table(samples: list[Sample], rows: list[Row], variants: Sequence[str]) -> list[str]:
-    """Each variant of "ours" against plain "ours": medians, ratio of the medians and the
-    range of the per-repeat ratios (the two ran next to each other in every repeat)."""
+def variants_table(
+    samples: list[Sample], rows: list[Row], impls: Sequence[str], base: str
+) -> list[str]:
+    """ "ours" and its variants (``impls``) against one of them (``base``): medians, ratio
+    of the medians and the range of the per-repeat ratios (the two ran next to each other
+    in every repeat)."""
     by_cell = cells_of(samples)
-    head = ["workload", "metric", "loop", "ours"]
-    for v in variants:
-        head += [impl_label(v), f"{impl_label(v)} / ours (range)"]
+    others = [i for i in impls if i != base]
+    head = ["workload", "metric", "loop", impl_label(base)]
+    for v in others:
+        head += [impl_label(v), f"{impl_label(v)} / {impl_label(base)} (range)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        ours = row.medians.get("ours")
-        if not any(v in row.medians for v in variants):
+        reference = row.medians.get(base)
+        if base not in row.medians or not any(v in row.medians for v in others):
             continue
         cells = [row.workload.title, f"{row.metric.label} ({row.metric.unit})", row.loop]
-        cells.append(fmt_value(ours, row.metric.unit))
-        for v in variants:
+        cells.append(fmt_value(reference, row.metric.unit))
+        for v in others:
             value = row.medians.get(v)
             cells.append(fmt_value(value, row.metric.unit))
-            if value is None or not ours:
+            if value is None or not reference:
                 cells.append("–")
                 continue
-            ratio = value / ours
+            ratio = value / reference
             text = f"{ratio:.3f}"
             if ratio > 1 + VARIANT_TOLERANCE:
                 text = f"**{text}**"
-            pairs = paired_ratios(by_cell, row.workload.name, row.loop, v, "ours", row.metric.key)
+            pairs = paired_ratios(by_cell, row.workload.name, row.loop, v, base, row.metric.key)
             if pairs:
                 text += f" ({min(pairs):.3f}–{max(pairs):.3f})"
             cells.append(text)
@@ -719,6 +724,7 @@ def write_report(
     out: Path,
     chart_py: str | None,
     total_s: float | None,
+    variant_base: str = "ours",
 ) -> list[str]:
     workloads = [WORKLOADS_BY_NAME[n] for n in header["workloads"]]
     impls: list[str] = header["impls"]
@@ -726,7 +732,12 @@ def write_report(
     rows = build_rows(samples, workloads, impls, loops)
     table = results_table(rows, impls)
     variants: dict[str, ManagerKwargs] = header.get("ours_variants") or {}
-    vtable = variants_table(samples, rows, list(variants)) if variants else []
+    vtable: list[str] = []
+    if variants:
+        vbase = variant_base if variant_base == "ours" else f"ours{VARIANT_SEP}{variant_base}"
+        if vbase not in ["ours", *variants]:
+            raise HarnessError(f"--variant-base {variant_base!r} is not among the variants")
+        vtable = variants_table(samples, rows, ["ours", *variants], vbase)
     machine = header["machine"]
     probes: dict[str, dict[str, Any]] = header["probes"]
 
@@ -827,10 +838,11 @@ def write_report(
         md += [
             "## Variants of ours",
             "",
-            "Each variant against plain *ours* (the package defaults): medians over the"
-            " repeats, *variant / ours* the ratio of the medians and, in brackets, the range"
-            " of the per-repeat ratios (in every repeat the two ran one after the other, in"
-            f" rotating order). Bold: more than {VARIANT_TOLERANCE:.0%} above ours.",
+            f"*ours* (the package defaults) and its variants against *{impl_label(vbase)}*:"
+            f" medians over the repeats, *x / {impl_label(vbase)}* the ratio of the medians"
+            " and, in brackets, the range of the per-repeat ratios (in every repeat the two"
+            " ran one after the other, in rotating order). Bold: more than"
+            f" {VARIANT_TOLERANCE:.0%} above {impl_label(vbase)}.",
             "",
             *vtable,
             "",
@@ -922,6 +934,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run ours as 'ours:NAME' with these LeasedExecutorManager arguments "
         "(Python literals), e.g. metrics-off=metrics=False site=track_acquire_site=True",
     )
+    parser.add_argument(
+        "--variant-base",
+        default="ours",
+        metavar="NAME",
+        help="the variants table's reference: ours (default) or a variant's NAME, e.g. metrics-off",
+    )
     parser.add_argument("--loops", help="comma-separated event loops (default asyncio,uvloop)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
     parser.add_argument("--idle-seconds", type=float, help="idle CPU window (10, quick 2)")
@@ -974,9 +992,9 @@ def load_results(path: Path) -> tuple[dict[str, Any], list[Sample], float | None
     return header, samples, total
 
 
-def report_only(results: Path, out: Path, chart_py: str | None) -> int:
+def report_only(results: Path, out: Path, chart_py: str | None, variant_base: str) -> int:
     header, samples, total = load_results(results)
-    table = write_report(header, samples, out, chart_py, total)
+    table = write_report(header, samples, out, chart_py, total, variant_base)
     log("\n".join(table))
     log(f"\nwrote {out}")
     return 0
@@ -1014,7 +1032,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out.resolve()
 
     if args.report:
-        return report_only(args.report, out, None if args.no_chart else chart_python(install))
+        chart_py = None if args.no_chart else chart_python(install)
+        return report_only(args.report, out, chart_py, args.variant_base)
 
     workloads = [
         WORKLOADS_BY_NAME[n] for n in select(args.only, list(WORKLOADS_BY_NAME), "workload")
@@ -1092,7 +1111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chart_py = None if args.no_chart else chart_python(install)
     if chart_py is None and not args.no_chart:
         warn("no matplotlib: the chart is skipped")
-    table = write_report(header, samples, out, chart_py, bench_s)
+    table = write_report(header, samples, out, chart_py, bench_s, args.variant_base)
     log("\n".join(table))
     log(f"\nwrote {out} (run took {(time.monotonic() - t_start) / 60:.1f} min)")
     failures = sum(not s.ok for s in samples)
