@@ -30,40 +30,22 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// of [`check`](Self::check); the front end's clock rings at
     /// [`next_overdue`](Self::next_overdue).
     pub(super) fn report_overdue(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        let mut found = 0_u64;
+        let before = effects.events.len();
         for held in self.leased.values_mut() {
-            let timing = held.timing;
-            if held.overdue || held.draining || now < timing.soft_expires_at() {
-                continue;
+            if !held.overdue && !held.draining && now >= held.timing.soft_expires_at() {
+                held.overdue = true;
+                let event = overdue_event(&held.id, &held.meta, held.timing, now, false);
+                effects.events.push(event);
             }
-            held.overdue = true;
-            found += 1;
-            effects.events.push(Event::Overdue {
-                id: held.id.clone(),
-                meta: held.meta.clone(),
-                age: now - timing.leased_at,
-                lease_seconds: timing.lease_seconds,
-                until_revoked: (timing.hard_expires_at() - now).max(0.0),
-                slot: false,
-            });
         }
         for slot in self.slots.values_mut() {
-            let timing = slot.timing;
-            if slot.overdue || now < timing.soft_expires_at() {
-                continue;
+            if !slot.overdue && now >= slot.timing.soft_expires_at() {
+                slot.overdue = true;
+                let event = overdue_event(&slot.id, &slot.meta, slot.timing, now, true);
+                effects.events.push(event);
             }
-            slot.overdue = true;
-            found += 1;
-            effects.events.push(Event::Overdue {
-                id: slot.id.clone(),
-                meta: slot.meta.clone(),
-                age: now - timing.leased_at,
-                lease_seconds: timing.lease_seconds,
-                until_revoked: (timing.hard_expires_at() - now).max(0.0),
-                slot: true,
-            });
         }
-        for _ in 0..found {
+        for _ in before..effects.events.len() {
             self.note(LeaseMetrics::overdue);
         }
     }
@@ -116,5 +98,23 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let mut all: Vec<_> = leases.chain(slots).collect();
         all.sort_unstable_by_key(|(key, _)| *key);
         all.into_iter().map(|(_, view)| view).collect()
+    }
+}
+
+/// The report of a lease (`slot`: a call slot) found past its soft expiry at `now`.
+fn overdue_event<M: Clone>(
+    id: &IdStr,
+    meta: &M,
+    timing: LeaseTiming,
+    now: f64,
+    slot: bool,
+) -> Event<M> {
+    Event::Overdue {
+        id: id.clone(),
+        meta: meta.clone(),
+        age: now - timing.leased_at,
+        lease_seconds: timing.lease_seconds,
+        until_revoked: (timing.hard_expires_at() - now).max(0.0),
+        slot,
     }
 }
