@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import itertools
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -98,3 +102,16 @@ def blocked_until(gate: threading.Event, started: ThreadSignal | None = None) ->
         return "finished"
 
     return work
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(filename: str, module_name: str) -> ModuleType:
+    """Import ``examples/<filename>`` (not a package) as ``module_name``."""
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,27 +4,11 @@ agree with what the requests did."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
+from _support import load_example
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "05_metrics_fastapi.py"
-
-
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("metrics_fastapi_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
+example = load_example("05_metrics_fastapi.py", "metrics_fastapi_example")
 
 
 def test_metrics_endpoint_reports_the_requests() -> None:

@@ -6,32 +6,19 @@ the manager's four slots; a saturated manager answers 503 with Retry-After.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from _support import load_example
 
 from leasepool import LeasedExecutorManager, LeaseUnavailableError
 
 WAIT = 30.0
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "04_service_admission.py"
 
 
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("service_admission_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-service = _load_example()
+service = load_example("04_service_admission.py", "service_admission_example")
 
 
 class BlockingWork:
