@@ -115,8 +115,9 @@ def test_exceptions_can_be_subclassed() -> None:
 
 
 def test_executor_backend_values() -> None:
-    """ExecutorBackend is a str enum with 0.1.1's three members in order."""
-    assert [m.value for m in ExecutorBackend] == ["thread", "process", "interpreter"]
+    """ExecutorBackend is a str enum with 0.1.1's three members in order, then the
+    dask backend (a deliberate addition, docs/compatibility.md)."""
+    assert [m.value for m in ExecutorBackend] == ["thread", "process", "interpreter", "dask"]
     thread: str = ExecutorBackend.THREAD
     assert thread == "thread"
     assert isinstance(ExecutorBackend.PROCESS, str)
@@ -143,7 +144,7 @@ def test_normalize_backend_is_case_insensitive(
 
 def test_unknown_backend_message() -> None:
     """Unknown names raise ValueError listing the supported names."""
-    msg = "Unsupported backend 'gpu'. Supported: thread, process, interpreter"
+    msg = "Unsupported backend 'gpu'. Supported: thread, process, interpreter, dask"
     with pytest.raises(ValueError) as info:
         normalize_backend("gpu")
     assert str(info.value) == msg

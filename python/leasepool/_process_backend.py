@@ -11,6 +11,7 @@ change in CPython breaks one small module rather than the extension.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import signal
@@ -54,6 +55,8 @@ class ExecutorSettings(NamedTuple):
     #: The parent end of log forwarding: the queue and the target logger.
     log_queue: Any
     log_target: logging.Logger | None
+    #: The dask backend's client (a ``_dask.DaskConnection``), else ``None``.
+    connection: Any = None
 
 
 def _forwarding_context(kwargs: dict[str, Any], one_call_per_task: bool) -> Any:
@@ -82,13 +85,15 @@ def resolve_executor_settings(
     process_logging: ProcessLoggingConfig,
     logger: logging.Logger,
 ) -> ExecutorSettings:
-    """Resolve and validate the executor arguments of a ``kind`` (``"process"`` or
-    ``"interpreter"``) manager.
+    """Resolve and validate the executor arguments of a ``kind`` (``"process"``,
+    ``"interpreter"`` or ``"dask"``) manager.
 
     Raises:
         TypeError, ValueError: what constructing the executor raises for bad
             arguments (leasepool 0.1.1 raised them at ``start()`` too).
     """
+    if kind == "dask":
+        return _dask_settings(executor_kwargs, name_prefix)
     executor_cls: Callable[..., Executor] = resolve_executor_cls(backend)
     kwargs = dict(executor_kwargs)
     one_call_per_task = kwargs.get("max_tasks_per_child") is not None
@@ -125,6 +130,16 @@ def resolve_executor_settings(
         log_queue,
         log_target,
     )
+
+
+def _dask_settings(executor_kwargs: Mapping[str, Any], name_prefix: str) -> ExecutorSettings:
+    """The dask backend: every pool's executor submits through one connection."""
+    from ._dask import DaskConnection, DaskExecutor, check_dask_arguments
+
+    client, address = check_dask_arguments(executor_kwargs)
+    connection = DaskConnection(client, address, name_prefix)
+    executor_cls = functools.partial(DaskExecutor, connection=connection)
+    return ExecutorSettings(executor_cls, {}, (), False, False, None, None, connection)
 
 
 def executor_processes(executor: Executor) -> list[BaseProcess]:

@@ -16,11 +16,13 @@ __all__ = ["ExecutorBackend", "build_executor", "normalize_backend", "resolve_ex
 
 
 class ExecutorBackend(StrEnum):
-    """Where leased work runs: threads, worker processes, or sub-interpreters (3.14+)."""
+    """Where leased work runs: threads, worker processes, sub-interpreters (3.14+), or
+    the workers of a Dask cluster (``leasepool[dask]``)."""
 
     THREAD = "thread"
     PROCESS = "process"
     INTERPRETER = "interpreter"
+    DASK = "dask"
 
 
 def normalize_backend(backend: ExecutorBackend | str) -> ExecutorBackend:
@@ -43,13 +45,19 @@ def resolve_executor_cls(backend: ExecutorBackend | str) -> type[Executor]:
 
     Raises:
         ValueError: unknown backend name.
-        UnsupportedBackendError: the interpreter backend before Python 3.14.
+        UnsupportedBackendError: the interpreter backend before Python 3.14; the dask
+            backend without ``distributed`` installed.
     """
     normalized = normalize_backend(backend)
     if normalized is ExecutorBackend.THREAD:
         return ThreadPoolExecutor
     if normalized is ExecutorBackend.PROCESS:
         return ProcessPoolExecutor
+    if normalized is ExecutorBackend.DASK:
+        from ._dask import DaskExecutor, import_distributed
+
+        import_distributed()  # UnsupportedBackendError naming the extra
+        return DaskExecutor
     try:
         from concurrent.futures import (  # type: ignore[attr-defined,unused-ignore]
             InterpreterPoolExecutor,
@@ -72,9 +80,17 @@ def build_executor(
 ) -> Executor:
     """Build a standard library executor for ``backend``.
 
+    Raises:
+        ValueError: ``backend`` is ``"dask"`` (only a manager builds those).
+
     Thread and interpreter executors get ``thread_name_prefix=f"{name_prefix}-{executor_seq}"``
     unless ``executor_kwargs`` already sets one (ProcessPoolExecutor has no such option).
     """
+    if normalize_backend(backend) is ExecutorBackend.DASK:
+        raise ValueError(
+            "the dask backend's executors belong to a LeasedExecutorManager "
+            "(backend='dask'), which connects them to the cluster at start()"
+        )
     executor_cls = resolve_executor_cls(backend)
     kwargs = dict(executor_kwargs)
     if normalize_backend(backend) is not ExecutorBackend.PROCESS:

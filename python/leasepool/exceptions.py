@@ -15,6 +15,7 @@ __all__ = [
     "LeaseQueueFullError",
     "LeaseUnavailableError",
     "UnsupportedBackendError",
+    "WorkerLostError",
 ]
 
 
@@ -47,6 +48,16 @@ class LeaseExpiredError(LeasePoolError):
 
 class UnsupportedBackendError(LeasePoolError):
     """The selected backend cannot run on this interpreter."""
+
+
+class WorkerLostError(LeasePoolError):
+    """The worker running a call died or left before the call finished (dask backend).
+
+    The call was not run again: leasepool runs a call at most once. ``worker`` names
+    the worker (its address), ``None`` on an instance the engine did not raise.
+    """
+
+    worker: str | None = None
 
 
 class LeaseAcquireTimeoutError(LeasePoolError, TimeoutError):

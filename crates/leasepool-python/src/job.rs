@@ -258,6 +258,12 @@ impl Job {
         }
     }
 
+    /// Whether the caller gave up on a `LeaseFuture` target (cancelled it, or its
+    /// timeout did); `false` for other targets. Reads no Python object.
+    pub(crate) fn gave_up(&self) -> bool {
+        matches!(&self.target, Target::Future(fut) if !fut.get().is_pending())
+    }
+
     /// Whether the outcome still has a taker (a cancelled future's call never runs).
     /// Called by whoever starts the call (a worker; the process backend's dispatcher).
     pub(crate) fn is_wanted(&self, py: Python<'_>) -> bool {

@@ -8,7 +8,7 @@ use leasepool::DrainReport;
 use pyo3::prelude::*;
 
 use crate::aio::LoopTask;
-use crate::aio::{Outcome, PyLeaseFuture};
+use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
 use crate::job::Job;
 use crate::py_cache::background_reap;
 
@@ -59,6 +59,13 @@ pub(crate) trait ExecutorPool: Send + Sync {
     /// The error a broken pool fails calls with (for the retirement's log record).
     fn broken_error(&self, py: Python<'_>) -> PyErr {
         crate::errors::lease_error(py, &leasepool::LeaseError::Inactive)
+    }
+
+    /// What a `lease.run` future of this pool does when its caller gives up, besides
+    /// the default (a call not started never starts): the dask backend cancels the
+    /// call's task on the cluster.
+    fn cancel_hook(&self) -> Option<Box<dyn FutureHook>> {
+        None
     }
 
     /// Hands over what must be joined once the pool drained (`stop()`).

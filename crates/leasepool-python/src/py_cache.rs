@@ -91,6 +91,11 @@ cached_attr!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
 cached_attr!(worker_initialize, "leasepool._process_worker", "initialize");
 cached_attr!(pickle_loads, "pickle", "loads");
 cached_attr!(
+    check_dask_arguments,
+    "leasepool._dask",
+    "check_dask_arguments"
+);
+cached_attr!(
     broken_process_pool,
     "concurrent.futures.process",
     "BrokenProcessPool"

@@ -23,6 +23,26 @@ pub(crate) enum Step {
 
 pub(crate) type Body = Box<dyn FnOnce(Python<'_>) -> PyResult<Step> + Send>;
 
+impl Step {
+    /// Runs this step to its end, then raises `err` instead of returning its value
+    /// (a `start()` that must undo itself before it fails).
+    pub(crate) fn then_raise(self, err: PyErr) -> PyResult<Step> {
+        match self {
+            Step::Done(_) => Err(err),
+            Step::Await(future, next) => Ok(Step::Await(
+                future,
+                Some(Box::new(move |py| {
+                    let step = match next {
+                        Some(body) => body(py)?,
+                        None => Step::Done(py.None()),
+                    };
+                    step.then_raise(err)
+                })),
+            )),
+        }
+    }
+}
+
 enum State {
     Fresh(Body),
     Waiting(Py<PyLeaseFuture>, Option<Body>),

@@ -142,7 +142,7 @@ impl ManagerCore {
             &executor_kwargs,
             &parts.process_logging,
             &logger,
-        );
+        )?;
         let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
         let mut engine = Manager::with_admission(limits, admission.policy.clone(), factory)
             .map_err(|e| config_error(&e))?;

@@ -275,7 +275,8 @@ impl PyExecutorLease {
                 let err = lease_error(py, &err);
                 return PyLeaseFuture::ready(py, self.bridge.clone(), Outcome::Error(err), None);
             }
-            let future = match PyLeaseFuture::pending(py, self.bridge.clone(), None) {
+            let hook = self.pool.cancel_hook();
+            let future = match PyLeaseFuture::pending(py, self.bridge.clone(), hook) {
                 Ok(future) => future,
                 Err(err) => {
                     self.link.call_ended(py);

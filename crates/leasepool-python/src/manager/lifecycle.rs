@@ -26,6 +26,32 @@ impl ManagerCore {
         self.with_clock(|clock| clock.reset(next));
     }
 
+    /// `start()`: starts now, then (dask backend) waits for the cluster connection;
+    /// if it cannot be made, stops again and raises why.
+    pub(super) fn start_step(self: &Arc<Self>, py: Python<'_>) -> PyResult<Step> {
+        let was_running = self.bridge().is_some();
+        self.start_now(py)?;
+        let (false, Some(process), Some(bridge)) = (was_running, &self.process, self.bridge())
+        else {
+            return Ok(Step::Done(py.None()));
+        };
+        let Some(opened) = process.connect(py, &bridge)? else {
+            return Ok(Step::Done(py.None()));
+        };
+        let core = self.clone();
+        let outcome = opened.clone_ref(py);
+        Ok(Step::Await(
+            opened,
+            Some(Box::new(move |py| {
+                let error = outcome.bind(py).call_method0("result")?;
+                if error.is_none() {
+                    return Ok(Step::Done(py.None()));
+                }
+                core.stop_now(py)?.then_raise(PyErr::from_value(error))
+            })),
+        ))
+    }
+
     pub(super) fn start_now(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
         if let Some(bridge) = self.bridge() {
             return require_owner_loop(py, &bridge, "start");
@@ -129,17 +155,32 @@ impl ManagerCore {
                 reap_in_background(py, reapable, &reaped)?;
                 Ok(Step::Await(
                     reaped,
-                    Some(Box::new(move |py| {
-                        if let Some(process) = &core.process {
-                            process.stop(py);
-                        }
-                        bridge.detach(py)?;
-                        core.logger
-                            .log(py, INFO, "LeasedExecutorManager stopped", (), None);
-                        Ok(Step::Done(py.None()))
-                    })),
+                    Some(Box::new(move |py| core.close_backend(py, bridge))),
                 ))
             })),
         ))
+    }
+
+    /// The end of `stop()` once every pool was reaped: stop log forwarding, close the
+    /// Dask connection (waiting for it), detach from the loop.
+    fn close_backend(self: &Arc<Self>, py: Python<'_>, bridge: Arc<LoopBridge>) -> PyResult<Step> {
+        if let Some(process) = &self.process {
+            process.stop(py);
+            if let Some(closed) = process.disconnect(py, &bridge)? {
+                let core = self.clone();
+                return Ok(Step::Await(
+                    closed,
+                    Some(Box::new(move |py| core.detach(py, &bridge))),
+                ));
+            }
+        }
+        self.detach(py, &bridge)
+    }
+
+    fn detach(&self, py: Python<'_>, bridge: &LoopBridge) -> PyResult<Step> {
+        bridge.detach(py)?;
+        self.logger
+            .log(py, INFO, "LeasedExecutorManager stopped", (), None);
+        Ok(Step::Done(py.None()))
     }
 }

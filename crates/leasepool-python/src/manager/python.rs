@@ -138,10 +138,7 @@ impl PyLeasedExecutorManager {
         PyEngineCoroutine::new(
             py,
             "LeasedExecutorManager.start",
-            Box::new(move |py| {
-                core.start_now(py)?;
-                Ok(Step::Done(py.None()))
-            }),
+            Box::new(move |py| core.start_step(py)),
         )
     }
 

@@ -1,4 +1,4 @@
-//! The manager-wide part of the process and interpreter backends: the executor
+//! The manager-wide part of the process, interpreter and dask backends: the executor
 //! settings resolved at `start()`, and the log-forwarding listener.
 
 use super::*;
@@ -18,6 +18,8 @@ pub(super) struct Settings {
     pub(super) has_thread_prefix: bool,
     /// The parent end of log forwarding: `(queue, target logger)`.
     pub(super) log_forwarding: Option<(Py<PyAny>, Py<PyAny>)>,
+    /// The dask backend's `leasepool._dask.DaskConnection`.
+    pub(super) connection: Option<Py<PyAny>>,
 }
 
 /// The manager-wide part of the process and interpreter backends: configuration,
@@ -37,7 +39,8 @@ pub(crate) struct ProcessBackend {
 }
 
 impl ProcessBackend {
-    /// The backend for `backend_name`, or `None` for the thread backend.
+    /// The backend for `backend_name`, or `None` for the thread backend. Checks the
+    /// dask backend's arguments.
     #[allow(clippy::too_many_arguments)] // the manager's configuration, passed through
     pub(crate) fn for_backend(
         py: Python<'_>,
@@ -48,13 +51,19 @@ impl ProcessBackend {
         executor_kwargs: &Py<PyDict>,
         process_logging: &Bound<'_, PyAny>,
         logger: &Py<PyAny>,
-    ) -> Option<Arc<Self>> {
+    ) -> PyResult<Option<Arc<Self>>> {
         let kind = match backend_name {
             "process" => Kind::Process,
             "interpreter" => Kind::Interpreter,
-            _ => return None,
+            "dask" => {
+                // At construction, unlike the executors' arguments: a missing extra or
+                // a wrong client is a deployment error, not one to find at `start()`.
+                check_dask_arguments(py)?.call1((executor_kwargs,))?;
+                Kind::Dask
+            }
+            _ => return Ok(None),
         };
-        Some(Arc::new(Self {
+        Ok(Some(Arc::new(Self {
             kind,
             backend: backend.clone().unbind(),
             workers,
@@ -65,7 +74,7 @@ impl ProcessBackend {
             settings: OnceLock::new(),
             listener: Mutex::new(None),
             metrics: OnceLock::new(),
-        }))
+        })))
     }
 
     /// Counts this backend's calls in `metrics`.
@@ -143,7 +152,9 @@ impl ProcessBackend {
         } else {
             Some((log_queue.unbind(), field("log_target")?.unbind()))
         };
+        let connection = field("connection")?;
         Ok(Settings {
+            connection: (!connection.is_none()).then(|| connection.unbind()),
             executor_cls: field("executor_cls")?.unbind(),
             kwargs: kwargs.unbind(),
             initargs_tail: field("initargs_tail")?.cast_into::<PyTuple>()?.unbind(),

@@ -267,7 +267,9 @@ impl ProcessPool {
         rings: &mut Rings,
     ) {
         match self.kind() {
-            Kind::Process => self.deliver_chunk(py, generation, value, items, requeue, rings),
+            Kind::Process | Kind::Dask => {
+                self.deliver_chunk(py, generation, value, items, requeue, rings);
+            }
             Kind::Interpreter => {
                 generation.completed.store(true, Ordering::Release);
                 self.count_finished(items.len());
@@ -297,8 +299,9 @@ impl ProcessPool {
             (true, Kind::Process) if from_submit => Failed::Requeue(items),
             // Decided later, off this thread (see `record_casualty`).
             (true, Kind::Process) => Failed::Casualty(items, err),
-            // InterpreterPoolExecutor: an initializer failed; broken for good.
-            (true, Kind::Interpreter) => {
+            // InterpreterPoolExecutor: an initializer failed; broken for good. (A
+            // Dask executor never raises it.)
+            (true, Kind::Interpreter | Kind::Dask) => {
                 self.break_for_good(py, err.value(py).to_string());
                 Self::fail_all(py, items, &err, rings);
                 Failed::Settled

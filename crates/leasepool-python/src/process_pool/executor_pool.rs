@@ -96,6 +96,10 @@ impl ExecutorPool for ProcessPool {
         self.stop_calls(py, Stopped::Drained)
     }
 
+    fn cancel_hook(&self) -> Option<Box<dyn crate::aio::FutureHook>> {
+        self.abandon_hook()
+    }
+
     fn take_reapable(&self) -> Reapable {
         let mut st = lock(&self.state);
         let reapable = std::mem::take(&mut st.reapable);
@@ -160,6 +164,10 @@ impl ProcessPool {
                 (true, Kind::Interpreter) => {
                     "Executor lease expired and was revoked while this call was running"
                 }
+                (true, Kind::Dask) => {
+                    "Executor lease expired and was revoked; the Dask tasks running its \
+                     calls were cancelled"
+                }
                 (false, _) => "Executor lease expired and was revoked before this call started",
             };
             item.fail(py, lease_expired(py, message), &mut rings);
@@ -171,7 +179,7 @@ impl ProcessPool {
             crate::errors::best_effort(py, future.bind(py).call_method0("cancel"));
         }
         if let Some(generation) = generation {
-            if self.kind() == Kind::Process {
+            if self.kind().owns_processes() {
                 // The executor sees its workers die, fails what it still holds and
                 // shuts itself down.
                 Self::terminate_processes(py, &generation.executor(py));
@@ -210,6 +218,10 @@ impl ProcessPool {
             Kind::Interpreter => {
                 "The manager's drain deadline passed while this call was running; it was \
                  abandoned (a sub-interpreter cannot be stopped)"
+            }
+            Kind::Dask => {
+                "The manager's drain deadline passed; the Dask task running this call was \
+                 cancelled"
             }
         };
         let err = make_error(exception_class(py, "LeasePoolDrainingError"), message);

@@ -1,8 +1,8 @@
-//! The two flavours of pool this module wraps, and what differs between them: how an
+//! The flavours of pool this module wraps, and what differs between them: how an
 //! executor is configured, what a task is, and which exception means "broken". The
 //! process flavour's specifics are in `process.rs`, the interpreter's in
-//! `interpreter.rs`; everything else (queueing, dispatch, crash recovery, shutdown)
-//! is shared.
+//! `interpreter.rs`, the Dask cluster's in `dask.rs`; everything else (queueing,
+//! dispatch, crash recovery, shutdown) is shared.
 
 use super::*;
 
@@ -13,6 +13,9 @@ pub(crate) enum Kind {
     Process,
     /// `InterpreterPoolExecutor`: one call per task, the user's own callable.
     Interpreter,
+    /// A Dask cluster (`leasepool._dask.DaskExecutor`): calls travel pickled, in
+    /// chunks (`run_chunk`), one Dask task per chunk.
+    Dask,
 }
 
 impl Kind {
@@ -21,6 +24,7 @@ impl Kind {
         match self {
             Self::Process => "process",
             Self::Interpreter => "interpreter",
+            Self::Dask => "dask",
         }
     }
 
@@ -29,10 +33,17 @@ impl Kind {
         self == Self::Interpreter
     }
 
-    /// The exception a broken executor of this flavour raises.
+    /// Whether the pool's worker processes are its own (started, watched and
+    /// terminated here), not a cluster's.
+    pub(super) fn owns_processes(self) -> bool {
+        self == Self::Process
+    }
+
+    /// The exception a broken executor of this flavour raises (a Dask executor never
+    /// breaks: a lost worker fails only its own calls).
     pub(super) fn broken_class(self, py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
         match self {
-            Self::Process => broken_process_pool(py),
+            Self::Process | Self::Dask => broken_process_pool(py),
             Self::Interpreter => broken_thread_pool(py),
         }
     }
@@ -49,6 +60,7 @@ impl Kind {
         match self {
             Self::Process => process::configure(py, pool, settings, kwargs),
             Self::Interpreter => interpreter::configure(pool, settings, kwargs),
+            Self::Dask => Ok(()),
         }
     }
 
@@ -60,7 +72,7 @@ impl Kind {
             |k| k.bind(py).clone().into_any(),
         );
         match self {
-            Self::Process => process::prepare(py, func, args, kwargs),
+            Self::Process | Self::Dask => process::prepare(py, func, args, kwargs),
             Self::Interpreter => interpreter::prepare(py, func, args, kwargs),
         }
     }
@@ -75,7 +87,7 @@ impl Kind {
         payload: Vec<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         match self {
-            Self::Process => process::submit(py, executor, slot, seq, payload),
+            Self::Process | Self::Dask => process::submit(py, executor, slot, seq, payload),
             Self::Interpreter => interpreter::submit(py, executor, payload),
         }
     }

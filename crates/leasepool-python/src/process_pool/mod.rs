@@ -84,10 +84,10 @@ use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
 use crate::py_cache::{
     background_kill_after, background_release, background_run, broken_process_pool,
-    broken_thread_pool, coerce_log_level, describe_exit, exception_class, executor_processes,
-    executor_threads, launch_processes, pickle_loads, raw_array, resolve_executor_settings,
-    start_forwarding, stop_broken_processes, wait_for_teardown, worker_dumps, worker_initialize,
-    worker_run_chunk,
+    broken_thread_pool, check_dask_arguments, coerce_log_level, describe_exit, exception_class,
+    executor_processes, executor_threads, launch_processes, pickle_loads, raw_array,
+    resolve_executor_settings, start_forwarding, stop_broken_processes, wait_for_teardown,
+    worker_dumps, worker_initialize, worker_run_chunk,
 };
 
 /// Chunks in flight per worker: enough to keep every worker fed while the next chunk
@@ -104,6 +104,7 @@ use crate::sync::lock;
 
 mod backend;
 mod crash;
+mod dask;
 mod dispatch;
 mod executor_pool;
 mod exit;
@@ -403,7 +404,14 @@ fn lease_expired(py: Python<'_>, message: &str) -> PyErr {
 
 impl ProcessPool {
     fn new(seq: u64, backend: Arc<ProcessBackend>) -> Arc<Self> {
-        let cap = CHUNKS_PER_WORKER * backend.workers.max(1);
+        // A Dask pool is `workers` concurrent tasks on the cluster; a process pool
+        // keeps a second chunk queued per worker so none idles between chunks.
+        let per_worker = if backend.kind == Kind::Dask {
+            1
+        } else {
+            CHUNKS_PER_WORKER
+        };
+        let cap = per_worker * backend.workers.max(1);
         let pool = Arc::new_cyclic(|this| Self {
             this: this.clone(),
             seq,

@@ -9,6 +9,10 @@ impl ProcessPool {
     /// processes takes milliseconds each (`workers_per_pool` of them, more with
     /// spawn/forkserver), and the caller is usually the event loop.
     pub(super) fn spawn_generation(self: &Arc<Self>, py: Python<'_>) {
+        if !self.kind().owns_processes() && self.kind() != Kind::Interpreter {
+            // A Dask executor is a handle on the manager's client: nothing to start.
+            return self.spawn_now(py);
+        }
         if crate::lifecycle::exiting() {
             return self.spawn_failed(
                 py,
@@ -45,7 +49,7 @@ impl ProcessPool {
     /// The spawner's work: a new executor with every worker process started.
     fn spawn_now(self: &Arc<Self>, py: Python<'_>) {
         let created = self.create_generation(py).and_then(|generation| {
-            if self.kind() == Kind::Process {
+            if self.kind().owns_processes() {
                 // Now, on this thread, instead of at the first `submit()` (see
                 // `leasepool._process_backend.launch_processes`).
                 launch_processes(py)?.call1((generation.executor(py),))?;

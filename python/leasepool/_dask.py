@@ -1,0 +1,340 @@
+"""The Dask backend's Python side: one ``distributed.Client`` per manager, on its loop.
+
+The engine treats a Dask cluster like a process pool (``process_pool/`` in the
+binding, ``Kind::Dask``): it queues a lease's calls, packs them into chunks as the
+engine's ``chunking`` plans, runs each chunk as one task (``_process_worker.run_chunk``
+over calls pickled one by one), delivers the outcomes, and decides what revocation,
+draining and cancellation do. What only ``distributed`` can do is here:
+
+* :class:`DaskConnection` — the manager's own asynchronous client, opened on the
+  manager's event loop at every ``start()`` and closed at ``stop()``. It connects to
+  the scheduler of the client the user passed (``dask_client=``; that client is never
+  used or changed) or to ``dask_address=``. It watches the scheduler's ``remove-worker``
+  events, so the calls of a worker that died fail at once with
+  :class:`~leasepool.exceptions.WorkerLostError` naming the worker.
+* :class:`DaskExecutor` — the per-pool ``concurrent.futures.Executor`` the engine
+  submits chunks to. ``submit`` is one ``client.submit`` on the loop (a hop through
+  ``call_soon_threadsafe`` from any other thread); the result comes back through one
+  small task per chunk awaiting the Dask future; no thread per call.
+* :class:`ChunkFuture` — a ``concurrent.futures.Future`` whose ``cancel()`` also
+  cancels the Dask task, even once it runs: the engine cancels a chunk when its lease
+  is revoked or when every caller of the chunk gave up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future, InvalidStateError
+from typing import Any
+
+from .exceptions import UnsupportedBackendError, WorkerLostError
+
+__all__ = [
+    "ChunkFuture",
+    "DaskConnection",
+    "DaskExecutor",
+    "check_dask_arguments",
+    "import_distributed",
+]
+
+_EXTRA_HINT = "pip install 'leasepool[dask]'"
+_ARGUMENTS = ("dask_client", "dask_address")
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module, or :class:`UnsupportedBackendError` naming the extra."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise UnsupportedBackendError(
+            f"The dask backend needs the 'distributed' package: {_EXTRA_HINT}"
+        ) from exc
+    return distributed
+
+
+def check_dask_arguments(executor_kwargs: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """Validate a dask manager's keyword arguments at construction.
+
+    Returns ``(client, address)``, exactly one of them set.
+
+    Raises:
+        UnsupportedBackendError: ``distributed`` is not installed.
+        TypeError: an argument the dask backend does not take, or of the wrong type.
+        ValueError: neither or both of ``dask_client`` and ``dask_address``.
+    """
+    distributed = import_distributed()
+    for key in executor_kwargs:
+        if key not in _ARGUMENTS:
+            raise TypeError(
+                f"the dask backend got an unexpected keyword argument {key!r} "
+                f"(it takes {', '.join(_ARGUMENTS)})"
+            )
+    client = executor_kwargs.get("dask_client")
+    address = executor_kwargs.get("dask_address")
+    if (client is None) == (address is None):
+        raise ValueError("the dask backend needs exactly one of dask_client= or dask_address=")
+    if client is not None and not isinstance(client, distributed.Client):
+        raise TypeError(f"dask_client must be a distributed.Client, not {type(client).__name__}")
+    if address is not None and (not isinstance(address, str) or not address):
+        raise TypeError(f"dask_address must be a non-empty str, not {address!r}")
+    return client, address
+
+
+class ChunkFuture(Future[Any]):
+    """A chunk's outcome; cancelling it cancels its Dask task too (see the module doc)."""
+
+    def __init__(self, connection: DaskConnection) -> None:
+        super().__init__()
+        self._connection = connection
+        self.dask_future: Any = None
+
+    def cancel(self) -> bool:
+        dask_future = self.dask_future
+        if dask_future is not None:
+            self._connection.cancel_task(dask_future)
+        if super().cancel():
+            return True
+        # Running on the cluster: the chunk fails as cancelled, its task was cancelled.
+        return self._connection.settle_cancelled(self)
+
+
+class DaskConnection:
+    """One manager's client of a Dask cluster (see the module doc).
+
+    ``open``/``close`` and every Dask call run on the manager's event loop; ``submit``
+    and ``cancel_task`` may be called from any thread.
+    """
+
+    def __init__(self, client: Any, address: str | None, name_prefix: str) -> None:
+        self._user_client = client
+        self._address = address
+        self._name_prefix = name_prefix
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._failure: BaseException | None = None
+        self._closed = False
+        self._pending: list[tuple[ChunkFuture, Callable[..., Any], tuple[Any, ...]]] = []
+        # Chunks on the cluster: task key -> the engine's future of it.
+        self._running: dict[str, ChunkFuture] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._keys = itertools.count(1)
+        self._token = ""
+
+    # -- lifecycle (on the loop) -------------------------------------------------------
+
+    def open(self, on_open: Callable[[BaseException | None], object]) -> None:
+        """Connect on the running loop; ``on_open(error or None)`` once connected or not."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._failure = None
+        self._closed = False
+        self._token = uuid.uuid4().hex[:12]
+        task = loop.create_task(self._connect(on_open))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _connect(self, on_open: Callable[[BaseException | None], object]) -> None:
+        distributed = import_distributed()
+        try:
+            if self._user_client is not None:
+                address = self._user_client.scheduler.address
+                security = getattr(self._user_client, "security", None)
+            else:
+                address, security = self._address, None
+            client = await distributed.Client(
+                address,
+                asynchronous=True,
+                security=security,
+                name=f"{self._name_prefix}-leasepool",
+                set_as_default=False,
+            )
+            client.subscribe_topic("all", self._on_cluster_event)
+        except BaseException as exc:  # noqa: BLE001 - reported to start() and every call
+            self._failure = exc
+            self._fail_pending(exc)
+            on_open(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        self._client = client
+        pending, self._pending = self._pending, []
+        for future, fn, args in pending:
+            self._submit_now(future, fn, args)
+        on_open(None)
+
+    def close(self, on_closed: Callable[[], object]) -> None:
+        """Close the client (on the loop); ``on_closed()`` when it is closed."""
+        self._closed = True
+        self._fail_pending(RuntimeError("the manager stopped before this call was sent"))
+        client, self._client = self._client, None
+        if client is None or self._loop is None:
+            on_closed()
+            return
+
+        async def close_client() -> None:
+            try:
+                client.unsubscribe_topic("all")
+                await client.close()
+            finally:
+                on_closed()
+
+        task = self._loop.create_task(close_client())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    # -- submission (any thread) -------------------------------------------------------
+
+    def submit(self, future: ChunkFuture, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Send ``fn(*args)`` to the cluster; its outcome settles ``future``."""
+        if threading.get_ident() == self._loop_thread:
+            self._submit_now(future, fn, args)
+            return
+        loop = self._loop
+        if loop is None:
+            future.set_exception(RuntimeError("the dask backend was never started"))
+            return
+        try:
+            loop.call_soon_threadsafe(self._submit_now, future, fn, args)
+        except RuntimeError as exc:  # the loop is closed
+            future.set_exception(RuntimeError(f"the manager's event loop is closed: {exc}"))
+
+    def _submit_now(
+        self, future: ChunkFuture, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        if self._failure is not None:
+            future.set_exception(self._failure)
+            return
+        if self._closed:
+            future.set_exception(RuntimeError("the manager stopped before this call was sent"))
+            return
+        client = self._client
+        if client is None:  # still connecting
+            self._pending.append((future, fn, args))
+            return
+        key = f"leasepool-chunk-{self._token}-{next(self._keys)}"
+        try:
+            dask_future = client.submit(fn, *args, key=key, pure=False)
+        except BaseException as exc:  # noqa: BLE001 - fails this chunk's calls only
+            future.set_exception(exc)
+            return
+        future.dask_future = dask_future
+        self._running[key] = future
+        assert self._loop is not None
+        task = self._loop.create_task(self._watch(key, dask_future, future))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch(self, key: str, dask_future: Any, future: ChunkFuture) -> None:
+        try:
+            value = await dask_future
+        except asyncio.CancelledError as exc:
+            if type(exc) is asyncio.CancelledError:
+                self._settle(future, None, exc)
+                raise  # this watcher itself was cancelled (the loop is closing)
+            self._settle(future, None, exc)  # the Dask task was cancelled
+        except BaseException as exc:  # noqa: BLE001 - the chunk's task failed
+            self._settle(future, None, exc)
+        else:
+            self._settle(future, value, None)
+        finally:
+            self._running.pop(key, None)
+            dask_future.release()
+
+    def _settle(self, future: ChunkFuture, value: Any, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+        except InvalidStateError:
+            pass  # cancelled, or failed by a worker loss first
+
+    def settle_cancelled(self, future: ChunkFuture) -> bool:
+        """Fail a running chunk as cancelled (its task was cancelled on the cluster)."""
+        try:
+            future.set_exception(asyncio.CancelledError("the chunk's Dask task was cancelled"))
+        except InvalidStateError:
+            return False
+        return True
+
+    def cancel_task(self, dask_future: Any) -> None:
+        """Cancel a Dask task, even a running one (from any thread)."""
+        loop, client = self._loop, self._client
+        if loop is None or client is None:
+            return
+
+        def cancel() -> None:
+            if self._client is client:
+                task = asyncio.ensure_future(client.cancel([dask_future], force=True))
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
+
+        if threading.get_ident() == self._loop_thread:
+            cancel()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: so is the client
+            loop.call_soon_threadsafe(cancel)
+
+    # -- cluster events (on the loop) --------------------------------------------------
+
+    def _on_cluster_event(self, event: tuple[float, Any]) -> None:
+        """A worker that left without being asked to fails the chunks it was running.
+
+        The scheduler would run them again elsewhere (``allowed-failures`` times); a
+        call is run at most once unless its caller asks otherwise, so the chunk fails
+        now and its task is cancelled.
+        """
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        if message.get("expected"):
+            return  # retired on purpose: its tasks move elsewhere without having failed
+        worker = message.get("worker", "?")
+        for key in message.get("processing-tasks", ()):
+            future = self._running.get(key) if isinstance(key, str) else None
+            if future is None:
+                continue
+            error = WorkerLostError(
+                f"The Dask worker {worker} died (or left the cluster) while running "
+                "this call; it was not retried"
+            )
+            error.worker = str(worker)
+            self._settle(future, None, error)
+            if future.dask_future is not None:
+                self.cancel_task(future.dask_future)
+
+    def _fail_pending(self, error: BaseException) -> None:
+        pending, self._pending = self._pending, []
+        for future, _, _ in pending:
+            self._settle(future, None, error)
+
+
+class DaskExecutor(Executor):
+    """The executor of one dask pool: chunks go to the cluster through ``connection``."""
+
+    def __init__(self, max_workers: int, *, connection: DaskConnection) -> None:
+        self._max_workers = max_workers
+        self._connection = connection
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ChunkFuture:
+        if kwargs:
+            raise TypeError("DaskExecutor.submit takes positional arguments only")
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future = ChunkFuture(self._connection)
+        self._connection.submit(future, fn, args)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # The engine cancels the chunks it still has in flight itself.
+        self._shutdown = True

@@ -1,0 +1,48 @@
+"""Top-level functions the Dask workers of the dask-backend tests run.
+
+Free of pytest imports: the workers unpickle them by reference, as any user function.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def echo(*args: object, **kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+    return args, kwargs
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+class CallError(Exception):
+    """Raised by a call; must come back to the caller as itself."""
+
+
+def fail(message: str) -> None:
+    raise CallError(message)
+
+
+def worker_address() -> str:
+    from distributed import get_worker
+
+    return str(get_worker().address)
+
+
+def mark_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
+    """Write this worker's address and pid to ``marker``, then wait (at most ``limit``
+    seconds) until ``release`` exists. Stands for a long blocking call the test can end."""
+    from distributed import get_worker
+
+    Path(marker).write_text(f"{get_worker().address} {os.getpid()}")
+    deadline = time.monotonic() + limit
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"

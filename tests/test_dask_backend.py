@@ -1,0 +1,372 @@
+"""The dask backend against a real ``distributed.LocalCluster`` (2 worker processes).
+
+One cluster serves the module (starting one takes seconds); every test makes its own
+manager, which opens its own client of the cluster at ``start()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import _dask_funcs as f
+import pytest
+from _support import eventually
+
+from leasepool import (
+    ExecutorBackend,
+    LeasedExecutorManager,
+    LeaseExpiredError,
+    LeasePoolNotStartedError,
+    UnsupportedBackendError,
+    WorkGrinder,
+)
+from leasepool.exceptions import WorkerLostError
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+pytestmark = pytest.mark.beyond_reference
+
+CHUNK_PREFIX = "leasepool-chunk-"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as local_cluster:
+        yield local_cluster
+
+
+@pytest.fixture(scope="module")
+def observer(cluster: Any) -> Iterator[Any]:
+    """A synchronous client the tests use to look at the scheduler."""
+    with distributed.Client(cluster) as client:
+        yield client
+
+
+def _leasepool_tasks(dask_scheduler: Any) -> dict[str, str]:
+    return {
+        key: ts.state
+        for key, ts in dask_scheduler.tasks.items()
+        if isinstance(key, str) and key.startswith(CHUNK_PREFIX)
+    }
+
+
+async def scheduler_tasks(observer: Any) -> dict[str, str]:
+    """The manager's chunk tasks the scheduler still knows, with their states."""
+    tasks: dict[str, str] = await asyncio.to_thread(observer.run_on_scheduler, _leasepool_tasks)
+    return tasks
+
+
+async def until_async(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
+    """Wait (bounded) until the scheduler reaches a state: the cluster changes it on its
+    own time, nothing here can be awaited instead."""
+    deadline = time.monotonic() + limit
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the scheduler did not get there within {limit}s")
+        await asyncio.sleep(0.02)
+
+
+def dask_manager(cluster: Any, **kwargs: Any) -> LeasedExecutorManager:
+    options: dict[str, Any] = {"max_pools": 2, "workers_per_pool": 2}
+    options.update(kwargs)
+    if "dask_client" not in options:
+        options["dask_address"] = cluster.scheduler_address
+    return LeasedExecutorManager(backend="dask", **options)
+
+
+async def test_run_gather_and_exceptions(cluster: Any) -> None:
+    manager = dask_manager(cluster)
+    await manager.start()
+    try:
+        assert manager.backend is ExecutorBackend.DASK
+        async with await manager.acquire() as lease:
+            assert await lease.run(f.add, 2, 3) == 5
+            assert await lease.run(f.echo, 1, key="v") == ((1,), {"key": "v"})
+            pids = set(await asyncio.gather(*(lease.run(f.getpid) for _ in range(20))))
+            assert os.getpid() not in pids
+            results = await asyncio.gather(*(lease.run(f.add, i, 1) for i in range(500)))
+            assert results == [i + 1 for i in range(500)]
+            with pytest.raises(f.CallError, match="nope") as raised:
+                await lease.run(f.fail, "nope")
+            # The worker's traceback travels with it, as from a process pool.
+            assert "Traceback" in str(raised.value.__cause__)
+            outcomes = await asyncio.gather(
+                *(
+                    lease.run(f.fail if i % 2 else f.add, *((str(i),) if i % 2 else (i, 0)))
+                    for i in range(10)
+                ),
+                return_exceptions=True,
+            )
+            for i, outcome in enumerate(outcomes):
+                if i % 2:
+                    assert isinstance(outcome, f.CallError) and str(outcome) == str(i)
+                else:
+                    assert outcome == i
+        stats = manager.stats()
+        assert stats["backend"] == "dask"
+        assert stats["leased"] == 0
+    finally:
+        await manager.stop()
+
+
+async def test_gathered_calls_travel_in_chunks(cluster: Any, observer: Any) -> None:
+    manager = dask_manager(cluster, max_pools=1)
+    await manager.start()
+    try:
+        async with await manager.acquire() as lease:
+            results = await asyncio.gather(*(lease.run(f.add, i, i) for i in range(400)))
+        assert results == [2 * i for i in range(400)]
+        metrics = manager.metrics()
+        assert metrics.calls_finished == 400
+    finally:
+        await manager.stop()
+    # 400 calls on 2 concurrent tasks: far fewer tasks than calls reached the cluster.
+    submitted = await asyncio.to_thread(
+        observer.run_on_scheduler,
+        lambda dask_scheduler: (
+            dask_scheduler.task_prefixes["leasepool-chunk"].state_counts["forgotten"]
+            if "leasepool-chunk" in dask_scheduler.task_prefixes
+            else 0
+        ),
+    )
+    assert 0 < submitted < 400
+
+
+async def test_executor_is_a_concurrent_futures_executor(cluster: Any) -> None:
+    from concurrent.futures import Executor
+
+    manager = dask_manager(cluster)
+    await manager.start()
+    try:
+        async with await manager.acquire() as lease:
+            executor = lease.executor
+            assert isinstance(executor, Executor)
+            future = executor.submit(f.add, 20, 22)
+            assert await asyncio.wrap_future(future) == 42
+            loop = asyncio.get_running_loop()
+            assert await loop.run_in_executor(executor, f.add, 1, 1) == 2
+            # From another thread too (the submission hops to the manager's loop).
+            from_thread = await asyncio.to_thread(lambda: executor.submit(f.add, 3, 4).result(30))
+            assert from_thread == 7
+    finally:
+        await manager.stop()
+
+
+async def test_manager_run_and_a_given_client(cluster: Any, observer: Any) -> None:
+    # A synchronous client (its own loop thread): the manager uses its scheduler
+    # through a client of its own and leaves the given one alone.
+    manager = dask_manager(cluster, dask_client=observer)
+    await manager.start()
+    try:
+        assert await manager.run(f.add, 1, 2) == 3
+        assert await asyncio.gather(*(manager.run(f.add, i, 0) for i in range(50))) == list(
+            range(50)
+        )
+    finally:
+        await manager.stop()
+    assert observer.status == "running"
+    assert observer.submit(f.add, 1, 1).result(30) == 2
+
+
+async def test_cancelling_the_await_cancels_the_dask_task(
+    cluster: Any, observer: Any, tmp_path: Path
+) -> None:
+    manager = dask_manager(cluster, max_pools=1)
+    await manager.start()
+    release = tmp_path / "release"
+    try:
+        async with await manager.acquire() as lease:
+            marker = tmp_path / "started"
+            running = asyncio.ensure_future(lease.run(f.mark_then_wait, str(marker), str(release)))
+            await eventually(marker.exists, what="the call started")
+            assert list((await scheduler_tasks(observer)).values()) == ["processing"]
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+
+            async def forgotten() -> bool:
+                return not await scheduler_tasks(observer)
+
+            await until_async(forgotten)
+            # The lease goes on.
+            assert await lease.run(f.add, 1, 1) == 2
+    finally:
+        release.touch()
+        await manager.stop()
+
+
+async def test_expiry_revokes_and_cancels_outstanding_tasks(
+    cluster: Any, observer: Any, tmp_path: Path, advance_clock: Callable[[float], None]
+) -> None:
+    manager = dask_manager(cluster, max_pools=1, lease_grace_seconds=1.0)
+    await manager.start()
+    release = tmp_path / "release"
+    try:
+        lease = await manager.acquire(lease_seconds=5.0)
+        marker = tmp_path / "started"
+        running = lease.run(f.mark_then_wait, str(marker), str(release))
+        await eventually(marker.exists, what="the call started")
+        advance_clock(7.0)
+        manager.notify_scale_changed()
+        with pytest.raises(LeaseExpiredError, match="Dask tasks"):
+            await asyncio.wait_for(running, 30)
+
+        async def forgotten() -> bool:
+            return not await scheduler_tasks(observer)
+
+        await until_async(forgotten)
+        with pytest.raises(LeaseExpiredError):
+            await lease.run(f.add, 1, 1)
+        # The pool went with its lease; a new lease gets a working one.
+        async with await manager.acquire() as fresh:
+            assert await fresh.run(f.add, 2, 2) == 4
+    finally:
+        release.touch()
+        await manager.stop()
+
+
+async def test_a_killed_worker_fails_only_its_calls(cluster: Any, tmp_path: Path) -> None:
+    manager = dask_manager(cluster, max_pools=2, workers_per_pool=1)
+    await manager.start()
+    release = tmp_path / "release"
+    try:
+        doomed = await manager.acquire()
+        other = await manager.acquire()
+        marker = tmp_path / "started"
+        running = doomed.run(f.mark_then_wait, str(marker), str(release))
+        await eventually(marker.exists, what="the call started")
+        address, pid = marker.read_text().split()
+        os.kill(int(pid), signal.SIGKILL)
+        with pytest.raises(WorkerLostError) as raised:
+            await asyncio.wait_for(running, 60)
+        assert raised.value.worker == address
+        assert address in str(raised.value)
+        # Nothing else is lost: both leases go on (the nanny restarts the worker).
+        assert await asyncio.wait_for(other.run(f.add, 1, 2), 60) == 3
+        assert await asyncio.wait_for(doomed.run(f.add, 2, 2), 60) == 4
+        await doomed.release()
+        await other.release()
+        assert manager.stats()["leased"] == 0
+    finally:
+        release.touch()
+        await manager.stop()
+
+
+async def test_grinder_batches_run_on_the_cluster(cluster: Any) -> None:
+    manager = dask_manager(cluster, max_pools=1)
+    await manager.start()
+    grinder = WorkGrinder(executor_manager=manager, batch_size_threshold=64, max_wait_seconds=0.01)
+    await grinder.start()
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(grinder.submit(f.add, i, 1) for i in range(300))), 60
+        )
+        assert results == [i + 1 for i in range(300)]
+        failed = await asyncio.gather(grinder.submit(f.fail, "x"), return_exceptions=True)
+        assert isinstance(failed[0], f.CallError)
+        metrics = grinder.metrics()
+        assert metrics.items_finished == 300
+        assert metrics.items_failed == 1
+    finally:
+        await grinder.stop()
+        await manager.stop()
+
+
+async def test_stop_closes_its_client_and_a_restart_reconnects(cluster: Any, observer: Any) -> None:
+    def clients(dask_scheduler: Any) -> list[str]:
+        return [c for c in dask_scheduler.clients if "-leasepool" in str(c)]
+
+    manager = dask_manager(cluster, name_prefix="restartable")
+    for _ in range(2):
+        await manager.start()
+        try:
+            assert await manager.run(f.add, 1, 1) == 2
+        finally:
+            await manager.stop()
+    with pytest.raises(LeasePoolNotStartedError):
+        await manager.acquire()
+
+    async def closed() -> bool:
+        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
+
+    await until_async(closed)
+
+
+async def test_unreachable_cluster_fails_start() -> None:
+    manager = LeasedExecutorManager(backend="dask", dask_address="tcp://127.0.0.1:1", max_pools=1)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError):
+        await manager.start()
+    # Not left half started.
+    with pytest.raises(LeasePoolNotStartedError):
+        await manager.acquire()
+    await manager.stop()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ValueError, "exactly one of dask_client= or dask_address="),
+        (
+            {"dask_address": "tcp://127.0.0.1:1", "dask_client": object()},
+            ValueError,
+            "exactly one",
+        ),
+        ({"dask_client": object()}, TypeError, "dask_client must be a distributed.Client"),
+        ({"dask_address": 8786}, TypeError, "dask_address must be a non-empty str"),
+        ({"dask_address": ""}, TypeError, "dask_address must be a non-empty str"),
+        (
+            {"dask_address": "tcp://127.0.0.1:1", "initializer": print},
+            TypeError,
+            "unexpected keyword argument 'initializer'",
+        ),
+    ],
+)
+def test_arguments_are_checked_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        LeasedExecutorManager(backend="dask", max_pools=1, **kwargs)
+
+
+def test_without_distributed_the_backend_names_the_extra() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["distributed"] = None  # as if not installed
+        from leasepool import LeasedExecutorManager, UnsupportedBackendError
+        from leasepool.backends import resolve_executor_cls
+        for attempt in (
+            lambda: LeasedExecutorManager(backend="dask", max_pools=1, dask_address="x"),
+            lambda: resolve_executor_cls("dask"),
+        ):
+            try:
+                attempt()
+            except UnsupportedBackendError as exc:
+                print(exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done
+    for line in lines:
+        assert "leasepool[dask]" in line and "distributed" in line
+    assert issubclass(UnsupportedBackendError, Exception)
