@@ -30,6 +30,7 @@ from leasepool import (
     WorkGrinder,
 )
 from leasepool.exceptions import WorkerLostError
+from leasepool.integrations.dask import cluster_threads
 
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
@@ -99,6 +100,8 @@ async def test_run_gather_and_exceptions(cluster: Any) -> None:
         async with await manager.acquire() as lease:
             assert await lease.run(f.add, 2, 3) == 5
             assert await lease.run(f.echo, 1, key="v") == ((1,), {"key": "v"})
+            # What cannot be pickled by reference travels by value, as Dask sends it.
+            assert await lease.run(lambda x: x * 3, 7) == 21
             pids = set(await asyncio.gather(*(lease.run(f.getpid) for _ in range(20))))
             assert os.getpid() not in pids
             results = await asyncio.gather(*(lease.run(f.add, i, 1) for i in range(500)))
@@ -307,6 +310,40 @@ async def test_stop_closes_its_client_and_a_restart_reconnects(cluster: Any, obs
         return not await asyncio.to_thread(observer.run_on_scheduler, clients)
 
     await until_async(closed)
+
+
+async def test_pools_follow_the_cluster_as_workers_join_and_leave(cluster: Any) -> None:
+    manager: LeasedExecutorManager = dask_manager(
+        cluster,
+        max_pools=8,
+        workers_per_pool=2,
+        units_per_pool=2,
+        size_provider=lambda: cluster_threads(manager),
+    )
+    assert cluster_threads(manager) == 0  # not connected yet
+    await manager.start()
+    try:
+        assert cluster_threads(manager) == 4  # 2 workers x 2 threads
+        assert manager.desired_executor_count() == 2
+
+        async def desired(count: int) -> bool:
+            return bool(manager.stats()["desired"] == count)
+
+        # No check_interval passes here (120 s): the scheduler's add-worker and
+        # remove-worker events wake the manager.
+        await asyncio.to_thread(cluster.scale, 3)
+        await until_async(lambda: desired(3))
+        assert cluster_threads(manager) == 6
+        async with await manager.acquire() as lease:
+            assert await lease.run(f.add, 1, 1) == 2
+            await asyncio.to_thread(cluster.scale, 2)  # retires a worker on purpose
+            await until_async(lambda: desired(2))
+            # A worker retired on purpose fails nothing.
+            assert await lease.run(f.add, 2, 2) == 4
+    finally:
+        await asyncio.to_thread(cluster.scale, 2)
+        await asyncio.to_thread(cluster.wait_for_workers, 2, 60)
+        await manager.stop()
 
 
 async def test_unreachable_cluster_fails_start() -> None:

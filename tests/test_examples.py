@@ -70,3 +70,13 @@ def test_service_admission() -> None:
         "released: [200, 200, 200, 200]",
         "200 200 200",
     ]
+
+
+def test_dask_cluster() -> None:
+    pytest.importorskip("distributed")
+    out = _run("06_dask_cluster.py").splitlines()
+    assert out[0] == "HELLO LEASEPOOL"
+    assert out[1] == f"sum of squares: {sum(i * i for i in range(1000))}"
+    assert out[2].startswith("ran on 2 worker processes, not ")
+    assert out[3] == f"grinder sum: {sum(i * i for i in range(500))}"
+    assert out[4] == "cluster threads: 4, desired pools: 2"

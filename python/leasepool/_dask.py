@@ -39,6 +39,7 @@ __all__ = [
     "DaskConnection",
     "DaskExecutor",
     "check_dask_arguments",
+    "dumps_call",
     "import_distributed",
 ]
 
@@ -85,6 +86,22 @@ def check_dask_arguments(executor_kwargs: Mapping[str, Any]) -> tuple[Any, str |
     return client, address
 
 
+_dask_dumps: Callable[[object], bytes] | None = None
+
+
+def dumps_call(call: tuple[Any, ...]) -> bytes:
+    """``(fn, args, kwargs)`` pickled for a Dask worker the way Dask pickles a task:
+    by reference where possible, by value (cloudpickle) for what lives in ``__main__``
+    (a script's or notebook's functions) or cannot be pickled by reference (a lambda).
+    """
+    global _dask_dumps
+    if _dask_dumps is None:
+        from distributed.protocol.pickle import dumps
+
+        _dask_dumps = dumps
+    return _dask_dumps(call)
+
+
 class ChunkFuture(Future[Any]):
     """A chunk's outcome; cancelling it cancels its Dask task too (see the module doc)."""
 
@@ -125,12 +142,25 @@ class DaskConnection:
         self._watchers: set[asyncio.Task[None]] = set()
         self._keys = itertools.count(1)
         self._token = ""
+        self._on_change: Callable[[], object] | None = None
+        #: Threads of the cluster's workers, as last heard (0 until connected): what a
+        #: ``size_provider`` that follows the cluster reads (``integrations.dask``).
+        self.cluster_threads = 0
 
     # -- lifecycle (on the loop) -------------------------------------------------------
 
-    def open(self, on_open: Callable[[BaseException | None], object]) -> None:
-        """Connect on the running loop; ``on_open(error or None)`` once connected or not."""
+    def open(
+        self,
+        on_open: Callable[[BaseException | None], object],
+        on_change: Callable[[], object] | None = None,
+    ) -> None:
+        """Connect on the running loop; ``on_open(error or None)`` once connected or not.
+
+        ``on_change()`` is called (on the loop) whenever a worker joined or left and
+        :attr:`cluster_threads` was updated: the manager re-sizes at once.
+        """
         loop = asyncio.get_running_loop()
+        self._on_change = on_change
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._failure = None
@@ -164,6 +194,7 @@ class DaskConnection:
                 raise
             return
         self._client = client
+        await self._refresh_size(notify=False)
         pending, self._pending = self._pending, []
         for future, fn, args in pending:
             self._submit_now(future, fn, args)
@@ -287,16 +318,22 @@ class DaskConnection:
     # -- cluster events (on the loop) --------------------------------------------------
 
     def _on_cluster_event(self, event: tuple[float, Any]) -> None:
-        """A worker that left without being asked to fails the chunks it was running.
+        """A worker joined or left: re-read the cluster's size. One that left without
+        being asked to fails the chunks it was running.
 
         The scheduler would run them again elsewhere (``allowed-failures`` times); a
         call is run at most once unless its caller asks otherwise, so the chunk fails
         now and its task is cancelled.
         """
         _, message = event
-        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+        if not isinstance(message, dict):
             return
-        if message.get("expected"):
+        action = message.get("action")
+        if action in ("add-worker", "remove-worker") and self._loop is not None:
+            task = self._loop.create_task(self._refresh_size(notify=True))
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+        if action != "remove-worker" or message.get("expected"):
             return  # retired on purpose: its tasks move elsewhere without having failed
         worker = message.get("worker", "?")
         for key in message.get("processing-tasks", ()):
@@ -311,6 +348,18 @@ class DaskConnection:
             self._settle(future, None, error)
             if future.dask_future is not None:
                 self.cancel_task(future.dask_future)
+
+    async def _refresh_size(self, *, notify: bool) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            identity = await client.scheduler.identity(n_workers=0)
+        except OSError:
+            return  # the scheduler is gone: the next event or reconnect tells more
+        self.cluster_threads = int(identity.get("total_threads", 0))
+        if notify and self._on_change is not None:
+            self._on_change()
 
     def _fail_pending(self, error: BaseException) -> None:
         pending, self._pending = self._pending, []

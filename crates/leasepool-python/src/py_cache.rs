@@ -90,6 +90,7 @@ cached_attr!(worker_dumps, "leasepool._process_worker", "dumps");
 cached_attr!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
 cached_attr!(worker_initialize, "leasepool._process_worker", "initialize");
 cached_attr!(pickle_loads, "pickle", "loads");
+cached_attr!(dask_dumps_call, "leasepool._dask", "dumps_call");
 cached_attr!(
     check_dask_arguments,
     "leasepool._dask",

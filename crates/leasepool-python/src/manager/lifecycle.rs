@@ -35,7 +35,8 @@ impl ManagerCore {
         else {
             return Ok(Step::Done(py.None()));
         };
-        let Some(opened) = process.connect(py, &bridge)? else {
+        let poke = Py::new(py, PokeClock(Arc::downgrade(self)))?.into_any();
+        let Some(opened) = process.connect(py, &bridge, poke)? else {
             return Ok(Step::Done(py.None()));
         };
         let core = self.clone();
@@ -182,5 +183,19 @@ impl ManagerCore {
         self.logger
             .log(py, INFO, "LeasedExecutorManager stopped", (), None);
         Ok(Step::Done(py.None()))
+    }
+}
+
+/// Wakes a manager's checker clock (as `notify_scale_changed()` does): the dask
+/// backend calls it when a worker joined or left the cluster.
+#[pyclass(module = "leasepool._engine", frozen)]
+struct PokeClock(Weak<ManagerCore>);
+
+#[pymethods]
+impl PokeClock {
+    fn __call__(&self) {
+        if let Some(core) = self.0.upgrade() {
+            core.with_clock(CheckerClock::poke);
+        }
     }
 }

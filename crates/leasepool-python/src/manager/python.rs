@@ -253,6 +253,13 @@ impl PyLeasedExecutorManager {
         self.core.with_clock(CheckerClock::poke);
     }
 
+    /// The dask backend's connection to its cluster (`leasepool._dask.DaskConnection`),
+    /// once started; `None` otherwise. Read by `leasepool.integrations.dask`.
+    #[getter]
+    fn _dask_connection(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.core.process.as_ref()?.connection(py)
+    }
+
     /// `min(max_pools, max(min_pools, ceil(size_provider() / units_per_pool)))`.
     fn desired_executor_count(&self, py: Python<'_>) -> usize {
         self.core.target(py)

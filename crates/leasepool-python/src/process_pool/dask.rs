@@ -11,13 +11,24 @@ use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
 
 impl ProcessBackend {
     /// Opens the Dask connection, if this is the dask backend: a future settled with
-    /// `None` once connected, or with the exception that prevented it.
+    /// `None` once connected, or with the exception that prevented it. `on_change()`
+    /// is called on the loop whenever a worker joined or left.
     pub(crate) fn connect(
         &self,
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
+        on_change: Py<PyAny>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
-        self.with_connection(py, bridge, "open")
+        self.with_connection(py, bridge, "open", Some(on_change))
+    }
+
+    /// The dask backend's `DaskConnection` (once started), for
+    /// `leasepool.integrations.dask`.
+    pub(crate) fn connection(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.settings
+            .get()
+            .and_then(|s| s.connection.as_ref())
+            .map(|c| c.clone_ref(py))
     }
 
     /// Closes the Dask connection, if this is the dask backend: a future settled once
@@ -27,7 +38,7 @@ impl ProcessBackend {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
-        self.with_connection(py, bridge, "close")
+        self.with_connection(py, bridge, "close", None)
     }
 
     fn with_connection(
@@ -35,6 +46,7 @@ impl ProcessBackend {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
         method: &str,
+        extra: Option<Py<PyAny>>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
         let Some(connection) = self.settings.get().and_then(|s| s.connection.as_ref()) else {
             return Ok(None);
@@ -46,7 +58,11 @@ impl ProcessBackend {
                 future: done.clone_ref(py),
             },
         )?;
-        connection.bind(py).call_method1(method, (settle,))?;
+        let connection = connection.bind(py);
+        match extra {
+            Some(extra) => connection.call_method1(method, (settle, extra))?,
+            None => connection.call_method1(method, (settle,))?,
+        };
         Ok(Some(done))
     }
 }
@@ -67,6 +83,19 @@ impl SettleWith {
             PyLeaseFuture::settle(&self.future, py, Outcome::Value(value));
         });
     }
+}
+
+/// The call pickled on its own as `(fn, args, kwargs)`, as Dask pickles a task: a
+/// script's own functions and lambdas travel by value (`_dask.dumps_call`).
+pub(super) fn prepare(
+    py: Python<'_>,
+    func: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    kwargs: Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    Ok(dask_dumps_call(py)?
+        .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
+        .unbind())
 }
 
 impl ProcessPool {

@@ -13,8 +13,8 @@ pub(crate) enum Kind {
     Process,
     /// `InterpreterPoolExecutor`: one call per task, the user's own callable.
     Interpreter,
-    /// A Dask cluster (`leasepool._dask.DaskExecutor`): calls travel pickled, in
-    /// chunks (`run_chunk`), one Dask task per chunk.
+    /// A Dask cluster (`leasepool._dask.DaskExecutor`): calls travel pickled (by
+    /// value where Dask would), in chunks (`run_chunk`), one Dask task per chunk.
     Dask,
 }
 
@@ -72,7 +72,8 @@ impl Kind {
             |k| k.bind(py).clone().into_any(),
         );
         match self {
-            Self::Process | Self::Dask => process::prepare(py, func, args, kwargs),
+            Self::Process => process::prepare(py, func, args, kwargs),
+            Self::Dask => dask::prepare(py, func, args, kwargs),
             Self::Interpreter => interpreter::prepare(py, func, args, kwargs),
         }
     }
