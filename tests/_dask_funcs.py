@@ -30,6 +30,12 @@ def fail(message: str) -> None:
     raise CallError(message)
 
 
+def unpicklable_result() -> object:
+    import threading
+
+    return threading.Lock()
+
+
 def worker_address() -> str:
     from distributed import get_worker
 

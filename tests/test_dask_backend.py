@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from leasepool import (
     ExecutorBackend,
     LeasedExecutorManager,
     LeaseExpiredError,
+    LeasePoolDrainingError,
     LeasePoolNotStartedError,
     UnsupportedBackendError,
     WorkGrinder,
@@ -242,6 +244,58 @@ async def test_expiry_revokes_and_cancels_outstanding_tasks(
             assert await fresh.run(f.add, 2, 2) == 4
     finally:
         release.touch()
+        await manager.stop()
+
+
+async def test_a_drain_deadline_cancels_the_running_tasks(
+    cluster: Any, observer: Any, tmp_path: Path, advance_clock: Callable[[float], None]
+) -> None:
+    manager = dask_manager(cluster, max_pools=1, workers_per_pool=1)
+    await manager.start()
+    release = tmp_path / "release"
+    try:
+        lease = await manager.acquire()
+        marker = tmp_path / "started"
+        running = lease.run(f.mark_then_wait, str(marker), str(release))
+        await eventually(marker.exists, what="the call started")
+        queued = lease.run(f.add, 1, 1)  # waits for the one task slot
+        drained = manager.drain(30)
+        advance_clock(31)
+        manager.notify_scale_changed()
+        report = await asyncio.wait_for(drained, 60)
+        with pytest.raises(LeasePoolDrainingError, match="Dask task"):
+            await running
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert (report.finished, report.cancelled, report.killed) == (0, 1, 1)
+
+        async def forgotten() -> bool:
+            return not await scheduler_tasks(observer)
+
+        await until_async(forgotten)
+    finally:
+        release.touch()
+        await manager.stop()
+
+
+async def test_what_cannot_be_pickled_fails_alone(cluster: Any) -> None:
+    manager = dask_manager(cluster)
+    await manager.start()
+    try:
+        async with await manager.acquire() as lease:
+            outcomes = await asyncio.gather(
+                lease.run(f.add, 1, 1),
+                lease.run(f.echo, threading.Lock()),
+                lease.run(f.unpicklable_result),
+                lease.run(f.add, 2, 2),
+                return_exceptions=True,
+            )
+        assert outcomes[0] == 2 and outcomes[3] == 4
+        assert isinstance(outcomes[1], TypeError), outcomes[1]
+        assert "pickle" in str(outcomes[1])
+        assert isinstance(outcomes[2], TypeError | RuntimeError), outcomes[2]
+        assert "pickle" in str(outcomes[2])
+    finally:
         await manager.stop()
 
 
