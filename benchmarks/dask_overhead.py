@@ -83,7 +83,8 @@ async def measure(args: argparse.Namespace, address: str, threads: int) -> dict[
                 _check(list(await client.gather(futures)), n)
 
             async def ours_grinder(n: int) -> None:
-                _check(list(await asyncio.gather(*(grinder.submit(add, i, 1) for i in range(n)))), n)
+                items = [grinder.submit(add, i, 1) for i in range(n)]
+                _check(list(await asyncio.gather(*items)), n)
 
             workloads: dict[str, tuple[int, dict[str, Variant]]] = {
                 "sequential": (
