@@ -53,7 +53,9 @@ def _check(results: list[Any], n: int) -> None:
 
 async def measure(args: argparse.Namespace, address: str, threads: int) -> dict[str, Any]:
     add = operator.add
-    async with Client(address, asynchronous=True, set_as_default=False) as client:
+    # distributed is untyped.
+    client_cm = Client(address, asynchronous=True, set_as_default=False)  # type: ignore[no-untyped-call]
+    async with client_cm as client:
         manager = LeasedExecutorManager(
             backend="dask", dask_address=address, max_pools=2, workers_per_pool=threads
         )
@@ -157,7 +159,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--gathered", type=int, default=2000)
     args = parser.parse_args()
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]  # distributed is untyped
         n_workers=args.workers,
         threads_per_worker=args.threads,
         host="127.0.0.1",
