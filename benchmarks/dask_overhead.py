@@ -163,7 +163,7 @@ def main() -> None:
         n_workers=args.workers,
         threads_per_worker=args.threads,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # HTTP endpoints on a free local port
         worker_dashboard_address=None,
     ) as cluster:
         threads = args.workers * args.threads

@@ -67,7 +67,7 @@ if __name__ == "__main__":  # worker processes import this file: start nothing t
         n_workers=2,
         threads_per_worker=2,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # HTTP endpoints on a free local port
         worker_dashboard_address=None,
     ) as cluster:
         asyncio.run(main(cluster.scheduler_address))

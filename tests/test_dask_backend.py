@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -49,7 +50,7 @@ def cluster() -> Iterator[Any]:
         threads_per_worker=2,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # HTTP endpoints on a free local port
         worker_dashboard_address=None,
     ) as local_cluster:
         yield local_cluster
@@ -398,6 +399,85 @@ async def test_pools_follow_the_cluster_as_workers_join_and_leave(cluster: Any) 
         await asyncio.to_thread(cluster.scale, 2)
         await asyncio.to_thread(cluster.wait_for_workers, 2, 60)
         await manager.stop()
+
+
+async def test_a_stop_while_connecting_fails_the_start(cluster: Any) -> None:
+    manager = dask_manager(cluster)
+    starting = asyncio.ensure_future(manager.start())
+    await asyncio.sleep(0)  # start() began connecting
+    await manager.stop()
+    with pytest.raises(RuntimeError, match="stopped while it connected"):
+        await starting
+    with pytest.raises(LeasePoolNotStartedError):
+        await manager.acquire()
+
+
+async def test_calls_made_while_connecting_are_sent_once_connected(cluster: Any) -> None:
+    manager = dask_manager(cluster)
+    starting = asyncio.ensure_future(manager.start())
+    await asyncio.sleep(0)  # started, still connecting
+    starting.cancel()  # the caller stops waiting; the manager goes on connecting
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    try:
+        calls = [manager.run(f.add, i, 1) for i in range(5)]
+        assert await asyncio.wait_for(asyncio.gather(*calls), 60) == [1, 2, 3, 4, 5]
+    finally:
+        await manager.stop()
+
+
+def local_cluster(**kwargs: Any) -> Any:
+    return distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address=None,
+        **kwargs,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected() -> None:
+    port = free_port()
+    doomed = local_cluster(scheduler_port=port)
+    manager = LeasedExecutorManager(
+        backend="dask", dask_address=doomed.scheduler_address, max_pools=1
+    )
+    # The client gives a lost scheduler this long to come back.
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        await manager.start()
+    try:
+        lease = await manager.acquire()
+        assert await lease.run(f.add, 1, 1) == 2
+        await asyncio.to_thread(doomed.close)
+        # Refused at once while the client tries to reconnect, or failed when it gives up.
+        with pytest.raises(ConnectionError, match="Dask scheduler"):
+            await asyncio.wait_for(lease.run(f.add, 2, 2), 60)
+        # A scheduler back at the address: the next calls reconnect (calls that come
+        # while it is still down fail after the connect timeout).
+        revived = await asyncio.to_thread(local_cluster, scheduler_port=port)
+        try:
+
+            async def back() -> bool:
+                try:
+                    return bool(await asyncio.wait_for(lease.run(f.add, 3, 3), 60) == 6)
+                except ConnectionError:
+                    return False
+
+            await until_async(back, limit=60)
+            assert await lease.run(f.add, 4, 4) == 8
+        finally:
+            await asyncio.wait_for(manager.stop(), 60)
+            await asyncio.to_thread(revived.close)
+    finally:
+        await asyncio.to_thread(doomed.close)
 
 
 async def test_unreachable_cluster_fails_start() -> None:

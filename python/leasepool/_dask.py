@@ -29,7 +29,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
 from typing import Any
 
 from .exceptions import UnsupportedBackendError, WorkerLostError
@@ -143,6 +143,7 @@ class DaskConnection:
         self._keys = itertools.count(1)
         self._token = ""
         self._on_change: Callable[[], object] | None = None
+        self._connecting = False
         #: Threads of the cluster's workers, as last heard (0 until connected): what a
         #: ``size_provider`` that follows the cluster reads (``integrations.dask``).
         self.cluster_threads = 0
@@ -166,11 +167,23 @@ class DaskConnection:
         self._failure = None
         self._closed = False
         self._token = uuid.uuid4().hex[:12]
-        task = loop.create_task(self._connect(on_open))
+        self._start_connecting(on_open, first=True)
+
+    def _start_connecting(
+        self, on_open: Callable[[BaseException | None], object] | None, *, first: bool
+    ) -> None:
+        assert self._loop is not None
+        self._connecting = True
+        task = self._loop.create_task(self._connect(on_open, first=first))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def _connect(self, on_open: Callable[[BaseException | None], object]) -> None:
+    async def _connect(
+        self, on_open: Callable[[BaseException | None], object] | None, *, first: bool
+    ) -> None:
+        """Open a client. The first connection's failure is ``start()``'s (and every
+        later call's); a reconnection's fails the calls that waited for it, and the next
+        call tries again."""
         distributed = import_distributed()
         try:
             if self._user_client is not None:
@@ -186,19 +199,30 @@ class DaskConnection:
                 set_as_default=False,
             )
             client.subscribe_topic("all", self._on_cluster_event)
-        except BaseException as exc:  # noqa: BLE001 - reported to start() and every call
-            self._failure = exc
+        except BaseException as exc:  # noqa: BLE001 - reported to start() and the calls
+            self._connecting = False
+            if first:
+                self._failure = exc
             self._fail_pending(exc)
-            on_open(exc)
+            if on_open is not None:
+                on_open(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
+        self._connecting = False
+        if self._closed:  # stop() came first: this client is nobody's
+            client.unsubscribe_topic("all")
+            await client.close()
+            if on_open is not None:
+                on_open(RuntimeError("the manager was stopped while it connected to the cluster"))
+            return
         self._client = client
-        await self._refresh_size(notify=False)
+        await self._refresh_size(notify=not first)
         pending, self._pending = self._pending, []
         for future, fn, args in pending:
-            self._submit_now(future, fn, args)
-        on_open(None)
+            self._send(client, future, fn, args)
+        if on_open is not None:
+            on_open(None)
 
     def close(self, on_closed: Callable[[], object]) -> None:
         """Close the client (on the loop); ``on_closed()`` when it is closed."""
@@ -211,7 +235,8 @@ class DaskConnection:
 
         async def close_client() -> None:
             try:
-                client.unsubscribe_topic("all")
+                if client.status == "running":
+                    client.unsubscribe_topic("all")
                 await client.close()
             finally:
                 on_closed()
@@ -248,8 +273,31 @@ class DaskConnection:
             future.set_exception(RuntimeError("the manager stopped before this call was sent"))
             return
         client = self._client
-        if client is None:  # still connecting
+        if client is None or client.status in ("closing", "closed"):
+            # Connecting; or the client gave up on a lost scheduler (after
+            # distributed.comm.timeouts.connect): connect anew, and send once connected.
             self._pending.append((future, fn, args))
+            if not self._connecting:
+                self._client = None
+                self._start_connecting(None, first=False)
+            return
+        self._send(client, future, fn, args)
+
+    def _send(
+        self, client: Any, future: ChunkFuture, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        """``client.submit`` for a running ``future``; a task awaits the outcome."""
+        if future.done():  # failed or cancelled while it waited for the connection
+            return
+        if client.status != "running":
+            # Reconnecting to a lost scheduler: Dask cancels what it has and would not
+            # send this; fail it now rather than leave it hanging.
+            future.set_exception(
+                ConnectionError(
+                    f"no connection to the Dask scheduler {client.scheduler.address} "
+                    f"(the client is {client.status}); the call was not sent"
+                )
+            )
             return
         key = f"leasepool-chunk-{self._token}-{next(self._keys)}"
         try:
@@ -268,10 +316,10 @@ class DaskConnection:
         try:
             value = await dask_future
         except asyncio.CancelledError as exc:
-            if type(exc) is asyncio.CancelledError:
-                self._settle(future, None, exc)
-                raise  # this watcher itself was cancelled (the loop is closing)
-            self._settle(future, None, exc)  # the Dask task was cancelled
+            self._settle(future, None, exc)
+            raise  # this watcher itself was cancelled (the loop is closing)
+        except CancelledError as exc:  # the Dask task was cancelled
+            self._settle(future, None, self._cancelled_error(exc))
         except BaseException as exc:  # noqa: BLE001 - the chunk's task failed
             self._settle(future, None, exc)
         else:
@@ -279,6 +327,18 @@ class DaskConnection:
         finally:
             self._running.pop(key, None)
             dask_future.release()
+
+    def _cancelled_error(self, exc: BaseException) -> BaseException:
+        """What a Dask task cancelled without our asking means: the client gave up on a
+        lost scheduler (after ``distributed.comm.timeouts``), so say that."""
+        if self._client is not None and self._client.status != "running":
+            lost = ConnectionError(
+                f"lost the connection to the Dask scheduler {self._client.scheduler.address} "
+                "before this call's outcome came back (it may or may not have run)"
+            )
+            lost.__cause__ = exc
+            return lost
+        return exc
 
     def _settle(self, future: ChunkFuture, value: Any, error: BaseException | None) -> None:
         try:
