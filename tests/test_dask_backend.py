@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -189,6 +190,57 @@ async def test_manager_run_and_a_given_client(cluster: Any, observer: Any) -> No
         await manager.stop()
     assert observer.status == "running"
     assert observer.submit(f.add, 1, 1).result(30) == 2
+
+
+async def test_an_asynchronous_client_on_the_same_loop(cluster: Any) -> None:
+    async with distributed.Client(
+        cluster.scheduler_address, asynchronous=True, set_as_default=False
+    ) as client:
+        manager = dask_manager(cluster, dask_client=client)
+        await manager.start()
+        try:
+            async with await manager.acquire() as lease:
+                assert await lease.run(f.add, 5, 5) == 10
+        finally:
+            await manager.stop()
+        # Untouched: still the caller's, still working.
+        assert client.status == "running"
+        assert await client.submit(f.add, 1, 2) == 3
+
+
+async def test_cancel_and_release_races_settle_everything(cluster: Any, observer: Any) -> None:
+    """Amplified: rounds of gathered calls, some cancelled at random points, leases
+    released while calls run; every await settles, nothing stays leased or on the
+    cluster."""
+    rng = random.Random(14)
+    manager = dask_manager(cluster, max_pools=2, workers_per_pool=2)
+    await manager.start()
+    try:
+        for _ in range(60):
+            lease = await manager.acquire()
+            calls = [asyncio.ensure_future(lease.run(f.add, i, 1)) for i in range(12)]
+            for _ in range(rng.randrange(4)):
+                await asyncio.sleep(0)
+            for call in rng.sample(calls, rng.randrange(6)):
+                call.cancel()
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*calls, return_exceptions=True), 60
+            )
+            for i, outcome in enumerate(outcomes):
+                assert outcome == i + 1 or isinstance(outcome, asyncio.CancelledError), outcome
+            await lease.release()
+        assert manager.stats()["leased"] == 0
+    finally:
+        await manager.stop()
+    # Every call counted once: started and then ended, or cancelled before it started.
+    metrics = manager.metrics()
+    assert metrics.calls_started + metrics.calls_cancelled == 60 * 12
+    assert metrics.calls_started == metrics.calls_finished + metrics.calls_failed
+
+    async def forgotten() -> bool:
+        return not await scheduler_tasks(observer)
+
+    await until_async(forgotten)
 
 
 async def test_cancelling_the_await_cancels_the_dask_task(
