@@ -223,9 +223,7 @@ async def test_cancel_and_release_races_settle_everything(cluster: Any, observer
                 await asyncio.sleep(0)
             for call in rng.sample(calls, rng.randrange(6)):
                 call.cancel()
-            outcomes = await asyncio.wait_for(
-                asyncio.gather(*calls, return_exceptions=True), 60
-            )
+            outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 60)
             for i, outcome in enumerate(outcomes):
                 assert outcome == i + 1 or isinstance(outcome, asyncio.CancelledError), outcome
             await lease.release()
