@@ -7,6 +7,7 @@ manager, which opens its own client of the cluster at ``start()``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -22,7 +23,7 @@ from typing import Any
 
 import _dask_funcs as f
 import pytest
-from _support import eventually
+from _support import eventually, messages
 
 from leasepool import (
     ExecutorBackend,
@@ -96,9 +97,13 @@ def dask_manager(cluster: Any, **kwargs: Any) -> LeasedExecutorManager:
     return LeasedExecutorManager(backend="dask", **options)
 
 
-async def test_run_gather_and_exceptions(cluster: Any) -> None:
+async def test_run_gather_and_exceptions(cluster: Any, caplog: pytest.LogCaptureFixture) -> None:
     manager = dask_manager(cluster)
-    await manager.start()
+    with caplog.at_level(logging.INFO, logger="leasepool.manager"):
+        await manager.start()
+    assert f"Connected to Dask scheduler address={cluster.scheduler_address} threads=4" in (
+        messages(caplog, logging.INFO)
+    )
     try:
         assert manager.backend is ExecutorBackend.DASK
         async with await manager.acquire() as lease:
@@ -350,7 +355,9 @@ async def test_what_cannot_be_pickled_fails_alone(cluster: Any) -> None:
         await manager.stop()
 
 
-async def test_a_killed_worker_fails_only_its_calls(cluster: Any, tmp_path: Path) -> None:
+async def test_a_killed_worker_fails_only_its_calls(
+    cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     manager = dask_manager(cluster, max_pools=2, workers_per_pool=1)
     await manager.start()
     release = tmp_path / "release"
@@ -366,6 +373,9 @@ async def test_a_killed_worker_fails_only_its_calls(cluster: Any, tmp_path: Path
             await asyncio.wait_for(running, 60)
         assert raised.value.worker == address
         assert address in str(raised.value)
+        assert f"Dask worker lost worker={address} chunks_failed=1" in messages(
+            caplog, logging.WARNING
+        )
         # Nothing else is lost: both leases go on (the nanny restarts the worker).
         assert await asyncio.wait_for(other.run(f.add, 1, 2), 60) == 3
         assert await asyncio.wait_for(doomed.run(f.add, 2, 2), 60) == 4
@@ -494,7 +504,10 @@ def free_port() -> int:
         return port
 
 
-async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected() -> None:
+async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="leasepool.manager")
     port = free_port()
     doomed = local_cluster(scheduler_port=port)
     manager = LeasedExecutorManager(
@@ -510,8 +523,14 @@ async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected() -> No
         # Refused at once while the client tries to reconnect, or failed when it gives up.
         with pytest.raises(ConnectionError, match="Dask scheduler"):
             await asyncio.wait_for(lease.run(f.add, 2, 2), 60)
-        # A scheduler back at the address: the next calls reconnect (calls that come
-        # while it is still down fail after the connect timeout).
+        # The client gives up (after the 2 s connect timeout) ...
+        connection = manager._dask_connection
+
+        async def gave_up() -> bool:
+            return bool(connection._client.status == "closed")
+
+        await until_async(gave_up)
+        # ... and a scheduler back at the address: the next call opens a new client.
         revived = await asyncio.to_thread(local_cluster, scheduler_port=port)
         try:
 
@@ -523,6 +542,18 @@ async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected() -> No
 
             await until_async(back, limit=60)
             assert await lease.run(f.add, 4, 4) == 8
+            lost = [
+                m for m in messages(caplog, logging.WARNING) if m.startswith("Lost the connection")
+            ]
+            assert len(lost) == 1, lost  # once per outage
+            assert f"address={doomed.scheduler_address}" in lost[0]
+            reconnected = [
+                m for m in messages(caplog, logging.INFO) if m.startswith("Reconnected to Dask")
+            ]
+            assert reconnected == [
+                f"Reconnected to Dask scheduler address={doomed.scheduler_address} threads=1"
+            ]
+
         finally:
             await asyncio.wait_for(manager.stop(), 60)
             await asyncio.to_thread(revived.close)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -127,7 +128,10 @@ class DaskConnection:
     and ``cancel_task`` may be called from any thread.
     """
 
-    def __init__(self, client: Any, address: str | None, name_prefix: str) -> None:
+    def __init__(
+        self, client: Any, address: str | None, name_prefix: str, logger: logging.Logger
+    ) -> None:
+        self._logger = logger
         self._user_client = client
         self._address = address
         self._name_prefix = name_prefix
@@ -144,6 +148,7 @@ class DaskConnection:
         self._token = ""
         self._on_change: Callable[[], object] | None = None
         self._connecting = False
+        self._lost_logged = False
         #: Threads of the cluster's workers, as last heard (0 until connected): what a
         #: ``size_provider`` that follows the cluster reads (``integrations.dask``).
         self.cluster_threads = 0
@@ -217,7 +222,14 @@ class DaskConnection:
                 on_open(RuntimeError("the manager was stopped while it connected to the cluster"))
             return
         self._client = client
+        self._lost_logged = False
         await self._refresh_size(notify=not first)
+        self._logger.info(
+            "%s Dask scheduler address=%s threads=%s",
+            "Connected to" if first else "Reconnected to",
+            client.scheduler.address,
+            self.cluster_threads,
+        )
         pending, self._pending = self._pending, []
         for future, fn, args in pending:
             self._send(client, future, fn, args)
@@ -292,6 +304,7 @@ class DaskConnection:
         if client.status != "running":
             # Reconnecting to a lost scheduler: Dask cancels what it has and would not
             # send this; fail it now rather than leave it hanging.
+            self._log_lost(client)
             future.set_exception(
                 ConnectionError(
                     f"no connection to the Dask scheduler {client.scheduler.address} "
@@ -332,6 +345,7 @@ class DaskConnection:
         """What a Dask task cancelled without our asking means: the client gave up on a
         lost scheduler (after ``distributed.comm.timeouts``), so say that."""
         if self._client is not None and self._client.status != "running":
+            self._log_lost(self._client)
             lost = ConnectionError(
                 f"lost the connection to the Dask scheduler {self._client.scheduler.address} "
                 "before this call's outcome came back (it may or may not have run)"
@@ -339,6 +353,16 @@ class DaskConnection:
             lost.__cause__ = exc
             return lost
         return exc
+
+    def _log_lost(self, client: Any) -> None:
+        if not self._lost_logged:
+            self._lost_logged = True
+            self._logger.warning(
+                "Lost the connection to the Dask scheduler address=%s client=%s; calls "
+                "fail until it is back",
+                client.scheduler.address,
+                client.status,
+            )
 
     def _settle(self, future: ChunkFuture, value: Any, error: BaseException | None) -> None:
         try:
@@ -396,10 +420,12 @@ class DaskConnection:
         if action != "remove-worker" or message.get("expected"):
             return  # retired on purpose: its tasks move elsewhere without having failed
         worker = message.get("worker", "?")
+        lost = 0
         for key in message.get("processing-tasks", ()):
             future = self._running.get(key) if isinstance(key, str) else None
             if future is None:
                 continue
+            lost += 1
             error = WorkerLostError(
                 f"The Dask worker {worker} died (or left the cluster) while running "
                 "this call; it was not retried"
@@ -408,6 +434,8 @@ class DaskConnection:
             self._settle(future, None, error)
             if future.dask_future is not None:
                 self.cancel_task(future.dask_future)
+        if lost:
+            self._logger.warning("Dask worker lost worker=%s chunks_failed=%s", worker, lost)
 
     async def _refresh_size(self, *, notify: bool) -> None:
         client = self._client

@@ -93,7 +93,7 @@ def resolve_executor_settings(
             arguments (leasepool 0.1.1 raised them at ``start()`` too).
     """
     if kind == "dask":
-        return _dask_settings(executor_kwargs, name_prefix)
+        return _dask_settings(executor_kwargs, name_prefix, logger)
     executor_cls: Callable[..., Executor] = resolve_executor_cls(backend)
     kwargs = dict(executor_kwargs)
     one_call_per_task = kwargs.get("max_tasks_per_child") is not None
@@ -132,12 +132,14 @@ def resolve_executor_settings(
     )
 
 
-def _dask_settings(executor_kwargs: Mapping[str, Any], name_prefix: str) -> ExecutorSettings:
+def _dask_settings(
+    executor_kwargs: Mapping[str, Any], name_prefix: str, logger: logging.Logger
+) -> ExecutorSettings:
     """The dask backend: every pool's executor submits through one connection."""
     from ._dask import DaskConnection, DaskExecutor, check_dask_arguments
 
     client, address = check_dask_arguments(executor_kwargs)
-    connection = DaskConnection(client, address, name_prefix)
+    connection = DaskConnection(client, address, name_prefix, logger)
     executor_cls = functools.partial(DaskExecutor, connection=connection)
     return ExecutorSettings(executor_cls, {}, (), False, False, None, None, connection)
 
