@@ -376,6 +376,7 @@ async def test_a_killed_worker_fails_only_its_calls(
         assert f"Dask worker lost worker={address} chunks_failed=1" in messages(
             caplog, logging.WARNING
         )
+        assert manager.metrics().worker_crashes == 1
         # Nothing else is lost: both leases go on (the nanny restarts the worker).
         assert await asyncio.wait_for(other.run(f.add, 1, 2), 60) == 3
         assert await asyncio.wait_for(doomed.run(f.add, 2, 2), 60) == 4

@@ -147,6 +147,7 @@ class DaskConnection:
         self._keys = itertools.count(1)
         self._token = ""
         self._on_change: Callable[[], object] | None = None
+        self._on_worker_lost: Callable[[], object] | None = None
         self._connecting = False
         self._lost_logged = False
         #: Threads of the cluster's workers, as last heard (0 until connected): what a
@@ -159,14 +160,18 @@ class DaskConnection:
         self,
         on_open: Callable[[BaseException | None], object],
         on_change: Callable[[], object] | None = None,
+        on_worker_lost: Callable[[], object] | None = None,
     ) -> None:
         """Connect on the running loop; ``on_open(error or None)`` once connected or not.
 
         ``on_change()`` is called (on the loop) whenever a worker joined or left and
         :attr:`cluster_threads` was updated: the manager re-sizes at once.
+        ``on_worker_lost()`` is called once per worker that died with calls of this
+        manager on it (the manager counts it as a worker crash).
         """
         loop = asyncio.get_running_loop()
         self._on_change = on_change
+        self._on_worker_lost = on_worker_lost
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._failure = None
@@ -435,6 +440,8 @@ class DaskConnection:
             if future.dask_future is not None:
                 self.cancel_task(future.dask_future)
         if lost:
+            if self._on_worker_lost is not None:
+                self._on_worker_lost()
             self._logger.warning("Dask worker lost worker=%s chunks_failed=%s", worker, lost)
 
     async def _refresh_size(self, *, notify: bool) -> None:

@@ -145,7 +145,8 @@ class ManagerMetrics:
     calls_cancelled: int
     """Calls cancelled or withdrawn before they ran."""
     worker_crashes: int
-    """Process (or interpreter) pools found broken: a worker died."""
+    """Process (or interpreter) pools found broken: a worker died; with the dask
+    backend, Dask workers that died with calls of this manager on them."""
     # Histograms, in seconds.
     acquire_wait: HistogramSnapshot
     """From the request to the grant (0 when granted at once)."""

@@ -12,14 +12,19 @@ use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
 impl ProcessBackend {
     /// Opens the Dask connection, if this is the dask backend: a future settled with
     /// `None` once connected, or with the exception that prevented it. `on_change()`
-    /// is called on the loop whenever a worker joined or left.
+    /// is called on the loop whenever a worker joined or left; each worker that died
+    /// with calls of this manager on it counts as a worker crash in its metrics.
     pub(crate) fn connect(
         &self,
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
         on_change: Py<PyAny>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
-        self.with_connection(py, bridge, "open", Some(on_change))
+        let on_worker_lost = match self.metrics.get() {
+            Some(metrics) => Py::new(py, CountCrash(metrics.clone()))?.into_any(),
+            None => py.None(),
+        };
+        self.with_connection(py, bridge, "open", vec![on_change, on_worker_lost])
     }
 
     /// The dask backend's `DaskConnection` (once started), for
@@ -38,7 +43,7 @@ impl ProcessBackend {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
-        self.with_connection(py, bridge, "close", None)
+        self.with_connection(py, bridge, "close", Vec::new())
     }
 
     fn with_connection(
@@ -46,7 +51,7 @@ impl ProcessBackend {
         py: Python<'_>,
         bridge: &Arc<LoopBridge>,
         method: &str,
-        extra: Option<Py<PyAny>>,
+        extra: Vec<Py<PyAny>>,
     ) -> PyResult<Option<Py<PyLeaseFuture>>> {
         let Some(connection) = self.settings.get().and_then(|s| s.connection.as_ref()) else {
             return Ok(None);
@@ -58,12 +63,23 @@ impl ProcessBackend {
                 future: done.clone_ref(py),
             },
         )?;
-        let connection = connection.bind(py);
-        match extra {
-            Some(extra) => connection.call_method1(method, (settle, extra))?,
-            None => connection.call_method1(method, (settle,))?,
-        };
+        let mut args = vec![settle.into_any()];
+        args.extend(extra);
+        connection
+            .bind(py)
+            .call_method1(method, PyTuple::new(py, args)?)?;
         Ok(Some(done))
+    }
+}
+
+/// Counts a Dask worker that died under calls of this manager (`worker_crashes`).
+#[pyclass(module = "leasepool._engine", frozen)]
+struct CountCrash(Arc<CallMetrics>);
+
+#[pymethods]
+impl CountCrash {
+    fn __call__(&self) {
+        self.0.crashed();
     }
 }
 
