@@ -235,7 +235,7 @@ MANAGER: Group[ManagerMetrics] = Group(
             "leasepool.worker.crashes",
             "counter",
             "{crash}",
-            "Process (or interpreter) pools found broken: a worker died.",
+            "Worker crashes: process (or interpreter) pools found broken, Dask workers lost.",
             (),
             _one(lambda m: m.worker_crashes),
         ),
