@@ -47,6 +47,8 @@ def mark_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
     seconds) until ``release`` exists. Stands for a long blocking call the test can end."""
     from distributed import get_worker
 
+    with open(f"{marker}.runs", "a") as runs:  # one line per run: at most once?
+        runs.write(f"{os.getpid()}\n")
     Path(marker).write_text(f"{get_worker().address} {os.getpid()}")
     deadline = time.monotonic() + limit
     while not os.path.exists(release) and time.monotonic() < deadline:

@@ -31,7 +31,6 @@ from leasepool import (
     LeaseExpiredError,
     LeasePoolDrainingError,
     LeasePoolNotStartedError,
-    UnsupportedBackendError,
     WorkGrinder,
 )
 from leasepool.exceptions import WorkerLostError
@@ -356,7 +355,7 @@ async def test_what_cannot_be_pickled_fails_alone(cluster: Any) -> None:
 
 
 async def test_a_killed_worker_fails_only_its_calls(
-    cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    cluster: Any, observer: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     manager = dask_manager(cluster, max_pools=2, workers_per_pool=1)
     await manager.start()
@@ -377,6 +376,14 @@ async def test_a_killed_worker_fails_only_its_calls(
             caplog, logging.WARNING
         )
         assert manager.metrics().worker_crashes == 1
+
+        async def gone() -> bool:
+            return not await scheduler_tasks(observer)
+
+        await until_async(gone)
+        # Not started again on the other worker (the at-most-once scheduler plugin).
+        runs = await asyncio.to_thread(Path(f"{marker}.runs").read_text)
+        assert runs.split() == [pid]
         # Nothing else is lost: both leases go on (the nanny restarts the worker).
         assert await asyncio.wait_for(other.run(f.add, 1, 2), 60) == 3
         assert await asyncio.wait_for(doomed.run(f.add, 2, 2), 60) == 4
@@ -562,6 +569,125 @@ async def test_a_lost_scheduler_fails_calls_and_a_new_one_is_reconnected(
         await asyncio.to_thread(doomed.close)
 
 
+async def test_a_start_overtaking_an_unfinished_stop_gets_a_working_connection(
+    cluster: Any, observer: Any, tmp_path: Path
+) -> None:
+    manager = dask_manager(cluster, name_prefix="overtaken")
+    await manager.start()
+    release = tmp_path / "release"
+    marker = tmp_path / "started"
+    running = manager.run(f.mark_then_wait, str(marker), str(release))
+    await eventually(marker.exists, what="the call started")
+    stopping = asyncio.ensure_future(manager.stop())  # waits for the running call
+    await asyncio.sleep(0)
+    release.touch()
+    await asyncio.wait_for(manager.start(), 60)  # before that stop() finished
+    try:
+        assert await asyncio.wait_for(running, 60) == "released"
+        await asyncio.wait_for(stopping, 60)
+        assert await asyncio.wait_for(manager.run(f.add, 1, 1), 60) == 2
+    finally:
+        await manager.stop()
+
+    def clients(dask_scheduler: Any) -> list[str]:
+        return [c for c in dask_scheduler.clients if "overtaken-leasepool" in str(c)]
+
+    async def none_left() -> bool:
+        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
+
+    await until_async(none_left)
+
+
+async def test_stop_and_restart_while_connecting(cluster: Any, observer: Any) -> None:
+    manager = dask_manager(cluster, name_prefix="restarted-early")
+    first = asyncio.ensure_future(manager.start())
+    await asyncio.sleep(0)
+    await manager.stop()
+    await manager.start()
+    try:
+        with pytest.raises(RuntimeError, match="stopped while it connected"):
+            await first
+        assert await asyncio.wait_for(manager.run(f.add, 2, 3), 60) == 5
+    finally:
+        await manager.stop()
+
+    def clients(dask_scheduler: Any) -> list[str]:
+        return [c for c in dask_scheduler.clients if "restarted-early-leasepool" in str(c)]
+
+    async def none_left() -> bool:
+        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
+
+    await until_async(none_left)
+
+
+async def test_a_first_connection_that_failed_is_retried_by_later_calls() -> None:
+    port = free_port()
+    manager = LeasedExecutorManager(
+        backend="dask", dask_address=f"tcp://127.0.0.1:{port}", max_pools=1
+    )
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        starting = asyncio.ensure_future(manager.start())
+        await asyncio.sleep(0)
+        starting.cancel()  # the manager stays started, connecting
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        try:
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(manager.run(f.add, 1, 1), 60)
+            late = await asyncio.to_thread(local_cluster, scheduler_port=port)
+            try:
+
+                async def connected() -> bool:
+                    try:
+                        return bool(await asyncio.wait_for(manager.run(f.add, 2, 2), 60) == 4)
+                    except ConnectionError:
+                        return False
+
+                await until_async(connected, limit=60)
+            finally:
+                await asyncio.wait_for(manager.stop(), 60)
+                await asyncio.to_thread(late.close)
+        finally:
+            await manager.stop()
+
+
+async def test_classes_of_the_callers_main_travel_both_ways(cluster: Any) -> None:
+    # A script's (or notebook's) own classes: pickled by value, as Dask does.
+    namespace: dict[str, Any] = {}
+    exec(  # noqa: S102 - defines classes whose module is __main__, as a script's are
+        textwrap.dedent(
+            """
+            class Point:
+                def __init__(self, x):
+                    self.x = x
+
+            class ScriptError(Exception):
+                pass
+
+            def make_point(x):
+                return Point(x)
+
+            def raise_script_error(text):
+                raise ScriptError(text)
+            """
+        ),
+        namespace,
+    )
+    for value in namespace.values():
+        if isinstance(value, type) or callable(value):
+            value.__module__ = "__main__"
+    manager = dask_manager(cluster)
+    await manager.start()
+    try:
+        point = await manager.run(namespace["make_point"], 7)
+        assert type(point).__name__ == "Point" and point.x == 7
+        with pytest.raises(Exception, match="from the script") as raised:
+            await manager.run(namespace["raise_script_error"], "from the script")
+        assert type(raised.value).__name__ == "ScriptError"
+    finally:
+        await manager.stop()
+
+
 async def test_unreachable_cluster_fails_start() -> None:
     manager = LeasedExecutorManager(backend="dask", dask_address="tcp://127.0.0.1:1", max_pools=1)
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(OSError):
@@ -622,4 +748,3 @@ def test_without_distributed_the_backend_names_the_extra() -> None:
     assert len(lines) == 2, done
     for line in lines:
         assert "leasepool[dask]" in line and "distributed" in line
-    assert issubclass(UnsupportedBackendError, Exception)

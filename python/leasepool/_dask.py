@@ -138,7 +138,6 @@ class DaskConnection:
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._failure: BaseException | None = None
         self._closed = False
         self._pending: list[tuple[ChunkFuture, Callable[..., Any], tuple[Any, ...]]] = []
         # Chunks on the cluster: task key -> the engine's future of it.
@@ -149,7 +148,10 @@ class DaskConnection:
         self._on_change: Callable[[], object] | None = None
         self._on_worker_lost: Callable[[], object] | None = None
         self._connecting = False
+        self._session = 0
         self._lost_logged = False
+        self._at_most_once = True
+        self._subscribed_comm: Any = None
         #: Threads of the cluster's workers, as last heard (0 until connected): what a
         #: ``size_provider`` that follows the cluster reads (``integrations.dask``).
         self.cluster_threads = 0
@@ -174,8 +176,16 @@ class DaskConnection:
         self._on_worker_lost = on_worker_lost
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        self._failure = None
         self._closed = False
+        self._session += 1
+        client = self._client
+        if client is not None and client.status == "running":
+            # A start() that overtook the last stop(): that stop leaves the client to
+            # this run (its calls still finish on it).
+            self._connecting = False
+            loop.call_soon(on_open, None)
+            return
+        self._client = None
         self._token = uuid.uuid4().hex[:12]
         self._start_connecting(on_open, first=True)
 
@@ -184,51 +194,42 @@ class DaskConnection:
     ) -> None:
         assert self._loop is not None
         self._connecting = True
-        task = self._loop.create_task(self._connect(on_open, first=first))
+        task = self._loop.create_task(self._connect(on_open, first=first, session=self._session))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
     async def _connect(
-        self, on_open: Callable[[BaseException | None], object] | None, *, first: bool
+        self,
+        on_open: Callable[[BaseException | None], object] | None,
+        *,
+        first: bool,
+        session: int,
     ) -> None:
-        """Open a client. The first connection's failure is ``start()``'s (and every
-        later call's); a reconnection's fails the calls that waited for it, and the next
-        call tries again."""
-        distributed = import_distributed()
+        """Open a client. The first connection's failure is ``start()``'s; either way
+        the calls that waited for it fail, and the next call tries again."""
+        client: Any = None
         try:
-            if self._user_client is not None:
-                address = self._user_client.scheduler.address
-                security = getattr(self._user_client, "security", None)
-            else:
-                address, security = self._address, None
-            client = await distributed.Client(
-                address,
-                asynchronous=True,
-                security=security,
-                name=f"{self._name_prefix}-leasepool",
-                set_as_default=False,
-            )
-            client.subscribe_topic("all", self._on_cluster_event)
+            client = await self._open_client()
+            if self._closed or session != self._session:
+                # stop() (or a stop and a new start) came first: nobody's client.
+                raise RuntimeError("the manager was stopped while it connected to the cluster")
+            self._client = client
+            self._lost_logged = False
+            await self._refresh_size(notify=not first)
         except BaseException as exc:  # noqa: BLE001 - reported to start() and the calls
-            self._connecting = False
-            if first:
-                self._failure = exc
-            self._fail_pending(exc)
+            if session == self._session:
+                self._connecting = False
+                if self._client is client:
+                    self._client = None
+                self._fail_pending(exc)
+            if client is not None and self._client is not client:
+                self._close_in_background(client)
             if on_open is not None:
                 on_open(exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
             return
         self._connecting = False
-        if self._closed:  # stop() came first: this client is nobody's
-            client.unsubscribe_topic("all")
-            await client.close()
-            if on_open is not None:
-                on_open(RuntimeError("the manager was stopped while it connected to the cluster"))
-            return
-        self._client = client
-        self._lost_logged = False
-        await self._refresh_size(notify=not first)
         self._logger.info(
             "%s Dask scheduler address=%s threads=%s",
             "Connected to" if first else "Reconnected to",
@@ -240,6 +241,45 @@ class DaskConnection:
             self._send(client, future, fn, args)
         if on_open is not None:
             on_open(None)
+
+    async def _open_client(self) -> Any:
+        distributed = import_distributed()
+        if self._user_client is not None:
+            scheduler = getattr(self._user_client, "scheduler", None)
+            if scheduler is None or self._user_client.status in ("closing", "closed"):
+                raise RuntimeError(
+                    "the dask_client given to the manager is closed; the manager connects "
+                    "to that client's scheduler"
+                )
+            address = scheduler.address
+            security = getattr(self._user_client, "security", None)
+        else:
+            address, security = self._address, None
+        client = await distributed.Client(
+            address,
+            asynchronous=True,
+            security=security,
+            name=f"{self._name_prefix}-leasepool",
+            set_as_default=False,
+        )
+        try:
+            client.subscribe_topic("all", self._on_cluster_event)
+            self._subscribed_comm = client.scheduler_comm
+            await self._install_at_most_once(client)
+        except BaseException:
+            self._close_in_background(client)
+            raise
+        return client
+
+    def _close_in_background(self, client: Any) -> None:
+        async def close_client() -> None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+        assert self._loop is not None
+        task = self._loop.create_task(close_client())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     def close(self, on_closed: Callable[[], object]) -> None:
         """Close the client (on the loop); ``on_closed()`` when it is closed."""
@@ -283,9 +323,6 @@ class DaskConnection:
     ) -> None:
         if not future.set_running_or_notify_cancel():
             return
-        if self._failure is not None:
-            future.set_exception(self._failure)
-            return
         if self._closed:
             future.set_exception(RuntimeError("the manager stopped before this call was sent"))
             return
@@ -306,6 +343,8 @@ class DaskConnection:
         """``client.submit`` for a running ``future``; a task awaits the outcome."""
         if future.done():  # failed or cancelled while it waited for the connection
             return
+        if client.status == "running" and client.scheduler_comm is not self._subscribed_comm:
+            self._resubscribe(client)
         if client.status != "running":
             # Reconnecting to a lost scheduler: Dask cancels what it has and would not
             # send this; fail it now rather than leave it hanging.
@@ -431,9 +470,15 @@ class DaskConnection:
             if future is None:
                 continue
             lost += 1
+            retried = (
+                "it was not run again"
+                if self._at_most_once
+                else "the scheduler may have started it again elsewhere before its task "
+                "was cancelled (leasepool's plugin is not installed on the scheduler)"
+            )
             error = WorkerLostError(
                 f"The Dask worker {worker} died (or left the cluster) while running "
-                "this call; it was not retried"
+                f"this call; {retried}"
             )
             error.worker = str(worker)
             self._settle(future, None, error)
@@ -443,6 +488,42 @@ class DaskConnection:
             if self._on_worker_lost is not None:
                 self._on_worker_lost()
             self._logger.warning("Dask worker lost worker=%s chunks_failed=%s", worker, lost)
+
+    def _resubscribe(self, client: Any) -> None:
+        """The client reconnected by itself (to a restarted scheduler): the new
+        scheduler has neither the event subscription nor the plugin."""
+        self._subscribed_comm = client.scheduler_comm
+        client.subscribe_topic("all", self._on_cluster_event)
+        self._lost_logged = False
+        self._logger.info("Reconnected to Dask scheduler address=%s", client.scheduler.address)
+
+        async def renew() -> None:
+            await self._install_at_most_once(client)
+            await self._refresh_size(notify=True)
+
+        assert self._loop is not None
+        task = self._loop.create_task(renew())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _install_at_most_once(self, client: Any) -> None:
+        """Register ``_dask_plugin.AtMostOncePlugin`` on the scheduler (idempotent);
+        without it, say once what that means."""
+        from ._dask_plugin import AtMostOncePlugin
+
+        try:
+            await client.register_plugin(AtMostOncePlugin())
+        except Exception as exc:  # noqa: BLE001 - the scheduler cannot import leasepool
+            if self._at_most_once:
+                self._logger.warning(
+                    "The Dask scheduler could not install leasepool's at-most-once plugin "
+                    "(is leasepool installed on the scheduler?): a call whose worker dies "
+                    "may be started again by the scheduler before its task is cancelled: %r",
+                    exc,
+                )
+            self._at_most_once = False
+        else:
+            self._at_most_once = True
 
     async def _refresh_size(self, *, notify: bool) -> None:
         client = self._client
@@ -457,9 +538,13 @@ class DaskConnection:
             self._on_change()
 
     def _fail_pending(self, error: BaseException) -> None:
+        """Fail the calls waiting for a connection, each with its own exception (one
+        object raised in many places would grow its traceback every time)."""
         pending, self._pending = self._pending, []
         for future, _, _ in pending:
-            self._settle(future, None, error)
+            failed = ConnectionError(f"could not connect to the Dask scheduler: {error!r}")
+            failed.__cause__ = error
+            self._settle(future, None, failed)
 
 
 class DaskExecutor(Executor):

@@ -127,17 +127,21 @@ def _exit_with_parent() -> None:
     watcher.start()
 
 
-def _failure(exc: BaseException) -> bytes:
+def _failure(exc: BaseException, pickle_outcome: Callable[[object], bytes] = dumps) -> bytes:
     carried = _ExceptionWithTraceback(exc, exc.__traceback__)  # type: ignore[arg-type]
     try:
-        return dumps(carried)
+        return pickle_outcome(carried)
     except BaseException as err:  # the exception itself cannot be pickled
         text = f"{type(exc).__name__}: {exc} (and it could not be pickled: {err!r})"
-        return dumps(RuntimeError(text))
+        return pickle_outcome(RuntimeError(text))
 
 
 def run_chunk(
-    slot: int, seq: int, calls: Sequence[bytes], budget: float
+    slot: int,
+    seq: int,
+    calls: Sequence[bytes],
+    budget: float,
+    pickle_outcome: Callable[[object], bytes] = dumps,
 ) -> list[tuple[bool, bytes, float]]:
     """Run pickled calls in order; return one ``(ok, pickled outcome, seconds)`` each.
 
@@ -146,6 +150,8 @@ def run_chunk(
     no further call is started (the first always is): the parent re-queues the calls
     without an outcome, so a slow call does not hold back the rest of its chunk. Once
     the pool's halt flag is set, no call is started at all: the parent cancels them.
+    ``pickle_outcome`` pickles each outcome (the dask backend passes Dask's pickler, so a
+    class of the caller's ``__main__`` comes back as it went).
     """
     progress = _progress
     base = 3 * slot
@@ -174,14 +180,14 @@ def run_chunk(
             value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
             now = perf_counter()
-            append((False, _failure(exc), now - mark))
+            append((False, _failure(exc, pickle_outcome), now - mark))
             mark = now
             continue
         now = perf_counter()
         try:
-            append((True, dumps(value), now - mark))
+            append((True, pickle_outcome(value), now - mark))
         except BaseException as exc:
-            append((False, _failure(exc), now - mark))
+            append((False, _failure(exc, pickle_outcome), now - mark))
         del value
         mark = now
     return outcomes

@@ -91,6 +91,7 @@ cached_attr!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
 cached_attr!(worker_initialize, "leasepool._process_worker", "initialize");
 cached_attr!(pickle_loads, "pickle", "loads");
 cached_attr!(dask_dumps_call, "leasepool._dask", "dumps_call");
+cached_attr!(dask_pickle_dumps, "distributed.protocol.pickle", "dumps");
 cached_attr!(
     check_dask_arguments,
     "leasepool._dask",

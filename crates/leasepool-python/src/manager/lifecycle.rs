@@ -48,7 +48,14 @@ impl ManagerCore {
                 if error.is_none() {
                     return Ok(Step::Done(py.None()));
                 }
-                core.stop_now(py)?.then_raise(PyErr::from_value(error))
+                let error = PyErr::from_value(error);
+                // Undo only this run: a stop() and a new start() may have come since.
+                match core.bridge() {
+                    Some(current) if Arc::ptr_eq(&current, &bridge) => {
+                        core.stop_now(py)?.then_raise(error)
+                    }
+                    _ => Err(error),
+                }
             })),
         ))
     }
@@ -165,7 +172,10 @@ impl ManagerCore {
     /// The end of `stop()` once every pool was reaped: stop log forwarding, close the
     /// Dask connection (waiting for it), detach from the loop.
     fn close_backend(self: &Arc<Self>, py: Python<'_>, bridge: Arc<LoopBridge>) -> PyResult<Step> {
-        if let Some(process) = &self.process {
+        // A start() that overtook this stop() owns the backend now (its log listener,
+        // its Dask client): leave them be.
+        let restarted = self.bridge().is_some();
+        if let (false, Some(process)) = (restarted, &self.process) {
             process.stop(py);
             if let Some(closed) = process.disconnect(py, &bridge)? {
                 let core = self.clone();

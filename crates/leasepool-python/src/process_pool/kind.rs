@@ -88,7 +88,8 @@ impl Kind {
         payload: Vec<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         match self {
-            Self::Process | Self::Dask => process::submit(py, executor, slot, seq, payload),
+            Self::Process => process::submit(py, executor, slot, seq, payload),
+            Self::Dask => dask::submit(py, executor, slot, seq, payload),
             Self::Interpreter => interpreter::submit(py, executor, payload),
         }
     }

@@ -84,9 +84,9 @@ use crate::job::Job;
 use crate::pool::{DrainBarrier, ExecutorPool, Reapable};
 use crate::py_cache::{
     background_kill_after, background_release, background_run, broken_process_pool,
-    broken_thread_pool, check_dask_arguments, coerce_log_level, dask_dumps_call, describe_exit,
-    exception_class, executor_processes, executor_threads, launch_processes, pickle_loads,
-    raw_array, resolve_executor_settings, start_forwarding, stop_broken_processes,
+    broken_thread_pool, check_dask_arguments, coerce_log_level, dask_dumps_call, dask_pickle_dumps,
+    describe_exit, exception_class, executor_processes, executor_threads, launch_processes,
+    pickle_loads, raw_array, resolve_executor_settings, start_forwarding, stop_broken_processes,
     wait_for_teardown, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
