@@ -137,7 +137,21 @@ async def test_run_gather_and_exceptions(cluster: Any, caplog: pytest.LogCapture
         await manager.stop()
 
 
+def _chunks_forgotten(dask_scheduler: Any) -> int:
+    prefix = dask_scheduler.task_prefixes.get("leasepool-chunk")
+    return int(prefix.state_counts["forgotten"]) if prefix is not None else 0
+
+
 async def test_gathered_calls_travel_in_chunks(cluster: Any, observer: Any) -> None:
+    async def forgotten() -> int:
+        count: int = await asyncio.to_thread(observer.run_on_scheduler, _chunks_forgotten)
+        return count
+
+    async def settled() -> bool:
+        return not await scheduler_tasks(observer)
+
+    await until_async(settled)
+    before = await forgotten()
     manager = dask_manager(cluster, max_pools=1)
     await manager.start()
     try:
@@ -148,16 +162,10 @@ async def test_gathered_calls_travel_in_chunks(cluster: Any, observer: Any) -> N
         assert metrics.calls_finished == 400
     finally:
         await manager.stop()
+    await until_async(settled)
     # 400 calls on 2 concurrent tasks: far fewer tasks than calls reached the cluster.
-    submitted = await asyncio.to_thread(
-        observer.run_on_scheduler,
-        lambda dask_scheduler: (
-            dask_scheduler.task_prefixes["leasepool-chunk"].state_counts["forgotten"]
-            if "leasepool-chunk" in dask_scheduler.task_prefixes
-            else 0
-        ),
-    )
-    assert 0 < submitted < 400
+    tasks = await forgotten() - before
+    assert 0 < tasks < 400, tasks
 
 
 async def test_executor_is_a_concurrent_futures_executor(cluster: Any) -> None:
