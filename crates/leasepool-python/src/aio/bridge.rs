@@ -155,9 +155,17 @@ impl LoopBridge {
     /// delivering whatever is still queued. Anything queued later (a done-callback
     /// added to a future that finished before `stop()`) reaches the loop through
     /// `call_soon_threadsafe`.
+    ///
+    /// Every outcome is stored before `stop()` returns, but the done-callbacks are
+    /// handed to `loop.call_soon`, never run here: `stop()` runs inside a Task's step,
+    /// and a callback that wakes another Task (an `await` on a call that just
+    /// finished) cannot run there (asyncio refuses to enter a Task while another one
+    /// is being executed, and the waiting Task would never resume).
     pub(crate) fn detach(&self, py: Python<'_>) -> PyResult<()> {
         while !self.queue.is_empty() {
-            self.drain(py)?;
+            for item in self.queue.drain(DRAIN_BATCH) {
+                deliver_scheduling(py, item);
+            }
         }
         let bell = self.queue.bell();
         if let Some(fd) = &bell.fd {
@@ -272,6 +280,24 @@ fn deliver(py: Python<'_>, item: Completion) -> PyResult<()> {
         Completion::Call(f) => {
             f(py);
             Ok(())
+        }
+    }
+}
+
+/// Delivers one completion from inside a Task's step (see [`LoopBridge::detach`]):
+/// outcomes are stored now, callbacks go to `loop.call_soon`.
+fn deliver_scheduling(py: Python<'_>, item: Completion) {
+    match item {
+        Completion::Settled(future) => future.get().schedule_callbacks(py, &future),
+        Completion::Callback(callback, future, context) => {
+            future.get().call_soon(py, &future, callback, context);
+        }
+        // Resolving an asyncio future schedules its callbacks itself; engine tasks
+        // wake no Task.
+        item => {
+            if let Err(escaping) = deliver(py, item) {
+                crate::errors::report_unraisable(py, escaping, None);
+            }
         }
     }
 }

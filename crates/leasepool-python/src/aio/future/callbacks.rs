@@ -76,7 +76,7 @@ impl PyLeaseFuture {
         }
     }
 
-    pub(super) fn call_soon(
+    pub(crate) fn call_soon(
         &self,
         py: Python<'_>,
         slf: &Py<Self>,
