@@ -363,6 +363,9 @@ class DaskConnection:
             future.set_exception(exc)
             return
         future.dask_future = dask_future
+        if future.done():  # cancelled (from another thread) while it was submitted
+            self.cancel_task(dask_future)
+            return
         self._running[key] = future
         assert self._loop is not None
         task = self._loop.create_task(self._watch(key, dask_future, future))

@@ -149,8 +149,17 @@ impl ProcessPool {
             .kind()
             .submit(py, &executor, slot, seq, payload)
             .and_then(|future| {
-                if let Some(chunk) = lock(&self.state).chunks.get_mut(&seq) {
-                    chunk.future = Some(future.clone().unbind());
+                let revoked = {
+                    let mut st = lock(&self.state);
+                    if let Some(chunk) = st.chunks.get_mut(&seq) {
+                        chunk.future = Some(future.clone().unbind());
+                    }
+                    st.mode == Mode::Revoked
+                };
+                if revoked {
+                    // Revoked while this chunk was being submitted: `stop_calls` found
+                    // no future to cancel yet (a dask task would run on).
+                    crate::errors::best_effort(py, future.call_method0("cancel"));
                 }
                 let pool = self.clone();
                 let callback = Py::new(py, ChunkDone { pool, seq })?;
