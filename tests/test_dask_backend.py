@@ -88,6 +88,20 @@ async def until_async(check: Callable[[], Awaitable[bool]], limit: float = 30.0)
         await asyncio.sleep(0.02)
 
 
+async def until_no_client_of(observer: Any, name_prefix: str) -> None:
+    """Wait until the scheduler lists no client of the manager named ``name_prefix``
+    (each manager's client is named ``f"{name_prefix}-leasepool"``)."""
+    name = f"{name_prefix}-leasepool"
+
+    def clients(dask_scheduler: Any) -> list[str]:
+        return [c for c in dask_scheduler.clients if name in str(c)]
+
+    async def none_left() -> bool:
+        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
+
+    await until_async(none_left)
+
+
 def dask_manager(cluster: Any, **kwargs: Any) -> LeasedExecutorManager:
     options: dict[str, Any] = {"max_pools": 2, "workers_per_pool": 2}
     options.update(kwargs)
@@ -424,9 +438,6 @@ async def test_grinder_batches_run_on_the_cluster(cluster: Any) -> None:
 
 
 async def test_stop_closes_its_client_and_a_restart_reconnects(cluster: Any, observer: Any) -> None:
-    def clients(dask_scheduler: Any) -> list[str]:
-        return [c for c in dask_scheduler.clients if "-leasepool" in str(c)]
-
     manager = dask_manager(cluster, name_prefix="restartable")
     for _ in range(2):
         await manager.start()
@@ -436,11 +447,7 @@ async def test_stop_closes_its_client_and_a_restart_reconnects(cluster: Any, obs
             await manager.stop()
     with pytest.raises(LeasePoolNotStartedError):
         await manager.acquire()
-
-    async def closed() -> bool:
-        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
-
-    await until_async(closed)
+    await until_no_client_of(observer, "restartable")
 
 
 async def test_pools_follow_the_cluster_as_workers_join_and_leave(cluster: Any) -> None:
@@ -600,13 +607,7 @@ async def test_a_start_overtaking_an_unfinished_stop_gets_a_working_connection(
     finally:
         await manager.stop()
 
-    def clients(dask_scheduler: Any) -> list[str]:
-        return [c for c in dask_scheduler.clients if "overtaken-leasepool" in str(c)]
-
-    async def none_left() -> bool:
-        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
-
-    await until_async(none_left)
+    await until_no_client_of(observer, "overtaken")
 
 
 async def test_stop_and_restart_while_connecting(cluster: Any, observer: Any) -> None:
@@ -622,13 +623,7 @@ async def test_stop_and_restart_while_connecting(cluster: Any, observer: Any) ->
     finally:
         await manager.stop()
 
-    def clients(dask_scheduler: Any) -> list[str]:
-        return [c for c in dask_scheduler.clients if "restarted-early-leasepool" in str(c)]
-
-    async def none_left() -> bool:
-        return not await asyncio.to_thread(observer.run_on_scheduler, clients)
-
-    await until_async(none_left)
+    await until_no_client_of(observer, "restarted-early")
 
 
 async def test_a_first_connection_that_failed_is_retried_by_later_calls() -> None:

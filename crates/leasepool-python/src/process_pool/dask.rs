@@ -101,40 +101,6 @@ impl SettleWith {
     }
 }
 
-/// The call pickled on its own as `(fn, args, kwargs)`, as Dask pickles a task: a
-/// script's own functions and lambdas travel by value (`_dask.dumps_call`).
-pub(super) fn prepare(
-    py: Python<'_>,
-    func: &Py<PyAny>,
-    args: &Py<PyTuple>,
-    kwargs: Bound<'_, PyAny>,
-) -> PyResult<Py<PyAny>> {
-    Ok(dask_dumps_call(py)?
-        .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
-        .unbind())
-}
-
-/// One Dask task: `run_chunk` over the pickled calls, its outcomes pickled with Dask's
-/// pickler (a class of the caller's `__main__`, which reached the worker by value,
-/// comes back the same way).
-pub(super) fn submit<'py>(
-    py: Python<'py>,
-    executor: &Bound<'py, PyAny>,
-    slot: usize,
-    seq: u64,
-    payload: Vec<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let chunk = (
-        worker_run_chunk(py)?,
-        slot,
-        seq,
-        PyList::new(py, payload)?,
-        CHUNK_BUDGET_SECONDS,
-        dask_pickle_dumps(py)?,
-    );
-    executor.call_method1("submit", chunk)
-}
-
 impl ProcessPool {
     /// The hook a `lease.run` future of this pool carries (dask flavour only).
     pub(super) fn abandon_hook(&self) -> Option<Box<dyn FutureHook>> {

@@ -72,8 +72,10 @@ impl Kind {
             |k| k.bind(py).clone().into_any(),
         );
         match self {
-            Self::Process => process::prepare(py, func, args, kwargs),
-            Self::Dask => dask::prepare(py, func, args, kwargs),
+            Self::Process => process::prepare(py, worker_dumps(py)?, func, args, kwargs),
+            // As Dask pickles a task: a script's own functions and lambdas travel by
+            // value (`_dask.dumps_call`).
+            Self::Dask => process::prepare(py, dask_dumps_call(py)?, func, args, kwargs),
             Self::Interpreter => interpreter::prepare(py, func, args, kwargs),
         }
     }
@@ -88,8 +90,13 @@ impl Kind {
         payload: Vec<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         match self {
-            Self::Process => process::submit(py, executor, slot, seq, payload),
-            Self::Dask => dask::submit(py, executor, slot, seq, payload),
+            Self::Process => process::submit(py, executor, (slot, seq), payload, None),
+            // Outcomes pickled with Dask's pickler: a class of the caller's `__main__`,
+            // which reached the worker by value, comes back the same way.
+            Self::Dask => {
+                let pickler = dask_pickle_dumps(py)?;
+                process::submit(py, executor, (slot, seq), payload, Some(pickler))
+            }
             Self::Interpreter => interpreter::submit(py, executor, payload),
         }
     }

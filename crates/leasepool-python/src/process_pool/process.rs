@@ -21,32 +21,39 @@ pub(super) fn configure(
     Ok(())
 }
 
-/// The call pickled on its own as `(fn, args, kwargs)`: an unpicklable call fails
-/// only its own await.
+/// The call pickled on its own as `(fn, args, kwargs)` by `pickler`: an unpicklable
+/// call fails only its own await.
 pub(super) fn prepare(
     py: Python<'_>,
+    pickler: &Bound<'_, PyAny>,
     func: &Py<PyAny>,
     args: &Py<PyTuple>,
     kwargs: Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    Ok(worker_dumps(py)?
+    Ok(pickler
         .call1(((func.clone_ref(py), args.clone_ref(py), kwargs),))?
         .unbind())
 }
 
+/// One task: `run_chunk` over the pickled calls; the worker pickles the outcomes with
+/// `pickle_outcome` if given (else as `ProcessPoolExecutor` pickles).
 pub(super) fn submit<'py>(
     py: Python<'py>,
     executor: &Bound<'py, PyAny>,
-    slot: usize,
-    seq: u64,
+    (slot, seq): (usize, u64),
     payload: Vec<Py<PyAny>>,
+    pickle_outcome: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let chunk = (
-        worker_run_chunk(py)?,
-        slot,
-        seq,
-        PyList::new(py, payload)?,
-        CHUNK_BUDGET_SECONDS,
-    );
-    executor.call_method1("submit", chunk)
+    let calls = PyList::new(py, payload)?;
+    let run_chunk = worker_run_chunk(py)?;
+    match pickle_outcome {
+        None => executor.call_method1(
+            "submit",
+            (run_chunk, slot, seq, calls, CHUNK_BUDGET_SECONDS),
+        ),
+        Some(pickler) => executor.call_method1(
+            "submit",
+            (run_chunk, slot, seq, calls, CHUNK_BUDGET_SECONDS, pickler),
+        ),
+    }
 }
