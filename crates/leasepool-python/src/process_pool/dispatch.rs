@@ -96,6 +96,14 @@ impl ProcessPool {
                     st.dispatching = false;
                     return;
                 }
+                if st.spawning {
+                    // The spawner published its executor but may still be starting the
+                    // processes: a submit now would start them itself (and its
+                    // management thread), and the spawner's launch would then fail.
+                    // The spawner pumps once it is done.
+                    st.dispatching = false;
+                    return;
+                }
                 if st.generation.is_none() {
                     st.dispatching = false;
                     let start = !std::mem::replace(&mut st.spawning, true);
