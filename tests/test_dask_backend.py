@@ -78,6 +78,15 @@ async def scheduler_tasks(observer: Any) -> dict[str, str]:
     return tasks
 
 
+async def until_no_tasks(observer: Any) -> None:
+    """Wait until the scheduler has forgotten every chunk task of the managers."""
+
+    async def none_left() -> bool:
+        return not await scheduler_tasks(observer)
+
+    await until_async(none_left)
+
+
 async def until_async(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
     """Wait (bounded) until the scheduler reaches a state: the cluster changes it on its
     own time, nothing here can be awaited instead."""
@@ -161,10 +170,7 @@ async def test_gathered_calls_travel_in_chunks(cluster: Any, observer: Any) -> N
         count: int = await asyncio.to_thread(observer.run_on_scheduler, _chunks_forgotten)
         return count
 
-    async def settled() -> bool:
-        return not await scheduler_tasks(observer)
-
-    await until_async(settled)
+    await until_no_tasks(observer)
     before = await forgotten()
     manager = dask_manager(cluster, max_pools=1)
     await manager.start()
@@ -176,7 +182,7 @@ async def test_gathered_calls_travel_in_chunks(cluster: Any, observer: Any) -> N
         assert metrics.calls_finished == 400
     finally:
         await manager.stop()
-    await until_async(settled)
+    await until_no_tasks(observer)
     # 400 calls on 2 concurrent tasks: far fewer tasks than calls reached the cluster.
     tasks = await forgotten() - before
     assert 0 < tasks < 400, tasks
@@ -261,10 +267,7 @@ async def test_cancel_and_release_races_settle_everything(cluster: Any, observer
     assert metrics.calls_started + metrics.calls_cancelled == 60 * 12
     assert metrics.calls_started == metrics.calls_finished + metrics.calls_failed
 
-    async def forgotten() -> bool:
-        return not await scheduler_tasks(observer)
-
-    await until_async(forgotten)
+    await until_no_tasks(observer)
 
 
 async def test_cancelling_the_await_cancels_the_dask_task(
@@ -283,10 +286,7 @@ async def test_cancelling_the_await_cancels_the_dask_task(
             with pytest.raises(asyncio.CancelledError):
                 await running
 
-            async def forgotten() -> bool:
-                return not await scheduler_tasks(observer)
-
-            await until_async(forgotten)
+            await until_no_tasks(observer)
             # The lease goes on.
             assert await lease.run(f.add, 1, 1) == 2
     finally:
@@ -310,10 +310,7 @@ async def test_expiry_revokes_and_cancels_outstanding_tasks(
         with pytest.raises(LeaseExpiredError, match="Dask tasks"):
             await asyncio.wait_for(running, 30)
 
-        async def forgotten() -> bool:
-            return not await scheduler_tasks(observer)
-
-        await until_async(forgotten)
+        await until_no_tasks(observer)
         with pytest.raises(LeaseExpiredError):
             await lease.run(f.add, 1, 1)
         # The pool went with its lease; a new lease gets a working one.
@@ -346,10 +343,7 @@ async def test_a_drain_deadline_cancels_the_running_tasks(
             await queued
         assert (report.finished, report.cancelled, report.killed) == (0, 1, 1)
 
-        async def forgotten() -> bool:
-            return not await scheduler_tasks(observer)
-
-        await until_async(forgotten)
+        await until_no_tasks(observer)
     finally:
         release.touch()
         await manager.stop()
@@ -399,10 +393,7 @@ async def test_a_killed_worker_fails_only_its_calls(
         )
         assert manager.metrics().worker_crashes == 1
 
-        async def gone() -> bool:
-            return not await scheduler_tasks(observer)
-
-        await until_async(gone)
+        await until_no_tasks(observer)
         # Not started again on the other worker (the at-most-once scheduler plugin).
         runs = await asyncio.to_thread(Path(f"{marker}.runs").read_text)
         assert runs.split() == [pid]
