@@ -78,6 +78,9 @@ def manager_snapshot(
         calls_failed=23 + base,
         calls_cancelled=24 + base,
         worker_crashes=25 + base,
+        autoscale_resizes=27 + base,
+        calls_offloaded=28 + base,
+        route_changes=29 + base,
         acquire_wait=hist((1, 2, 3, 4, 5 + base), 1.5),
         lease_hold=hist((0, 0, 0, 0, 1), 100.0),
         call_queue=hist((6, 0, 0, 0, 0), 0.002),
@@ -181,6 +184,9 @@ def expected_manager_samples(manager: str, base: int = 0) -> dict[Key, float]:
         key("leasepool_calls_completed_total", **m, outcome="failed"): 23 + base,
         key("leasepool_calls_completed_total", **m, outcome="cancelled"): 24 + base,
         key("leasepool_worker_crashes_total", **m): 25 + base,
+        key("leasepool_autoscale_resizes_total", **m): 27 + base,
+        key("leasepool_calls_offloaded_total", **m): 28 + base,
+        key("leasepool_route_changes_total", **m): 29 + base,
     }
     # Cumulative buckets; +Inf and _count are every observation.
     histograms = {
@@ -215,6 +221,9 @@ MANAGER_FAMILIES = {
     "leasepool_calls_started": "counter",
     "leasepool_calls_completed": "counter",
     "leasepool_worker_crashes": "counter",
+    "leasepool_autoscale_resizes": "counter",
+    "leasepool_calls_offloaded": "counter",
+    "leasepool_route_changes": "counter",
     "leasepool_acquire_wait_seconds": "histogram",
     "leasepool_lease_hold_seconds": "histogram",
     "leasepool_call_queue_seconds": "histogram",
@@ -504,7 +513,7 @@ def test_otel_instruments_report_every_value_with_attributes(
     assert got[pt("leasepool.leases.stopped", **m)] == 26
     # Manager: 21 counter and gauge points, 2 per histogram; 5 per owner; grinder: 8, 2
     # per histogram.
-    assert len(got) == (21 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
+    assert len(got) == (24 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
 
     # Counters are monotonic sums, levels up-down sums, the desired size a gauge.
     def kind(name: str) -> str:
@@ -720,7 +729,7 @@ def test_every_exported_name_is_documented(otel: tuple[Meter, InMemoryMetricRead
     meter, reader = otel
     register_otel_instruments(meter, *sources)
     otel_names = set(collect(reader))
-    assert len(prometheus) == 20 + 5 + 8 and len(otel_names) == 16 + 2 * 4 + 5 + 6 + 2 * 2
+    assert len(prometheus) == 23 + 5 + 8 and len(otel_names) == 19 + 2 * 4 + 5 + 6 + 2 * 2
     documented = set(re.findall(r"`([a-z_.]+)", DOCS.read_text()))
     assert prometheus - documented == set()
     assert otel_names - documented == set()

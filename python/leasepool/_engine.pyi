@@ -16,6 +16,7 @@ from typing_extensions import disjoint_base
 
 from ._default_executor import LeasedDefaultExecutor
 from ._process_logging import ProcessLoggingConfig
+from .autoscale import AutoScale
 from .backends import ExecutorBackend
 from .metrics import GrinderMetrics, LeaseInfo, ManagerMetrics
 
@@ -172,6 +173,7 @@ class LeasedExecutorManager:
         metrics: bool = True,
         metrics_owners: int = 0,
         track_acquire_site: bool = False,
+        autoscale: AutoScale | bool | None = None,
         **executor_kwargs: Any,
     ) -> Self: ...
     @property

@@ -239,6 +239,33 @@ MANAGER: Group[ManagerMetrics] = Group(
             (),
             _one(lambda m: m.worker_crashes),
         ),
+        Scalar(
+            "autoscale_resizes",
+            "leasepool.autoscale.resizes",
+            "counter",
+            "{resize}",
+            "Times the built-in adaptive sizing (autoscale=) moved the desired pool count.",
+            (),
+            _one(lambda m: m.autoscale_resizes),
+        ),
+        Scalar(
+            "calls_offloaded",
+            "leasepool.calls.offloaded",
+            "counter",
+            "{call}",
+            'backend="auto": calls the engine routed to process workers.',
+            (),
+            _one(lambda m: m.calls_offloaded),
+        ),
+        Scalar(
+            "route_changes",
+            "leasepool.route.changes",
+            "counter",
+            "{change}",
+            'backend="auto": times a callable moved between threads and processes.',
+            (),
+            _one(lambda m: m.route_changes),
+        ),
         # Per owner (metrics_owners); no series without owners.
         Scalar(
             "owner_leases_granted",

@@ -158,6 +158,15 @@ class ManagerMetrics:
     """How long calls ran on their worker."""
     owners: Mapping[str, OwnerMetrics]
     """Per-owner breakdown; empty unless ``metrics_owners`` is set."""
+    autoscale_resizes: int = 0
+    """Times the built-in adaptive sizing (``autoscale=``) moved ``pools_desired``; 0
+    without it."""
+    calls_offloaded: int = 0
+    """``backend="auto"``: calls the engine routed to process workers (the rest ran on
+    threads); 0 with any other backend."""
+    route_changes: int = 0
+    """``backend="auto"``: times a callable's route changed (threads to processes or
+    back), by measurement or because it could not be pickled."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@
 //! outside its lock.
 
 pub mod admission;
+pub mod autoscale;
 pub mod chunking;
 pub mod claim;
 pub mod completion;

@@ -15,6 +15,7 @@ pub(super) struct NumberArgs<'a, 'py> {
     pub(super) lease_grace_seconds: Option<&'a Bound<'py, PyAny>>,
     pub(super) check_interval: Option<&'a Bound<'py, PyAny>>,
     pub(super) idle_pool_seconds: Option<&'a Bound<'py, PyAny>>,
+    pub(super) autoscale: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// The numeric options, checked.
@@ -22,6 +23,8 @@ pub(super) struct Numbers {
     limits: PoolLimits,
     check_interval: f64,
     default_lease_seconds: f64,
+    /// The built-in adaptive sizing, if asked for (`autoscale=`).
+    autoscale: Option<leasepool::autoscale::AutoScalePolicy>,
 }
 
 impl Numbers {
@@ -69,6 +72,7 @@ impl Numbers {
             limits,
             check_interval,
             default_lease_seconds,
+            autoscale: super::autoscale::policy(args.autoscale)?,
         })
     }
 }
@@ -106,6 +110,15 @@ pub(super) struct Parts<'py> {
     pub(super) size_provider: Option<Py<PyAny>>,
 }
 
+impl Parts<'_> {
+    /// The keyword arguments for the executors (none if none were given).
+    fn take_executor_kwargs(&mut self, py: Python<'_>) -> Py<PyDict> {
+        self.executor_kwargs
+            .take()
+            .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind)
+    }
+}
+
 impl ManagerCore {
     pub(super) fn build(
         py: Python<'_>,
@@ -114,21 +127,20 @@ impl ManagerCore {
             super::admission::Admission,
             super::observe::Observe,
         ),
-        parts: Parts<'_>,
+        mut parts: Parts<'_>,
     ) -> PyResult<Arc<Self>> {
         let Numbers {
             limits,
             check_interval,
             default_lease_seconds,
+            autoscale,
         } = numbers;
         // Before anything is built for the backend.
         admission
             .policy
             .validate(limits.max_pools())
             .map_err(|e| config_error(&e))?;
-        let executor_kwargs = parts
-            .executor_kwargs
-            .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind);
+        let executor_kwargs = parts.take_executor_kwargs(py);
         let size_provider = parts.size_provider.filter(|p| !p.is_none(py));
         let logger = self::logger(py, parts.logger)?;
         let workers = limits.slots_per_pool();
@@ -144,8 +156,7 @@ impl ManagerCore {
             &logger,
         )?;
         let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
-        let mut engine = Manager::with_admission(limits, admission.policy.clone(), factory)
-            .map_err(|e| config_error(&e))?;
+        let mut engine = new_engine(limits, &admission, autoscale, factory)?;
         let calls = observe.start_counting(&mut engine, process.as_deref());
         Ok(Arc::new(ManagerCore {
             engine: Mutex::new(engine),
@@ -160,6 +171,7 @@ impl ManagerCore {
                 executor_kwargs,
                 admission,
                 observe,
+                autoscaled: autoscale.is_some(),
             },
             logger: Logger::new(py, logger),
             size_provider,
@@ -172,6 +184,21 @@ impl ManagerCore {
             calls,
         }))
     }
+}
+
+/// The engine's state machine, with the admission policy and autoscaling asked for.
+fn new_engine(
+    limits: PoolLimits,
+    admission: &super::admission::Admission,
+    autoscale: Option<leasepool::autoscale::AutoScalePolicy>,
+    factory: leasepool::manager::PoolFactory<Pool>,
+) -> PyResult<Engine> {
+    let mut engine = Manager::with_admission(limits, admission.policy.clone(), factory)
+        .map_err(|e| config_error(&e))?;
+    if let Some(policy) = autoscale {
+        engine.enable_autoscale(policy);
+    }
+    Ok(engine)
 }
 
 /// The engine's pool factory: runs under the engine lock, so it never calls Python.

@@ -176,6 +176,13 @@ impl ManagerCore {
                 ),
                 None,
             ),
+            Event::Resized { from, to, reason } => self.logger.log(
+                py,
+                INFO,
+                "Autoscale target changed from=%s to=%s reason=%s",
+                (from, to, reason.as_str()),
+                None,
+            ),
             // Logged where it happens (with the pool's error): see `retire_broken`.
             _ => {}
         }

@@ -16,6 +16,7 @@ impl ManagerCore {
                 engine.next_hard_expiry(),
                 engine.next_overdue(),
                 engine.next_idle_retirement(target),
+                engine.next_autoscale_tick(),
             ]
             .into_iter()
             .flatten()
@@ -79,7 +80,13 @@ impl ManagerCore {
         let weak_bridge = Arc::downgrade(&bridge);
         let clock = CheckerClock::start(
             format!("{}-checker", self.cfg.name_prefix),
-            monotonic() + self.cfg.check_interval,
+            // The autoscaler's first window starts at the first check: at once.
+            monotonic()
+                + if self.cfg.autoscaled {
+                    0.0
+                } else {
+                    self.cfg.check_interval
+                },
             move || {
                 let (Some(bridge), core) = (weak_bridge.upgrade(), weak_core.clone()) else {
                     return;

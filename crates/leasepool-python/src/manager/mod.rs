@@ -37,6 +37,7 @@ use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
 mod acquire;
 mod admission;
+mod autoscale;
 mod config;
 mod drain;
 mod events;
@@ -141,6 +142,8 @@ struct Config {
     /// The admission policy's reserved class names, for requests naming one.
     admission: admission::Admission,
     observe: observe::Observe,
+    /// The engine's controller sets the sizing target (`autoscale=`).
+    autoscaled: bool,
 }
 
 pub(crate) struct ManagerCore {
@@ -287,8 +290,14 @@ impl ManagerCore {
         }
     }
 
+    /// The sizing target: `size_provider`'s, raised to the autoscaler's if it runs.
     fn target(&self, py: Python<'_>) -> usize {
-        let target = self.cfg.limits.desired(self.units(py));
+        let mut target = self.cfg.limits.desired(self.units(py));
+        if self.cfg.autoscaled {
+            if let Some(view) = lock(&self.engine).autoscale() {
+                target = target.max(view.target);
+            }
+        }
         self.last_target.store(target, Ordering::Relaxed);
         target
     }

@@ -205,9 +205,15 @@ impl ManagerCore {
     /// user code: the desired size is the one last computed, not a fresh
     /// `size_provider()` call.
     pub(super) fn metrics_snapshot(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let desired = self.last_target.load(Ordering::Relaxed);
+        let mut desired = self.last_target.load(Ordering::Relaxed);
+        let mut resizes = 0;
         let (lease, gauges) = {
             let engine = lock(&self.engine);
+            if let Some(view) = engine.autoscale() {
+                // Raised at a grant, before any front-end path read the target again.
+                desired = desired.max(view.target);
+                resizes = view.resizes;
+            }
             let gauges = [
                 engine.total_count(),
                 engine.available_count(),
@@ -234,6 +240,7 @@ impl ManagerCore {
             kwargs.set_item(name, value)?;
         }
         kwargs.set_item("pools_desired", desired)?;
+        kwargs.set_item("autoscale_resizes", resizes)?;
         lease_kwargs(py, &kwargs, lease)?;
         let calls = calls.unwrap_or_else(|| CallMetrics::default().snapshot());
         for (name, value) in [

@@ -52,10 +52,11 @@ impl PyLeasedExecutorManager {
         metrics = None,
         metrics_owners = None,
         track_acquire_site = None,
+        autoscale = None,
         **executor_kwargs
     ))]
     #[pyo3(
-        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, max_waiters=None, owner_limit=None, fair_share=False, reserved_pools=None, metrics=True, metrics_owners=0, track_acquire_site=False, **executor_kwargs)"
+        text_signature = "(*, backend='thread', max_pools, min_pools=1, units_per_pool=10, size_provider=None, check_interval=120.0, default_lease_seconds=300.0, lease_grace_seconds=15.0, workers_per_pool=4, name_prefix='leasepool', logger=None, process_logging=None, forward_process_logs=False, process_log_level=20, process_log_target_logger=None, clear_process_log_handlers=True, idle_pool_seconds=10.0, max_waiters=None, owner_limit=None, fair_share=False, reserved_pools=None, metrics=True, metrics_owners=0, track_acquire_site=False, autoscale=None, **executor_kwargs)"
     )]
     // The process-logging arguments are checked by `leasepool._config` (0.1.3's rules
     // and messages); everything else here.
@@ -86,6 +87,7 @@ impl PyLeasedExecutorManager {
         metrics: Option<&Bound<'_, PyAny>>,
         metrics_owners: Option<&Bound<'_, PyAny>>,
         track_acquire_site: Option<&Bound<'_, PyAny>>,
+        autoscale: Option<&Bound<'_, PyAny>>,
         executor_kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let numbers = Numbers::check(NumberArgs {
@@ -97,6 +99,7 @@ impl PyLeasedExecutorManager {
             lease_grace_seconds,
             check_interval,
             idle_pool_seconds,
+            autoscale,
         })?;
         let admission = Admission::check(max_waiters, owner_limit, fair_share, reserved_pools)?;
         let observe = Observe::check(metrics, metrics_owners, track_acquire_site)?;
@@ -109,7 +112,7 @@ impl PyLeasedExecutorManager {
             process_log_target_logger,
             clear_process_log_handlers,
         ))?;
-        let core = ManagerCore::build(
+        Ok(Self::tracked(ManagerCore::build(
             py,
             (numbers, admission, observe),
             Parts {
@@ -121,9 +124,7 @@ impl PyLeasedExecutorManager {
                 executor_kwargs,
                 size_provider,
             },
-        )?;
-        crate::lifecycle::track(&core);
-        Ok(Self { core })
+        )?))
     }
 
     /// The backend, as an `ExecutorBackend`.
@@ -293,7 +294,7 @@ impl PyLeasedExecutorManager {
     /// Diagnostics, with the same keys as leasepool 0.1.1.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let desired = self.core.target(py);
-        let (available, leased, total, leases) = {
+        let (available, leased, total, leases, autoscale) = {
             let engine = lock(&self.core.engine);
             let leases: Vec<_> = engine
                 .leases()
@@ -305,6 +306,7 @@ impl PyLeasedExecutorManager {
                 engine.leased_count(),
                 engine.total_count(),
                 leases,
+                engine.autoscale(),
             )
         };
         let now = monotonic();
@@ -334,6 +336,10 @@ impl PyLeasedExecutorManager {
             list.append(entry)?;
         }
         out.set_item("leases", list)?;
+        // Only with autoscale on: a manager configured as in 0.1.3 shows 0.1.3's keys.
+        if let Some(view) = autoscale {
+            out.set_item("autoscale", super::autoscale::view_dict(py, view)?)?;
+        }
         Ok(out)
     }
 
@@ -343,6 +349,14 @@ impl PyLeasedExecutorManager {
             "<LeasedExecutorManager backend={} total={total} available={available} leased={leased}>",
             self.core.cfg.backend_name
         )
+    }
+}
+
+impl PyLeasedExecutorManager {
+    /// A new manager, registered for the fork and exit hooks.
+    fn tracked(core: Arc<ManagerCore>) -> Self {
+        crate::lifecycle::track(&core);
+        Self { core }
     }
 }
 

@@ -61,8 +61,16 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         if let Some(grant) = self.grant_at_once(now, lease_seconds, tenant, &meta, effects) {
             return Ok(Acquired::Granted(grant));
         }
-        self.enqueue(now, Want::Pool, lease_seconds, tenant, meta, make_waiter)
-            .map(Acquired::Queued)
+        self.enqueue(
+            now,
+            Want::Pool,
+            lease_seconds,
+            tenant,
+            meta,
+            make_waiter,
+            effects,
+        )
+        .map(Acquired::Queued)
     }
 
     /// Grants `tenant` a lease if it can be served at once, else says
@@ -144,6 +152,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Queues a request that could not be served at once, behind everyone queued; a
     /// caller without a waiter (`wait=False`), or one beyond the waiter bound, is
     /// refused instead, with an estimate of when to come back.
+    #[allow(clippy::too_many_arguments)] // the request's facts, and where its resize goes
     pub(super) fn enqueue(
         &mut self,
         now: f64,
@@ -152,6 +161,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         tenant: Tenant,
         meta: M,
         make_waiter: Option<W>,
+        effects: &mut Effects<P, M, W>,
     ) -> Result<Ticket, LeaseError> {
         let Some(waiter) = make_waiter else {
             self.note(|metrics| metrics.refused(tenant.owner, Refusal::Unavailable));
@@ -170,7 +180,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             }
         }
         let group = self.group_of(want, tenant);
-        Ok(self.waiters.push(
+        let ticket = self.waiters.push(
             group,
             Queued {
                 waiter,
@@ -180,7 +190,9 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 tenant,
                 queued_at: now,
             },
-        ))
+        );
+        self.note_demand(0, effects);
+        Ok(ticket)
     }
 
     /// Removes a queued waiter (after the caller has made it unclaimable).

@@ -128,6 +128,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             let (lease_seconds, tenant) = (queued.lease_seconds, queued.tenant);
             let waited = now - queued.queued_at;
             self.note(|metrics| metrics.granted(tenant.owner, waited));
+            self.note_wait(waited);
             match queued.want {
                 Want::Pool => {
                     let Some((pool, seq)) = self.take_pool(effects) else {

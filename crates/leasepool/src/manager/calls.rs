@@ -54,9 +54,17 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 return Ok(SlotAcquired::Granted(grant, make_waiter));
             }
         }
-        self.enqueue(now, Want::Slot, lease_seconds, tenant, meta, make_waiter)
-            .map(SlotAcquired::Queued)
-            .map_err(|err| (err, None))
+        self.enqueue(
+            now,
+            Want::Slot,
+            lease_seconds,
+            tenant,
+            meta,
+            make_waiter,
+            effects,
+        )
+        .map(SlotAcquired::Queued)
+        .map_err(|err| (err, None))
     }
 
     /// The call of slot `key` was finished with (run, failed or withdrawn): return

@@ -108,6 +108,15 @@ pub enum Event<M> {
         /// A call slot (`run()`), not a pool lease.
         slot: bool,
     },
+    /// The built-in adaptive sizing moved the target (see [`crate::autoscale`]).
+    Resized {
+        /// The target before.
+        from: usize,
+        /// The target after.
+        to: usize,
+        /// What moved it.
+        reason: crate::autoscale::ResizeReason,
+    },
     /// A lease passed its hard expiry and was revoked by a scan.
     Revoked {
         /// Lease id.

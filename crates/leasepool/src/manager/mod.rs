@@ -62,6 +62,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::admission::{
     AdmissionPolicy, Charge, ClassId, OwnerKey, RetryEstimator, Tenancy, Tenant,
 };
+use crate::autoscale::AutoScaler;
 use crate::drain::CallTracker;
 use crate::error::ConfigError;
 use crate::lease::{LeaseIdMint, LeaseKey, LeaseTiming};
@@ -73,6 +74,7 @@ use crate::waiters::WaiterQueue;
 
 mod acquire;
 mod admission;
+mod autoscaling;
 mod calls;
 mod closing;
 mod effects;
@@ -188,6 +190,8 @@ pub struct Manager<P, M, W> {
     closing: Option<closing::Closing>,
     /// Counts and timings, if the front end asked for them (`enable_metrics`).
     metrics: Option<LeaseMetrics>,
+    /// The built-in adaptive sizing, if enabled (`autoscaling.rs`).
+    autoscaler: Option<AutoScaler>,
 }
 
 impl<P, M, W> std::fmt::Debug for Manager<P, M, W> {
@@ -243,6 +247,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             factory,
             closing: None,
             metrics: None,
+            autoscaler: None,
         }
     }
 

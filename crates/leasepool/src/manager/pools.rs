@@ -9,6 +9,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// When the next idle pool above `target` is due for retirement, if any.
     #[must_use]
     pub fn next_idle_retirement(&self, target: usize) -> Option<f64> {
+        let target = self.sized(target);
         if self.total_count() <= target.min(self.limits.max_pools()) {
             return None;
         }
@@ -28,6 +29,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         target: usize,
         effects: &mut Effects<P, M, W>,
     ) -> bool {
+        let target = self.sized(target);
         // A lease past its hard expiry would have been revoked by the next scan: its
         // pool must not come back just because the release got there first.
         // Above the target it is kept only to idle out later (see "Idle retirement").
@@ -55,6 +57,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         target: usize,
         effects: &mut Effects<P, M, W>,
     ) {
+        let target = self.sized(target);
         while self.total_count() > target {
             match self.available.front() {
                 // The same sum as `next_idle_retirement`, so a check at that deadline
@@ -70,7 +73,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Creates pools until the manager owns `target` of them (at most `max_pools`).
     pub(super) fn ensure_minimum(&mut self, target: usize, effects: &mut Effects<P, M, W>) {
-        let target = target.min(self.limits.max_pools());
+        let target = self.sized(target).min(self.limits.max_pools());
         while self.total_count() < target {
             let (pool, seq) = self.create_pool(effects);
             // A new pool is the coldest: it goes first when the target drops again.
@@ -90,6 +93,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// A pool for a new lease: the warmest free one, else a new one while under
     /// `max_pools`; `None` if neither.
     pub(super) fn take_pool(&mut self, effects: &mut Effects<P, M, W>) -> Option<(P, PoolSeq)> {
+        self.note_demand(1, effects);
         // The warmest pool (most recently released): its threads are running and
         // the cold end can age out (see "Idle retirement").
         if let Some(idle) = self.available.pop_back() {

@@ -44,6 +44,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         }
         self.revoke_expired(now, effects);
         self.report_overdue(now, effects);
+        self.autoscale_tick(now, effects);
         self.ensure_minimum(target, effects);
         self.retire_idle_surplus(now, target, effects);
         self.serve_waiters(now, effects);
