@@ -86,7 +86,7 @@ def process_logging_config(
             target_logger=process_log_target_logger,
             clear_child_handlers=clear_process_log_handlers,
         )
-    if config.enabled and backend != "process":
+    if config.enabled and backend not in ("process", "auto"):
         raise ValueError("process log forwarding is only supported for process backend")
     coerce_log_level(config.level)
     return config

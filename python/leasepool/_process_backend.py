@@ -103,6 +103,8 @@ def resolve_executor_settings(
     log_queue: Any = None
     log_target: logging.Logger | None = None
     if kind == "process":
+        nice = worker_nice(kwargs.pop("worker_nice", 0))
+        probe_kwargs.pop("worker_nice", None)
         initializer = kwargs.pop("initializer", None)
         initargs = tuple(kwargs.pop("initargs", ()))
         log_setup: tuple[Any, int, bool] | None = None
@@ -114,7 +116,7 @@ def resolve_executor_settings(
             log_setup = (log_queue, level, process_logging.clear_child_handlers)
             target = process_logging.target_logger
             log_target = target if target is not None else logger
-        initargs_tail = (log_setup, initializer, initargs)
+        initargs_tail = (log_setup, initializer, initargs, nice)
         probe_kwargs["initializer"] = worker_initialize
         probe_kwargs["initargs"] = (None, *initargs_tail)
     elif not has_thread_prefix:
@@ -130,6 +132,16 @@ def resolve_executor_settings(
         log_queue,
         log_target,
     )
+
+
+def worker_nice(value: object) -> int:
+    """``worker_nice``: how much lower than the parent's the worker processes' CPU
+    priority is (``os.nice`` in each worker): 0 (the same) to 19."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"worker_nice must be an int, not {type(value).__name__}")
+    if not 0 <= value <= 19:
+        raise ValueError(f"worker_nice must be between 0 and 19, got {value}")
+    return value
 
 
 def _dask_settings(

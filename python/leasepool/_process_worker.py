@@ -31,7 +31,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 # __cause__ to a _RemoteTraceback, exactly as ProcessPoolExecutor reports errors.
 from concurrent.futures.process import _ExceptionWithTraceback
 from multiprocessing.reduction import ForkingPickler
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 from ._process_logging import install_worker_logging
@@ -68,13 +68,17 @@ def initialize(
     log_setup: tuple[Any, int, bool] | None,
     user_initializer: Callable[..., object] | None,
     user_initargs: tuple[Any, ...],
+    nice: int = 0,
 ) -> None:
-    """Worker initializer: remember ``progress``, forward logs, run the user's initializer.
+    """Worker initializer: lower the process's CPU priority by ``nice`` (``worker_nice``),
+    remember ``progress``, forward logs, run the user's initializer.
 
     An exception from the user's initializer propagates, so the executor treats it
     exactly as it treats a failing initializer of its own.
     """
     global _progress
+    if nice:
+        os.nice(nice)
     _progress = progress
     _forget_inherited_executors()
     _exit_with_parent()
@@ -142,16 +146,19 @@ def run_chunk(
     calls: Sequence[bytes],
     budget: float,
     pickle_outcome: Callable[[object], bytes] = dumps,
-) -> list[tuple[bool, bytes, float]]:
-    """Run pickled calls in order; return one ``(ok, pickled outcome, seconds)`` each.
+) -> list[tuple[bool, bytes, float, float]]:
+    """Run pickled calls in order; return one ``(ok, pickled outcome, seconds, cpu
+    seconds)`` each.
 
     The outcome is the pickled value, or the pickled exception (``ok`` false); the
-    parent learns from ``seconds`` how to pack later chunks. After ``budget`` seconds
-    no further call is started (the first always is): the parent re-queues the calls
-    without an outcome, so a slow call does not hold back the rest of its chunk. Once
-    the pool's halt flag is set, no call is started at all: the parent cancels them.
-    ``pickle_outcome`` pickles each outcome (the dask backend passes Dask's pickler, so a
-    class of the caller's ``__main__`` comes back as it went).
+    parent learns from ``seconds`` how to pack later chunks, and from the CPU seconds
+    (this thread's CPU clock over the same span) whether a call computes or waits (the
+    ``auto`` backend's routing). After ``budget`` seconds no further call is started
+    (the first always is): the parent re-queues the calls without an outcome, so a slow
+    call does not hold back the rest of its chunk. Once the pool's halt flag is set, no
+    call is started at all: the parent cancels them. ``pickle_outcome`` pickles each
+    outcome (the dask backend passes Dask's pickler, so a class of the caller's
+    ``__main__`` comes back as it went).
     """
     progress = _progress
     base = 3 * slot
@@ -162,10 +169,11 @@ def run_chunk(
         progress[base + 2] = 0
         progress[base + 1] = os.getpid()
         progress[base] = seq
-    outcomes: list[tuple[bool, bytes, float]] = []
+    outcomes: list[tuple[bool, bytes, float, float]] = []
     append = outcomes.append
     loads = pickle.loads
     mark = perf_counter()  # when the current call started
+    cpu_mark = thread_time()
     deadline = mark + budget
     for index, payload in enumerate(calls):
         if progress is not None and progress[halt]:
@@ -179,15 +187,15 @@ def run_chunk(
             fn, args, kwargs = loads(payload)
             value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
-            now = perf_counter()
-            append((False, _failure(exc, pickle_outcome), now - mark))
-            mark = now
+            now, cpu_now = perf_counter(), thread_time()
+            append((False, _failure(exc, pickle_outcome), now - mark, cpu_now - cpu_mark))
+            mark, cpu_mark = now, cpu_now
             continue
-        now = perf_counter()
+        now, cpu_now = perf_counter(), thread_time()
         try:
-            append((True, pickle_outcome(value), now - mark))
+            append((True, pickle_outcome(value), now - mark, cpu_now - cpu_mark))
         except BaseException as exc:
-            append((False, _failure(exc, pickle_outcome), now - mark))
+            append((False, _failure(exc, pickle_outcome), now - mark, cpu_now - cpu_mark))
         del value
-        mark = now
+        mark, cpu_mark = now, cpu_now
     return outcomes

@@ -16,13 +16,15 @@ __all__ = ["ExecutorBackend", "build_executor", "normalize_backend", "resolve_ex
 
 
 class ExecutorBackend(StrEnum):
-    """Where leased work runs: threads, worker processes, sub-interpreters (3.14+), or
-    the workers of a Dask cluster (``leasepool[dask]``)."""
+    """Where leased work runs: threads, worker processes, sub-interpreters (3.14+), the
+    workers of a Dask cluster (``leasepool[dask]``), or ``auto``: threads and worker
+    processes, each callable routed by measurement (``docs/offloading.md``)."""
 
     THREAD = "thread"
     PROCESS = "process"
     INTERPRETER = "interpreter"
     DASK = "dask"
+    AUTO = "auto"
 
 
 def normalize_backend(backend: ExecutorBackend | str) -> ExecutorBackend:
@@ -44,11 +46,16 @@ def resolve_executor_cls(backend: ExecutorBackend | str) -> type[Executor]:
     """Return the standard library executor class that implements ``backend``.
 
     Raises:
-        ValueError: unknown backend name.
+        ValueError: unknown backend name; ``"auto"`` (no single class implements it).
         UnsupportedBackendError: the interpreter backend before Python 3.14; the dask
             backend without ``distributed`` installed.
     """
     normalized = normalize_backend(backend)
+    if normalized is ExecutorBackend.AUTO:
+        raise ValueError(
+            "the auto backend is no single executor class: its pools mix thread and "
+            "process workers (a LeasedExecutorManager(backend='auto') builds them)"
+        )
     if normalized is ExecutorBackend.THREAD:
         return ThreadPoolExecutor
     if normalized is ExecutorBackend.PROCESS:

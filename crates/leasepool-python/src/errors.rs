@@ -104,6 +104,7 @@ pub(crate) fn config_error(err: &ConfigError) -> PyErr {
         ConfigError::ReservedTooMany => {
             "reserved_pools must leave at least one of max_pools unreserved".to_owned()
         }
+        other => other.to_string(),
     };
     PyValueError::new_err(message)
 }

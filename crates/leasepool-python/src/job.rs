@@ -137,6 +137,19 @@ pub(crate) trait CallCounter: Send + Sync {
     fn call_ended(&self, py: Python<'_>);
 }
 
+/// Told what a call cost where it ran (`backend="auto"`: the routing table learns
+/// from it). `key` identifies the callable.
+pub(crate) trait CallCosts: Send + Sync {
+    /// A call starts on a thread worker: how many calls run on threads now (itself
+    /// included).
+    fn thread_call_started(&self) -> usize;
+    /// That call ended after `wall` seconds, `cpu` of them on its thread's CPU clock;
+    /// `sharing`: what [`thread_call_started`](Self::thread_call_started) said.
+    fn thread_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64, sharing: usize);
+    /// A call ended on a worker process after `wall` seconds, `cpu` of that process's.
+    fn process_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64);
+}
+
 /// One call to run on a worker.
 pub(crate) struct Job {
     func: Py<PyAny>,
@@ -149,6 +162,8 @@ pub(crate) struct Job {
     link: Option<Arc<dyn CallCounter>>,
     /// When it was handed to a pool, if the manager keeps metrics.
     queued_at: Option<Instant>,
+    /// The callable's routing key and who learns what the call cost (`backend="auto"`).
+    costs: Option<(u64, Arc<dyn CallCosts>)>,
 }
 
 impl Drop for Job {
@@ -194,7 +209,18 @@ impl Job {
             gate: None,
             link: None,
             queued_at: None,
+            costs: None,
         })
+    }
+
+    /// Reports what this call costs to `costs`, for callable `key`.
+    pub(crate) fn costed_by(&mut self, key: u64, costs: Arc<dyn CallCosts>) {
+        self.costs = Some((key, costs));
+    }
+
+    /// Who learns what this call costs, and the callable's key.
+    pub(crate) fn costs(&self) -> Option<&(u64, Arc<dyn CallCosts>)> {
+        self.costs.as_ref()
     }
 
     /// Attaches an observer told when this job is finished with.
@@ -241,7 +267,6 @@ impl Job {
     }
 
     /// The callable and its arguments (for backends that ship calls elsewhere).
-    #[allow(dead_code)] // for the process backend, which is landing separately
     pub(crate) fn parts(&self) -> (&Py<PyAny>, &Py<PyTuple>, Option<&Py<PyDict>>) {
         (&self.func, &self.args, self.kwargs.as_ref())
     }

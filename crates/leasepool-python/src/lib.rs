@@ -17,6 +17,7 @@
 
 mod aio;
 mod attach;
+mod auto_pool;
 mod coerce;
 mod errors;
 mod grinder;

@@ -72,6 +72,13 @@ pub(crate) trait ExecutorPool: Send + Sync {
     fn take_reapable(&self) -> Reapable;
 }
 
+/// Where a call goes that a process pool cannot ship (`backend="auto"`: its pool's
+/// threads): the call, or its callable, cannot be pickled.
+pub(crate) trait Reroute: Send + Sync {
+    /// Runs `job` elsewhere; `err` is why it could not be pickled.
+    fn reroute(&self, py: Python<'_>, job: Job, err: PyErr);
+}
+
 /// What a drained pool leaves to join: its threads, and the processes they wait for.
 #[derive(Default)]
 pub(crate) struct Reapable {

@@ -34,6 +34,8 @@ cached_attr!(
     "BrokenThreadPool"
 );
 cached_attr!(threading_thread, "threading", "Thread");
+cached_attr!(method_type, "types", "MethodType");
+cached_attr!(functools_partial, "functools", "partial");
 cached_attr!(leased_executor_cls, "leasepool._executor", "LeasedExecutor");
 cached_attr!(normalize_backend, "leasepool.backends", "normalize_backend");
 // Cold-path configuration and stdlib glue, in typed Python.

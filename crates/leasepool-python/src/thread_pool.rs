@@ -24,6 +24,22 @@ use crate::job::Job;
 use crate::pool::ExecutorPool;
 use crate::py_cache::{broken_thread_pool, threading_thread};
 
+/// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): what a call
+/// on a worker thread cost in CPU, as opposed to the time it waited (for I/O, or for
+/// the GIL).
+pub(crate) fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the thread CPU clock exists on every
+    // platform we build for (Linux, macOS).
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+    seconds
+}
+
 /// Settings shared by every pool of one manager.
 pub(crate) struct ThreadPoolSettings {
     pub(crate) workers: usize,
@@ -199,7 +215,19 @@ impl ThreadPool {
             m.started(job.queued_ns(now));
             now
         });
+        let costs = job.costs().cloned();
+        let measured = costs.as_ref().map(|(_, costs)| {
+            (
+                costs.thread_call_started(),
+                thread_cpu_seconds(),
+                Instant::now(),
+            )
+        });
         let outcome = guard_panics(|| job.invoke(py));
+        if let (Some((key, costs)), Some((sharing, cpu, at))) = (costs, measured) {
+            let cpu = thread_cpu_seconds() - cpu;
+            costs.thread_call_ended(py, key, cpu, at.elapsed().as_secs_f64(), sharing);
+        }
         if let (Some(m), Some(started)) = (metrics, started) {
             m.ended(crate::job::duration_ns(started.elapsed()), outcome.is_ok());
         }

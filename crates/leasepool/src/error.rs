@@ -27,6 +27,9 @@ pub enum ConfigError {
     MinAboveMax,
     /// The reserved pools leave none for unreserved callers.
     ReservedTooMany,
+    /// Routing thresholds out of order: `0 <= to_thread_share < to_process_share <= 1`
+    /// does not hold.
+    SharesOutOfOrder,
 }
 
 impl fmt::Display for ConfigError {
@@ -43,6 +46,9 @@ impl fmt::Display for ConfigError {
             Self::ReservedTooMany => {
                 f.write_str("the reserved pools must leave at least one pool unreserved")
             }
+            Self::SharesOutOfOrder => f.write_str(
+                "routing shares must satisfy 0 <= to_thread_share < to_process_share <= 1",
+            ),
         }
     }
 }

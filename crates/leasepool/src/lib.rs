@@ -25,6 +25,7 @@ pub mod grinder;
 pub mod lease;
 pub mod manager;
 pub mod metrics;
+pub mod routing;
 pub mod settings;
 pub mod sizing;
 pub mod slots;

@@ -1,12 +1,15 @@
-//! The `autoscale` constructor argument into the engine's [`AutoScalePolicy`], and the
-//! controller's state for `stats()` and `metrics()`.
+//! The adaptive features' arguments and state: the `autoscale` constructor argument
+//! into the engine's [`AutoScalePolicy`], and what `stats()` shows of the autoscaler
+//! and of `backend="auto"`'s routing.
 
 use std::time::Duration;
 
 use leasepool::autoscale::{AutoScalePolicy, AutoScaleView};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict};
+use pyo3::types::{PyBool, PyDict, PyList};
+
+use crate::auto_pool::Routing;
 
 use crate::errors::config_error;
 
@@ -46,5 +49,25 @@ pub(super) fn view_dict<'py>(py: Python<'py>, view: AutoScaleView) -> PyResult<B
     out.set_item("window_slow_waits", view.window_slow_waits)?;
     out.set_item("surplus_windows", view.surplus_windows)?;
     out.set_item("resizes", view.resizes)?;
+    Ok(out)
+}
+
+/// `backend="auto"`'s routing table as `stats()["routing"]` shows it: one dict per
+/// callable, most recently routed first.
+pub(super) fn routing_list<'py>(
+    py: Python<'py>,
+    routing: &Routing,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for view in routing.views() {
+        let entry = PyDict::new(py);
+        entry.set_item("callable", &*view.name)?;
+        entry.set_item("route", view.route.as_str())?;
+        entry.set_item("reason", view.reason.as_str())?;
+        entry.set_item("samples", view.samples)?;
+        entry.set_item("last_cpu_share", view.last_share)?;
+        entry.set_item("offloaded", view.offloaded)?;
+        out.append(entry)?;
+    }
     Ok(out)
 }

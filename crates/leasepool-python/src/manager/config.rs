@@ -155,7 +155,12 @@ impl ManagerCore {
             &parts.process_logging,
             &logger,
         )?;
-        let factory = pool_factory(process.clone(), pool_settings.clone(), workers);
+        let (factory, routing) = pool_factory(
+            py,
+            process.clone(),
+            pool_settings.clone(),
+            (&logger, workers),
+        );
         let mut engine = new_engine(limits, &admission, autoscale, factory)?;
         let calls = observe.start_counting(&mut engine, process.as_deref());
         Ok(Arc::new(ManagerCore {
@@ -179,6 +184,7 @@ impl ManagerCore {
             running: RwLock::new(None),
             pool_settings,
             process,
+            routing,
             last_target: AtomicUsize::new(limits.min_pools()),
             draining: Default::default(),
             calls,
@@ -201,30 +207,44 @@ fn new_engine(
     Ok(engine)
 }
 
-/// The engine's pool factory: runs under the engine lock, so it never calls Python.
+/// The engine's pool factory (it runs under the engine lock, so it never calls
+/// Python), and for `backend="auto"` the routing table its pools share.
 fn pool_factory(
+    py: Python<'_>,
     process: Option<Arc<ProcessBackend>>,
     thread_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
-    workers: usize,
-) -> leasepool::manager::PoolFactory<Pool> {
-    Box::new(move |seq: u64| {
-        if let Some(process) = &process {
-            let pool: Pool = process.pool(seq);
-            return pool;
+    (logger, workers): (&Py<PyAny>, usize),
+) -> (leasepool::manager::PoolFactory<Pool>, Option<Arc<Routing>>) {
+    let auto = process.as_ref().is_some_and(|p| p.is_auto_half());
+    let routing = auto.then(|| Routing::new(Logger::new(py, logger.clone_ref(py))));
+    let shared = routing.clone();
+    let factory = Box::new(move |seq: u64| -> Pool {
+        let threads = || ThreadPool::new(seq, resolved(&thread_settings, workers));
+        match (&process, &shared) {
+            (Some(process), Some(routing)) => {
+                AutoPool::new(threads(), process.pool(seq), routing.clone())
+            }
+            (Some(process), None) => process.pool(seq),
+            (None, _) => threads(),
         }
-        // Pools are only created after start() resolved the settings; the default
-        // is a defensive fallback, never a panic under the engine lock.
-        let settings = thread_settings.get().cloned().unwrap_or_else(|| {
-            Arc::new(ThreadPoolSettings {
-                workers,
-                name_prefix: String::from("leasepool"),
-                thread_name_prefix: None,
-                initializer: None,
-                initargs: None,
-                metrics: None,
-            })
-        });
-        let pool: Pool = ThreadPool::new(seq, settings);
-        pool
+    });
+    (factory, routing)
+}
+
+/// The thread pools' settings, resolved by `start()` before any pool is created; the
+/// default is a defensive fallback, never a panic under the engine lock.
+fn resolved(
+    thread_settings: &OnceLock<Arc<ThreadPoolSettings>>,
+    workers: usize,
+) -> Arc<ThreadPoolSettings> {
+    thread_settings.get().cloned().unwrap_or_else(|| {
+        Arc::new(ThreadPoolSettings {
+            workers,
+            name_prefix: String::from("leasepool"),
+            thread_name_prefix: None,
+            initializer: None,
+            initargs: None,
+            metrics: None,
+        })
     })
 }

@@ -65,11 +65,12 @@ impl ManagerCore {
         if let Some(bridge) = self.bridge() {
             return require_owner_loop(py, &bridge, "start");
         }
-        match &self.process {
-            Some(process) => process.start(py)?,
-            None => {
-                self.settings(py)?;
-            }
+        if let Some(process) = &self.process {
+            process.start(py)?;
+        }
+        // Thread pools: the thread backend's, and the thread half of `backend="auto"`.
+        if self.process.is_none() || self.routing.is_some() {
+            self.settings(py)?;
         }
         let event_loop = get_running_loop(py)?.call0()?;
         let bridge = LoopBridge::attach(py, &event_loop)?;

@@ -24,6 +24,7 @@ use crate::job::{Job, Target};
 use crate::aio::{Completion, LoopBridge};
 use crate::aio::{FutureHook, Outcome, PyLeaseFuture};
 use crate::aio::{PyEngineCoroutine, Step};
+use crate::auto_pool::{AutoPool, Routing};
 use crate::coerce;
 use crate::errors::{config_error, lease_error};
 use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNING};
@@ -156,8 +157,11 @@ pub(crate) struct ManagerCore {
     running: RwLock<Option<Running>>,
     /// Resolved at the first `start()`; shared with the engine's pool factory.
     pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>>,
-    /// The process or interpreter backend (`None` for threads).
+    /// The process or interpreter backend (`None` for threads; `backend="auto"`: the
+    /// process half of its pools).
     process: Option<Arc<ProcessBackend>>,
+    /// `backend="auto"`: which callable runs where.
+    routing: Option<Arc<Routing>>,
     /// The sizing target last computed. A call slot ending on a worker thread uses it
     /// instead of calling `size_provider` (user code) once per call there.
     last_target: AtomicUsize,
@@ -306,14 +310,17 @@ impl ManagerCore {
         if let Some(settings) = self.pool_settings.get() {
             return Ok(settings.clone());
         }
+        let kwargs = self.cfg.executor_kwargs.bind(py).copy()?;
+        if self.routing.is_some() {
+            // `backend="auto"`: the process half's own argument.
+            kwargs.del_item("worker_nice").ok();
+        }
         // Checked in `leasepool._config` (TypeError as ThreadPoolExecutor raises it).
         let (initializer, initargs, thread_name_prefix): (
             Option<Py<PyAny>>,
             Option<Py<PyTuple>>,
             Option<String>,
-        ) = thread_pool_settings(py)?
-            .call1((self.cfg.executor_kwargs.bind(py),))?
-            .extract()?;
+        ) = thread_pool_settings(py)?.call1((kwargs,))?.extract()?;
         let settings = Arc::new(ThreadPoolSettings {
             workers: self.cfg.workers_per_pool,
             name_prefix: self.cfg.name_prefix.clone(),

@@ -241,6 +241,9 @@ impl ManagerCore {
         }
         kwargs.set_item("pools_desired", desired)?;
         kwargs.set_item("autoscale_resizes", resizes)?;
+        let (offloaded, route_changes) = self.routing.as_ref().map_or((0, 0), |r| r.counts());
+        kwargs.set_item("calls_offloaded", offloaded)?;
+        kwargs.set_item("route_changes", route_changes)?;
         lease_kwargs(py, &kwargs, lease)?;
         let calls = calls.unwrap_or_else(|| CallMetrics::default().snapshot());
         for (name, value) in [

@@ -336,9 +336,13 @@ impl PyLeasedExecutorManager {
             list.append(entry)?;
         }
         out.set_item("leases", list)?;
-        // Only with autoscale on: a manager configured as in 0.1.3 shows 0.1.3's keys.
+        // Only with these features on: a manager configured as in 0.1.3 shows 0.1.3's
+        // keys.
         if let Some(view) = autoscale {
             out.set_item("autoscale", super::autoscale::view_dict(py, view)?)?;
+        }
+        if let Some(routing) = &self.core.routing {
+            out.set_item("routing", super::autoscale::routing_list(py, routing)?)?;
         }
         Ok(out)
     }

@@ -36,6 +36,8 @@ pub(crate) struct ProcessBackend {
     pub(super) listener: Mutex<Option<Py<PyAny>>>,
     /// The manager's call metrics, if it keeps them (set once, at construction).
     pub(super) metrics: OnceLock<Arc<CallMetrics>>,
+    /// The process half of `backend="auto"` pools.
+    auto: bool,
 }
 
 impl ProcessBackend {
@@ -61,20 +63,43 @@ impl ProcessBackend {
                 check_dask_arguments(py)?.call1((executor_kwargs,))?;
                 Kind::Dask
             }
+            "auto" => {
+                check_auto_arguments(executor_kwargs.bind(py))?;
+                Kind::Process
+            }
             _ => return Ok(None),
+        };
+        // `backend="auto"`: this is the process half of its pools, whose workers run at
+        // a lower CPU priority unless told otherwise (they must not take the CPU from
+        // the event loop they were offloaded from).
+        let (backend, executor_kwargs) = if backend_name == "auto" {
+            let kwargs = executor_kwargs.bind(py).copy()?;
+            if !kwargs.contains("worker_nice")? {
+                kwargs.set_item("worker_nice", AUTO_WORKER_NICE)?;
+            }
+            let process = crate::py_cache::normalize_backend(py)?.call1(("process",))?;
+            (process, kwargs.unbind())
+        } else {
+            (backend.clone(), executor_kwargs.clone_ref(py))
         };
         Ok(Some(Arc::new(Self {
             kind,
-            backend: backend.clone().unbind(),
+            backend: backend.unbind(),
             workers,
             name_prefix: name_prefix.to_owned(),
-            executor_kwargs: executor_kwargs.clone_ref(py),
+            executor_kwargs,
             process_logging: process_logging.clone().unbind(),
             logger: logger.clone_ref(py),
             settings: OnceLock::new(),
             listener: Mutex::new(None),
             metrics: OnceLock::new(),
+            auto: backend_name == "auto",
         })))
+    }
+
+    /// Whether this is the process half of `backend="auto"` pools.
+    pub(crate) fn is_auto_half(&self) -> bool {
+        self.auto
     }
 
     /// Counts this backend's calls in `metrics`.
@@ -163,4 +188,25 @@ impl ProcessBackend {
             log_forwarding,
         })
     }
+}
+
+/// The default `worker_nice` of `backend="auto"`: its worker processes yield the CPU
+/// to the event loop's process (measured in docs/offloading.md).
+const AUTO_WORKER_NICE: i32 = 10;
+
+/// `backend="auto"` runs every call on a thread or a process of its pool: only the
+/// executor arguments both kinds of worker take (`initializer`, `initargs`: run in
+/// every worker thread and every worker process) make sense, and `worker_nice`.
+fn check_auto_arguments(executor_kwargs: &Bound<'_, PyDict>) -> PyResult<()> {
+    for key in executor_kwargs.keys() {
+        let name: String = key.extract()?;
+        if !matches!(name.as_str(), "initializer" | "initargs" | "worker_nice") {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "backend='auto' takes only initializer, initargs and worker_nice as \
+                 executor arguments (the first two run in every worker thread and \
+                 process), not '{name}'"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -190,6 +190,19 @@ impl ProcessPool {
         let mut payload = Vec::with_capacity(items.len());
         let mut kept = Vec::with_capacity(items.len());
         for mut item in items {
+            if let Some(fallback) = self.fallback.get() {
+                // Serialised before it is claimed, so a call that cannot be is still
+                // unstarted when it moves to the fallback.
+                match self.kind().prepare(py, &item) {
+                    Ok(prepared) if item.claim(py) => {
+                        payload.push(prepared);
+                        kept.push(item);
+                    }
+                    Ok(_) => {}
+                    Err(err) => fallback.reroute(py, item.into_job(), err),
+                }
+                continue;
+            }
             if !item.claim(py) {
                 continue;
             }
@@ -380,9 +393,12 @@ impl ProcessPool {
                 continue;
             }
             let result = (|| -> PyResult<Py<PyAny>> {
-                let (ok, data, seconds): (bool, Bound<'_, PyAny>, f64) =
+                let (ok, data, seconds, cpu): (bool, Bound<'_, PyAny>, f64, f64) =
                     outcomes.get_item(index)?.extract()?;
                 measured.push((item.key(), seconds));
+                if let Some((key, costs)) = item.job.costs() {
+                    costs.process_call_ended(py, *key, cpu, seconds);
+                }
                 item.ended(leasepool::metrics::seconds_to_ns(seconds), ok);
                 let value = loads.call1((data,))?;
                 if ok {

@@ -168,6 +168,11 @@ impl Item {
     }
 
     /// Marks the call as started; `false` if nobody wants its outcome any more.
+    /// The call, to run somewhere else (not claimed, not counted here).
+    fn into_job(self) -> Job {
+        self.job
+    }
+
     fn claim(&mut self, py: Python<'_>) -> bool {
         if self.claimed {
             // A `concurrent.futures.Future` is RUNNING now: ask without re-claiming.
@@ -394,6 +399,8 @@ pub(crate) struct ProcessPool {
     broken: AtomicBool,
     /// Calls whose outcome came back from the executor (a graceful drain's `finished`).
     finished: AtomicU64,
+    /// `backend="auto"`: where a call that cannot be pickled runs instead.
+    fallback: OnceLock<Arc<dyn crate::pool::Reroute>>,
 }
 
 use crate::errors::new_exception as make_error;
@@ -439,6 +446,7 @@ impl ProcessPool {
             progress: PyOnceLock::new(),
             broken: AtomicBool::new(false),
             finished: AtomicU64::new(0),
+            fallback: OnceLock::new(),
         });
         crate::lifecycle::track(&pool);
         pool
@@ -446,6 +454,12 @@ impl ProcessPool {
 
     fn kind(&self) -> Kind {
         self.backend.kind
+    }
+
+    /// Calls that cannot be pickled go to `fallback` instead of failing
+    /// (`backend="auto"`). Set once, before the pool is used.
+    pub(crate) fn reroute_unpicklable_to(&self, fallback: Arc<dyn crate::pool::Reroute>) {
+        let _ = self.fallback.set(fallback);
     }
 
     fn settings(&self) -> PyResult<&Arc<Settings>> {
