@@ -146,6 +146,7 @@ use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
 use crate::sizing::PoolLimits;
 use crate::LeaseError;
 
+mod autoscale;
 mod drain;
 mod lease;
 mod metrics;
@@ -213,8 +214,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<P: Clone + Send + 'static> Shared<P> {
+    /// The load signal's target, raised to the autoscaler's if it runs.
     fn target(&self, engine: &Engine<P>) -> usize {
-        engine.limits().desired(self.load.load(Ordering::Relaxed))
+        let by_load = engine.limits().desired(self.load.load(Ordering::Relaxed));
+        engine
+            .autoscale()
+            .map_or(by_load, |view| by_load.max(view.target))
     }
 
     /// Performs effects outside the lock: grants travel to their waiters; a grant
@@ -484,7 +489,12 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                 .is_some()
                 .then(|| engine.next_overdue())
                 .flatten();
-            (engine.next_hard_expiry(), overdue, ended)
+            // The autoscaler's window end is one more soft deadline to wake at.
+            let soft = match (overdue, engine.next_autoscale_tick()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (engine.next_hard_expiry(), soft, ended)
         };
         self.shared.perform(fx);
         if ended {
