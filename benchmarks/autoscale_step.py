@@ -136,7 +136,8 @@ async def one_run(name: str, args: argparse.Namespace, seed: int) -> dict[str, f
     finally:
         await load.stop()
         await manager.stop()
-    churn = (after.pools_created - before.pools_created) + (after.pools_retired - before.pools_retired)
+    created = after.pools_created - before.pools_created
+    churn = created + (after.pools_retired - before.pools_retired)
     waits = sorted(load.waits)
     return {
         "reach_s": reached,

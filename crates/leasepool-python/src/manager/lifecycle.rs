@@ -112,7 +112,7 @@ impl ManagerCore {
         self.perform(py, fx, Some(&bridge));
         if self.logger.enabled(py, INFO) {
             let (total, available, leased) = self.counts();
-            let target = self.target(py);
+            let target = self.effective_target(py);
             self.logger.log(
                 py,
                 INFO,

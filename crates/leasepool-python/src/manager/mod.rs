@@ -294,16 +294,24 @@ impl ManagerCore {
         }
     }
 
-    /// The sizing target: `size_provider`'s, raised to the autoscaler's if it runs.
+    /// The sizing target the front end passes to the engine: `size_provider`'s (the
+    /// engine raises it to its autoscaler's, if one runs).
     fn target(&self, py: Python<'_>) -> usize {
-        let mut target = self.cfg.limits.desired(self.units(py));
-        if self.cfg.autoscaled {
-            if let Some(view) = lock(&self.engine).autoscale() {
-                target = target.max(view.target);
-            }
-        }
+        let target = self.cfg.limits.desired(self.units(py));
         self.last_target.store(target, Ordering::Relaxed);
         target
+    }
+
+    /// The target in force, as `desired` reports it: [`target`](Self::target) raised
+    /// to the autoscaler's.
+    fn effective_target(&self, py: Python<'_>) -> usize {
+        let target = self.target(py);
+        if !self.cfg.autoscaled {
+            return target;
+        }
+        lock(&self.engine)
+            .autoscale()
+            .map_or(target, |view| target.max(view.target))
     }
 
     fn settings(&self, py: Python<'_>) -> PyResult<Arc<ThreadPoolSettings>> {

@@ -263,7 +263,7 @@ impl PyLeasedExecutorManager {
 
     /// `min(max_pools, max(min_pools, ceil(size_provider() / units_per_pool)))`.
     fn desired_executor_count(&self, py: Python<'_>) -> usize {
-        self.core.target(py)
+        self.core.effective_target(py)
     }
 
     #[getter]
@@ -293,7 +293,7 @@ impl PyLeasedExecutorManager {
 
     /// Diagnostics, with the same keys as leasepool 0.1.1.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let desired = self.core.target(py);
+        let desired = self.core.effective_target(py);
         let (available, leased, total, leases, autoscale) = {
             let engine = lock(&self.core.engine);
             let leases: Vec<_> = engine
