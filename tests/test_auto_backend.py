@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -117,6 +117,10 @@ async def test_unpicklable_arguments_move_only_that_call(
         assert not any(r.levelno >= logging.WARNING for r in caplog.records)
 
 
+def tripler(n: int) -> Callable[[], int]:
+    return lambda: n * 3
+
+
 async def test_callables_of_every_shape_are_routed_and_named() -> None:
     counter = f.Counter()
     async with auto_manager() as manager, await manager.acquire() as lease:
@@ -126,7 +130,7 @@ async def test_callables_of_every_shape_are_routed_and_named() -> None:
         assert await lease.run(math.factorial, 5) == 120
         assert await lease.run(cpu_bound(math.factorial), 6) == 720
         for n in range(3):
-            assert await lease.run(lambda n=n: n * 3) == n * 3
+            assert await lease.run(tripler(n)) == n * 3
         table = routes(manager)
         assert {"_auto_funcs.Counter.method", "_auto_funcs.spin", "math.factorial"} <= set(table)
         # Three lambdas made in a loop share their code: one callable.
