@@ -144,7 +144,7 @@ def test_normalize_backend_is_case_insensitive(
 
 def test_unknown_backend_message() -> None:
     """Unknown names raise ValueError listing the supported names."""
-    msg = "Unsupported backend 'gpu'. Supported: thread, process, interpreter, dask"
+    msg = "Unsupported backend 'gpu'. Supported: thread, process, interpreter, dask, auto"
     with pytest.raises(ValueError) as info:
         normalize_backend("gpu")
     assert str(info.value) == msg
