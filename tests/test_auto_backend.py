@@ -268,3 +268,72 @@ async def test_an_initializer_runs_in_threads_and_processes() -> None:
     async with auto_manager(initializer=f.spin, initargs=(10,)) as manager:
         assert await manager.run(f.cpu_where) != PARENT
         assert await manager.run(f.where) == PARENT
+
+
+async def test_worker_processes_are_never_forked_from_the_threads_process() -> None:
+    # A thread of the pool holds a lock while the first worker process starts: a forked
+    # worker would inherit it held and never return (the process half uses forkserver).
+    async with auto_manager(workers_per_pool=2) as manager, await manager.acquire() as lease:
+        release, holding = threading.Event(), ThreadSignal()
+        holder = asyncio.ensure_future(lease.run(f.hold_shared_lock, release, holding.fire))
+        await holding.wait()
+        try:
+            assert await asyncio.wait_for(lease.run(f.take_shared_lock), 60) != PARENT
+        finally:
+            release.set()
+        assert await holder is True
+
+
+async def test_calls_sleeping_beside_a_call_do_not_make_it_look_busy() -> None:
+    async with auto_manager(workers_per_pool=10) as manager, await manager.acquire() as lease:
+        sleepers = [asyncio.ensure_future(lease.run(f.work, "io", 1.0)) for _ in range(8)]
+        pids = [await lease.run(f.mostly_sleeping, 0.004, 0.016) for _ in range(16)]
+        await asyncio.gather(*sleepers)
+        assert pids == [PARENT] * 16
+        assert routes(manager)["_auto_funcs.mostly_sleeping"]["route"] == "thread"
+
+
+async def test_wrappers_do_not_poison_or_hide_what_they_wrap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="leasepool.manager")
+    async with auto_manager() as manager, await manager.acquire() as lease:
+        # A partial and an instance that cannot be pickled: only those calls move.
+        assert await lease.run(functools.partial(f.pid_of, threading.Lock())) == PARENT
+        assert await lease.run(f.pid_of, 1) != PARENT
+        # An instance is its class's __call__ (a hint is read the first time).
+        assert await lease.run(cpu_bound(f.WithLock())) != PARENT
+        assert await lease.run(f.WithLock(threading.Lock())) == PARENT
+        assert await lease.run(f.WithLock()) != PARENT
+        # A hint on a partial is read.
+        assert await lease.run(cpu_bound(functools.partial(f.where))) != PARENT
+        table = routes(manager)
+        assert all(entry["reason"] != "unpicklable" for entry in table.values())
+        assert all(len(name) <= 200 for name in table)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_calls_offloaded_counts_calls_that_ran_in_processes() -> None:
+    async with auto_manager() as manager, await manager.acquire() as lease:
+        assert await lease.run(f.pid_of, threading.Lock()) == PARENT  # rerouted
+        for _ in range(3):
+            assert await lease.run(f.pid_of) != PARENT
+        assert manager.metrics().calls_offloaded == 3
+        assert routes(manager)["_auto_funcs.pid_of"]["offloaded"] == 3
+
+
+async def test_a_requeued_call_that_no_longer_pickles_fails_instead_of_hanging() -> None:
+    f.PicklesOnce.pickled = 0
+    async with auto_manager(workers_per_pool=1) as manager, await manager.acquire() as lease:
+        for _ in range(50):  # measured fast: later calls travel in chunks
+            await lease.run(f.cpu_step, 0)
+        executor = lease.executor
+        futures = [
+            executor.submit(f.cpu_step, "slow"),
+            executor.submit(f.cpu_step, f.PicklesOnce()),
+        ]
+        futures += [executor.submit(f.cpu_step, i) for i in range(3)]
+        done, pending = await asyncio.wait([asyncio.wrap_future(x) for x in futures], timeout=60)
+        assert not pending
+        metrics = manager.metrics()
+        assert metrics.calls_started == metrics.calls_finished + metrics.calls_failed

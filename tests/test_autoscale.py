@@ -179,16 +179,34 @@ async def test_slow_acquire_waits_grow_the_target_by_half(
         first = await manager.acquire(owner="a")
         second = asyncio.ensure_future(manager.acquire(owner="a"))
         await asyncio.sleep(0)  # the second request queues behind the owner limit
-        assert manager.stats()["autoscale"]["window_peak"] == 2
-        assert manager.desired_executor_count() == 2  # demand: one leased, one waiting
+        # A waiter held back by its own limit is no demand: a pool made for it would
+        # idle.
+        assert manager.stats()["autoscale"]["window_peak"] == 1
+        assert (manager.desired_executor_count(), manager.total_count) == (1, 1)
         advance_clock(1.0)  # the waiter waits a second (the target is 10 ms)
         await first.release()
         lease = await second
         assert manager.stats()["autoscale"]["window_slow_waits"] == 1
         await next_window(manager, probe, advance_clock)
-        assert manager.desired_executor_count() == 3
-        assert resizes(caplog)[-1] == "Autoscale target changed from=2 to=3 reason=slow_waits"
+        assert manager.desired_executor_count() == 2
+        assert resizes(caplog)[-1] == "Autoscale target changed from=1 to=2 reason=slow_waits"
         await lease.release()
+
+
+async def test_a_restart_forgets_what_was_learnt() -> None:
+    manager = LeasedExecutorManager(max_pools=6, autoscale=AutoScale())
+    await manager.start()
+    leases = [await manager.acquire() for _ in range(6)]
+    for lease in leases:
+        await lease.release()
+    assert manager.desired_executor_count() == 6
+    await manager.stop()
+    await manager.start()
+    try:
+        assert (manager.desired_executor_count(), manager.total_count) == (1, 1)
+        assert manager.stats()["autoscale"]["window_peak"] == 0
+    finally:
+        await manager.stop()
 
 
 async def test_size_provider_is_a_floor(advance_clock: Callable[[float], None]) -> None:

@@ -42,6 +42,7 @@ ADDED_PARAMETERS: list[tuple[str, Any]] = [
     ("metrics", True),
     ("metrics_owners", 0),
     ("track_acquire_site", False),
+    ("autoscale", None),
 ]
 
 

@@ -117,7 +117,13 @@ def test_exceptions_can_be_subclassed() -> None:
 def test_executor_backend_values() -> None:
     """ExecutorBackend is a str enum with 0.1.1's three members in order, then the
     dask backend (a deliberate addition, docs/compatibility.md)."""
-    assert [m.value for m in ExecutorBackend] == ["thread", "process", "interpreter", "dask"]
+    assert [m.value for m in ExecutorBackend] == [
+        "thread",
+        "process",
+        "interpreter",
+        "dask",
+        "auto",
+    ]
     thread: str = ExecutorBackend.THREAD
     assert thread == "thread"
     assert isinstance(ExecutorBackend.PROCESS, str)

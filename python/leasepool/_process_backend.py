@@ -105,6 +105,14 @@ def resolve_executor_settings(
     if kind == "process":
         nice = worker_nice(kwargs.pop("worker_nice", 0))
         probe_kwargs.pop("worker_nice", None)
+        # The process half of backend="auto": its threads run user code while the
+        # first worker process starts, so it never forks (a lock a thread holds would
+        # be copied held); and its workers measure their run-queue wait for routing.
+        auto = bool(kwargs.pop(AUTO_MARK, False))
+        probe_kwargs.pop(AUTO_MARK, None)
+        if auto and "mp_context" not in kwargs:
+            _forwarding_context(kwargs, one_call_per_task)
+            probe_kwargs["mp_context"] = kwargs["mp_context"]
         initializer = kwargs.pop("initializer", None)
         initargs = tuple(kwargs.pop("initargs", ()))
         log_setup: tuple[Any, int, bool] | None = None
@@ -116,7 +124,7 @@ def resolve_executor_settings(
             log_setup = (log_queue, level, process_logging.clear_child_handlers)
             target = process_logging.target_logger
             log_target = target if target is not None else logger
-        initargs_tail = (log_setup, initializer, initargs, nice)
+        initargs_tail = (log_setup, initializer, initargs, nice, auto)
         probe_kwargs["initializer"] = worker_initialize
         probe_kwargs["initargs"] = (None, *initargs_tail)
     elif not has_thread_prefix:
@@ -132,6 +140,10 @@ def resolve_executor_settings(
         log_queue,
         log_target,
     )
+
+
+AUTO_MARK = "_leasepool_auto_half"
+"""The executor argument the binding adds for the process half of ``backend="auto"``."""
 
 
 def worker_nice(value: object) -> int:

@@ -69,16 +69,24 @@ def initialize(
     user_initializer: Callable[..., object] | None,
     user_initargs: tuple[Any, ...],
     nice: int = 0,
+    measure_stalls: bool = False,
 ) -> None:
     """Worker initializer: lower the process's CPU priority by ``nice`` (``worker_nice``),
+    open the run-queue counter (``measure_stalls``: the auto backend's routing),
     remember ``progress``, forward logs, run the user's initializer.
 
     An exception from the user's initializer propagates, so the executor treats it
     exactly as it treats a failing initializer of its own.
     """
-    global _progress
+    global _progress, _schedstat
     if nice:
         os.nice(nice)
+    if measure_stalls:
+        try:
+            # This thread runs the calls: its own counter.
+            _schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            _schedstat = None
     _progress = progress
     _forget_inherited_executors()
     _exit_with_parent()
@@ -140,25 +148,41 @@ def _failure(exc: BaseException, pickle_outcome: Callable[[object], bytes] = dum
         return pickle_outcome(RuntimeError(text))
 
 
+_schedstat: int | None = None
+"""``/proc/thread-self/schedstat`` of the thread that runs calls, if it is measured."""
+
+
+def _run_queue_seconds() -> float:
+    """Seconds this thread has been runnable but waiting for a CPU (0 if not measured)."""
+    fd = _schedstat
+    if fd is None:
+        return 0.0
+    try:
+        return int(os.pread(fd, 128, 0).split()[1]) * 1e-9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run_chunk(
     slot: int,
     seq: int,
     calls: Sequence[bytes],
     budget: float,
     pickle_outcome: Callable[[object], bytes] = dumps,
-) -> list[tuple[bool, bytes, float, float]]:
+) -> list[tuple[bool, bytes, float, float, float]]:
     """Run pickled calls in order; return one ``(ok, pickled outcome, seconds, cpu
-    seconds)`` each.
+    seconds, stalled seconds)`` each.
 
     The outcome is the pickled value, or the pickled exception (``ok`` false); the
     parent learns from ``seconds`` how to pack later chunks, and from the CPU seconds
-    (this thread's CPU clock over the same span) whether a call computes or waits (the
-    ``auto`` backend's routing). After ``budget`` seconds no further call is started
-    (the first always is): the parent re-queues the calls without an outcome, so a slow
-    call does not hold back the rest of its chunk. Once the pool's halt flag is set, no
-    call is started at all: the parent cancels them. ``pickle_outcome`` pickles each
-    outcome (the dask backend passes Dask's pickler, so a class of the caller's
-    ``__main__`` comes back as it went).
+    (this thread's CPU clock over the same span) and the stalled ones (its run-queue
+    wait, when measured) whether a call computes or waits (the ``auto`` backend's
+    routing). After ``budget`` seconds no further call is started (the first always
+    is): the parent re-queues the calls without an outcome, so a slow call does not
+    hold back the rest of its chunk. Once the pool's halt flag is set, no call is
+    started at all: the parent cancels them. ``pickle_outcome`` pickles each outcome
+    (the dask backend passes Dask's pickler, so a class of the caller's ``__main__``
+    comes back as it went).
     """
     progress = _progress
     base = 3 * slot
@@ -169,11 +193,12 @@ def run_chunk(
         progress[base + 2] = 0
         progress[base + 1] = os.getpid()
         progress[base] = seq
-    outcomes: list[tuple[bool, bytes, float, float]] = []
+    outcomes: list[tuple[bool, bytes, float, float, float]] = []
     append = outcomes.append
     loads = pickle.loads
+    queued = _run_queue_seconds if _schedstat is not None else _no_stall
     mark = perf_counter()  # when the current call started
-    cpu_mark = thread_time()
+    cpu_mark, queue_mark = thread_time(), queued()
     deadline = mark + budget
     for index, payload in enumerate(calls):
         if progress is not None and progress[halt]:
@@ -187,15 +212,21 @@ def run_chunk(
             fn, args, kwargs = loads(payload)
             value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
-            now, cpu_now = perf_counter(), thread_time()
-            append((False, _failure(exc, pickle_outcome), now - mark, cpu_now - cpu_mark))
-            mark, cpu_mark = now, cpu_now
+            now, cpu, stall = perf_counter(), thread_time(), queued()
+            costs = (now - mark, cpu - cpu_mark, stall - queue_mark)
+            append((False, _failure(exc, pickle_outcome), *costs))
+            mark, cpu_mark, queue_mark = now, cpu, stall
             continue
-        now, cpu_now = perf_counter(), thread_time()
+        now, cpu, stall = perf_counter(), thread_time(), queued()
+        costs = (now - mark, cpu - cpu_mark, stall - queue_mark)
         try:
-            append((True, pickle_outcome(value), now - mark, cpu_now - cpu_mark))
+            append((True, pickle_outcome(value), *costs))
         except BaseException as exc:
-            append((False, _failure(exc, pickle_outcome), now - mark, cpu_now - cpu_mark))
+            append((False, _failure(exc, pickle_outcome), *costs))
         del value
-        mark, cpu_mark = now, cpu_now
+        mark, cpu_mark, queue_mark = now, cpu, stall
     return outcomes
+
+
+def _no_stall() -> float:
+    return 0.0

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leasepool::routing::CallCost;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -140,14 +141,10 @@ pub(crate) trait CallCounter: Send + Sync {
 /// Told what a call cost where it ran (`backend="auto"`: the routing table learns
 /// from it). `key` identifies the callable.
 pub(crate) trait CallCosts: Send + Sync {
-    /// A call starts on a thread worker: how many calls run on threads now (itself
-    /// included).
-    fn thread_call_started(&self) -> usize;
-    /// That call ended after `wall` seconds, `cpu` of them on its thread's CPU clock;
-    /// `sharing`: what [`thread_call_started`](Self::thread_call_started) said.
-    fn thread_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64, sharing: usize);
-    /// A call ended on a worker process after `wall` seconds, `cpu` of that process's.
-    fn process_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64);
+    /// A call of `key` ended on a thread worker, having cost `cost`.
+    fn thread_call_ended(&self, py: Python<'_>, key: u64, cost: CallCost);
+    /// A call of `key` ended on a worker process, having cost `cost`.
+    fn process_call_ended(&self, py: Python<'_>, key: u64, cost: CallCost);
 }
 
 /// One call to run on a worker.

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use leasepool::metrics::CallMetrics;
+use leasepool::routing::CallCost;
 use leasepool::worker_pool::{Exit, JobQueue, Push};
 use leasepool::{DrainReport, RunningCalls};
 use pyo3::prelude::*;
@@ -24,20 +25,63 @@ use crate::job::Job;
 use crate::pool::ExecutorPool;
 use crate::py_cache::{broken_thread_pool, threading_thread};
 
-/// CPU seconds the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): what a call
-/// on a worker thread cost in CPU, as opposed to the time it waited (for I/O, or for
-/// the GIL).
-pub(crate) fn thread_cpu_seconds() -> f64 {
+/// What a call on this worker thread costs (`backend="auto"`): the thread's CPU time,
+/// the wall time, and the time it was stalled — the CPU the process's other threads
+/// used meanwhile (an estimate of waiting for the GIL) plus the thread's run-queue
+/// wait (waiting for a CPU; Linux, from `/proc/thread-self/schedstat`).
+struct CostMeter {
+    at: Instant,
+    thread_cpu: f64,
+    process_cpu: f64,
+    queued: f64,
+}
+
+impl CostMeter {
+    fn start() -> Self {
+        Self {
+            at: Instant::now(),
+            thread_cpu: cpu_seconds(libc::CLOCK_THREAD_CPUTIME_ID),
+            process_cpu: cpu_seconds(libc::CLOCK_PROCESS_CPUTIME_ID),
+            queued: run_queue_seconds(),
+        }
+    }
+
+    fn stop(self) -> CallCost {
+        let cpu = cpu_seconds(libc::CLOCK_THREAD_CPUTIME_ID) - self.thread_cpu;
+        let others = cpu_seconds(libc::CLOCK_PROCESS_CPUTIME_ID) - self.process_cpu - cpu;
+        CallCost {
+            cpu,
+            wall: self.at.elapsed().as_secs_f64(),
+            stalled: others.max(0.0) + (run_queue_seconds() - self.queued).max(0.0),
+        }
+    }
+}
+
+/// CPU seconds of `clock` (a thread or process CPU clock).
+fn cpu_seconds(clock: libc::clockid_t) -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; the thread CPU clock exists on every
+    // SAFETY: `ts` is a valid, writable timespec; both CPU clocks exist on every
     // platform we build for (Linux, macOS).
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     #[allow(clippy::cast_precision_loss)]
     let seconds = ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
     seconds
+}
+
+/// Seconds this thread has spent runnable but waiting for a CPU (0 where the kernel
+/// does not say: then nothing is subtracted).
+fn run_queue_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0.0, |ns| {
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = ns as f64 * 1e-9;
+            seconds
+        })
 }
 
 /// Settings shared by every pool of one manager.
@@ -216,17 +260,10 @@ impl ThreadPool {
             now
         });
         let costs = job.costs().cloned();
-        let measured = costs.as_ref().map(|(_, costs)| {
-            (
-                costs.thread_call_started(),
-                thread_cpu_seconds(),
-                Instant::now(),
-            )
-        });
+        let meter = costs.as_ref().map(|_| CostMeter::start());
         let outcome = guard_panics(|| job.invoke(py));
-        if let (Some((key, costs)), Some((sharing, cpu, at))) = (costs, measured) {
-            let cpu = thread_cpu_seconds() - cpu;
-            costs.thread_call_ended(py, key, cpu, at.elapsed().as_secs_f64(), sharing);
+        if let (Some((key, costs)), Some(meter)) = (costs, meter) {
+            costs.thread_call_ended(py, key, meter.stop());
         }
         if let (Some(m), Some(started)) = (metrics, started) {
             m.ended(crate::job::duration_ns(started.elapsed()), outcome.is_ok());

@@ -2,12 +2,12 @@
 //! from what its calls cost (the engine's [`Router`] decides; this only measures,
 //! names callables and logs).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use leasepool::routing::{Hint, Route, RouteChange, RouteView, Router, RoutingPolicy};
+use leasepool::routing::{CallCost, Hint, Route, RouteChange, RouteView, Router, RoutingPolicy};
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::job::{CallCosts, Job};
 use crate::logging::{Logger, DEBUG, INFO, WARNING};
@@ -19,9 +19,9 @@ const HINT_ATTRIBUTE: &str = "__leasepool_route__";
 
 /// The routing table of one manager and what it needs to learn.
 pub(crate) struct Routing {
+    /// Locked only while attached to the interpreter and never across Python code, so
+    /// no thread can hold it when the process forks (fork happens under the GIL).
     router: Mutex<Router>,
-    /// Calls running on the thread workers of this manager's pools (they share a GIL).
-    on_threads: AtomicUsize,
     logger: Logger,
 }
 
@@ -29,7 +29,6 @@ impl Routing {
     pub(crate) fn new(logger: Logger) -> Arc<Self> {
         Arc::new(Self {
             router: Mutex::new(Router::new(RoutingPolicy::default())),
-            on_threads: AtomicUsize::new(0),
             logger,
         })
     }
@@ -40,8 +39,14 @@ impl Routing {
         let (key, target) = callable_key(py, &func);
         // Python (the name, the hint) is read only at first sight, and never under the
         // router's lock: user code there could release the GIL or route a call itself.
+        // A hint may sit on the callable given (a hinted partial) or on what it wraps.
         let known = lock(&self.router).knows(key);
-        let first_sight = (!known).then(|| (describe(&target), hint_of(&target)));
+        let first_sight = (!known).then(|| {
+            (
+                describe(&target),
+                hint_of(&func).or_else(|| hint_of(&target)),
+            )
+        });
         let route = match first_sight {
             Some((name, hint)) => lock(&self.router).route(key, hint, || name),
             None => lock(&self.router).route(key, None, String::new),
@@ -51,9 +56,11 @@ impl Routing {
         route
     }
 
-    /// A call of `key` (`func`) could not be pickled (`err`): if the callable itself
-    /// cannot be, it stays on threads for good (logged once at WARNING); if only this
-    /// call's arguments cannot be, only this call runs on a thread.
+    /// A call of `func` could not be pickled (`err`): if what it runs (the function
+    /// under a bound method or a partial: what the route belongs to) cannot be pickled,
+    /// the callable stays on threads for good (logged once at WARNING); if only this
+    /// call's arguments (or the object a method is bound to) cannot be, only this call
+    /// runs on a thread.
     pub(crate) fn unpicklable(
         &self,
         py: Python<'_>,
@@ -61,15 +68,16 @@ impl Routing {
         func: &Bound<'_, PyAny>,
         err: &PyErr,
     ) {
-        let callable_pickles = worker_dumps(py)
-            .and_then(|dumps| dumps.call1((func,)))
+        let (_, target) = callable_key(py, func);
+        let target_pickles = worker_dumps(py)
+            .and_then(|dumps| dumps.call1((&target,)))
             .is_ok();
-        if callable_pickles {
+        if target_pickles {
             self.logger.log(
                 py,
                 DEBUG,
                 "Arguments cannot be pickled; the call runs on a thread callable=%s",
-                (describe(func),),
+                (describe(&target),),
                 Some(err),
             );
             return;
@@ -111,45 +119,39 @@ impl Routing {
 }
 
 impl CallCosts for Routing {
-    fn thread_call_started(&self) -> usize {
-        self.on_threads.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    fn thread_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64, sharing: usize) {
-        let at_end = self.on_threads.fetch_sub(1, Ordering::Relaxed);
-        // The calls that shared the GIL with this one: the mean of the counts at its
-        // start and end (both include itself).
-        let sharing = (sharing + at_end).div_ceil(2);
-        let change = lock(&self.router).record_thread(key, cpu, wall, sharing);
+    fn thread_call_ended(&self, py: Python<'_>, key: u64, cost: CallCost) {
+        let change = lock(&self.router).record_thread(key, cost);
         self.log_change(py, change);
     }
 
-    fn process_call_ended(&self, py: Python<'_>, key: u64, cpu: f64, wall: f64) {
-        let change = lock(&self.router).record_process(key, cpu, wall);
+    fn process_call_ended(&self, py: Python<'_>, key: u64, cost: CallCost) {
+        let change = lock(&self.router).record_process(key, cost);
         self.log_change(py, change);
     }
 }
 
 /// Identifies a callable for routing, and the object that carries its name and hint:
 /// a function by its code object (a lambda made anew in a loop is one callable), a
-/// bound method by its function, a `functools.partial` by what it wraps, anything
-/// else by its identity.
+/// bound method or a `functools.partial` by what it wraps, an instance by its class's
+/// `__call__`, anything else (a builtin) by its qualified name. Never by an object's
+/// address alone: an address is reused as soon as the object dies, and a new object
+/// would inherit a dead one's route.
 pub(crate) fn callable_key<'py>(
     py: Python<'py>,
     func: &Bound<'py, PyAny>,
 ) -> (u64, Bound<'py, PyAny>) {
     let mut target = func.clone();
     for _ in 0..8 {
-        // SAFETY: `target` is a live object; PyFunction_Check only reads its type, and
-        // PyFunction_GetCode returns a borrowed reference to the function's code.
-        if unsafe { ffi::PyFunction_Check(target.as_ptr()) } != 0 {
-            let code = unsafe { ffi::PyFunction_GetCode(target.as_ptr()) };
-            return (code as u64, target);
+        if let Some(code) = function_code(&target) {
+            return (code, target);
         }
         let inner = if method_type(py).is_ok_and(|t| target.get_type().is(t)) {
             target.getattr("__func__").ok()
         } else if functools_partial(py).is_ok_and(|t| target.is_instance(t).unwrap_or(false)) {
             target.getattr("func").ok()
+        } else if target.getattr_opt("__qualname__").ok().flatten().is_none() {
+            // An instance: its class's `__call__` (a Python function, or a builtin).
+            target.get_type().getattr("__call__").ok()
         } else {
             None
         };
@@ -158,7 +160,27 @@ pub(crate) fn callable_key<'py>(
             None => break,
         }
     }
-    (target.as_ptr() as u64, target)
+    (name_key(&describe(&target)), target)
+}
+
+/// The code object's address of a Python function (the code lives as long as the
+/// function's module or closure factory does, and is shared by its closures).
+fn function_code(target: &Bound<'_, PyAny>) -> Option<u64> {
+    // SAFETY: `target` is a live object; PyFunction_Check only reads its type, and
+    // PyFunction_GetCode returns a borrowed reference to the function's code.
+    unsafe {
+        (ffi::PyFunction_Check(target.as_ptr()) != 0)
+            .then(|| ffi::PyFunction_GetCode(target.as_ptr()) as u64)
+    }
+}
+
+/// A key from a callable's qualified name (for builtins and other callables without
+/// code of their own). The low bit is set so it never equals a code object's address.
+fn name_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish() | 1
 }
 
 /// The hint `leasepool.offload.cpu_bound`/`io_bound` left on `target`, if any.
@@ -171,22 +193,31 @@ fn hint_of(target: &Bound<'_, PyAny>) -> Option<Hint> {
     }
 }
 
-/// `module.qualname` of a callable (its `repr` if it has no name).
+/// `module.qualname` of a callable; its class's for an object without a name (never
+/// its `repr`, which may be huge or run user code). At most [`MAX_NAME`] characters.
 fn describe(func: &Bound<'_, PyAny>) -> String {
-    let name = func
-        .getattr("__qualname__")
-        .or_else(|_| func.getattr("__name__"))
-        .and_then(|n| n.str().map(|s| s.to_string()));
-    let Ok(name) = name else {
-        return func
-            .repr()
-            .map_or_else(|_| "?".to_owned(), |r| r.to_string());
+    let named = |object: &Bound<'_, PyAny>| -> Option<String> {
+        let name = object.getattr_opt("__qualname__").ok().flatten()?;
+        let name = name.cast::<PyString>().ok()?.to_str().ok()?.to_owned();
+        let module = object
+            .getattr_opt("__module__")
+            .ok()
+            .flatten()
+            .and_then(|m| m.cast::<PyString>().ok()?.to_str().ok().map(str::to_owned));
+        Some(module.map_or_else(|| name.clone(), |module| format!("{module}.{name}")))
     };
-    match func
-        .getattr("__module__")
-        .and_then(|m| m.extract::<String>())
-    {
-        Ok(module) => format!("{module}.{name}"),
-        Err(_) => name,
+    let mut name = named(func)
+        .or_else(|| named(func.get_type().as_any()).map(|class| format!("{class} instance")))
+        .unwrap_or_else(|| "?".to_owned());
+    if name.len() > MAX_NAME {
+        let cut = (0..=MAX_NAME)
+            .rev()
+            .find(|&i| name.is_char_boundary(i))
+            .unwrap_or(0);
+        name.truncate(cut);
     }
+    name
 }
+
+/// The longest callable name the routing table keeps.
+const MAX_NAME: usize = 200;

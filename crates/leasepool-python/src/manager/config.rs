@@ -111,6 +111,27 @@ pub(super) struct Parts<'py> {
 }
 
 impl Parts<'_> {
+    /// The process, interpreter, dask or auto backend's manager-wide part (`None` for
+    /// threads).
+    fn process_backend(
+        &self,
+        py: Python<'_>,
+        workers: usize,
+        executor_kwargs: &Py<PyDict>,
+        logger: &Py<PyAny>,
+    ) -> PyResult<Option<Arc<ProcessBackend>>> {
+        ProcessBackend::for_backend(
+            py,
+            &self.backend_name,
+            &self.backend,
+            workers,
+            &self.name_prefix,
+            executor_kwargs,
+            &self.process_logging,
+            logger,
+        )
+    }
+
     /// The keyword arguments for the executors (none if none were given).
     fn take_executor_kwargs(&mut self, py: Python<'_>) -> Py<PyDict> {
         self.executor_kwargs
@@ -141,20 +162,11 @@ impl ManagerCore {
             .validate(limits.max_pools())
             .map_err(|e| config_error(&e))?;
         let executor_kwargs = parts.take_executor_kwargs(py);
-        let size_provider = parts.size_provider.filter(|p| !p.is_none(py));
-        let logger = self::logger(py, parts.logger)?;
+        let size_provider = parts.size_provider.take().filter(|p| !p.is_none(py));
+        let logger = self::logger(py, parts.logger.take())?;
         let workers = limits.slots_per_pool();
         let pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
-        let process = ProcessBackend::for_backend(
-            py,
-            &parts.backend_name,
-            &parts.backend,
-            workers,
-            &parts.name_prefix,
-            &executor_kwargs,
-            &parts.process_logging,
-            &logger,
-        )?;
+        let process = parts.process_backend(py, workers, &executor_kwargs, &logger)?;
         let (factory, routing) = pool_factory(
             py,
             process.clone(),

@@ -320,8 +320,10 @@ impl ManagerCore {
         }
         let kwargs = self.cfg.executor_kwargs.bind(py).copy()?;
         if self.routing.is_some() {
-            // `backend="auto"`: the process half's own argument.
-            kwargs.del_item("worker_nice").ok();
+            // `backend="auto"`: the process half's own arguments.
+            for name in ["worker_nice", "mp_context"] {
+                kwargs.del_item(name).ok();
+            }
         }
         // Checked in `leasepool._config` (TypeError as ThreadPoolExecutor raises it).
         let (initializer, initargs, thread_name_prefix): (

@@ -77,6 +77,9 @@ impl ProcessBackend {
             if !kwargs.contains("worker_nice")? {
                 kwargs.set_item("worker_nice", AUTO_WORKER_NICE)?;
             }
+            // `leasepool._process_backend.AUTO_MARK`: a start method that never forks,
+            // and workers that measure their run-queue wait.
+            kwargs.set_item("_leasepool_auto_half", true)?;
             let process = crate::py_cache::normalize_backend(py)?.call1(("process",))?;
             (process, kwargs.unbind())
         } else {
@@ -196,15 +199,19 @@ const AUTO_WORKER_NICE: i32 = 10;
 
 /// `backend="auto"` runs every call on a thread or a process of its pool: only the
 /// executor arguments both kinds of worker take (`initializer`, `initargs`: run in
-/// every worker thread and every worker process) make sense, and `worker_nice`.
+/// every worker thread and every worker process) make sense, and the process half's
+/// `worker_nice` and `mp_context`.
 fn check_auto_arguments(executor_kwargs: &Bound<'_, PyDict>) -> PyResult<()> {
     for key in executor_kwargs.keys() {
         let name: String = key.extract()?;
-        if !matches!(name.as_str(), "initializer" | "initargs" | "worker_nice") {
+        if !matches!(
+            name.as_str(),
+            "initializer" | "initargs" | "worker_nice" | "mp_context"
+        ) {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "backend='auto' takes only initializer, initargs and worker_nice as \
-                 executor arguments (the first two run in every worker thread and \
-                 process), not '{name}'"
+                "backend='auto' takes only initializer, initargs, worker_nice and \
+                 mp_context as executor arguments (the first two run in every worker \
+                 thread and process), not '{name}'"
             )));
         }
     }

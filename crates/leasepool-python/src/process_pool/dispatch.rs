@@ -3,6 +3,7 @@
 //! each chunk's outcomes (or handing a broken executor's chunks to `crash`).
 
 use super::*;
+use leasepool::routing::CallCost;
 
 /// What becomes of a chunk whose task raised.
 enum Failed {
@@ -190,9 +191,11 @@ impl ProcessPool {
         let mut payload = Vec::with_capacity(items.len());
         let mut kept = Vec::with_capacity(items.len());
         for mut item in items {
-            if let Some(fallback) = self.fallback.get() {
+            if let (Some(fallback), false) = (self.fallback.get(), item.is_claimed()) {
                 // Serialised before it is claimed, so a call that cannot be is still
-                // unstarted when it moves to the fallback.
+                // unstarted when it moves to the fallback. (A call that comes back
+                // claimed, re-queued after a chunk's budget, fails below as on the
+                // process backend: its taker already saw it start.)
                 match self.kind().prepare(py, &item) {
                     Ok(prepared) if item.claim(py) => {
                         payload.push(prepared);
@@ -393,11 +396,16 @@ impl ProcessPool {
                 continue;
             }
             let result = (|| -> PyResult<Py<PyAny>> {
-                let (ok, data, seconds, cpu): (bool, Bound<'_, PyAny>, f64, f64) =
+                let (ok, data, seconds, cpu, stalled): (bool, Bound<'_, PyAny>, f64, f64, f64) =
                     outcomes.get_item(index)?.extract()?;
                 measured.push((item.key(), seconds));
                 if let Some((key, costs)) = item.job.costs() {
-                    costs.process_call_ended(py, *key, cpu, seconds);
+                    let cost = CallCost {
+                        cpu,
+                        wall: seconds,
+                        stalled,
+                    };
+                    costs.process_call_ended(py, *key, cost);
                 }
                 item.ended(leasepool::metrics::seconds_to_ns(seconds), ok);
                 let value = loads.call1((data,))?;

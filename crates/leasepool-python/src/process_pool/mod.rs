@@ -168,9 +168,14 @@ impl Item {
     }
 
     /// Marks the call as started; `false` if nobody wants its outcome any more.
-    /// The call, to run somewhere else (not claimed, not counted here).
+    /// The call, to run somewhere else (never claimed here, so not counted here).
     fn into_job(self) -> Job {
         self.job
+    }
+
+    /// Whether a dispatcher claimed the call already (it came back re-queued).
+    fn is_claimed(&self) -> bool {
+        self.claimed
     }
 
     fn claim(&mut self, py: Python<'_>) -> bool {

@@ -36,10 +36,25 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             .map_or(target, |scaler| target.max(scaler.target()))
     }
 
-    /// Pools in use plus callers waiting (what the controller calls demand);
-    /// `extra`: pools just taken but not yet recorded as in use.
+    /// Pools in use plus callers waiting for capacity (what the controller calls
+    /// demand); `extra`: pools just taken but not yet recorded as in use. Waiters count
+    /// only when no pool is free or creatable: otherwise they wait for their own
+    /// limits (an owner limit, a class quota), and pools made for them would idle.
     fn demand(&self, extra: usize) -> usize {
-        self.leased.len() + self.shared.len() + self.waiters.len() + extra
+        let waiting = if self.pool_obtainable() {
+            0
+        } else {
+            self.waiters.len()
+        };
+        self.leased.len() + self.shared.len() + waiting + extra
+    }
+
+    /// A stopped manager forgets what its autoscaler learnt: a restart begins at
+    /// `min_pools` with a fresh window.
+    pub(super) fn reset_autoscale(&mut self) {
+        if let Some(scaler) = self.autoscaler.as_mut() {
+            *scaler = AutoScaler::new(*scaler.policy(), &self.limits);
+        }
     }
 
     /// Demand may have risen (`extra` pools are being taken into use).

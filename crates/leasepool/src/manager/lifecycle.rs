@@ -35,6 +35,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             self.note(|metrics| metrics.stopped(slot.owner, held_for));
         }
         self.tenancy.clear();
+        self.reset_autoscale();
         self.overtakes = 0;
         self.expiry_floor = f64::INFINITY;
         self.refuse_waiters(effects);

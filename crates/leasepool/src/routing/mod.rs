@@ -1,12 +1,13 @@
 //! CPU-vs-I/O routing for a mixed pool (`backend="auto"`): per callable, whether its
 //! calls run on thread workers or on process workers, decided from measurement.
 //!
-//! Every call reports what it cost where it ran: its CPU time and its wall time. On a
-//! thread the CPU time is the worker thread's own (`CLOCK_THREAD_CPUTIME_ID`) and, as
-//! `k` calls running at once on threads share one GIL, the *GIL-normalised share* is
-//! `cpu / wall × k`: a pure-Python call near 1 even when four of them take turns, a
-//! blocking-I/O call near 0 (its wall time is spent with the GIL released). On a worker
-//! process it is the process's CPU time over the call's wall time.
+//! Every call reports what it cost where it ran ([`CallCost`]): its thread's CPU time,
+//! its wall time, and the time it was *stalled* — waiting for a CPU (run-queue wait)
+//! and, on a thread, waiting for the GIL, estimated as the CPU time the process's other
+//! threads used meanwhile. Its *share* is `cpu / (wall - stalled)`: a pure-Python call
+//! is near 1 whether it ran alone, took turns on the GIL with three others or shared an
+//! overloaded CPU; a blocking-I/O call is near 0 (it waits with the GIL released, and
+//! burns almost no CPU).
 //!
 //! * A callable starts on threads (cheap, no pickling). It moves to processes after
 //!   `samples` consecutive calls on threads each with a share of at least
@@ -14,7 +15,8 @@
 //!   than the trip to a process).
 //! * It moves back after `samples` consecutive calls on processes with a share of at
 //!   most `to_thread_share` (it turned out to wait, not compute). The gap between the
-//!   two thresholds is the hysteresis that keeps a callable from flapping.
+//!   two thresholds is the hysteresis that keeps a callable from flapping, and each
+//!   move doubles the samples the next one needs (up to 8×).
 //! * A hint (`cpu`/`io`) fixes the route and no measurement moves it.
 //! * A callable that cannot be pickled stays on threads for good (reported once).
 //!
@@ -134,6 +136,38 @@ impl RoutingPolicy {
     }
 }
 
+/// What one call cost, as its front end measured it (seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallCost {
+    /// CPU time of the thread that ran it.
+    pub cpu: f64,
+    /// Wall time.
+    pub wall: f64,
+    /// Time in `wall` the call could not run for reasons other than its own waiting:
+    /// waiting for a CPU (run-queue wait) and, on a thread, waiting for the GIL
+    /// (estimated as the CPU time the process's other threads used meanwhile).
+    pub stalled: f64,
+}
+
+impl CallCost {
+    /// The share of the time the call could run that it spent computing: `cpu /
+    /// (wall - stalled)`, in `[0, 1]` (0 for nonsense measurements).
+    #[must_use]
+    pub fn share(&self) -> f64 {
+        let (cpu, wall) = (self.cpu, self.wall);
+        if !(cpu.is_finite() && wall.is_finite() && self.stalled.is_finite()) || wall <= 0.0 {
+            return 0.0;
+        }
+        let cpu = cpu.max(0.0);
+        let stalled = self.stalled.clamp(0.0, (wall - cpu).max(0.0));
+        let runnable = wall - stalled;
+        if runnable <= 0.0 {
+            return 0.0;
+        }
+        (cpu / runnable).min(1.0)
+    }
+}
+
 /// A change of a callable's route, for the front end to log and count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteChange {
@@ -158,7 +192,7 @@ pub struct RouteView {
     pub samples: u64,
     /// The share (see the module docs) of the last measured call.
     pub last_share: f64,
-    /// Calls routed to processes.
+    /// Calls that ran on worker processes.
     pub offloaded: u64,
 }
 
@@ -172,6 +206,9 @@ struct Entry {
     samples: u64,
     last_share: f64,
     offloaded: u64,
+    /// Moves by measurement so far: each doubles the samples the next move needs
+    /// (up to 8×), so a callable whose nature keeps changing settles.
+    moves: u32,
     /// Routing order stamp, for forgetting the least recently routed.
     used: u64,
 }
@@ -215,6 +252,7 @@ impl Router {
             samples: 0,
             last_share: 0.0,
             offloaded: 0,
+            moves: 0,
             used: clock,
         });
         entry.used = clock;
@@ -227,32 +265,23 @@ impl Router {
                 entry.reason = RouteReason::Hint;
             }
         }
-        if entry.route == Route::Process {
-            entry.offloaded += 1;
-            self.offloaded += 1;
-        }
         entry.route
     }
 
-    /// A call of `key` ran on a thread for `wall` seconds with `cpu` seconds of its
-    /// thread's CPU time while `sharing` calls (itself included) ran on threads.
-    pub fn record_thread(
-        &mut self,
-        key: u64,
-        cpu: f64,
-        wall: f64,
-        sharing: usize,
-    ) -> Option<RouteChange> {
-        #[allow(clippy::cast_precision_loss)] // a handful of threads
-        let share = (ratio(cpu, wall) * sharing.max(1) as f64).min(1.0);
-        let computing = share >= self.policy.to_process_share && cpu >= self.policy.min_cpu;
+    /// A call of `key` ran on a thread worker and cost `cost`.
+    pub fn record_thread(&mut self, key: u64, cost: CallCost) -> Option<RouteChange> {
+        let share = cost.share();
+        let computing = share >= self.policy.to_process_share && cost.cpu >= self.policy.min_cpu;
         self.record(key, Route::Thread, share, computing)
     }
 
-    /// A call of `key` ran on a worker process for `wall` seconds with `cpu` seconds of
-    /// that process's CPU time.
-    pub fn record_process(&mut self, key: u64, cpu: f64, wall: f64) -> Option<RouteChange> {
-        let share = ratio(cpu, wall).min(1.0);
+    /// A call of `key` ran on a worker process and cost `cost`; counted as offloaded.
+    pub fn record_process(&mut self, key: u64, cost: CallCost) -> Option<RouteChange> {
+        self.offloaded += 1;
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.offloaded += 1;
+        }
+        let share = cost.share();
         let waiting = share <= self.policy.to_thread_share;
         self.record(key, Route::Process, share, waiting)
     }
@@ -285,7 +314,7 @@ impl Router {
         self.changes
     }
 
-    /// Calls routed to processes since the table was made.
+    /// Calls that ran on worker processes since the table was made.
     #[must_use]
     pub fn offloaded(&self) -> u64 {
         self.offloaded
@@ -318,8 +347,8 @@ impl Router {
         share: f64,
         argues_to_move: bool,
     ) -> Option<RouteChange> {
-        let samples = self.policy.samples;
         let entry = self.entries.get_mut(&key)?;
+        let samples = self.policy.samples << entry.moves.min(3);
         entry.samples += 1;
         entry.last_share = share;
         let measured = matches!(entry.reason, RouteReason::Default | RouteReason::Measured);
@@ -335,6 +364,7 @@ impl Router {
             return None;
         }
         entry.agreeing = 0;
+        entry.moves += 1;
         entry.route = match ran_on {
             Route::Thread => Route::Process,
             Route::Process => Route::Thread,
@@ -361,14 +391,6 @@ impl Router {
         if let Some(key) = oldest {
             self.entries.remove(&key);
         }
-    }
-}
-
-fn ratio(cpu: f64, wall: f64) -> f64 {
-    if wall > 0.0 && cpu.is_finite() {
-        (cpu / wall).max(0.0)
-    } else {
-        0.0
     }
 }
 

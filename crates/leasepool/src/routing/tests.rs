@@ -13,6 +13,24 @@ fn name() -> String {
     "f".to_owned()
 }
 
+/// A call on a thread while `sharing` GIL-bound calls (itself included) took turns: the
+/// others used `cpu × (sharing − 1)` of CPU meanwhile.
+fn t(cpu: f64, wall: f64, sharing: u32) -> CallCost {
+    CallCost {
+        cpu,
+        wall,
+        stalled: cpu * f64::from(sharing.saturating_sub(1)),
+    }
+}
+
+fn p(cpu: f64, wall: f64) -> CallCost {
+    CallCost {
+        cpu,
+        wall,
+        stalled: 0.0,
+    }
+}
+
 #[test]
 fn policy_validation() {
     let ms = Duration::from_millis(1);
@@ -28,16 +46,81 @@ fn a_gil_bound_callable_moves_to_processes_after_agreeing_samples() {
     let mut r = router();
     for _ in 0..3 {
         assert_eq!(r.route(F, None, name), Route::Thread);
-        assert_eq!(r.record_thread(F, 0.009, 0.010, 1), None);
+        assert_eq!(r.record_thread(F, t(0.009, 0.010, 1)), None);
     }
     assert_eq!(r.route(F, None, name), Route::Thread);
-    let change = r.record_thread(F, 0.009, 0.010, 1).unwrap();
+    let change = r.record_thread(F, t(0.009, 0.010, 1)).unwrap();
     assert_eq!(
         (change.to, change.reason),
         (Route::Process, RouteReason::Measured)
     );
     assert_eq!(r.route(F, None, name), Route::Process);
-    assert_eq!((r.changes(), r.offloaded()), (1, 1));
+    assert_eq!(
+        (r.changes(), r.offloaded()),
+        (1, 0),
+        "offloaded counts calls that ran"
+    );
+    r.record_process(F, p(0.01, 0.01));
+    assert_eq!(r.offloaded(), 1);
+    assert_eq!(r.views()[0].offloaded, 1);
+}
+
+#[test]
+fn calls_sleeping_beside_it_do_not_make_a_mostly_waiting_callable_look_busy() {
+    // 4 ms of CPU and 16 ms of sleep while eight other calls sleep: the others used
+    // no CPU, so nothing is subtracted and the share stays 0.2.
+    let mut r = router();
+    r.route(F, None, name);
+    let cost = CallCost {
+        cpu: 0.004,
+        wall: 0.020,
+        stalled: 0.0,
+    };
+    for _ in 0..100 {
+        assert_eq!(r.record_thread(F, cost), None);
+    }
+    assert!((r.views()[0].last_share - 0.2).abs() < 1e-9);
+}
+
+#[test]
+fn waiting_for_a_cpu_is_not_waiting_for_io() {
+    // On an overloaded machine a computing worker process is runnable but not running
+    // most of the time: its run-queue wait is subtracted, so it stays on processes.
+    let mut m = router();
+    m.route(F, None, name);
+    (0..4).for_each(|_| drop(m.record_thread(F, t(0.01, 0.01, 1))));
+    for _ in 0..100 {
+        let cost = CallCost {
+            cpu: 0.010,
+            wall: 0.120,
+            stalled: 0.110,
+        };
+        assert_eq!(m.record_process(F, cost), None);
+    }
+    assert_eq!(m.route(F, None, name), Route::Process);
+}
+
+#[test]
+fn each_move_doubles_the_samples_the_next_one_needs() {
+    let mut r = router();
+    r.route(F, None, name);
+    let mut needed = Vec::new();
+    for round in 0..5 {
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let change = if round % 2 == 0 {
+                r.record_thread(F, t(0.01, 0.01, 1))
+            } else {
+                r.record_process(F, p(0.0, 0.01))
+            };
+            if change.is_some() {
+                break;
+            }
+        }
+        needed.push(calls);
+    }
+    assert_eq!(needed, vec![4, 8, 16, 32, 32]);
 }
 
 #[test]
@@ -47,7 +130,7 @@ fn gil_sharing_is_normalised() {
     let mut r = router();
     r.route(F, None, name);
     let moved = (0..4)
-        .filter_map(|_| r.record_thread(F, 0.025, 0.100, 4))
+        .filter_map(|_| r.record_thread(F, t(0.025, 0.100, 4)))
         .count();
     assert_eq!(moved, 1);
 }
@@ -57,7 +140,7 @@ fn blocking_io_stays_on_threads() {
     let mut r = router();
     r.route(F, None, name);
     for _ in 0..1_000 {
-        assert_eq!(r.record_thread(F, 0.00005, 0.010, 8), None);
+        assert_eq!(r.record_thread(F, t(0.00005, 0.010, 8)), None);
     }
     assert_eq!(r.route(F, None, name), Route::Thread);
 }
@@ -67,7 +150,7 @@ fn short_cpu_calls_stay_on_threads() {
     let mut r = router();
     r.route(F, None, name);
     for _ in 0..100 {
-        assert_eq!(r.record_thread(F, 0.0002, 0.0002, 1), None);
+        assert_eq!(r.record_thread(F, t(0.0002, 0.0002, 1)), None);
     }
 }
 
@@ -76,10 +159,10 @@ fn a_disagreeing_sample_restarts_the_count() {
     let mut r = router();
     r.route(F, None, name);
     for round in 0..50 {
-        assert_eq!(r.record_thread(F, 0.01, 0.01, 1), None);
-        assert_eq!(r.record_thread(F, 0.01, 0.01, 1), None);
-        assert_eq!(r.record_thread(F, 0.01, 0.01, 1), None);
-        assert_eq!(r.record_thread(F, 0.0, 0.01, 1), None, "round {round}");
+        assert_eq!(r.record_thread(F, t(0.01, 0.01, 1)), None);
+        assert_eq!(r.record_thread(F, t(0.01, 0.01, 1)), None);
+        assert_eq!(r.record_thread(F, t(0.01, 0.01, 1)), None);
+        assert_eq!(r.record_thread(F, t(0.0, 0.01, 1)), None, "round {round}");
     }
 }
 
@@ -87,14 +170,15 @@ fn a_disagreeing_sample_restarts_the_count() {
 fn moves_back_when_it_waits_on_processes_with_hysteresis() {
     let mut r = router();
     r.route(F, None, name);
-    (0..4).for_each(|_| drop(r.record_thread(F, 0.01, 0.01, 1)));
+    (0..4).for_each(|_| drop(r.record_thread(F, t(0.01, 0.01, 1))));
     assert_eq!(r.route(F, None, name), Route::Process);
     // Between the thresholds (0.1 < 0.3 < 0.5): no move either way.
     for _ in 0..100 {
-        assert_eq!(r.record_process(F, 0.003, 0.010), None);
+        assert_eq!(r.record_process(F, p(0.003, 0.010)), None);
     }
-    let back = (0..4)
-        .filter_map(|_| r.record_process(F, 0.0001, 0.010))
+    // The second move needs twice the samples.
+    let back = (0..8)
+        .filter_map(|_| r.record_process(F, p(0.0001, 0.010)))
         .last();
     assert_eq!(back.map(|c| c.to), Some(Route::Thread));
     assert_eq!(r.route(F, None, name), Route::Thread);
@@ -105,10 +189,10 @@ fn moves_back_when_it_waits_on_processes_with_hysteresis() {
 fn samples_from_the_route_it_left_are_ignored() {
     let mut r = router();
     r.route(F, None, name);
-    (0..4).for_each(|_| drop(r.record_thread(F, 0.01, 0.01, 1)));
+    (0..4).for_each(|_| drop(r.record_thread(F, t(0.01, 0.01, 1))));
     // Calls still running on threads when it moved report later: no move back.
     for _ in 0..10 {
-        assert_eq!(r.record_thread(F, 0.0, 0.01, 1), None);
+        assert_eq!(r.record_thread(F, t(0.0, 0.01, 1)), None);
     }
     assert_eq!(r.route(F, None, name), Route::Process);
 }
@@ -118,11 +202,11 @@ fn hints_override_measurement() {
     let mut r = router();
     assert_eq!(r.route(F, Some(Hint::Cpu), name), Route::Process);
     for _ in 0..100 {
-        assert_eq!(r.record_process(F, 0.0, 0.01), None);
+        assert_eq!(r.record_process(F, p(0.0, 0.01)), None);
     }
     assert_eq!(r.route(G, Some(Hint::Io), name), Route::Thread);
     for _ in 0..100 {
-        assert_eq!(r.record_thread(G, 0.01, 0.01, 1), None);
+        assert_eq!(r.record_thread(G, t(0.01, 0.01, 1)), None);
     }
     let views = r.views();
     assert!(views.iter().all(|v| v.reason == RouteReason::Hint));
@@ -140,7 +224,7 @@ fn unpicklable_is_final_and_reported_once() {
     assert_eq!(r.unpicklable(F), None);
     assert_eq!(r.route(F, Some(Hint::Cpu), name), Route::Thread);
     for _ in 0..10 {
-        assert_eq!(r.record_thread(F, 0.01, 0.01, 1), None);
+        assert_eq!(r.record_thread(F, t(0.01, 0.01, 1)), None);
     }
     assert_eq!(r.unpicklable(G), None, "unknown callables are not invented");
 }
@@ -168,7 +252,7 @@ fn nonsense_measurements_do_not_move_anything() {
         (-1.0, 0.01),
         (f64::INFINITY, 1.0),
     ] {
-        assert_eq!(r.record_thread(F, cpu, wall, 1), None);
+        assert_eq!(r.record_thread(F, t(cpu, wall, 1)), None);
     }
-    assert_eq!(r.record_process(F, 0.01, f64::NAN), None);
+    assert_eq!(r.record_process(F, p(0.01, f64::NAN)), None);
 }
