@@ -146,7 +146,7 @@ async def variant(name: str, workers: int) -> AsyncIterator[Call]:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    steps = calibrate(args.cpu_ms)
+    steps = args.spin_steps or calibrate(args.cpu_ms)
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     learning: dict[str, float] = {}
     async with _all_variants(args.workers) as calls:
@@ -159,7 +159,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[dict[str, float]]]
             order = VARIANTS[repeat % len(VARIANTS) :] + VARIANTS[: repeat % len(VARIANTS)]
             for name in order:
                 samples[name].append(await one_run(calls[name], args, steps))
-    print(f"spin steps for {args.cpu_ms} ms: {steps}", file=sys.stderr)
+    print(f"spin steps: {steps}", file=sys.stderr)
     return samples
 
 
@@ -184,7 +184,8 @@ def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 
     best_fixed = max(FIXED, key=lambda n: median(n, "throughput"))
     lines = [
-        f"{args.callers} callers (half `spin` ≈ {args.cpu_ms:g} ms CPU, half `sleep` "
+        f"{args.callers} callers (half `spin({args.spin_steps or 'calibrated'})` ≈ "
+        f"{args.cpu_ms:g} ms CPU, half `sleep` "
         f"{args.io_ms:g} ms) × {args.calls} calls, {args.workers} workers per variant, "
         f"{args.loop}, medians of {args.repeats} repeats:",
         "",
@@ -222,6 +223,13 @@ def main() -> None:
     parser.add_argument("--io-ms", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--spin-steps",
+        type=int,
+        default=0,
+        help="loop steps of each CPU call (default: calibrated to --cpu-ms; fix it to "
+        "compare runs: the calibration follows the VM's speed of the moment)",
+    )
     args = parser.parse_args()
     factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     if args.loop == "uvloop":

@@ -80,3 +80,11 @@ def test_dask_cluster() -> None:
     assert out[2].startswith("ran on 2 worker processes, not ")
     assert out[3] == f"grinder sum: {sum(i * i for i in range(500))}"
     assert out[4] == "cluster threads: 4, desired pools: 2"
+
+
+def test_auto_offload() -> None:
+    out = _run("07_auto_offload.py").splitlines()
+    assert out[0] == "checksum runs on: process"
+    assert out[1] == "fetch runs on: thread"
+    assert out[2] == "calls offloaded: True"
+    assert out[3].startswith("6 requests, desired pools: ")
