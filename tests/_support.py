@@ -115,3 +115,22 @@ def load_example(filename: str, module_name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class CheckProbe:
+    """``size_provider`` that reports each call, so a test can wait for a check (every
+    check calls it on the loop thread just before it acts)."""
+
+    def __init__(self, units: int = 0) -> None:
+        self.units = units
+        self.called = asyncio.Event()
+
+    def __call__(self) -> int:
+        self.called.set()
+        return self.units
+
+    async def run_check(self, manager: LeasedExecutorManager) -> None:
+        """Ask for a check and return once it has run (it runs on this loop)."""
+        self.called.clear()
+        manager.notify_scale_changed()
+        await asyncio.wait_for(self.called.wait(), 30)

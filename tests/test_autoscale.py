@@ -12,29 +12,12 @@ import logging
 from collections.abc import Callable
 
 import pytest
-from _support import MANAGER_LOGGER, messages, started_manager
+from _support import MANAGER_LOGGER, CheckProbe, messages, started_manager
 
 from leasepool import LeasedExecutorManager
 from leasepool.autoscale import AutoScale
 
 WINDOW = 5.0
-
-
-class CheckProbe:
-    """``size_provider`` that reports each call, so a test can wait for a check."""
-
-    def __init__(self, units: int = 0) -> None:
-        self.units = units
-        self.called = asyncio.Event()
-
-    def __call__(self) -> int:
-        self.called.set()
-        return self.units
-
-    async def run_check(self, manager: LeasedExecutorManager) -> None:
-        self.called.clear()
-        manager.notify_scale_changed()
-        await asyncio.wait_for(self.called.wait(), 30)
 
 
 def resizes(caplog: pytest.LogCaptureFixture) -> list[str]:

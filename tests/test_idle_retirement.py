@@ -8,37 +8,18 @@ thread just before it acts."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
 
 import pytest
-from _support import MANAGER_LOGGER, messages, started_manager
+from _support import MANAGER_LOGGER, CheckProbe, messages, started_manager
 
 from leasepool import LeasedExecutorManager
 
 
 def thread_name() -> str:
     return threading.current_thread().name
-
-
-class CheckProbe:
-    """``size_provider`` that reports each call, so a test can wait for a check."""
-
-    def __init__(self) -> None:
-        self.units = 0
-        self.called = asyncio.Event()
-
-    def __call__(self) -> int:
-        self.called.set()
-        return self.units
-
-    async def run_check(self, manager: LeasedExecutorManager) -> None:
-        """Ask for a check and return once it has run (it runs on this loop)."""
-        self.called.clear()
-        manager.notify_scale_changed()
-        await asyncio.wait_for(self.called.wait(), 30)
 
 
 async def test_default_keeps_a_released_surplus_pool_until_it_idles_out(
