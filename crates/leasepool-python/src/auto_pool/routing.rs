@@ -40,17 +40,14 @@ impl Routing {
         // Python (the name, the hint) is read only at first sight, and never under the
         // router's lock: user code there could release the GIL or route a call itself.
         // A hint may sit on the callable given (a hinted partial) or on what it wraps.
-        let known = lock(&self.router).knows(key);
-        let first_sight = (!known).then(|| {
-            (
+        let known = lock(&self.router).route_known(key);
+        let route = known.unwrap_or_else(|| {
+            let (name, hint) = (
                 describe(&target),
                 hint_of(&func).or_else(|| hint_of(&target)),
-            )
+            );
+            lock(&self.router).route(key, hint, || name)
         });
-        let route = match first_sight {
-            Some((name, hint)) => lock(&self.router).route(key, hint, || name),
-            None => lock(&self.router).route(key, None, String::new),
-        };
         let costs: Arc<dyn CallCosts> = self.clone();
         job.costed_by(key, costs);
         route

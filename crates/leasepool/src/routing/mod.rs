@@ -302,10 +302,13 @@ impl Router {
         })
     }
 
-    /// Whether callable `key` is in the table.
-    #[must_use]
-    pub fn knows(&self, key: u64) -> bool {
-        self.entries.contains_key(&key)
+    /// Where the next call of callable `key` goes, if the table knows it (else `None`:
+    /// the front end reads its name and hint and calls [`route`](Self::route)).
+    pub fn route_known(&mut self, key: u64) -> Option<Route> {
+        self.clock += 1;
+        let entry = self.entries.get_mut(&key)?;
+        entry.used = self.clock;
+        Some(entry.route)
     }
 
     /// Routes changed since the table was made.

@@ -256,3 +256,11 @@ fn nonsense_measurements_do_not_move_anything() {
     }
     assert_eq!(r.record_process(F, p(0.01, f64::NAN)), None);
 }
+
+#[test]
+fn route_known_answers_only_for_known_callables() {
+    let mut r = router();
+    assert_eq!(r.route_known(F), None);
+    assert_eq!(r.route(F, Some(Hint::Cpu), name), Route::Process);
+    assert_eq!(r.route_known(F), Some(Route::Process));
+}
