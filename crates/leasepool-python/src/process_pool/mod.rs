@@ -167,7 +167,6 @@ impl Item {
         }
     }
 
-    /// Marks the call as started; `false` if nobody wants its outcome any more.
     /// The call, to run somewhere else (never claimed here, so not counted here).
     fn into_job(self) -> Job {
         self.job
@@ -178,6 +177,7 @@ impl Item {
         self.claimed
     }
 
+    /// Marks the call as started; `false` if nobody wants its outcome any more.
     fn claim(&mut self, py: Python<'_>) -> bool {
         if self.claimed {
             // A `concurrent.futures.Future` is RUNNING now: ask without re-claiming.
