@@ -42,7 +42,12 @@ needs_pre_314 = pytest.mark.skipif(
 
 
 # Names this package adds, each listed in docs/compatibility.md.
-ADDED_NAMES = ["LeaseAcquireTimeoutError", "LeaseQueueFullError", "LeasePoolDrainingError"]
+ADDED_NAMES = [
+    "LeaseAcquireTimeoutError",
+    "LeaseQueueFullError",
+    "LeasePoolDrainingError",
+    "WorkerCrashLoopError",
+]
 
 
 def test_all_is_the_reference_list_then_the_documented_additions() -> None:

@@ -25,6 +25,7 @@ from .exceptions import (  # noqa: E402
     LeaseQueueFullError,
     LeaseUnavailableError,
     UnsupportedBackendError,
+    WorkerCrashLoopError,
 )
 from .grinder import WorkGrinder  # noqa: E402
 from .manager import ExecutorLease, LeasedExecutorManager  # noqa: E402
@@ -44,4 +45,5 @@ __all__ = [
     "LeaseAcquireTimeoutError",
     "LeaseQueueFullError",
     "LeasePoolDrainingError",
+    "WorkerCrashLoopError",
 ]

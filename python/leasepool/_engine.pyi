@@ -31,6 +31,7 @@ __all__ = [
     "_after_fork_in_child",
     "_panic_for_tests",
     "_set_clock_skew_for_tests",
+    "parse_memory_size",
 ]
 
 _T = TypeVar("_T")
@@ -282,3 +283,10 @@ def _panic_for_tests() -> NoReturn:
 
 def _set_clock_skew_for_tests(seconds: float) -> None:
     """Test hook: the engine's clock runs ``seconds`` ahead of ``time.monotonic()``."""
+
+def parse_memory_size(text: str) -> int:
+    """Bytes in a size such as ``"512MiB"``, ``"1.5GB"``, ``"64M"`` or ``"4096"``.
+
+    Raises:
+        ValueError: text that is not a size, or a size below one byte.
+    """

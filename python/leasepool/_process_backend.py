@@ -110,9 +110,13 @@ def resolve_executor_settings(
         # be copied held); and its workers measure their run-queue wait for routing.
         auto = bool(kwargs.pop(AUTO_MARK, False))
         probe_kwargs.pop(AUTO_MARK, None)
-        if auto and "mp_context" not in kwargs:
+        memory_limit = kwargs.pop("max_worker_memory", None)
+        probe_kwargs.pop("max_worker_memory", None)
+        if (auto or memory_limit is not None) and "mp_context" not in kwargs:
             _forwarding_context(kwargs, one_call_per_task)
             probe_kwargs["mp_context"] = kwargs["mp_context"]
+        if memory_limit is not None:
+            _check_replaceable_workers(kwargs["mp_context"])
         initializer = kwargs.pop("initializer", None)
         initargs = tuple(kwargs.pop("initargs", ()))
         log_setup: tuple[Any, int, bool] | None = None
@@ -124,7 +128,7 @@ def resolve_executor_settings(
             log_setup = (log_queue, level, process_logging.clear_child_handlers)
             target = process_logging.target_logger
             log_target = target if target is not None else logger
-        initargs_tail = (log_setup, initializer, initargs, nice, auto)
+        initargs_tail = (log_setup, initializer, initargs, nice, auto, memory_limit)
         probe_kwargs["initializer"] = worker_initialize
         probe_kwargs["initargs"] = (None, *initargs_tail)
     elif not has_thread_prefix:
@@ -140,6 +144,18 @@ def resolve_executor_settings(
         log_queue,
         log_target,
     )
+
+
+def _check_replaceable_workers(context: Any) -> None:
+    """``max_worker_memory`` replaces a worker from the executor's management thread,
+    which must not fork (the stdlib refuses ``max_tasks_per_child`` with fork for the
+    same reason)."""
+    if context.get_start_method(allow_none=False) == "fork":
+        raise ValueError(
+            "max_worker_memory is incompatible with the 'fork' start method: a retired "
+            "worker is replaced from a thread; use mp_context with 'forkserver' or "
+            "'spawn' (the default when max_worker_memory is set)"
+        )
 
 
 AUTO_MARK = "_leasepool_auto_half"

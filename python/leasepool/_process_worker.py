@@ -17,12 +17,15 @@ These functions are pickled by reference, which is why they are Python.
 from __future__ import annotations
 
 import concurrent.futures.process
+import contextvars
 import copyreg
+import importlib
 import io
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import sys
 import threading
 from collections import ChainMap
 from collections.abc import Callable, MutableMapping, Sequence
@@ -36,7 +39,7 @@ from typing import Any
 
 from ._process_logging import install_worker_logging
 
-__all__ = ["dumps", "initialize", "run_chunk"]
+__all__ = ["RetiredChunk", "dumps", "initialize", "run_chunk"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Exit status of a worker whose parent process died (EX_SOFTWARE).
@@ -70,10 +73,13 @@ def initialize(
     user_initargs: tuple[Any, ...],
     nice: int = 0,
     measure_stalls: bool = False,
+    memory_limit: int | None = None,
 ) -> None:
     """Worker initializer: lower the process's CPU priority by ``nice`` (``worker_nice``),
     open the run-queue counter (``measure_stalls``: the auto backend's routing),
-    remember ``progress``, forward logs, run the user's initializer.
+    arrange to retire this worker once its memory passes ``memory_limit`` bytes
+    (``max_worker_memory``), remember ``progress``, forward logs (with the calls'
+    context variables on each record), run the user's initializer.
 
     An exception from the user's initializer propagates, so the executor treats it
     exactly as it treats a failing initializer of its own.
@@ -90,9 +96,12 @@ def initialize(
     _progress = progress
     _forget_inherited_executors()
     _exit_with_parent()
+    if memory_limit is not None:
+        _watch_memory(memory_limit)
     if log_setup is not None:
         log_queue, level, clear_handlers = log_setup
         install_worker_logging(log_queue, level, clear_handlers, user_initializer, user_initargs)
+        _label_forwarded_records()
     elif user_initializer is not None:
         user_initializer(*user_initargs)
 
@@ -139,6 +148,149 @@ def _exit_with_parent() -> None:
     watcher.start()
 
 
+# ------------------------------------------------------------------ memory recycling
+
+_memory_limit: int | None = None
+"""``max_worker_memory`` in bytes, once :func:`_watch_memory` ran."""
+_statm: int | None = None
+"""``/proc/self/statm``, if this system has it."""
+_retiring = False
+"""This worker passed its memory limit: it leaves after sending its current result."""
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class RetiredChunk(list):  # type: ignore[type-arg]
+    """The outcomes of a chunk after which this worker retires: ``rss`` is the
+    resident memory that passed the limit (the parent logs and counts it). Calls of the
+    chunk without an outcome never started; the parent re-queues them."""
+
+    rss: int = 0
+    pid: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_retired_chunk, (list(self), self.rss, self.pid))
+
+
+def _retired_chunk(outcomes: list[Any], rss: int, pid: int) -> RetiredChunk:
+    chunk = RetiredChunk(outcomes)
+    chunk.rss = rss
+    chunk.pid = pid
+    return chunk
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (its peak where ``/proc`` is missing)."""
+    if _statm is not None:
+        try:
+            return int(os.pread(_statm, 128, 0).split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _watch_memory(limit: int) -> None:
+    """Check memory after every call; once past ``limit``, leave gracefully.
+
+    The stdlib's own graceful exit (``max_tasks_per_child``) is a result sent with this
+    process's pid as ``exit_pid``: the executor's management thread then joins the
+    process and starts a replacement, and the pool is not broken. The worker loop
+    decides that from its own counter, so this wraps the function it sends results
+    with (looked up as a module global at each call): once retiring, the result goes
+    out with ``exit_pid`` and the worker stops by ``SystemExit`` (a clean exit that
+    flushes forwarded log records).
+    """
+    global _memory_limit, _statm
+    _memory_limit = limit
+    try:
+        _statm = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        _statm = None
+    module: Any = concurrent.futures.process
+    send = module._sendback_result
+
+    def send_then_retire(
+        result_queue: Any,
+        work_id: Any,
+        result: Any = None,
+        exception: Any = None,
+        exit_pid: Any = None,
+    ) -> None:
+        if not _retiring:
+            send(result_queue, work_id, result=result, exception=exception, exit_pid=exit_pid)
+            return
+        send(result_queue, work_id, result=result, exception=exception, exit_pid=os.getpid())
+        raise SystemExit(0)
+
+    module._sendback_result = send_then_retire
+
+
+def _over_memory_limit() -> int:
+    """The resident memory if it passed the limit (this worker now retires), else 0."""
+    global _retiring
+    limit = _memory_limit
+    if limit is None:
+        return 0
+    rss = resident_bytes()
+    if rss <= limit:
+        return 0
+    _retiring = True
+    return rss
+
+
+# ----------------------------------------------------------------- context variables
+
+_context_vars: dict[tuple[str, str], contextvars.ContextVar[Any]] = {}
+"""The calls' context variables found so far, by ``(module, attribute)``."""
+
+
+def _context_var(module: str, attribute: str) -> contextvars.ContextVar[Any]:
+    var = _context_vars.get((module, attribute))
+    if var is None:
+        found: Any = sys.modules.get(module) or importlib.import_module(module)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+        var = _context_vars[(module, attribute)] = found
+    return var
+
+
+def _call_in_context(
+    context: Sequence[tuple[str, str, bytes]], fn: Any, args: Any, kwargs: Any
+) -> Any:
+    for module, attribute, value in context:
+        _context_var(module, attribute).set(pickle.loads(value))
+    return fn(*args, **kwargs) if kwargs else fn(*args)
+
+
+class _ContextLabels:
+    """Log filter: each forwarded record carries the calls' context variables set
+    where it was logged, as attributes named after the variables (``%(request_id)s``
+    in the application's formatter), unless the record has that attribute already."""
+
+    def filter(self, record: Any) -> bool:
+        for var in _context_vars.values():
+            name = var.name
+            if name not in record.__dict__:
+                value = var.get(_UNSET)
+                if value is not _UNSET:
+                    setattr(record, name, value)
+        return True
+
+
+_UNSET = object()
+
+
+def _label_forwarded_records() -> None:
+    import logging
+    from logging.handlers import QueueHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueueHandler):
+            handler.addFilter(_ContextLabels())
+
+
 def _failure(exc: BaseException, pickle_outcome: Callable[[object], bytes] = dumps) -> bytes:
     carried = _ExceptionWithTraceback(exc, exc.__traceback__)  # type: ignore[arg-type]
     try:
@@ -166,7 +318,7 @@ def _run_queue_seconds() -> float:
 def run_chunk(
     slot: int,
     seq: int,
-    calls: Sequence[bytes],
+    calls: Sequence[bytes | tuple[bytes, Sequence[tuple[str, str, bytes]]]],
     budget: float,
     pickle_outcome: Callable[[object], bytes] = dumps,
 ) -> list[tuple[bool, bytes, float, float, float]]:
@@ -200,7 +352,7 @@ def run_chunk(
     mark = perf_counter()  # when the current call started
     cpu_mark, queue_mark = thread_time(), queued()
     deadline = mark + budget
-    for index, payload in enumerate(calls):
+    for index, item in enumerate(calls):
         if progress is not None and progress[halt]:
             break  # the pool shut down: the parent cancels what did not start
         if index:
@@ -209,13 +361,20 @@ def run_chunk(
             if progress is not None:
                 progress[base + 2] = index
         try:
-            fn, args, kwargs = loads(payload)
-            value = fn(*args, **kwargs) if kwargs else fn(*args)
+            if isinstance(item, tuple):  # with the caller's context variables
+                payload, context = item
+                fn, args, kwargs = loads(payload)
+                value = contextvars.copy_context().run(_call_in_context, context, fn, args, kwargs)
+            else:
+                fn, args, kwargs = loads(item)
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
             now, cpu, stall = perf_counter(), thread_time(), queued()
             costs = (now - mark, cpu - cpu_mark, stall - queue_mark)
             append((False, _failure(exc, pickle_outcome), *costs))
             mark, cpu_mark, queue_mark = now, cpu, stall
+            if _memory_limit is not None and (rss := _over_memory_limit()):
+                return _retire(outcomes, rss)
             continue
         now, cpu, stall = perf_counter(), thread_time(), queued()
         costs = (now - mark, cpu - cpu_mark, stall - queue_mark)
@@ -225,7 +384,13 @@ def run_chunk(
             append((False, _failure(exc, pickle_outcome), *costs))
         del value
         mark, cpu_mark, queue_mark = now, cpu, stall
+        if _memory_limit is not None and (rss := _over_memory_limit()):
+            return _retire(outcomes, rss)
     return outcomes
+
+
+def _retire(outcomes: list[tuple[bool, bytes, float, float, float]], rss: int) -> RetiredChunk:
+    return _retired_chunk(outcomes, rss, os.getpid())
 
 
 def _no_stall() -> float:

@@ -15,6 +15,7 @@ __all__ = [
     "LeaseQueueFullError",
     "LeaseUnavailableError",
     "UnsupportedBackendError",
+    "WorkerCrashLoopError",
     "WorkerLostError",
 ]
 
@@ -40,6 +41,16 @@ class LeaseUnavailableError(LeasePoolError):
 
 class LeaseQueueFullError(LeaseUnavailableError):
     """The caller would have waited, but ``max_waiters`` callers already wait (load shed)."""
+
+
+class WorkerCrashLoopError(LeaseUnavailableError):
+    """The manager's worker processes keep dying: its crash breaker is open
+    (``crash_breaker=``), and calls fail fast instead of starting more workers.
+
+    A :class:`LeaseUnavailableError`, so a service that answers those with 503 does so
+    here too; ``retry_after`` is the time left in the breaker's cool-down (seconds).
+    The call did not start.
+    """
 
 
 class LeaseExpiredError(LeasePoolError):

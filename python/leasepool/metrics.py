@@ -167,6 +167,16 @@ class ManagerMetrics:
     route_changes: int = 0
     """``backend="auto"``: times a callable's route changed (threads to processes or
     back), by measurement or because it could not be pickled."""
+    workers_recycled: int = 0
+    """Worker processes retired gracefully (and replaced) because their memory passed
+    ``max_worker_memory``."""
+    calls_retried: int = 0
+    """Runs of :func:`~leasepool.resilience.idempotent` calls started again because the
+    worker process running them died."""
+    crash_breaker_opens: int = 0
+    """Times the crash breaker (``crash_breaker=``) opened."""
+    rejected_crash_loop: int = 0
+    """Calls refused with ``WorkerCrashLoopError`` while the crash breaker was open."""
 
 
 @dataclass(frozen=True, slots=True)

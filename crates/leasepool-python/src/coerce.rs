@@ -54,3 +54,10 @@ pub(crate) fn seconds(
     };
     settings::seconds(name, number, allow_zero).map_err(|e| config_error(&e))
 }
+
+/// `max_worker_memory` given as text (`"512MiB"`): bytes, as the engine reads sizes.
+#[pyfunction]
+pub(crate) fn parse_memory_size(text: &str) -> PyResult<u64> {
+    leasepool::bytesize::parse_size(text)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("max_worker_memory: {e}")))
+}

@@ -268,6 +268,11 @@ impl Job {
         (&self.func, &self.args, self.kwargs.as_ref())
     }
 
+    /// The `contextvars.Context` copied from the caller at submission.
+    pub(crate) fn context<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.context.bind(py)
+    }
+
     /// Whether the taker cancelled (without claiming the job like `is_wanted`).
     pub(crate) fn is_cancelled(&self, py: Python<'_>) -> bool {
         match &self.target {

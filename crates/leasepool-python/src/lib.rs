@@ -44,6 +44,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     aio::install_am_send(py);
     m.add_class::<aio::PyEngineCoroutine>()?;
     m.add_class::<grinder::PyWorkGrinder>()?;
+    m.add_function(wrap_pyfunction!(coerce::parse_memory_size, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_set_clock_skew_for_tests, m)?)?;
 

@@ -50,6 +50,17 @@ cached_attr!(
     "thread_pool_settings"
 );
 cached_attr!(
+    split_worker_options,
+    "leasepool._worker_options",
+    "split_worker_options"
+);
+cached_attr!(
+    context_payload,
+    "leasepool._worker_options",
+    "context_payload"
+);
+cached_attr!(retry_budget, "leasepool.resilience", "retry_budget");
+cached_attr!(
     resolve_executor_settings,
     "leasepool._process_backend",
     "resolve_executor_settings"

@@ -136,11 +136,51 @@ pub fn classify_chunk(
         .collect()
 }
 
+impl CallVerdict {
+    /// Whether the call's worker died under it (it started and its outcome is lost
+    /// with the process): the verdicts a retry may follow. Not [`Self::Unknown`] (a
+    /// worker that could not be stopped may still be running it) and not
+    /// [`Self::PoolUnusable`].
+    #[must_use]
+    pub fn worker_died(self) -> bool {
+        matches!(
+            self,
+            Self::DiedRunning { .. } | Self::ResultLost { .. } | Self::Terminated { .. }
+        )
+    }
+}
+
+/// Whether a call whose worker died runs again: only an opted-in (idempotent) call,
+/// only after a verdict that says its worker died under it, and only while it has
+/// attempts left. `attempts` counts the runs so far (1 after the first); `retries` is
+/// how many runs may follow the first.
+#[must_use]
+pub fn retry(verdict: CallVerdict, attempts: u32, retries: u32) -> bool {
+    verdict.worker_died() && attempts <= retries
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     const KILLED: i64 = -9;
+
+    #[test]
+    fn retries_only_dead_workers_calls_and_only_while_attempts_are_left() {
+        let died = CallVerdict::DiedRunning { pid: 1 };
+        assert!(!retry(died, 1, 0), "at most once by default");
+        assert!(retry(died, 1, 2) && retry(died, 2, 2));
+        assert!(!retry(died, 3, 2), "the third run was the last of 1 + 2");
+        assert!(retry(CallVerdict::ResultLost { pid: 1 }, 1, 1));
+        assert!(retry(CallVerdict::Terminated { pid: 2 }, 1, 1));
+        for never in [
+            CallVerdict::Unknown,
+            CallVerdict::PoolUnusable,
+            CallVerdict::Requeue,
+        ] {
+            assert!(!retry(never, 1, 5), "{never:?}");
+        }
+    }
 
     fn dead(list: &[(Pid, i64)]) -> Vec<DeadWorker> {
         list.iter()

@@ -12,6 +12,8 @@
 
 pub mod admission;
 pub mod autoscale;
+pub mod breaker;
+pub mod bytesize;
 pub mod chunking;
 pub mod claim;
 pub mod completion;

@@ -119,6 +119,7 @@ impl Parts<'_> {
         workers: usize,
         executor_kwargs: &Py<PyDict>,
         logger: &Py<PyAny>,
+        resilience: Resilience,
     ) -> PyResult<Option<Arc<ProcessBackend>>> {
         ProcessBackend::for_backend(
             py,
@@ -129,14 +130,22 @@ impl Parts<'_> {
             executor_kwargs,
             &self.process_logging,
             logger,
+            resilience,
         )
     }
 
-    /// The keyword arguments for the executors (none if none were given).
-    fn take_executor_kwargs(&mut self, py: Python<'_>) -> Py<PyDict> {
-        self.executor_kwargs
+    /// The keyword arguments for the executors (none if none were given), without the
+    /// worker options (`max_worker_memory` stays, in bytes), which are checked here.
+    fn take_executor_kwargs(&mut self, py: Python<'_>) -> PyResult<(Py<PyDict>, Resilience)> {
+        let given = self
+            .executor_kwargs
             .take()
-            .map_or_else(|| PyDict::new(py).unbind(), Bound::unbind)
+            .unwrap_or_else(|| PyDict::new(py));
+        let split = split_worker_options(py)?.call1((&self.backend_name, given))?;
+        let kwargs = split.getattr("kwargs")?.cast_into::<PyDict>()?.unbind();
+        let breaker: Option<(u32, f64, f64)> = split.getattr("breaker")?.extract()?;
+        let context = split.getattr("context")?.cast_into::<PyTuple>()?;
+        Ok((kwargs, Resilience::new(breaker, Some(context))?))
     }
 }
 
@@ -161,12 +170,12 @@ impl ManagerCore {
             .policy
             .validate(limits.max_pools())
             .map_err(|e| config_error(&e))?;
-        let executor_kwargs = parts.take_executor_kwargs(py);
+        let (executor_kwargs, resilience) = parts.take_executor_kwargs(py)?;
         let size_provider = parts.size_provider.take().filter(|p| !p.is_none(py));
         let logger = self::logger(py, parts.logger.take())?;
         let workers = limits.slots_per_pool();
         let pool_settings: Arc<OnceLock<Arc<ThreadPoolSettings>>> = Arc::new(OnceLock::new());
-        let process = parts.process_backend(py, workers, &executor_kwargs, &logger)?;
+        let process = parts.process_backend(py, workers, &executor_kwargs, &logger, resilience)?;
         let (factory, routing) = pool_factory(
             py,
             process.clone(),

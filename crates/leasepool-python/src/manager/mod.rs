@@ -29,10 +29,10 @@ use crate::coerce;
 use crate::errors::{config_error, lease_error};
 use crate::logging::{describe_error, DistinctErrors, Logger, DEBUG, INFO, WARNING};
 use crate::pool::{reap_in_background, DrainBarrier, ExecutorPool, Reapable};
-use crate::process_pool::ProcessBackend;
+use crate::process_pool::{ProcessBackend, Resilience};
 use crate::py_cache::{
     exception_class, get_logger, get_running_loop, normalize_backend, process_logging_config,
-    thread_pool_settings,
+    split_worker_options, thread_pool_settings,
 };
 use crate::thread_pool::{ThreadPool, ThreadPoolSettings};
 
@@ -321,7 +321,7 @@ impl ManagerCore {
         let kwargs = self.cfg.executor_kwargs.bind(py).copy()?;
         if self.routing.is_some() {
             // `backend="auto"`: the process half's own arguments.
-            for name in ["worker_nice", "mp_context"] {
+            for name in ["worker_nice", "mp_context", "max_worker_memory"] {
                 kwargs.del_item(name).ok();
             }
         }

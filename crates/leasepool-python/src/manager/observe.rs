@@ -244,6 +244,9 @@ impl ManagerCore {
         let (offloaded, route_changes) = self.routing.as_ref().map_or((0, 0), |r| r.counts());
         kwargs.set_item("calls_offloaded", offloaded)?;
         kwargs.set_item("route_changes", route_changes)?;
+        let (opened, refused) = self.process.as_ref().map_or((0, 0), |p| p.breaker_counts());
+        kwargs.set_item("crash_breaker_opens", opened)?;
+        kwargs.set_item("rejected_crash_loop", refused)?;
         lease_kwargs(py, &kwargs, lease)?;
         let calls = calls.unwrap_or_else(|| CallMetrics::default().snapshot());
         for (name, value) in [
@@ -252,6 +255,8 @@ impl ManagerCore {
             ("calls_failed", calls.failed),
             ("calls_cancelled", calls.cancelled),
             ("worker_crashes", calls.crashes),
+            ("workers_recycled", calls.recycled),
+            ("calls_retried", calls.retried),
         ] {
             kwargs.set_item(name, value)?;
         }

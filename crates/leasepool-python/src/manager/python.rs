@@ -344,6 +344,11 @@ impl PyLeasedExecutorManager {
         if let Some(routing) = &self.core.routing {
             out.set_item("routing", super::autoscale::routing_list(py, routing)?)?;
         }
+        if let Some(breaker) = self.core.process.as_ref().map(|p| p.breaker_stats(py)) {
+            if let Some(breaker) = breaker? {
+                out.set_item("crash_breaker", breaker)?;
+            }
+        }
         Ok(out)
     }
 

@@ -38,6 +38,8 @@ pub(crate) struct ProcessBackend {
     pub(super) metrics: OnceLock<Arc<CallMetrics>>,
     /// The process half of `backend="auto"` pools.
     auto: bool,
+    /// The crash breaker and the context variables copied into workers.
+    pub(super) resilience: super::resilience::Resilience,
 }
 
 impl ProcessBackend {
@@ -53,6 +55,7 @@ impl ProcessBackend {
         executor_kwargs: &Py<PyDict>,
         process_logging: &Bound<'_, PyAny>,
         logger: &Py<PyAny>,
+        resilience: super::resilience::Resilience,
     ) -> PyResult<Option<Arc<Self>>> {
         let kind = match backend_name {
             "process" => Kind::Process,
@@ -97,6 +100,7 @@ impl ProcessBackend {
             listener: Mutex::new(None),
             metrics: OnceLock::new(),
             auto: backend_name == "auto",
+            resilience,
         })))
     }
 
@@ -153,6 +157,7 @@ impl ProcessBackend {
     /// Stops log forwarding (after the pools' processes were joined, so every record
     /// they sent is handled first).
     pub(crate) fn stop(&self, py: Python<'_>) {
+        self.reset_breaker();
         let listener = lock(&self.listener).take();
         if let Some(listener) = listener {
             if let Err(err) = listener.bind(py).call_method0("stop") {
@@ -206,12 +211,12 @@ fn check_auto_arguments(executor_kwargs: &Bound<'_, PyDict>) -> PyResult<()> {
         let name: String = key.extract()?;
         if !matches!(
             name.as_str(),
-            "initializer" | "initargs" | "worker_nice" | "mp_context"
+            "initializer" | "initargs" | "worker_nice" | "mp_context" | "max_worker_memory"
         ) {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "backend='auto' takes only initializer, initargs, worker_nice and \
-                 mp_context as executor arguments (the first two run in every worker \
-                 thread and process), not '{name}'"
+                "backend='auto' takes only initializer, initargs, worker_nice, mp_context \
+                 and max_worker_memory as executor arguments (the first two run in every \
+                 worker thread and process), not '{name}'"
             )));
         }
     }

@@ -124,6 +124,10 @@ impl ProcessPool {
         if let Some(metrics) = self.backend.metrics.get() {
             metrics.crashed();
         }
+        // A worker that died on its own, not one a revoked lease terminated.
+        if !crash.dead.is_empty() && lock(&self.state).mode != Mode::Revoked {
+            self.backend.crash_observed(py);
+        }
         if let Some(message) = &crash.fatal {
             self.break_for_good(py, message.clone());
         }
@@ -209,36 +213,32 @@ impl ProcessPool {
             let _ = err_new.value(py).setattr("__cause__", err.value(py));
             err_new
         };
-        for (item, verdict) in items.into_iter().zip(verdicts) {
-            let message = match verdict {
-                CallVerdict::DiedRunning { pid } => {
-                    let how = crash.dead.first().map_or("", |(_, how)| how.as_str());
-                    format!(
-                        "worker process {pid} died with {how} while running {}",
-                        item.function_name(py)
-                    )
-                }
-                CallVerdict::ResultLost { .. } => format!(
-                    "{}; this call had completed in that process but its result was lost with it",
-                    crash.cause
-                ),
-                CallVerdict::Terminated { pid } => format!(
-                    "the process pool broke ({}); this call had started in worker \
-                     process {pid}, which was terminated, and its outcome was lost",
-                    crash.cause
-                ),
-                CallVerdict::PoolUnusable => crash.fatal.clone().unwrap_or_default(),
-                CallVerdict::Unknown => format!(
-                    "the process pool broke ({}); whether this call started is unknown \
-                     (a worker process could not be stopped), so it is not run again",
-                    crash.cause
-                ),
-                CallVerdict::Requeue => {
-                    requeue.push(item);
-                    continue;
-                }
+        for (mut item, verdict) in items.into_iter().zip(verdicts) {
+            let budget = if verdict.worker_died() {
+                item.retry_budget(py)
+            } else {
+                0
             };
-            item.fail(py, make(message), rings);
+            if retry(verdict, item.attempts, budget) {
+                item.attempts += 1;
+                if let Some(metrics) = &item.metrics {
+                    metrics.retried();
+                }
+                requeue.push(item);
+                continue;
+            }
+            let Some(message) = crash_message(py, crash, verdict, &item) else {
+                requeue.push(item);
+                continue;
+            };
+            let message = if budget > 0 {
+                format!("{message} (attempt {} of {})", item.attempts, budget + 1)
+            } else {
+                message
+            };
+            let err = make(message);
+            let _ = err.value(py).setattr("attempts", item.attempts);
+            item.fail(py, err, rings);
         }
     }
 
@@ -398,6 +398,40 @@ impl ProcessPool {
         }
         rings.ring(py);
     }
+}
+
+/// Why a call the crash caught failed, or `None` if it never started (re-queued).
+fn crash_message(
+    py: Python<'_>,
+    crash: &Crash,
+    verdict: CallVerdict,
+    item: &Item,
+) -> Option<String> {
+    Some(match verdict {
+        CallVerdict::DiedRunning { pid } => {
+            let how = crash.dead.first().map_or("", |(_, how)| how.as_str());
+            format!(
+                "worker process {pid} died with {how} while running {}",
+                item.function_name(py)
+            )
+        }
+        CallVerdict::ResultLost { .. } => format!(
+            "{}; this call had completed in that process but its result was lost with it",
+            crash.cause
+        ),
+        CallVerdict::Terminated { pid } => format!(
+            "the process pool broke ({}); this call had started in worker \
+             process {pid}, which was terminated, and its outcome was lost",
+            crash.cause
+        ),
+        CallVerdict::PoolUnusable => crash.fatal.clone().unwrap_or_default(),
+        CallVerdict::Unknown => format!(
+            "the process pool broke ({}); whether this call started is unknown \
+             (a worker process could not be stopped), so it is not run again",
+            crash.cause
+        ),
+        CallVerdict::Requeue => return None,
+    })
 }
 
 /// `exit code 3` / `signal 9 (SIGKILL)`.

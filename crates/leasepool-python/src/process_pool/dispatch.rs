@@ -110,7 +110,12 @@ impl ProcessPool {
                     let start = !std::mem::replace(&mut st.spawning, true);
                     drop(st);
                     if start {
-                        self.spawn_generation(py);
+                        match self.backend.refusal(py) {
+                            // The breaker is open: no new workers; what waits for one
+                            // fails fast.
+                            Some(err) => self.spawn_failed(py, err),
+                            None => self.spawn_generation(py),
+                        }
                     }
                     return;
                 }
@@ -196,7 +201,7 @@ impl ProcessPool {
                 // unstarted when it moves to the fallback. (A call that comes back
                 // claimed, re-queued after a chunk's budget, fails below as on the
                 // process backend: its taker already saw it start.)
-                match self.kind().prepare(py, &item) {
+                match self.kind().prepare(py, &self.backend, &item) {
                     Ok(prepared) if item.claim(py) => {
                         payload.push(prepared);
                         kept.push(item);
@@ -209,7 +214,7 @@ impl ProcessPool {
             if !item.claim(py) {
                 continue;
             }
-            match self.kind().prepare(py, &item) {
+            match self.kind().prepare(py, &self.backend, &item) {
                 Ok(prepared) => {
                     payload.push(prepared);
                     kept.push(item);
@@ -377,7 +382,7 @@ impl ProcessPool {
                 return;
             }
         };
-        generation.completed.store(true, Ordering::Release);
+        self.chunk_completed(py, generation, value);
         let ran = outcomes.len();
         let loads = match pickle_loads(py) {
             Ok(loads) => loads.clone(),
@@ -422,6 +427,36 @@ impl ProcessPool {
         for (key, seconds) in measured {
             st.durations.record(key, seconds);
         }
+    }
+
+    /// A chunk came back: its executor works, and its worker survived it.
+    fn chunk_completed(&self, py: Python<'_>, generation: &Generation, value: &Bound<'_, PyAny>) {
+        generation.completed.store(true, Ordering::Release);
+        if !value.is_exact_instance_of::<PyList>() {
+            self.worker_retired(py, value);
+        }
+        self.backend.success_observed(py);
+    }
+
+    /// The worker that ran this chunk passed `max_worker_memory` and left after
+    /// sending it (a `_process_worker.RetiredChunk`); the executor replaces it.
+    fn worker_retired(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) {
+        if let Some(metrics) = self.backend.metrics.get() {
+            metrics.recycled();
+        }
+        let field = |name: &str| chunk.getattr(name).and_then(|v| v.extract::<i64>());
+        let (pid, rss) = (field("pid").unwrap_or(0), field("rss").unwrap_or(0));
+        let logger = crate::logging::Logger::new(py, self.backend.logger.clone_ref(py));
+        #[allow(clippy::cast_precision_loss)]
+        let mib = format!("{:.1}", rss as f64 / f64::from(1u32 << 20));
+        logger.log(
+            py,
+            crate::logging::INFO,
+            "Worker process recycled pid=%s rss_mib=%s: past max_worker_memory, it left \
+             after its call and is replaced",
+            (pid, mib),
+            None,
+        );
     }
 
     fn count_finished(&self, calls: usize) {

@@ -16,6 +16,9 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
+        if let Err(err) = self.backend.admit(py) {
+            return Err((job, err));
+        }
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
@@ -34,6 +37,9 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
+        if let Err(err) = self.backend.admit(py) {
+            return Err((jobs, err));
+        }
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {

@@ -64,19 +64,29 @@ impl Kind {
         }
     }
 
-    /// The call as a task of this flavour carries it.
-    pub(super) fn prepare(self, py: Python<'_>, item: &Item) -> PyResult<Py<PyAny>> {
+    /// The call as a task of this flavour carries it: for processes, the pickled call,
+    /// or `(pickled call, context variables)` when `context_vars` has some set.
+    pub(super) fn prepare(
+        self,
+        py: Python<'_>,
+        backend: &ProcessBackend,
+        item: &Item,
+    ) -> PyResult<Py<PyAny>> {
         let (func, args, kwargs) = item.job.parts();
         let kwargs = kwargs.map_or_else(
             || py.None().into_bound(py),
             |k| k.bind(py).clone().into_any(),
         );
-        match self {
-            Self::Process => process::prepare(py, worker_dumps(py)?, func, args, kwargs),
+        let call = match self {
+            Self::Process => process::prepare(py, worker_dumps(py)?, func, args, kwargs)?,
             // As Dask pickles a task: a script's own functions and lambdas travel by
             // value (`_dask.dumps_call`).
-            Self::Dask => process::prepare(py, dask_dumps_call(py)?, func, args, kwargs),
-            Self::Interpreter => interpreter::prepare(py, func, args, kwargs),
+            Self::Dask => process::prepare(py, dask_dumps_call(py)?, func, args, kwargs)?,
+            Self::Interpreter => return interpreter::prepare(py, func, args, kwargs),
+        };
+        match backend.context_of(py, item)? {
+            Some(context) => Ok(PyTuple::new(py, [call, context])?.into_any().unbind()),
+            None => Ok(call),
         }
     }
 

@@ -67,7 +67,7 @@ use std::time::Duration;
 
 use leasepool::chunking::CallDurations;
 use leasepool::crash::{
-    classify_chunk, culprit, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
+    classify_chunk, culprit, retry, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
 };
 use pyo3::exceptions::PyRuntimeError;
 use std::time::Instant;
@@ -111,6 +111,8 @@ mod exit;
 mod interpreter;
 mod kind;
 mod process;
+mod resilience;
+pub(crate) use resilience::Resilience;
 mod spawn;
 pub(crate) use backend::ProcessBackend;
 use backend::Settings;
@@ -151,6 +153,8 @@ struct Item {
     /// The manager's call metrics, if it keeps them; taken once the call's end is
     /// counted, so no path counts it twice.
     metrics: Option<Arc<CallMetrics>>,
+    /// Runs so far that a worker's death cut short, plus one (see `crash::retry`).
+    attempts: u32,
 }
 
 impl Item {
@@ -164,6 +168,7 @@ impl Item {
             claimed: false,
             started: None,
             metrics: metrics.cloned(),
+            attempts: 1,
         }
     }
 

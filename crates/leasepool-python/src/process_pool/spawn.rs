@@ -66,7 +66,7 @@ impl ProcessPool {
     }
 
     /// No executor could be made: what waits for one fails with the error.
-    fn spawn_failed(&self, py: Python<'_>, err: PyErr) {
+    pub(super) fn spawn_failed(&self, py: Python<'_>, err: PyErr) {
         let queued: Vec<Item> = {
             let mut st = lock(&self.state);
             st.spawning = false;

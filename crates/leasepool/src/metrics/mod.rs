@@ -212,6 +212,8 @@ pub struct CallMetrics {
     failed: PaddedCounter,
     cancelled: PaddedCounter,
     crashes: PaddedCounter,
+    recycled: PaddedCounter,
+    retried: PaddedCounter,
     queue: AtomicHistogram,
     run: AtomicHistogram,
 }
@@ -229,6 +231,10 @@ pub struct CallMetricsSnapshot {
     pub cancelled: u64,
     /// Process (or interpreter) pools found broken because a worker died.
     pub crashes: u64,
+    /// Worker processes retired gracefully because their memory passed the limit.
+    pub recycled: u64,
+    /// Calls run again because the worker process running them died (opted in).
+    pub retried: u64,
     /// From submission to start, nanoseconds.
     pub queue: HistogramSnapshot,
     /// From start to end, nanoseconds.
@@ -243,6 +249,8 @@ impl Default for CallMetrics {
             failed: PaddedCounter::default(),
             cancelled: PaddedCounter::default(),
             crashes: PaddedCounter::default(),
+            recycled: PaddedCounter::default(),
+            retried: PaddedCounter::default(),
             queue: AtomicHistogram::new(DURATION_BOUNDS_NS),
             run: AtomicHistogram::new(DURATION_BOUNDS_NS),
         }
@@ -282,6 +290,16 @@ impl CallMetrics {
         self.crashes.bump();
     }
 
+    /// A worker process retired over its memory limit (and was replaced).
+    pub fn recycled(&self) {
+        self.recycled.bump();
+    }
+
+    /// A call whose worker died is run again.
+    pub fn retried(&self) {
+        self.retried.bump();
+    }
+
     /// A copy of everything recorded.
     #[must_use]
     pub fn snapshot(&self) -> CallMetricsSnapshot {
@@ -291,6 +309,8 @@ impl CallMetrics {
             failed: self.failed.get(),
             cancelled: self.cancelled.get(),
             crashes: self.crashes.get(),
+            recycled: self.recycled.get(),
+            retried: self.retried.get(),
             queue: self.queue.snapshot(),
             run: self.run.snapshot(),
         }

@@ -1,0 +1,208 @@
+//! Process workers that run for months, the manager-wide part: the crash breaker
+//! (decided by the engine's `leasepool::breaker`), the retry budget of idempotent
+//! calls, and the context variables copied into workers. Memory recycling is the
+//! worker's own decision (`_process_worker`); its reports arrive in `dispatch.rs`.
+
+use std::time::Duration;
+
+use leasepool::breaker::{BreakerPolicy, BreakerState, BreakerTransition, CrashBreaker, Refused};
+use leasepool::expiry::monotonic;
+
+use super::*;
+use crate::logging::{Logger, INFO, WARNING};
+use crate::py_cache::{context_payload, retry_budget};
+
+/// What `leasepool._worker_options.split_worker_options` took out of the executor
+/// arguments, for the backend to keep.
+#[derive(Default)]
+pub(crate) struct Resilience {
+    breaker: Option<Mutex<CrashBreaker>>,
+    /// `((module, attribute, var), ...)`: the context variables copied into workers.
+    context: Option<Py<PyTuple>>,
+}
+
+impl Resilience {
+    /// From `split_worker_options`'s breaker tuple and context specs.
+    pub(crate) fn new(
+        breaker: Option<(u32, f64, f64)>,
+        context: Option<Bound<'_, PyTuple>>,
+    ) -> PyResult<Self> {
+        let breaker = breaker
+            .map(|(crashes, window, cooldown)| {
+                BreakerPolicy::new(
+                    crashes,
+                    Duration::from_secs_f64(window),
+                    Duration::from_secs_f64(cooldown),
+                )
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+            })
+            .transpose()?
+            .map(|policy| Mutex::new(CrashBreaker::new(policy)));
+        let context = context.filter(|specs| !specs.is_empty()).map(Bound::unbind);
+        Ok(Self { breaker, context })
+    }
+}
+
+/// The engine clock as a `Duration` (the breaker's time base; the tests' clock seam
+/// moves it).
+fn now() -> Duration {
+    Duration::from_secs_f64(monotonic().max(0.0))
+}
+
+/// `WorkerCrashLoopError`, with `retry_after`.
+fn crash_loop_error(py: Python<'_>, refused: Refused, max_crashes: u32) -> PyErr {
+    let retry_after = refused.retry_after.as_secs_f64();
+    let message = format!(
+        "Worker processes keep crashing ({} crashes, breaker threshold {max_crashes}); \
+         calls fail fast for {retry_after:.1} more seconds. The call did not start.",
+        refused.crashes
+    );
+    let err = make_error(exception_class(py, "WorkerCrashLoopError"), message);
+    let _ = err.value(py).setattr("retry_after", retry_after);
+    err
+}
+
+impl ProcessBackend {
+    fn log(&self, py: Python<'_>, level: i32, msg: &str, args: Vec<Py<PyAny>>) {
+        let logger = Logger::new(py, self.logger.clone_ref(py));
+        if let Ok(args) = PyTuple::new(py, args) {
+            logger.log(py, level, msg, args, None);
+        }
+    }
+
+    fn announce(&self, py: Python<'_>, change: Option<BreakerTransition>) {
+        let Some(change) = change else { return };
+        let text =
+            |s: String| -> Py<PyAny> { pyo3::types::PyString::new(py, &s).into_any().unbind() };
+        match change {
+            BreakerTransition::Opened { crashes, cooldown } => self.log(
+                py,
+                WARNING,
+                "Crash breaker opened crashes=%s cooldown_seconds=%s: worker processes keep \
+                 dying; calls fail fast until the cool-down ends",
+                vec![
+                    text(crashes.to_string()),
+                    text(format!("{:.1}", cooldown.as_secs_f64())),
+                ],
+            ),
+            BreakerTransition::HalfOpened => self.log(
+                py,
+                INFO,
+                "Crash breaker half-open: cool-down over, letting calls through on trial",
+                Vec::new(),
+            ),
+            BreakerTransition::Closed => self.log(
+                py,
+                INFO,
+                "Crash breaker closed: a call completed after the cool-down",
+                Vec::new(),
+            ),
+        }
+    }
+
+    /// Whether a new call may go to worker processes (`WorkerCrashLoopError` if the
+    /// breaker is open).
+    pub(crate) fn admit(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(breaker) = &self.resilience.breaker else {
+            return Ok(());
+        };
+        let (admitted, change, max) = {
+            let mut breaker = lock(breaker);
+            let (admitted, change) = breaker.admit(now());
+            (admitted, change, breaker.policy().max_crashes())
+        };
+        self.announce(py, change);
+        admitted.map_err(|refused| crash_loop_error(py, refused, max))
+    }
+
+    /// The error for calls that must not start a worker now, if the breaker is open.
+    pub(super) fn refusal(&self, py: Python<'_>) -> Option<PyErr> {
+        let breaker = self.resilience.breaker.as_ref()?;
+        let (snapshot, max) = {
+            let breaker = lock(breaker);
+            (breaker.snapshot(now()), breaker.policy().max_crashes())
+        };
+        matches!(snapshot.state, BreakerState::Open { .. }).then(|| {
+            let refused = Refused {
+                retry_after: snapshot.retry_after,
+                crashes: snapshot.recent_crashes,
+            };
+            crash_loop_error(py, refused, max)
+        })
+    }
+
+    /// A worker process died under a call (not one retired, revoked or stopped).
+    pub(super) fn crash_observed(&self, py: Python<'_>) {
+        if let Some(breaker) = &self.resilience.breaker {
+            let change = lock(breaker).record_crash(now());
+            self.announce(py, change);
+        }
+    }
+
+    /// A chunk of calls completed: a half-open breaker closes.
+    pub(super) fn success_observed(&self, py: Python<'_>) {
+        if let Some(breaker) = &self.resilience.breaker {
+            let change = lock(breaker).record_success();
+            self.announce(py, change);
+        }
+    }
+
+    /// `stop()`: what the breaker learnt no longer applies.
+    pub(crate) fn reset_breaker(&self) {
+        if let Some(breaker) = &self.resilience.breaker {
+            lock(breaker).reset();
+        }
+    }
+
+    /// `stats()["crash_breaker"]`, if there is a breaker.
+    pub(crate) fn breaker_stats<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(breaker) = &self.resilience.breaker else {
+            return Ok(None);
+        };
+        let (snap, policy) = {
+            let breaker = lock(breaker);
+            (breaker.snapshot(now()), *breaker.policy())
+        };
+        let stats = PyDict::new(py);
+        stats.set_item("state", snap.state.name())?;
+        stats.set_item("recent_crashes", snap.recent_crashes)?;
+        stats.set_item("retry_after", snap.retry_after.as_secs_f64())?;
+        stats.set_item("opened", snap.opened)?;
+        stats.set_item("refused", snap.refused)?;
+        stats.set_item("max_crashes", policy.max_crashes())?;
+        stats.set_item("window_seconds", policy.window().as_secs_f64())?;
+        stats.set_item("cooldown_seconds", policy.cooldown().as_secs_f64())?;
+        Ok(Some(stats))
+    }
+
+    /// `(opened, refused)` for `metrics()`.
+    pub(crate) fn breaker_counts(&self) -> (u64, u64) {
+        self.resilience.breaker.as_ref().map_or((0, 0), |breaker| {
+            let snap = lock(breaker).snapshot(now());
+            (snap.opened, snap.refused)
+        })
+    }
+
+    /// The call's context variables, pickled for its worker, if any is set in the
+    /// context the call was submitted from.
+    pub(super) fn context_of(&self, py: Python<'_>, item: &Item) -> PyResult<Option<Py<PyAny>>> {
+        let Some(specs) = &self.resilience.context else {
+            return Ok(None);
+        };
+        let payload = context_payload(py)?.call1((item.job.context(py), specs.bind(py)))?;
+        Ok((!payload.is_none()).then(|| payload.unbind()))
+    }
+}
+
+impl Item {
+    /// How many more runs the call's callable allows when its worker dies
+    /// (`leasepool.resilience.idempotent`); read at a crash only.
+    pub(super) fn retry_budget(&self, py: Python<'_>) -> u32 {
+        retry_budget(py)
+            .and_then(|budget| budget.call1((self.job.parts().0.bind(py),))?.extract())
+            .unwrap_or(0)
+    }
+}

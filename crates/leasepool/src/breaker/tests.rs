@@ -1,0 +1,137 @@
+use super::*;
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn breaker(max: u32, window: f64, cooldown: f64) -> CrashBreaker {
+    CrashBreaker::new(BreakerPolicy::new(max, secs(window), secs(cooldown)).unwrap())
+}
+
+#[test]
+fn policy_rejects_nonsense() {
+    assert_eq!(
+        BreakerPolicy::new(0, secs(1.0), secs(1.0)),
+        Err(ConfigError::NotPositive("max_crashes"))
+    );
+    assert_eq!(
+        BreakerPolicy::new(1, Duration::ZERO, secs(1.0)),
+        Err(ConfigError::NotPositiveSeconds("window_seconds"))
+    );
+    assert_eq!(
+        BreakerPolicy::new(1, secs(1.0), Duration::ZERO),
+        Err(ConfigError::NotPositiveSeconds("cooldown_seconds"))
+    );
+}
+
+#[test]
+fn opens_at_the_kth_crash_within_the_window() {
+    let mut b = breaker(3, 10.0, 5.0);
+    assert_eq!(b.record_crash(secs(1.0)), None);
+    assert_eq!(b.record_crash(secs(2.0)), None);
+    assert_eq!(
+        b.record_crash(secs(3.0)),
+        Some(BreakerTransition::Opened {
+            crashes: 3,
+            cooldown: secs(5.0)
+        })
+    );
+    let (admitted, change) = b.admit(secs(4.0));
+    assert_eq!(
+        admitted,
+        Err(Refused {
+            retry_after: secs(4.0),
+            crashes: 3
+        })
+    );
+    assert_eq!(change, None);
+    let snap = b.snapshot(secs(4.0));
+    assert_eq!(snap.state.name(), "open");
+    assert_eq!((snap.opened, snap.refused, snap.recent_crashes), (1, 1, 3));
+}
+
+#[test]
+fn crashes_spread_wider_than_the_window_never_open_it() {
+    let mut b = breaker(3, 10.0, 5.0);
+    for i in 0..100 {
+        assert_eq!(b.record_crash(secs(f64::from(i) * 5.1)), None, "crash {i}");
+    }
+    assert_eq!(b.snapshot(secs(600.0)).state, BreakerState::Closed);
+}
+
+#[test]
+fn a_crash_exactly_one_window_old_no_longer_counts() {
+    let mut b = breaker(2, 10.0, 5.0);
+    assert_eq!(b.record_crash(secs(0.0)), None);
+    assert_eq!(b.record_crash(secs(10.0)), None);
+    assert!(b.record_crash(secs(19.0)).is_some());
+}
+
+#[test]
+fn half_opens_after_the_cooldown_then_closes_on_success() {
+    let mut b = breaker(1, 10.0, 5.0);
+    assert!(b.record_crash(secs(1.0)).is_some());
+    assert!(b.is_open(secs(5.9)));
+    assert_eq!(b.snapshot(secs(6.0)).state, BreakerState::HalfOpen);
+    assert_eq!(
+        b.admit(secs(6.0)),
+        (Ok(()), Some(BreakerTransition::HalfOpened))
+    );
+    assert_eq!(b.admit(secs(6.1)), (Ok(()), None));
+    assert_eq!(b.record_success(), Some(BreakerTransition::Closed));
+    assert_eq!(b.record_success(), None);
+    let snap = b.snapshot(secs(6.2));
+    assert_eq!((snap.state, snap.recent_crashes), (BreakerState::Closed, 0));
+}
+
+#[test]
+fn one_crash_while_half_open_reopens_it() {
+    let mut b = breaker(3, 10.0, 5.0);
+    for t in [1.0, 2.0, 3.0] {
+        b.record_crash(secs(t));
+    }
+    assert!(b.admit(secs(8.0)).0.is_ok());
+    assert!(matches!(
+        b.record_crash(secs(8.5)),
+        Some(BreakerTransition::Opened { .. })
+    ));
+    assert_eq!(
+        b.admit(secs(9.0)).0,
+        Err(Refused {
+            retry_after: secs(4.5),
+            crashes: 4
+        })
+    );
+    assert_eq!(b.snapshot(secs(9.0)).opened, 2);
+}
+
+#[test]
+fn crashes_while_open_do_not_extend_the_cooldown() {
+    let mut b = breaker(1, 10.0, 5.0);
+    b.record_crash(secs(0.0));
+    assert_eq!(b.record_crash(secs(4.0)), None);
+    assert!(!b.is_open(secs(5.0)));
+}
+
+#[test]
+fn reset_closes_and_forgets_but_keeps_the_counts() {
+    let mut b = breaker(1, 10.0, 5.0);
+    b.record_crash(secs(0.0));
+    let _ = b.admit(secs(1.0));
+    b.reset();
+    let snap = b.snapshot(secs(1.0));
+    assert_eq!(snap.state, BreakerState::Closed);
+    assert_eq!((snap.recent_crashes, snap.opened, snap.refused), (0, 1, 1));
+}
+
+#[test]
+fn a_success_while_closed_keeps_the_crash_count() {
+    // Successes between crashes do not reset the window: a worker that dies every
+    // tenth call still opens the breaker.
+    let mut b = breaker(3, 60.0, 5.0);
+    b.record_crash(secs(1.0));
+    assert_eq!(b.record_success(), None);
+    b.record_crash(secs(2.0));
+    assert_eq!(b.record_success(), None);
+    assert!(b.record_crash(secs(3.0)).is_some());
+}
