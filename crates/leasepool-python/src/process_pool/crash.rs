@@ -219,7 +219,8 @@ impl ProcessPool {
             } else {
                 0
             };
-            if retry(verdict, item.attempts, budget) {
+            // An unusable pool runs nothing again.
+            if crash.fatal.is_none() && retry(verdict, item.attempts, budget) {
                 item.attempts += 1;
                 if let Some(metrics) = &item.metrics {
                     metrics.retried();
@@ -231,10 +232,14 @@ impl ProcessPool {
                 requeue.push(item);
                 continue;
             };
-            let message = if budget > 0 {
-                format!("{message} (attempt {} of {})", item.attempts, budget + 1)
-            } else {
-                message
+            let message = match (&crash.fatal, budget) {
+                (_, 0) => message,
+                (Some(fatal), _) if item.attempts <= budget => format!(
+                    "{message} (attempt {} of {}; not run again: {fatal})",
+                    item.attempts,
+                    budget + 1
+                ),
+                _ => format!("{message} (attempt {} of {})", item.attempts, budget + 1),
             };
             let err = make(message);
             let _ = err.value(py).setattr("attempts", item.attempts);
@@ -290,8 +295,21 @@ impl ProcessPool {
             }
             None => "a worker process died unexpectedly".to_owned(),
         };
-        let barren_before = lock(&self.state).barren;
+        // With a crash breaker, workers that keep dying before completing anything are
+        // its business (it refuses calls, then tries again); without one, such a pool
+        // is declared unusable after a few executors.
         let completed_any = generation.completed.load(Ordering::Acquire);
+        let barren_before = if self.backend.has_breaker() {
+            0
+        } else {
+            // Retiring this executor (before the settler ran) already counted it.
+            let barren = lock(&self.state).barren;
+            if completed_any {
+                barren
+            } else {
+                barren.saturating_sub(1)
+            }
+        };
         let fatal = match unusable(&dead, !running.is_empty(), completed_any, barren_before) {
             Some(Unusable::InitializerFailed) => Some(format!(
                 "A process initializer failed ({cause} before running any call); \

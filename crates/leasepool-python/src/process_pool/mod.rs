@@ -250,8 +250,18 @@ impl Item {
     }
 }
 
-/// `module.qualname()` of a callable, for error messages.
+/// `module.qualname()` of a callable, for error messages (`functools.partial(...)`
+/// around what a partial wraps).
 fn describe_callable(func: &Bound<'_, PyAny>) -> String {
+    let py = func.py();
+    if let Ok(partial) = crate::py_cache::functools_partial(py) {
+        if func.is_instance(partial).unwrap_or(false) {
+            if let Ok(inner) = func.getattr("func") {
+                let inner = describe_callable(&inner);
+                return format!("functools.partial({})", inner.trim_end_matches("()"));
+            }
+        }
+    }
     let name = func
         .getattr("__qualname__")
         .or_else(|_| func.getattr("__name__"))

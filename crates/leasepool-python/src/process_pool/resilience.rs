@@ -100,6 +100,11 @@ impl ProcessBackend {
         }
     }
 
+    /// Whether a crash breaker watches this backend's workers.
+    pub(super) fn has_breaker(&self) -> bool {
+        self.resilience.breaker.is_some()
+    }
+
     /// Whether a new call may go to worker processes (`WorkerCrashLoopError` if the
     /// breaker is open).
     pub(crate) fn admit(&self, py: Python<'_>) -> PyResult<()> {

@@ -1,0 +1,80 @@
+"""Worker-side functions of tests/test_process_resilience.py (importable by every start
+method: forkserver and spawn workers import this module by name)."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+tenant: contextvars.ContextVar[Any] = contextvars.ContextVar("tenant")
+
+_kept: list[bytearray] = []
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def leak(mib: int, tag: int) -> tuple[int, int, int]:
+    """Keeps ``mib`` MiB for good (touched, so resident); returns the tag, this
+    worker's pid and its resident bytes after the allocation."""
+    block = bytearray(mib << 20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    _kept.append(block)
+    return tag, os.getpid(), resident_bytes()
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def append_run(path: str, tag: str) -> None:
+    with open(path, "a") as out:
+        out.write(tag + "\n")
+
+
+def die(path: str, how: str) -> None:
+    """Records a run in ``path``, then dies (``exit``: ``os._exit(3)``, else SIGKILL)."""
+    append_run(path, "run")
+    if how == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_first_time(path: str, how: str = "exit") -> str:
+    """Dies on its first run (``path`` absent), returns on the next."""
+    marker = Path(path)
+    if not marker.exists():
+        marker.write_text("died once")
+        if how == "exit":
+            os._exit(3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "second run"
+
+
+def raise_counted(path: str) -> None:
+    append_run(path, "run")
+    raise ValueError("a Python exception, not a death")
+
+
+def context_values() -> tuple[str, Any]:
+    return request_id.get("<unset>"), tenant.get("<unset>")
+
+
+def set_and_read(value: str) -> str:
+    """Sets the variable inside the call: must not leak into the next call."""
+    seen = request_id.get("<unset>")
+    request_id.set(value)
+    return seen
+
+
+def log_in_worker(message: str) -> int:
+    logging.getLogger("resilience.worker").warning(message)
+    return os.getpid()
