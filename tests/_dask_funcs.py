@@ -5,6 +5,7 @@ Free of pytest imports: the workers unpickle them by reference, as any user func
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from pathlib import Path
@@ -54,3 +55,10 @@ def mark_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.01)
     return "released"
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+def read_request_id() -> str:
+    return request_id.get("<unset>")

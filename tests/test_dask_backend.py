@@ -349,6 +349,23 @@ async def test_a_drain_deadline_cancels_the_running_tasks(
         await manager.stop()
 
 
+async def test_context_variables_reach_the_cluster_workers(cluster: Any) -> None:
+    manager = dask_manager(cluster, context_vars=[f.request_id])
+    await manager.start()
+    try:
+        async with await manager.acquire() as lease:
+            assert await lease.run(f.read_request_id) == "<unset>"
+
+            async def in_request(value: str) -> str:
+                f.request_id.set(value)
+                return await lease.run(f.read_request_id)
+
+            seen = await asyncio.gather(*(in_request(f"r{i}") for i in range(8)))
+            assert seen == [f"r{i}" for i in range(8)]
+    finally:
+        await manager.stop()
+
+
 async def test_what_cannot_be_pickled_fails_alone(cluster: Any) -> None:
     manager = dask_manager(cluster)
     await manager.start()

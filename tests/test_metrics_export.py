@@ -81,6 +81,10 @@ def manager_snapshot(
         autoscale_resizes=27 + base,
         calls_offloaded=28 + base,
         route_changes=29 + base,
+        workers_recycled=30 + base,
+        calls_retried=31 + base,
+        crash_breaker_opens=32 + base,
+        rejected_crash_loop=33 + base,
         acquire_wait=hist((1, 2, 3, 4, 5 + base), 1.5),
         lease_hold=hist((0, 0, 0, 0, 1), 100.0),
         call_queue=hist((6, 0, 0, 0, 0), 0.002),
@@ -187,6 +191,10 @@ def expected_manager_samples(manager: str, base: int = 0) -> dict[Key, float]:
         key("leasepool_autoscale_resizes_total", **m): 27 + base,
         key("leasepool_calls_offloaded_total", **m): 28 + base,
         key("leasepool_route_changes_total", **m): 29 + base,
+        key("leasepool_workers_recycled_total", **m): 30 + base,
+        key("leasepool_calls_retried_total", **m): 31 + base,
+        key("leasepool_crash_breaker_opens_total", **m): 32 + base,
+        key("leasepool_rejected_crash_loop_total", **m): 33 + base,
     }
     # Cumulative buckets; +Inf and _count are every observation.
     histograms = {
@@ -224,6 +232,10 @@ MANAGER_FAMILIES = {
     "leasepool_autoscale_resizes": "counter",
     "leasepool_calls_offloaded": "counter",
     "leasepool_route_changes": "counter",
+    "leasepool_workers_recycled": "counter",
+    "leasepool_calls_retried": "counter",
+    "leasepool_crash_breaker_opens": "counter",
+    "leasepool_rejected_crash_loop": "counter",
     "leasepool_acquire_wait_seconds": "histogram",
     "leasepool_lease_hold_seconds": "histogram",
     "leasepool_call_queue_seconds": "histogram",
@@ -511,9 +523,9 @@ def test_otel_instruments_report_every_value_with_attributes(
     assert got[pt("leasepool.grinder.batch.size.sum", **g)] == 37.0
     assert got[pt("leasepool.grinder.batch.latency.sum", **g)] == 0.5
     assert got[pt("leasepool.leases.stopped", **m)] == 26
-    # Manager: 21 counter and gauge points, 2 per histogram; 5 per owner; grinder: 8, 2
+    # Manager: 28 counter and gauge points, 2 per histogram; 5 per owner; grinder: 8, 2
     # per histogram.
-    assert len(got) == (24 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
+    assert len(got) == (28 + 2 * 4) + 5 * 2 + (8 + 2 * 2)
 
     # Counters are monotonic sums, levels up-down sums, the desired size a gauge.
     def kind(name: str) -> str:
@@ -729,7 +741,7 @@ def test_every_exported_name_is_documented(otel: tuple[Meter, InMemoryMetricRead
     meter, reader = otel
     register_otel_instruments(meter, *sources)
     otel_names = set(collect(reader))
-    assert len(prometheus) == 23 + 5 + 8 and len(otel_names) == 19 + 2 * 4 + 5 + 6 + 2 * 2
+    assert len(prometheus) == 27 + 5 + 8 and len(otel_names) == 23 + 2 * 4 + 5 + 6 + 2 * 2
     documented = set(re.findall(r"`([a-z_.]+)", DOCS.read_text()))
     assert prometheus - documented == set()
     assert otel_names - documented == set()

@@ -266,6 +266,43 @@ MANAGER: Group[ManagerMetrics] = Group(
             (),
             _one(lambda m: m.route_changes),
         ),
+        Scalar(
+            "workers_recycled",
+            "leasepool.workers.recycled",
+            "counter",
+            "{worker}",
+            "Worker processes retired and replaced because their memory passed "
+            "max_worker_memory.",
+            (),
+            _one(lambda m: m.workers_recycled),
+        ),
+        Scalar(
+            "calls_retried",
+            "leasepool.calls.retried",
+            "counter",
+            "{call}",
+            "Runs of idempotent calls started again because their worker process died.",
+            (),
+            _one(lambda m: m.calls_retried),
+        ),
+        Scalar(
+            "crash_breaker_opens",
+            "leasepool.crash_breaker.opens",
+            "counter",
+            "{open}",
+            "Times the crash breaker (crash_breaker=) opened.",
+            (),
+            _one(lambda m: m.crash_breaker_opens),
+        ),
+        Scalar(
+            "rejected_crash_loop",
+            "leasepool.calls.rejected_crash_loop",
+            "counter",
+            "{call}",
+            "Calls refused with WorkerCrashLoopError while the crash breaker was open.",
+            (),
+            _one(lambda m: m.rejected_crash_loop),
+        ),
         # Per owner (metrics_owners); no series without owners.
         Scalar(
             "owner_leases_granted",
