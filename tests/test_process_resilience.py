@@ -25,6 +25,7 @@ from leasepool import (
     LeaseUnavailableError,
     WorkerCrashLoopError,
 )
+from leasepool.offload import cpu_bound
 from leasepool.resilience import CrashBreaker, idempotent, retry_budget
 
 MiB = 1 << 20
@@ -98,6 +99,31 @@ def test_memory_recycling_works_with_max_tasks_per_child() -> None:
     asyncio.run(main())
 
 
+def test_the_auto_backends_process_half_recycles_and_breaks_too(tmp_path: Path) -> None:
+    """``backend="auto"``: a call hinted CPU-bound runs on the process half, which takes
+    ``max_worker_memory`` and ``crash_breaker`` like the process backend."""
+    leaky = cpu_bound(functools.partial(rf.leak))
+    dying = cpu_bound(functools.partial(rf.die))
+    breaker = CrashBreaker(max_crashes=1, window_seconds=60, cooldown_seconds=60)
+
+    async def main() -> None:
+        async with (
+            process_manager(
+                backend="auto", max_worker_memory="80MiB", crash_breaker=breaker
+            ) as manager,
+            await manager.acquire() as lease,
+        ):
+            results = [await lease.run(leaky, 8, i) for i in range(20)]
+            assert len({pid for _, pid, _ in results}) >= 2
+            assert manager.metrics().workers_recycled >= 1
+            with pytest.raises(BrokenProcessPool):
+                await lease.run(dying, str(tmp_path / "runs"), "exit")
+            with pytest.raises(WorkerCrashLoopError):
+                await lease.run(leaky, 1, 0)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
@@ -118,9 +144,10 @@ def test_max_worker_memory_is_checked_at_construction(
 @pytest.mark.parametrize("backend", ["thread", "interpreter", "dask"])
 @pytest.mark.parametrize("option", ["max_worker_memory", "crash_breaker"])
 def test_worker_process_options_are_refused_by_other_backends(backend: str, option: str) -> None:
-    value: object = "64MiB" if option == "max_worker_memory" else CrashBreaker()
+    value: Any = "64MiB" if option == "max_worker_memory" else CrashBreaker()
+    options: dict[str, Any] = {option: value}
     with pytest.raises(TypeError, match=f"{option} applies to the worker processes"):
-        LeasedExecutorManager(backend=backend, max_pools=1, **{option: value})
+        LeasedExecutorManager(backend=backend, max_pools=1, **options)
 
 
 def test_max_worker_memory_refuses_the_fork_start_method() -> None:
@@ -402,7 +429,7 @@ def test_idempotent_forms_and_checks() -> None:
     def plain() -> None: ...
 
     @idempotent(retries=3)
-    def three() -> None: ...
+    def three(x: int) -> None: ...
 
     assert (retry_budget(plain), retry_budget(three)) == (1, 3)
     wrapped = idempotent(len, retries=2)  # a builtin takes no attributes

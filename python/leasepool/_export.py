@@ -271,8 +271,7 @@ MANAGER: Group[ManagerMetrics] = Group(
             "leasepool.workers.recycled",
             "counter",
             "{worker}",
-            "Worker processes retired and replaced because their memory passed "
-            "max_worker_memory.",
+            "Worker processes retired and replaced because their memory passed max_worker_memory.",
             (),
             _one(lambda m: m.workers_recycled),
         ),

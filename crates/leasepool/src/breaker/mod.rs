@@ -209,7 +209,10 @@ impl CrashBreaker {
             BreakerState::Closed if self.crash_count() >= self.policy.max_crashes => {
                 Some(self.open(now))
             }
+            // A cool-down that ended counts as half-open (as `snapshot` shows it), even
+            // before the next admission moved the state there.
             BreakerState::HalfOpen => Some(self.open(now)),
+            BreakerState::Open { until } if now >= until => Some(self.open(now)),
             _ => None,
         }
     }

@@ -135,3 +135,110 @@ fn a_success_while_closed_keeps_the_crash_count() {
     assert_eq!(b.record_success(), None);
     assert!(b.record_crash(secs(3.0)).is_some());
 }
+
+/// A tiny deterministic generator (xorshift64*), so the model test needs no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The law restated over the whole history (every crash ever, the time the breaker
+/// last opened), without the breaker's bookkeeping: random sequences of crashes,
+/// admissions, completions and clock steps must agree with it at every step.
+#[derive(Default)]
+struct Model {
+    crashes: Vec<u64>,
+    /// Crashes before this index were forgotten by a close.
+    forgotten: usize,
+    open_until: Option<u64>,
+    half_open: bool,
+    opened: u64,
+}
+
+impl Model {
+    fn recent(&self, now: u64, window: u64) -> usize {
+        self.crashes[self.forgotten..]
+            .iter()
+            .filter(|&&at| now < window || at > now - window)
+            .count()
+    }
+}
+
+#[test]
+fn random_histories_follow_the_law() {
+    for seed in 1..=300_u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let max = 1 + u32::try_from(rng.below(4)).unwrap();
+        let (window, cooldown) = (1 + rng.below(20), 1 + rng.below(20));
+        let policy = BreakerPolicy::new(
+            max,
+            Duration::from_secs(window),
+            Duration::from_secs(cooldown),
+        )
+        .unwrap();
+        let mut breaker = CrashBreaker::new(policy);
+        let mut model = Model::default();
+        let mut now = 0_u64;
+        for step in 0..200 {
+            let t = Duration::from_secs(now);
+            match rng.below(4) {
+                0 => {
+                    let change = breaker.record_crash(t);
+                    model.crashes.push(now);
+                    let open = model.open_until.is_some_and(|until| now < until);
+                    let cooled = model.open_until.is_some_and(|until| now >= until);
+                    let opens = !open
+                        && (model.half_open || cooled || model.recent(now, window) >= max as usize);
+                    assert_eq!(change.is_some(), opens, "seed {seed} step {step}");
+                    if opens {
+                        model.open_until = Some(now + cooldown);
+                        model.half_open = false;
+                        model.opened += 1;
+                    }
+                }
+                1 => {
+                    let (admitted, _) = breaker.admit(t);
+                    match model.open_until {
+                        Some(until) if now < until => {
+                            let refused = admitted.expect_err("open refuses");
+                            assert_eq!(refused.retry_after, Duration::from_secs(until - now));
+                        }
+                        Some(_) => {
+                            assert!(admitted.is_ok());
+                            model.open_until = None;
+                            model.half_open = true;
+                        }
+                        None => assert!(admitted.is_ok(), "seed {seed} step {step}"),
+                    }
+                }
+                2 => {
+                    let change = breaker.record_success();
+                    assert_eq!(change.is_some(), model.half_open, "seed {seed} step {step}");
+                    if model.half_open {
+                        model.half_open = false;
+                        model.forgotten = model.crashes.len();
+                    }
+                }
+                _ => now += rng.below(7),
+            }
+            let snap = breaker.snapshot(Duration::from_secs(now));
+            assert_eq!(snap.opened, model.opened);
+            let open = model.open_until.is_some_and(|until| now < until);
+            assert_eq!(breaker.is_open(Duration::from_secs(now)), open);
+            if open || model.open_until.is_none() {
+                let recent = u32::try_from(model.recent(now, window)).unwrap();
+                assert_eq!(snap.recent_crashes, recent, "seed {seed} step {step}");
+            }
+        }
+    }
+}
