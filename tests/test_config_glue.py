@@ -109,8 +109,8 @@ def test_process_settings_compose_the_worker_initializer() -> None:
     assert settings.one_call_per_task
     # With max_tasks_per_child and no mp_context: spawn, as ProcessPoolExecutor picks.
     assert settings.kwargs["mp_context"].get_start_method() == "spawn"
-    log_setup, user_initializer, user_initargs, nice, auto = settings.initargs_tail
-    assert (nice, auto) == (0, False)
+    log_setup, user_initializer, user_initargs, nice, auto, memory = settings.initargs_tail
+    assert (nice, auto, memory) == (0, False, None)
     assert log_setup[1:] == (logging.WARNING, True)
     assert (user_initializer, user_initargs) == (init, ())
     assert settings.log_target is logger
@@ -150,7 +150,7 @@ def test_process_settings_keep_the_worker_initializer_importable() -> None:
         ProcessLoggingConfig(),
         logging.getLogger("tests.glue"),
     )
-    assert settings.initargs_tail == (None, None, (), 0, False)
+    assert settings.initargs_tail == (None, None, (), 0, False, None)
     assert worker_initialize.__module__ == "leasepool._process_worker"
 
 

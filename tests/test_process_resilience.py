@@ -81,6 +81,27 @@ def test_a_leaking_worker_is_recycled_and_no_call_is_lost(
     assert recycled and all(r.levelno == logging.INFO for r in recycled)
 
 
+def test_a_limit_below_what_a_worker_needs_is_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every worker passes a 1 MiB limit at its first call: each call still returns,
+    on a fresh worker each time, and one WARNING says the limit is too low."""
+    caplog.set_level(logging.INFO, logger="leasepool.manager")
+
+    async def main() -> None:
+        async with (
+            process_manager(max_worker_memory="1MiB") as manager,
+            await manager.acquire() as lease,
+        ):
+            pids = [await lease.run(rf.pid) for _ in range(4)]
+            assert len(set(pids)) == 4
+            assert manager.metrics().workers_recycled == 4
+
+    asyncio.run(main())
+    tight = [r for r in caplog.records if "after its first call" in r.getMessage()]
+    assert len(tight) == 1 and tight[0].levelno == logging.WARNING
+
+
 def test_memory_recycling_works_with_max_tasks_per_child() -> None:
     """Both graceful exits use the stdlib's ``exit_pid`` path (CPython 3.11 can hang
     there when the executor is shut down from a callback: the manager never does)."""

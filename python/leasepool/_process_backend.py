@@ -45,8 +45,9 @@ class ExecutorSettings(NamedTuple):
     #: Keyword arguments for the executor; for the process backend without
     #: ``initializer``/``initargs``, which are composed per executor.
     kwargs: dict[str, Any]
-    #: ``(log_setup, user_initializer, user_initargs)``: the arguments of
-    #: ``_process_worker.initialize`` after the progress array (process backend).
+    #: ``(log_setup, user_initializer, user_initargs, nice, auto, memory_limit)``: the
+    #: arguments of ``_process_worker.initialize`` after the progress array (process
+    #: backend).
     initargs_tail: tuple[Any, ...]
     #: ``max_tasks_per_child`` is set: one call per task, so it keeps counting calls.
     one_call_per_task: bool

@@ -156,25 +156,29 @@ _statm: int | None = None
 """``/proc/self/statm``, if this system has it."""
 _retiring = False
 """This worker passed its memory limit: it leaves after sending its current result."""
+_calls_measured = 0
+"""Calls this worker ran (and measured) under ``max_worker_memory``."""
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class RetiredChunk(list):  # type: ignore[type-arg]
     """The outcomes of a chunk after which this worker retires: ``rss`` is the
-    resident memory that passed the limit (the parent logs and counts it). Calls of the
-    chunk without an outcome never started; the parent re-queues them."""
+    resident memory that passed the limit, ``calls`` how many calls the worker ran in
+    all (the parent logs and counts it; one call means the limit is below what a worker
+    needs). Calls of the chunk without an outcome never started; the parent re-queues
+    them."""
 
     rss: int = 0
     pid: int = 0
+    calls: int = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_retired_chunk, (list(self), self.rss, self.pid))
+        return (_retired_chunk, (list(self), self.rss, self.pid, self.calls))
 
 
-def _retired_chunk(outcomes: list[Any], rss: int, pid: int) -> RetiredChunk:
+def _retired_chunk(outcomes: list[Any], rss: int, pid: int, calls: int) -> RetiredChunk:
     chunk = RetiredChunk(outcomes)
-    chunk.rss = rss
-    chunk.pid = pid
+    chunk.rss, chunk.pid, chunk.calls = rss, pid, calls
     return chunk
 
 
@@ -229,10 +233,11 @@ def _watch_memory(limit: int) -> None:
 
 def _over_memory_limit() -> int:
     """The resident memory if it passed the limit (this worker now retires), else 0."""
-    global _retiring
+    global _retiring, _calls_measured
     limit = _memory_limit
     if limit is None:
         return 0
+    _calls_measured += 1
     rss = resident_bytes()
     if rss <= limit:
         return 0
@@ -390,7 +395,7 @@ def run_chunk(
 
 
 def _retire(outcomes: list[tuple[bool, bytes, float, float, float]], rss: int) -> RetiredChunk:
-    return _retired_chunk(outcomes, rss, os.getpid())
+    return _retired_chunk(outcomes, rss, os.getpid(), _calls_measured)
 
 
 def _no_stall() -> float:

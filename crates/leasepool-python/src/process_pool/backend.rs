@@ -9,8 +9,8 @@ pub(super) struct Settings {
     /// Keyword arguments for the executor, without `initializer`/`initargs` for the
     /// process backend (those are composed per executor, see `initargs_tail`).
     pub(super) kwargs: Py<PyDict>,
-    /// `(log_setup, user_initializer, user_initargs)`: the end of the arguments of
-    /// `_process_worker.initialize` (after the progress array).
+    /// `(log_setup, user_initializer, user_initargs, nice, auto, memory_limit)`: the end
+    /// of the arguments of `_process_worker.initialize` (after the progress array).
     pub(super) initargs_tail: Py<PyTuple>,
     /// `max_tasks_per_child` is set: one call per task, so it keeps counting calls.
     pub(super) one_call_per_task: bool,

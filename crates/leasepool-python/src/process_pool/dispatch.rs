@@ -449,6 +449,17 @@ impl ProcessPool {
         let logger = crate::logging::Logger::new(py, self.backend.logger.clone_ref(py));
         #[allow(clippy::cast_precision_loss)]
         let mib = format!("{:.1}", rss as f64 / f64::from(1u32 << 20));
+        if field("calls").unwrap_or(0) == 1 && !self.backend.warned_tight_memory() {
+            logger.log(
+                py,
+                crate::logging::WARNING,
+                "Worker process recycled after its first call (rss_mib=%s): \
+                 max_worker_memory is below what a worker needs, so every call pays for \
+                 a new worker process; raise it",
+                (mib.clone(),),
+                None,
+            );
+        }
         logger.log(
             py,
             crate::logging::INFO,

@@ -17,6 +17,8 @@ use crate::py_cache::{context_payload, retry_budget};
 #[derive(Default)]
 pub(crate) struct Resilience {
     breaker: Option<Mutex<CrashBreaker>>,
+    /// The "limit below what a worker needs" WARNING was logged (once per manager).
+    warned_tight_memory: AtomicBool,
     /// `((module, attribute, var), ...)`: the context variables copied into workers.
     context: Option<Py<PyTuple>>,
 }
@@ -39,7 +41,11 @@ impl Resilience {
             .transpose()?
             .map(|policy| Mutex::new(CrashBreaker::new(policy)));
         let context = context.filter(|specs| !specs.is_empty()).map(Bound::unbind);
-        Ok(Self { breaker, context })
+        Ok(Self {
+            breaker,
+            warned_tight_memory: AtomicBool::new(false),
+            context,
+        })
     }
 }
 
@@ -98,6 +104,14 @@ impl ProcessBackend {
                 Vec::new(),
             ),
         }
+    }
+
+    /// `true` the first time only: whether to warn that `max_worker_memory` is below
+    /// what a fresh worker needs.
+    pub(super) fn warned_tight_memory(&self) -> bool {
+        self.resilience
+            .warned_tight_memory
+            .swap(true, Ordering::Relaxed)
     }
 
     /// Whether a crash breaker watches this backend's workers.
