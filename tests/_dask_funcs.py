@@ -50,7 +50,10 @@ def mark_then_wait(marker: str, release: str, limit: float = 60.0) -> str:
 
     with open(f"{marker}.runs", "a") as runs:  # one line per run: at most once?
         runs.write(f"{os.getpid()}\n")
-    Path(marker).write_text(f"{get_worker().address} {os.getpid()}")
+    # Renamed into place: whoever sees the marker exist reads all of it.
+    tmp = f"{marker}.{os.getpid()}.tmp"
+    Path(tmp).write_text(f"{get_worker().address} {os.getpid()}")
+    os.replace(tmp, marker)
     deadline = time.monotonic() + limit
     while not os.path.exists(release) and time.monotonic() < deadline:
         time.sleep(0.01)

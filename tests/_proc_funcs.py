@@ -109,9 +109,17 @@ def pid_after(seconds: float) -> int:
     return os.getpid()
 
 
+def write_atomically(path: str, text: str) -> None:
+    """Create ``path`` with ``text`` in one step (a temporary file renamed into place):
+    a reader that sees the file exist also sees all of it, never an empty file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def mark_then_sleep(path: str, seconds: float) -> str:
-    with open(path, "w") as f:
-        f.write(str(os.getpid()))
+    write_atomically(path, str(os.getpid()))
     time.sleep(seconds)
     return "finished"
 

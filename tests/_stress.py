@@ -1085,6 +1085,10 @@ def _child_main(args: argparse.Namespace, workdir: Path) -> int:
     if args.child == "interrupt":
         main = _interrupt_main(args.backend, args.raise_, args.stop == "yes")
     else:
+        # Ctrl-C raises KeyboardInterrupt, as in a terminal, whatever the disposition
+        # this process inherited (a shell starting the test run with `&` hands SIGINT
+        # down ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         main = _sigint_main(args.backend, args.stop == "yes", workdir)
     STATUS.update(scenario=args.child, backend=args.backend, loop=args.loop, stop=args.stop)
     try:
