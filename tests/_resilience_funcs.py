@@ -78,3 +78,47 @@ def set_and_read(value: str) -> str:
 def log_in_worker(message: str) -> int:
     logging.getLogger("resilience.worker").warning(message)
     return os.getpid()
+
+
+def maybe_raise(path: str, tag: str, fail: bool) -> str:
+    """Records a run; raises if ``fail``."""
+    append_run(path, tag)
+    if fail:
+        raise ValueError(f"{tag} raised")
+    return tag
+
+
+def maybe_die(path: str, fail: bool) -> str:
+    append_run(path, "die")
+    if fail:
+        os._exit(3)
+    return "survived"
+
+
+def sleep_then_pid(seconds: float) -> int:
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _refuse_in_a_worker() -> Any:
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError("this value cannot be rebuilt in a worker")
+    return Unrebuildable()
+
+
+class Unrebuildable:
+    """Pickles in the parent; unpickling it in a worker process raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_refuse_in_a_worker, ())
+
+
+def set_unpicklable_then_log(message: str) -> None:
+    import threading
+
+    request_id.set(threading.Lock())  # type: ignore[arg-type]
+    logging.getLogger("resilience.worker").warning(message)

@@ -18,6 +18,7 @@ from typing import Any
 
 import _resilience_funcs as rf
 import pytest
+from _support import eventually
 
 from leasepool import (
     LeasedExecutorManager,
@@ -279,19 +280,29 @@ def test_crashes_spread_wider_than_the_window_never_open_it(
 def test_revoked_leases_and_python_exceptions_are_not_crashes(
     advance_clock: Callable[[float], None], tmp_path: Path
 ) -> None:
+    import _proc_funcs as pf
+
+    from leasepool import LeaseExpiredError
+
     breaker = CrashBreaker(max_crashes=1, window_seconds=60, cooldown_seconds=10)
-    runs = str(tmp_path / "runs")
+    runs, marker = str(tmp_path / "runs"), tmp_path / "started"
 
     async def main() -> None:
-        async with (
-            process_manager(crash_breaker=breaker) as manager,
-            await manager.acquire() as lease,
-        ):
-            for _ in range(3):
-                with pytest.raises(ValueError, match="not a death"):
-                    await lease.run(rf.raise_counted, runs)
-            assert manager.stats()["crash_breaker"]["state"] == "closed"
-            assert manager.metrics().worker_crashes == 0
+        async with process_manager(crash_breaker=breaker, lease_grace_seconds=1) as manager:
+            async with await manager.acquire() as lease:
+                for _ in range(3):
+                    with pytest.raises(ValueError, match="not a death"):
+                        await lease.run(rf.raise_counted, runs)
+            # A lease revoked at its hard expiry: its worker is terminated, not crashed.
+            overrun = manager.run(pf.mark_then_sleep, str(marker), 600.0, lease_seconds=1)
+            await eventually(marker.exists, what="the call started in its worker")
+            advance_clock(10)
+            manager.notify_scale_changed()
+            with pytest.raises(LeaseExpiredError, match="expired and was revoked"):
+                await overrun
+            assert await manager.run(rf.pid) > 0  # on a fresh pool, breaker closed
+            stats = manager.stats()["crash_breaker"]
+            assert (stats["state"], stats["recent_crashes"], stats["opened"]) == ("closed", 0, 0)
 
     asyncio.run(main())
 
@@ -327,7 +338,10 @@ def test_stats_show_the_breaker_only_when_configured_and_stop_resets_it(
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"max_crashes": 0}, ValueError, "max_crashes must be at least 1"),
+        ({"max_crashes": 0}, ValueError, "max_crashes must be between 1 and 4294967295"),
+        ({"max_crashes": 2**32}, ValueError, "max_crashes must be between 1 and 4294967295"),
+        ({"window_seconds": 1e300}, ValueError, "window_seconds must be a finite"),
+        ({"cooldown_seconds": 1e20}, ValueError, "cooldown_seconds must be a finite"),
         ({"max_crashes": 2.0}, TypeError, "max_crashes must be an int"),
         ({"window_seconds": 0}, ValueError, "window_seconds must be a finite"),
         ({"cooldown_seconds": float("inf")}, ValueError, "cooldown_seconds must be a finite"),
@@ -574,3 +588,166 @@ def test_context_vars_are_checked_at_construction(
 def test_context_vars_are_refused_by_the_interpreter_backend() -> None:
     with pytest.raises(TypeError, match="not supported by backend='interpreter'"):
         LeasedExecutorManager(backend="interpreter", max_pools=1, context_vars=[rf.request_id])
+
+
+# ------------------------------------------------ regressions found by the review
+
+
+def test_a_call_without_context_does_not_see_what_an_earlier_call_set() -> None:
+    async def main() -> None:
+        async with (
+            process_manager(context_vars=[rf.request_id]) as manager,
+            await manager.acquire() as lease,
+        ):
+            results = []
+            for i in range(4):
+                # A fresh context per call, none of them with the variable set.
+                run = functools.partial(lease.run, rf.set_and_read, f"leak-{i}")
+                results.append(await contextvars.Context().run(asyncio.ensure_future, run()))
+            assert results == ["<unset>"] * 4
+
+    asyncio.run(main())
+
+
+def test_a_call_that_raised_is_never_run_again(tmp_path: Path) -> None:
+    """Calls of one chunk that raised, then a call that kills the worker: the exceptions
+    died with the worker, but they were outcomes, so no retry runs them again."""
+    runs = tmp_path / "runs"
+    raiser = idempotent(functools.partial(rf.maybe_raise), retries=2)
+
+    async def main() -> None:
+        async with process_manager() as manager, await manager.acquire() as lease:
+            for _ in range(20):  # measured fast: later calls share a chunk
+                await lease.run(raiser, str(runs), "warm", False)
+                await lease.run(rf.maybe_die, str(runs), False)
+            outcomes = await asyncio.gather(
+                *(lease.run(raiser, str(runs), f"r{i}", True) for i in range(3)),
+                lease.run(rf.maybe_die, str(runs), True),
+                return_exceptions=True,
+            )
+            lost = [o for o in outcomes[:3] if isinstance(o, BrokenProcessPool)]
+            assert lost, f"the calls did not share a chunk: {outcomes}"
+            for outcome in lost:
+                assert "not run again: it had raised an exception" in str(outcome)
+            assert manager.metrics().calls_retried == 0
+
+    asyncio.run(main())
+    tags = runs.read_text().split()
+    assert sorted(t for t in tags if t.startswith("r")) == ["r0", "r1", "r2"]
+
+
+def test_a_retry_is_held_back_while_the_breaker_is_open(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    breaker = CrashBreaker(max_crashes=1, window_seconds=60, cooldown_seconds=30)
+
+    async def main() -> None:
+        async with (
+            process_manager(crash_breaker=breaker) as manager,
+            await manager.acquire() as lease,
+        ):
+            with pytest.raises(BrokenProcessPool) as failed:
+                await lease.run(always_dying(2), str(runs), "exit")
+            message = str(failed.value)
+            assert "(attempt 1 of 3; not run again: the crash breaker is open)" in message
+            assert failed.value.attempts == 1  # type: ignore[attr-defined]
+            assert manager.metrics().calls_retried == 0
+
+    asyncio.run(main())
+    assert runs.read_text().split() == ["run"]
+
+
+def test_a_completion_on_a_worker_older_than_the_crashes_does_not_close_the_breaker(
+    advance_clock: Callable[[float], None], tmp_path: Path
+) -> None:
+    breaker = CrashBreaker(max_crashes=2, window_seconds=60, cooldown_seconds=10)
+    runs = str(tmp_path / "runs")
+
+    async def main() -> None:
+        async with process_manager(max_pools=2, crash_breaker=breaker) as manager:
+            healthy, crashing = await manager.acquire(), await manager.acquire()
+            await healthy.run(rf.pid)  # its workers predate the crashes
+            for _ in range(2):
+                with pytest.raises(BrokenProcessPool):
+                    await crashing.run(rf.die, runs, "exit")
+            advance_clock(11)
+            await healthy.run(rf.pid)  # on trial, on an old worker: proves nothing
+            assert manager.stats()["crash_breaker"]["state"] == "half_open"
+            await crashing.run(rf.pid)  # a worker started since: closes it
+            assert manager.stats()["crash_breaker"]["state"] == "closed"
+            await healthy.release()
+            await crashing.release()
+
+    asyncio.run(main())
+
+
+def test_grinder_refusals_count_every_call(tmp_path: Path) -> None:
+    from leasepool import WorkGrinder
+
+    breaker = CrashBreaker(max_crashes=1, window_seconds=60, cooldown_seconds=30)
+
+    async def main() -> None:
+        async with process_manager(crash_breaker=breaker) as manager:
+            lease = await manager.acquire()
+            with pytest.raises(BrokenProcessPool):
+                await lease.run(rf.die, str(tmp_path / "runs"), "exit")
+            await lease.release()  # the grinder leases the only pool
+            grinder = WorkGrinder(executor_manager=manager, batch_size_threshold=5)
+            await grinder.start()
+            try:
+                outcomes = await asyncio.gather(
+                    *(grinder.submit(rf.pid) for _ in range(5)), return_exceptions=True
+                )
+            finally:
+                await grinder.stop(cancel_pending=True)
+            assert all(isinstance(o, WorkerCrashLoopError) for o in outcomes), outcomes
+            assert manager.metrics().rejected_crash_loop == 5
+
+    asyncio.run(main())
+
+
+def test_a_context_value_a_worker_cannot_rebuild_leaves_the_variable_unset() -> None:
+    async def main() -> None:
+        async with (
+            process_manager(context_vars=[rf.request_id, rf.tenant]) as manager,
+            await manager.acquire() as lease,
+        ):
+            rf.request_id.set("kept")
+            rf.tenant.set(rf.Unrebuildable())
+            assert await lease.run(rf.context_values) == ("kept", "<unset>")
+
+    contextvars.copy_context().run(asyncio.run, main())
+
+
+def test_a_record_labelled_with_an_unpicklable_value_is_still_forwarded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="resilience.worker")
+
+    async def main() -> None:
+        async with (
+            process_manager(
+                context_vars=[rf.request_id],
+                forward_process_logs=True,
+                process_log_level=logging.WARNING,
+                process_log_target_logger=logging.getLogger("resilience"),
+            ) as manager,
+            await manager.acquire() as lease,
+        ):
+            rf.request_id.set("outer")
+            await lease.run(rf.set_unpicklable_then_log, "locked")
+
+    contextvars.copy_context().run(asyncio.run, main())
+    records = [r for r in caplog.records if r.getMessage() == "locked"]
+    assert len(records) == 1
+    assert "lock" in records[0].request_id  # type: ignore[attr-defined]
+
+
+def test_mp_context_none_means_the_default_with_max_worker_memory() -> None:
+    async def main() -> None:
+        async with (
+            process_manager(max_worker_memory="1GiB", mp_context=None) as manager,
+            await manager.acquire() as lease,
+        ):
+            assert await lease.run(rf.pid) > 0
+
+    asyncio.run(main())

@@ -113,6 +113,9 @@ def resolve_executor_settings(
         probe_kwargs.pop(AUTO_MARK, None)
         memory_limit = kwargs.pop("max_worker_memory", None)
         probe_kwargs.pop("max_worker_memory", None)
+        if kwargs.get("mp_context", 0) is None:  # None is the executor's "default"
+            del kwargs["mp_context"]
+            probe_kwargs.pop("mp_context", None)
         if (auto or memory_limit is not None) and "mp_context" not in kwargs:
             _forwarding_context(kwargs, one_call_per_task)
             probe_kwargs["mp_context"] = kwargs["mp_context"]

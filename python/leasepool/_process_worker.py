@@ -45,10 +45,13 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Exit status of a worker whose parent process died (EX_SOFTWARE).
 _ORPHAN_EXIT_CODE = 70
 
-# The progress array of this worker's pool: three int64 per chunk slot,
-# ``[chunk seq, pid, index of the call being run]``, then one halt flag (non-zero once
-# the pool shut down: start no further call).
+# The progress array of this worker's pool: PROGRESS_CELLS int64 per chunk slot,
+# ``[chunk seq, pid, index of the call being run, bitmask of the calls that raised]``,
+# then one halt flag (non-zero once the pool shut down: start no further call).
 _progress: Any = None
+PROGRESS_CELLS = 4
+#: Calls of a chunk whose raising the bitmask can record (bit 63 would overflow).
+_RAISED_RECORDED = 63
 
 
 # What ForkingPickler (ProcessPoolExecutor's pickler) looks reducers up in: its extra
@@ -261,11 +264,30 @@ def _context_var(module: str, attribute: str) -> contextvars.ContextVar[Any]:
     return var
 
 
+_context_failures: set[tuple[str, str]] = set()
+"""Context variables this worker could not set (each reported once)."""
+
+
 def _call_in_context(
     context: Sequence[tuple[str, str, bytes]], fn: Any, args: Any, kwargs: Any
 ) -> Any:
     for module, attribute, value in context:
-        _context_var(module, attribute).set(pickle.loads(value))
+        try:
+            _context_var(module, attribute).set(pickle.loads(value))
+        except Exception as exc:
+            # Not the call's failure: the variable stays unset, as for a value the
+            # parent could not pickle, and the worker says why once.
+            if (module, attribute) not in _context_failures:
+                _context_failures.add((module, attribute))
+                import logging
+
+                logging.getLogger("leasepool.worker").warning(
+                    "Context variable %s:%s not set in worker process %d: %r",
+                    module,
+                    attribute,
+                    os.getpid(),
+                    exc,
+                )
     return fn(*args, **kwargs) if kwargs else fn(*args)
 
 
@@ -280,8 +302,20 @@ class _ContextLabels:
             if name not in record.__dict__:
                 value = var.get(_UNSET)
                 if value is not _UNSET:
-                    setattr(record, name, value)
+                    setattr(record, name, _travels(value))
         return True
+
+
+def _travels(value: Any) -> Any:
+    """``value`` if it can cross to the parent with the record, else its ``repr()``
+    (a value that cannot be pickled would make the log queue drop the record)."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    try:
+        dumps(value)
+    except Exception:
+        return repr(value)
+    return value
 
 
 _UNSET = object()
@@ -342,11 +376,12 @@ def run_chunk(
     comes back as it went).
     """
     progress = _progress
-    base = 3 * slot
+    base = PROGRESS_CELLS * slot
     halt = len(progress) - 1 if progress is not None else -1
     if progress is not None:
-        # Index and pid first, the sequence number last: a reader that sees this
+        # Index, mask and pid first, the sequence number last: a reader that sees this
         # chunk's number also sees which call it is at.
+        progress[base + 3] = 0
         progress[base + 2] = 0
         progress[base + 1] = os.getpid()
         progress[base] = seq
@@ -374,6 +409,10 @@ def run_chunk(
                 fn, args, kwargs = loads(item)
                 value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:
+            if progress is not None and index < _RAISED_RECORDED:
+                # Its outcome is this exception: never re-run it (an idempotent call's
+                # retry after a crash is for calls whose worker died under them).
+                progress[base + 3] |= 1 << index
             now, cpu, stall = perf_counter(), thread_time(), queued()
             costs = (now - mark, cpu - cpu_mark, stall - queue_mark)
             append((False, _failure(exc, pickle_outcome), *costs))

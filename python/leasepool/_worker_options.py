@@ -125,21 +125,38 @@ def _locate(item: object) -> tuple[str, str, contextvars.ContextVar[Any]]:
             f"'module:attribute' strings, not {type(item).__name__}"
         )
     # A worker imports the variable's module to find it: look for the module attribute
-    # holding this very object (the main script last: other modules are importable
-    # under the same name everywhere).
-    modules = sorted(sys.modules.items(), key=lambda kv: kv[0] in ("__main__", "__mp_main__"))
-    for module_name, loaded in modules:
+    # holding this very object. Prefer a module a worker can import by name (not one
+    # loaded from a file path), and the main script last: it is re-imported in a
+    # worker only where the start method is not fork, and then without what its
+    # `if __name__ == "__main__":` block defines.
+    found: list[tuple[int, str, str]] = []
+    for module_name, loaded in list(sys.modules.items()):
         namespace = getattr(loaded, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
         for attribute, value in list(namespace.items()):
             if value is item:
                 name = "__main__" if module_name == "__mp_main__" else module_name
-                return (name, attribute, item)
-    raise ValueError(
-        f"context variable {item.name!r} is not a module attribute, so a worker process "
-        "cannot find it: define it at module level, or pass 'module:attribute'"
-    )
+                rank = 2 if name == "__main__" else 0 if _importable(name) else 1
+                found.append((rank, name, attribute))
+    if not found:
+        raise ValueError(
+            f"context variable {item.name!r} is not a module attribute, so a worker "
+            "process cannot find it: define it at module level, or pass "
+            "'module:attribute'"
+        )
+    _, name, attribute = min(found)
+    return (name, attribute, item)
+
+
+def _importable(module: str) -> bool:
+    """Whether ``import module`` would find it (as a worker that starts fresh would)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def resolve(module: str, attribute: str) -> contextvars.ContextVar[Any]:
@@ -165,10 +182,11 @@ _logger = logging.getLogger("leasepool.manager")
 def context_payload(
     context: contextvars.Context,
     specs: tuple[tuple[str, str, contextvars.ContextVar[Any]], ...],
-) -> tuple[tuple[str, str, bytes], ...] | None:
+) -> tuple[tuple[str, str, bytes], ...]:
     """The values of ``specs`` set in ``context`` (a call's captured context), each
-    pickled on its own; ``None`` if none is set. A value that cannot be pickled is left
-    out (the worker sees the variable unset), with one WARNING per variable."""
+    pickled on its own (empty if none is set: the worker still gives the call a context
+    of its own). A value that cannot be pickled is left out (the worker sees the
+    variable unset), with one WARNING per variable."""
     payload = []
     for module, attribute, var in specs:
         value = context.get(var, _MISSING)
@@ -186,4 +204,4 @@ def context_payload(
                     key,
                     exc,
                 )
-    return tuple(payload) or None
+    return tuple(payload)

@@ -32,12 +32,18 @@ _RETRIES = "__leasepool_retries__"
 MAX_RETRIES = 100
 
 
+#: The longest window or cool-down accepted (about 31 years; any longer is a mistake).
+MAX_SECONDS = 1e9
+
+
 def _seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be a finite number of seconds > 0 and <= {MAX_SECONDS:g}, got {value!r}"
+        )
     return seconds
 
 
@@ -61,7 +67,7 @@ class CrashBreaker:
         if isinstance(crashes, bool) or not isinstance(crashes, int):
             raise TypeError(f"max_crashes must be an int, not {type(crashes).__name__}")
         if not 1 <= crashes <= 2**32 - 1:
-            raise ValueError(f"max_crashes must be at least 1, got {crashes!r}")
+            raise ValueError(f"max_crashes must be between 1 and {2**32 - 1}, got {crashes!r}")
         window = _seconds("window_seconds", self.window_seconds)
         cooldown = _seconds("cooldown_seconds", self.cooldown_seconds)
         object.__setattr__(self, "window_seconds", window)

@@ -150,13 +150,30 @@ impl CallVerdict {
     }
 }
 
+/// Calls of a chunk that raised, as the worker recorded them: bit `i` for call `i`
+/// (calls past the 63rd cannot be recorded and count as having raised).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaisedCalls(pub u64);
+
+impl RaisedCalls {
+    /// The most calls of a chunk the record can tell apart.
+    pub const RECORDED: usize = 63;
+
+    /// Whether call `index` raised, or may have.
+    #[must_use]
+    pub fn may_have_raised(self, index: usize) -> bool {
+        index >= Self::RECORDED || self.0 & (1 << index) != 0
+    }
+}
+
 /// Whether a call whose worker died runs again: only an opted-in (idempotent) call,
-/// only after a verdict that says its worker died under it, and only while it has
-/// attempts left. `attempts` counts the runs so far (1 after the first); `retries` is
-/// how many runs may follow the first.
+/// only after a verdict that says its worker died under it, never a call that had
+/// raised (its exception, lost with the worker, was its outcome), and only while it
+/// has attempts left. `attempts` counts the runs so far (1 after the first); `retries`
+/// is how many runs may follow the first.
 #[must_use]
-pub fn retry(verdict: CallVerdict, attempts: u32, retries: u32) -> bool {
-    verdict.worker_died() && attempts <= retries
+pub fn retry(verdict: CallVerdict, attempts: u32, retries: u32, raised: bool) -> bool {
+    verdict.worker_died() && !raised && attempts <= retries
 }
 
 #[cfg(all(test, not(loom)))]
@@ -168,18 +185,33 @@ mod tests {
     #[test]
     fn retries_only_dead_workers_calls_and_only_while_attempts_are_left() {
         let died = CallVerdict::DiedRunning { pid: 1 };
-        assert!(!retry(died, 1, 0), "at most once by default");
-        assert!(retry(died, 1, 2) && retry(died, 2, 2));
-        assert!(!retry(died, 3, 2), "the third run was the last of 1 + 2");
-        assert!(retry(CallVerdict::ResultLost { pid: 1 }, 1, 1));
-        assert!(retry(CallVerdict::Terminated { pid: 2 }, 1, 1));
+        assert!(!retry(died, 1, 0, false), "at most once by default");
+        assert!(retry(died, 1, 2, false) && retry(died, 2, 2, false));
+        assert!(
+            !retry(died, 3, 2, false),
+            "the third run was the last of 1 + 2"
+        );
+        assert!(retry(CallVerdict::ResultLost { pid: 1 }, 1, 1, false));
+        assert!(retry(CallVerdict::Terminated { pid: 2 }, 1, 1, false));
+        assert!(
+            !retry(CallVerdict::ResultLost { pid: 1 }, 1, 1, true),
+            "a call that raised had its outcome"
+        );
         for never in [
             CallVerdict::Unknown,
             CallVerdict::PoolUnusable,
             CallVerdict::Requeue,
         ] {
-            assert!(!retry(never, 1, 5), "{never:?}");
+            assert!(!retry(never, 1, 5, false), "{never:?}");
         }
+    }
+
+    #[test]
+    fn raised_calls_past_the_record_count_as_raised() {
+        let raised = RaisedCalls(0b101);
+        assert!(raised.may_have_raised(0) && raised.may_have_raised(2));
+        assert!(!raised.may_have_raised(1) && !raised.may_have_raised(62));
+        assert!(RaisedCalls(0).may_have_raised(63));
     }
 
     fn dead(list: &[(Pid, i64)]) -> Vec<DeadWorker> {

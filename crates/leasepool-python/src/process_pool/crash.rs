@@ -66,7 +66,9 @@ impl ProcessPool {
         let message = "the process pool broke; whether this call started is unknown, \
                        so it is not run again";
         for item in items {
-            item.fail(py, make_error(broken_process_pool(py), message), rings);
+            let err = make_error(broken_process_pool(py), message);
+            let _ = err.value(py).setattr("attempts", item.attempts);
+            item.fail(py, err, rings);
         }
         self.settle_chunk(py, slot, Vec::new(), rings);
         self.pump(py, rings);
@@ -84,7 +86,7 @@ impl ProcessPool {
         let retired = self.retire_generation(&generation);
         let pool = self.clone();
         let start: LoopTask = Box::new(move |py| {
-            let task = Py::new(py, SettleCrash { pool, generation });
+            let task = Py::new(py, SettleCrash::new(pool, generation));
             let started = task.and_then(|task| {
                 background_run(py)?
                     .call1(("leasepool-crash", task))?
@@ -213,14 +215,18 @@ impl ProcessPool {
             let _ = err_new.value(py).setattr("__cause__", err.value(py));
             err_new
         };
-        for (mut item, verdict) in items.into_iter().zip(verdicts) {
+        let raised = self.raised_in(py, slot, seq);
+        let breaker_open = self.backend.breaker_is_open();
+        for (index, (mut item, verdict)) in items.into_iter().zip(verdicts).enumerate() {
             let budget = if verdict.worker_died() {
                 item.retry_budget(py)
             } else {
                 0
             };
-            // An unusable pool runs nothing again.
-            if crash.fatal.is_none() && retry(verdict, item.attempts, budget) {
+            let held_back = (budget > 0 && verdict.worker_died() && item.attempts <= budget)
+                .then(|| hold_back(crash, breaker_open, raised.may_have_raised(index)))
+                .flatten();
+            if held_back.is_none() && retry(verdict, item.attempts, budget, false) {
                 item.attempts += 1;
                 if let Some(metrics) = &item.metrics {
                     metrics.retried();
@@ -232,18 +238,36 @@ impl ProcessPool {
                 requeue.push(item);
                 continue;
             };
-            let message = match (&crash.fatal, budget) {
+            let (attempt, of) = (item.attempts, budget + 1);
+            let message = match (held_back, budget) {
                 (_, 0) => message,
-                (Some(fatal), _) if item.attempts <= budget => format!(
-                    "{message} (attempt {} of {}; not run again: {fatal})",
-                    item.attempts,
-                    budget + 1
-                ),
-                _ => format!("{message} (attempt {} of {})", item.attempts, budget + 1),
+                (Some(why), _) => {
+                    format!("{message} (attempt {attempt} of {of}; not run again: {why})")
+                }
+                (None, _) => format!("{message} (attempt {attempt} of {of})"),
             };
             let err = make(message);
             let _ = err.value(py).setattr("attempts", item.attempts);
             item.fail(py, err, rings);
+        }
+    }
+
+    /// The calls of chunk `seq` that raised, as its worker recorded them.
+    fn raised_in(&self, py: Python<'_>, slot: usize, seq: u64) -> RaisedCalls {
+        let Some(progress) = self.progress.get(py).map(|p| p.bind(py)) else {
+            return RaisedCalls(u64::MAX);
+        };
+        let read = |i: usize| {
+            progress
+                .get_item(PROGRESS_CELLS * slot + i)
+                .and_then(|v| v.extract::<i64>())
+        };
+        match (read(0), read(3)) {
+            // The bits of a signed cell (bit 63 is never set).
+            (Ok(started), Ok(mask)) if u64::try_from(started).ok() == Some(seq) => {
+                RaisedCalls(u64::from_ne_bytes(mask.to_ne_bytes()))
+            }
+            _ => RaisedCalls(u64::MAX),
         }
     }
 
@@ -257,7 +281,7 @@ impl ProcessPool {
         let progress = self.progress.get(py)?.bind(py);
         let read = |i: usize| {
             progress
-                .get_item(3 * slot + i)
+                .get_item(PROGRESS_CELLS * slot + i)
                 .and_then(|v| v.extract::<i64>())
         };
         let started = read(0).ok()?;
@@ -418,6 +442,21 @@ impl ProcessPool {
     }
 }
 
+/// Why an idempotent call whose worker died, with attempts left, is not run again:
+/// the pool is unusable, the crash breaker is open, or the call had raised (its
+/// exception was its outcome).
+fn hold_back(crash: &Crash, breaker_open: bool, raised: bool) -> Option<String> {
+    if let Some(fatal) = &crash.fatal {
+        Some(fatal.clone())
+    } else if breaker_open {
+        Some("the crash breaker is open".to_owned())
+    } else if raised {
+        Some("it had raised an exception, its outcome".to_owned())
+    } else {
+        None
+    }
+}
+
 /// Why a call the crash caught failed, or `None` if it never started (re-queued).
 fn crash_message(
     py: Python<'_>,
@@ -472,17 +511,34 @@ fn stop_processes(py: Python<'_>, executor: &Bound<'_, PyAny>) -> (Vec<(i64, i64
 }
 
 /// The settler thread's target (see [`ProcessPool::record_casualty`]).
+///
+/// It gives up the pool and the executor when its call ends, while its thread is still
+/// attached: the target itself is deallocated as the `threading` thread ends, which
+/// can be during interpreter finalization, when a daemon thread that tries to take
+/// the GIL is unwound by force (and dropping a `Generation` needs the GIL).
 #[pyclass(module = "leasepool._engine", frozen)]
 pub(super) struct SettleCrash {
-    pool: Arc<ProcessPool>,
-    generation: Arc<Generation>,
+    work: Mutex<Option<(Arc<ProcessPool>, Arc<Generation>)>>,
+}
+
+impl SettleCrash {
+    pub(super) fn new(pool: Arc<ProcessPool>, generation: Arc<Generation>) -> Self {
+        Self {
+            work: Mutex::new(Some((pool, generation))),
+        }
+    }
 }
 
 #[pymethods]
 impl SettleCrash {
     fn __call__(&self, py: Python<'_>) {
+        let Some((pool, generation)) = lock(&self.work).take() else {
+            return;
+        };
         crate::errors::contain_panics(py, "leasepool process crash settler", || {
-            self.pool.settle_crash(py, &self.generation);
+            pool.settle_crash(py, &generation);
         });
+        drop(generation);
+        drop(pool);
     }
 }

@@ -47,6 +47,8 @@ impl ProcessPool {
             .executor_cls
             .bind(py)
             .call((self.backend.workers,), Some(&kwargs))?;
+        // Its workers start now: a completion on them may close a half-open breaker.
+        let breaker_epoch = self.backend.breaker_epoch();
         let (winner, loser) = {
             let mut st = lock(&self.state);
             if let Some(existing) = st.generation.clone() {
@@ -55,6 +57,7 @@ impl ProcessPool {
                 st.next_generation += 1;
                 let generation = Arc::new(Generation {
                     id: st.next_generation,
+                    breaker_epoch,
                     executor: Some(executor.unbind()),
                     completed: AtomicBool::new(false),
                     crash: PyOnceLock::new(),
@@ -113,7 +116,10 @@ impl ProcessPool {
                         match self.backend.refusal(py) {
                             // The breaker is open: no new workers; what waits for one
                             // fails fast.
-                            Some(err) => self.spawn_failed(py, err),
+                            Some(err) => {
+                                let refused = self.spawn_failed(py, err);
+                                self.backend.count_refused(refused);
+                            }
                             None => self.spawn_generation(py),
                         }
                     }
@@ -435,7 +441,7 @@ impl ProcessPool {
         if !value.is_exact_instance_of::<PyList>() {
             self.worker_retired(py, value);
         }
-        self.backend.success_observed(py);
+        self.backend.success_observed(py, generation.breaker_epoch);
     }
 
     /// The worker that ran this chunk passed `max_worker_memory` and left after

@@ -16,7 +16,7 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
-        if let Err(err) = self.backend.admit(py) {
+        if let Err(err) = self.backend.admit(py, 1) {
             return Err((job, err));
         }
         let refused = {
@@ -37,7 +37,7 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
-        if let Err(err) = self.backend.admit(py) {
+        if let Err(err) = self.backend.admit(py, jobs.len()) {
             return Err((jobs, err));
         }
         let refused = {

@@ -67,7 +67,8 @@ use std::time::Duration;
 
 use leasepool::chunking::CallDurations;
 use leasepool::crash::{
-    classify_chunk, culprit, retry, unusable, CallVerdict, CrashFacts, DeadWorker, Unusable,
+    classify_chunk, culprit, retry, unusable, CallVerdict, CrashFacts, DeadWorker, RaisedCalls,
+    Unusable,
 };
 use pyo3::exceptions::PyRuntimeError;
 use std::time::Instant;
@@ -90,6 +91,9 @@ use crate::py_cache::{
     wait_for_teardown, worker_dumps, worker_initialize, worker_run_chunk,
 };
 
+/// Cells per chunk slot in the progress array: `[chunk seq, pid, index of the call
+/// being run, bitmask of the calls that raised]` (`_process_worker.PROGRESS_CELLS`).
+const PROGRESS_CELLS: usize = 4;
 /// Chunks in flight per worker: enough to keep every worker fed while the next chunk
 /// crosses the pipe, few enough that later calls stay cancellable here.
 const CHUNKS_PER_WORKER: usize = 2;
@@ -307,6 +311,8 @@ struct Crash {
 /// One executor of a pool (a fresh one replaces it when it breaks).
 struct Generation {
     id: u64,
+    /// The crash breaker's epoch when its workers started (see `leasepool::breaker`).
+    breaker_epoch: u64,
     /// Always `Some` until dropped.
     executor: Option<Py<PyAny>>,
     completed: AtomicBool,
@@ -505,7 +511,7 @@ impl ProcessPool {
     /// come back unrun and are cancelled, instead of running after `stop()`.
     fn halt_workers(&self, py: Python<'_>) {
         if let Some(progress) = self.progress.get(py) {
-            let _ = progress.bind(py).set_item(3 * self.cap, 1);
+            let _ = progress.bind(py).set_item(PROGRESS_CELLS * self.cap, 1);
         }
     }
 

@@ -12,7 +12,11 @@ pub(super) fn configure(
 ) -> PyResult<()> {
     let progress = pool.progress.get_or_try_init(py, || {
         // One more cell after the slots: the halt flag (see `halt_workers`).
-        Ok::<_, PyErr>(raw_array(py)?.call1(("q", 3 * pool.cap + 1))?.unbind())
+        Ok::<_, PyErr>(
+            raw_array(py)?
+                .call1(("q", PROGRESS_CELLS * pool.cap + 1))?
+                .unbind(),
+        )
     })?;
     let mut initargs = vec![progress.bind(py).clone()];
     initargs.extend(settings.initargs_tail.bind(py).iter());

@@ -29,12 +29,20 @@ impl Resilience {
         breaker: Option<(u32, f64, f64)>,
         context: Option<Bound<'_, PyTuple>>,
     ) -> PyResult<Self> {
+        let seconds = |name: &str, value: f64| {
+            Duration::try_from_secs_f64(value).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "{name} must be a finite number of seconds > 0 that fits a duration, \
+                     got {value}"
+                ))
+            })
+        };
         let breaker = breaker
             .map(|(crashes, window, cooldown)| {
                 BreakerPolicy::new(
                     crashes,
-                    Duration::from_secs_f64(window),
-                    Duration::from_secs_f64(cooldown),
+                    seconds("window_seconds", window)?,
+                    seconds("cooldown_seconds", cooldown)?,
                 )
                 .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
             })
@@ -119,15 +127,16 @@ impl ProcessBackend {
         self.resilience.breaker.is_some()
     }
 
-    /// Whether a new call may go to worker processes (`WorkerCrashLoopError` if the
-    /// breaker is open).
-    pub(crate) fn admit(&self, py: Python<'_>) -> PyResult<()> {
+    /// Whether `calls` new calls may go to worker processes (`WorkerCrashLoopError` if
+    /// the breaker is open; each counts as refused).
+    pub(crate) fn admit(&self, py: Python<'_>, calls: usize) -> PyResult<()> {
         let Some(breaker) = &self.resilience.breaker else {
             return Ok(());
         };
         let (admitted, change, max) = {
             let mut breaker = lock(breaker);
-            let (admitted, change) = breaker.admit(now());
+            let calls = u64::try_from(calls).unwrap_or(u64::MAX);
+            let (admitted, change) = breaker.admit(now(), calls);
             (admitted, change, breaker.policy().max_crashes())
         };
         self.announce(py, change);
@@ -158,11 +167,36 @@ impl ProcessBackend {
         }
     }
 
-    /// A chunk of calls completed: a half-open breaker closes.
-    pub(super) fn success_observed(&self, py: Python<'_>) {
+    /// A chunk of calls completed on an executor stamped `epoch`: a half-open breaker
+    /// closes if that executor was started since it half-opened.
+    pub(super) fn success_observed(&self, py: Python<'_>, epoch: u64) {
         if let Some(breaker) = &self.resilience.breaker {
-            let change = lock(breaker).record_success();
+            let change = lock(breaker).record_success(epoch);
             self.announce(py, change);
+        }
+    }
+
+    /// The stamp of an executor started now (see `leasepool::breaker`).
+    pub(super) fn breaker_epoch(&self) -> u64 {
+        self.resilience
+            .breaker
+            .as_ref()
+            .map_or(0, |breaker| lock(breaker).epoch())
+    }
+
+    /// Whether the breaker refuses calls now.
+    pub(super) fn breaker_is_open(&self) -> bool {
+        self.resilience
+            .breaker
+            .as_ref()
+            .is_some_and(|breaker| lock(breaker).is_open(now()))
+    }
+
+    /// `calls` queued calls failed with the breaker's refusal instead of starting a
+    /// worker.
+    pub(super) fn count_refused(&self, calls: usize) {
+        if let Some(breaker) = &self.resilience.breaker {
+            lock(breaker).count_refused(u64::try_from(calls).unwrap_or(u64::MAX));
         }
     }
 
@@ -205,14 +239,16 @@ impl ProcessBackend {
         })
     }
 
-    /// The call's context variables, pickled for its worker, if any is set in the
-    /// context the call was submitted from.
+    /// With `context_vars`: the call's context variables set in the context it was
+    /// submitted from, pickled for its worker (an empty tuple if none is set: the
+    /// worker still runs the call in a context of its own, so nothing a call sets
+    /// reaches the next one). `None` without `context_vars`.
     pub(super) fn context_of(&self, py: Python<'_>, item: &Item) -> PyResult<Option<Py<PyAny>>> {
         let Some(specs) = &self.resilience.context else {
             return Ok(None);
         };
         let payload = context_payload(py)?.call1((item.job.context(py), specs.bind(py)))?;
-        Ok((!payload.is_none()).then(|| payload.unbind()))
+        Ok(Some(payload.unbind()))
     }
 }
 

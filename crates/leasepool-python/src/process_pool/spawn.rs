@@ -14,15 +14,21 @@ impl ProcessPool {
             return self.spawn_now(py);
         }
         if crate::lifecycle::exiting() {
-            return self.spawn_failed(
+            self.spawn_failed(
                 py,
                 PyRuntimeError::new_err(
                     "leasepool: cannot start worker processes during interpreter shutdown",
                 ),
             );
+            return;
         }
         crate::lifecycle::creation_started();
-        let task = Py::new(py, SpawnGeneration { pool: self.clone() });
+        let task = Py::new(
+            py,
+            SpawnGeneration {
+                pool: Mutex::new(Some(self.clone())),
+            },
+        );
         let started = task.and_then(|task| {
             background_run(py)?
                 .call1(("leasepool-spawn", task))?
@@ -61,17 +67,20 @@ impl ProcessPool {
                 lock(&self.state).spawning = false;
                 self.kick(py);
             }
-            Err(err) => self.spawn_failed(py, err),
+            Err(err) => {
+                self.spawn_failed(py, err);
+            }
         }
     }
 
     /// No executor could be made: what waits for one fails with the error.
-    pub(super) fn spawn_failed(&self, py: Python<'_>, err: PyErr) {
+    pub(super) fn spawn_failed(&self, py: Python<'_>, err: PyErr) -> usize {
         let queued: Vec<Item> = {
             let mut st = lock(&self.state);
             st.spawning = false;
             st.queue.drain(..).collect()
         };
+        let failed = queued.len();
         let mut rings = Rings::default();
         for item in queued {
             item.fail(py, err.clone_ref(py), &mut rings);
@@ -79,6 +88,7 @@ impl ProcessPool {
         let drained = self.take_drained(&mut lock(&self.state));
         rings.ring(py);
         self.finish_drain(py, drained);
+        failed
     }
 
     /// Dispatches what fits and rings the loops that got outcomes meanwhile.
@@ -92,18 +102,22 @@ impl ProcessPool {
     }
 }
 
-/// The spawner thread's target (see [`ProcessPool::spawn_generation`]).
+/// The spawner thread's target (see [`ProcessPool::spawn_generation`]). Like
+/// `SettleCrash`, it lets go of the pool before its thread ends.
 #[pyclass(module = "leasepool._engine", frozen)]
 struct SpawnGeneration {
-    pool: Arc<ProcessPool>,
+    pool: Mutex<Option<Arc<ProcessPool>>>,
 }
 
 #[pymethods]
 impl SpawnGeneration {
     fn __call__(&self, py: Python<'_>) {
-        crate::errors::contain_panics(py, "leasepool process spawner", || {
-            self.pool.spawn_now(py);
-        });
+        if let Some(pool) = lock(&self.pool).take() {
+            crate::errors::contain_panics(py, "leasepool process spawner", || {
+                pool.spawn_now(py);
+            });
+            drop(pool);
+        }
         crate::lifecycle::creation_finished();
     }
 }

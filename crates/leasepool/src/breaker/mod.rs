@@ -9,8 +9,13 @@
 //!   `retry_after` of the error). Crashes of calls that were already running are
 //!   counted but do not extend the cool-down: the pool is not being hammered by them.
 //! * **Half-open**: the first admission after the cool-down moves there and lets
-//!   calls through again. The first call that completes closes the breaker (and
-//!   forgets the crashes); the first crash re-opens it at once, for another cool-down.
+//!   calls through again. The first call that completes on a worker started since
+//!   then closes the breaker (and forgets the crashes); a completion on a worker that
+//!   predates the crashes proves nothing. The first crash re-opens it at once, for
+//!   another cool-down.
+//!
+//! Workers are told apart by *epoch*: the front end stamps each executor it starts
+//! with [`CrashBreaker::epoch`], which changes each time the breaker half-opens.
 //!
 //! The breaker never reads a clock: callers pass `now` (any monotonic origin), so
 //! tests drive it with a synthetic clock.
@@ -149,6 +154,8 @@ pub struct CrashBreaker {
     crashes: VecDeque<Duration>,
     opened: u64,
     refused: u64,
+    /// Bumped at each half-opening: executors started since carry the new value.
+    epoch: u64,
 }
 
 impl CrashBreaker {
@@ -161,7 +168,14 @@ impl CrashBreaker {
             crashes: VecDeque::new(),
             opened: 0,
             refused: 0,
+            epoch: 0,
         }
+    }
+
+    /// The stamp of executors started now (see the module docs).
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Its settings.
@@ -217,12 +231,16 @@ impl CrashBreaker {
         }
     }
 
-    /// Whether a call may start a worker at `now`; the first admission after the
+    /// Whether `calls` calls may go to workers at `now`; the first admission after the
     /// cool-down half-opens the breaker (reported in the second value).
-    pub fn admit(&mut self, now: Duration) -> (Result<(), Refused>, Option<BreakerTransition>) {
+    pub fn admit(
+        &mut self,
+        now: Duration,
+        calls: u64,
+    ) -> (Result<(), Refused>, Option<BreakerTransition>) {
         match self.state {
             BreakerState::Open { until } if now < until => {
-                self.refused += 1;
+                self.refused += calls;
                 self.forget_before(now);
                 let refused = Refused {
                     retry_after: until - now,
@@ -232,15 +250,22 @@ impl CrashBreaker {
             }
             BreakerState::Open { .. } => {
                 self.state = BreakerState::HalfOpen;
+                self.epoch += 1;
                 (Ok(()), Some(BreakerTransition::HalfOpened))
             }
             _ => (Ok(()), None),
         }
     }
 
-    /// A call completed (its worker survived it).
-    pub fn record_success(&mut self) -> Option<BreakerTransition> {
-        if self.state == BreakerState::HalfOpen {
+    /// Calls refused elsewhere because the breaker is open (queued calls that would
+    /// have needed a new worker), counted with the refusals.
+    pub fn count_refused(&mut self, calls: u64) {
+        self.refused += calls;
+    }
+
+    /// A call completed on a worker of an executor stamped `epoch` (it survived it).
+    pub fn record_success(&mut self, epoch: u64) -> Option<BreakerTransition> {
+        if self.state == BreakerState::HalfOpen && epoch == self.epoch {
             self.state = BreakerState::Closed;
             self.crashes.clear();
             return Some(BreakerTransition::Closed);

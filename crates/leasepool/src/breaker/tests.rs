@@ -36,7 +36,7 @@ fn opens_at_the_kth_crash_within_the_window() {
             cooldown: secs(5.0)
         })
     );
-    let (admitted, change) = b.admit(secs(4.0));
+    let (admitted, change) = b.admit(secs(4.0), 1);
     assert_eq!(
         admitted,
         Err(Refused {
@@ -73,13 +73,19 @@ fn half_opens_after_the_cooldown_then_closes_on_success() {
     assert!(b.record_crash(secs(1.0)).is_some());
     assert!(b.is_open(secs(5.9)));
     assert_eq!(b.snapshot(secs(6.0)).state, BreakerState::HalfOpen);
+    let before = b.epoch();
     assert_eq!(
-        b.admit(secs(6.0)),
+        b.admit(secs(6.0), 1),
         (Ok(()), Some(BreakerTransition::HalfOpened))
     );
-    assert_eq!(b.admit(secs(6.1)), (Ok(()), None));
-    assert_eq!(b.record_success(), Some(BreakerTransition::Closed));
-    assert_eq!(b.record_success(), None);
+    assert_eq!(b.admit(secs(6.1), 1), (Ok(()), None));
+    assert_eq!(
+        b.record_success(before),
+        None,
+        "a worker from before the crashes proves nothing"
+    );
+    assert_eq!(b.record_success(b.epoch()), Some(BreakerTransition::Closed));
+    assert_eq!(b.record_success(b.epoch()), None);
     let snap = b.snapshot(secs(6.2));
     assert_eq!((snap.state, snap.recent_crashes), (BreakerState::Closed, 0));
 }
@@ -90,13 +96,13 @@ fn one_crash_while_half_open_reopens_it() {
     for t in [1.0, 2.0, 3.0] {
         b.record_crash(secs(t));
     }
-    assert!(b.admit(secs(8.0)).0.is_ok());
+    assert!(b.admit(secs(8.0), 1).0.is_ok());
     assert!(matches!(
         b.record_crash(secs(8.5)),
         Some(BreakerTransition::Opened { .. })
     ));
     assert_eq!(
-        b.admit(secs(9.0)).0,
+        b.admit(secs(9.0), 1).0,
         Err(Refused {
             retry_after: secs(4.5),
             crashes: 4
@@ -117,11 +123,12 @@ fn crashes_while_open_do_not_extend_the_cooldown() {
 fn reset_closes_and_forgets_but_keeps_the_counts() {
     let mut b = breaker(1, 10.0, 5.0);
     b.record_crash(secs(0.0));
-    let _ = b.admit(secs(1.0));
+    let _ = b.admit(secs(1.0), 3);
+    b.count_refused(2);
     b.reset();
     let snap = b.snapshot(secs(1.0));
     assert_eq!(snap.state, BreakerState::Closed);
-    assert_eq!((snap.recent_crashes, snap.opened, snap.refused), (0, 1, 1));
+    assert_eq!((snap.recent_crashes, snap.opened, snap.refused), (0, 1, 5));
 }
 
 #[test]
@@ -130,9 +137,9 @@ fn a_success_while_closed_keeps_the_crash_count() {
     // tenth call still opens the breaker.
     let mut b = breaker(3, 60.0, 5.0);
     b.record_crash(secs(1.0));
-    assert_eq!(b.record_success(), None);
+    assert_eq!(b.record_success(b.epoch()), None);
     b.record_crash(secs(2.0));
-    assert_eq!(b.record_success(), None);
+    assert_eq!(b.record_success(b.epoch()), None);
     assert!(b.record_crash(secs(3.0)).is_some());
 }
 
@@ -163,6 +170,7 @@ struct Model {
     open_until: Option<u64>,
     half_open: bool,
     opened: u64,
+    epoch: u64,
 }
 
 impl Model {
@@ -207,7 +215,7 @@ fn random_histories_follow_the_law() {
                     }
                 }
                 1 => {
-                    let (admitted, _) = breaker.admit(t);
+                    let (admitted, _) = breaker.admit(t, 1);
                     match model.open_until {
                         Some(until) if now < until => {
                             let refused = admitted.expect_err("open refuses");
@@ -217,14 +225,23 @@ fn random_histories_follow_the_law() {
                             assert!(admitted.is_ok());
                             model.open_until = None;
                             model.half_open = true;
+                            model.epoch += 1;
                         }
                         None => assert!(admitted.is_ok(), "seed {seed} step {step}"),
                     }
                 }
                 2 => {
-                    let change = breaker.record_success();
-                    assert_eq!(change.is_some(), model.half_open, "seed {seed} step {step}");
-                    if model.half_open {
+                    // A worker started since the last half-opening, or an older one.
+                    let current = rng.below(3) != 0;
+                    let epoch = if current {
+                        model.epoch
+                    } else {
+                        model.epoch.wrapping_sub(1)
+                    };
+                    let change = breaker.record_success(epoch);
+                    let closes = model.half_open && current;
+                    assert_eq!(change.is_some(), closes, "seed {seed} step {step}");
+                    if closes {
                         model.half_open = false;
                         model.forgotten = model.crashes.len();
                     }
@@ -232,7 +249,7 @@ fn random_histories_follow_the_law() {
                 _ => now += rng.below(7),
             }
             let snap = breaker.snapshot(Duration::from_secs(now));
-            assert_eq!(snap.opened, model.opened);
+            assert_eq!((snap.opened, breaker.epoch()), (model.opened, model.epoch));
             let open = model.open_until.is_some_and(|until| now < until);
             assert_eq!(breaker.is_open(Duration::from_secs(now)), open);
             if open || model.open_until.is_none() {
