@@ -599,11 +599,14 @@ def test_a_call_without_context_does_not_see_what_an_earlier_call_set() -> None:
             process_manager(context_vars=[rf.request_id]) as manager,
             await manager.acquire() as lease,
         ):
+
+            async def call(i: int) -> str:
+                return await lease.run(rf.set_and_read, f"leak-{i}")
+
             results = []
             for i in range(4):
-                # A fresh context per call, none of them with the variable set.
-                run = functools.partial(lease.run, rf.set_and_read, f"leak-{i}")
-                results.append(await contextvars.Context().run(asyncio.ensure_future, run()))
+                # A task in a fresh context per call: none has the variable set.
+                results.append(await contextvars.Context().run(asyncio.ensure_future, call(i)))
             assert results == ["<unset>"] * 4
 
     asyncio.run(main())
