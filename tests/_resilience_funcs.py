@@ -122,3 +122,15 @@ def set_unpicklable_then_log(message: str) -> None:
 
     request_id.set(threading.Lock())  # type: ignore[arg-type]
     logging.getLogger("resilience.worker").warning(message)
+
+
+def wait_for(path: str, limit: float = 60.0) -> int:
+    """Returns (this worker's pid) once ``path`` exists (the test's gate)."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.005)
+    return os.getpid()

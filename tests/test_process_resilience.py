@@ -659,23 +659,31 @@ def test_a_retry_is_held_back_while_the_breaker_is_open(tmp_path: Path) -> None:
     assert runs.read_text().split() == ["run"]
 
 
-def test_a_completion_on_a_worker_older_than_the_crashes_does_not_close_the_breaker(
+def test_a_call_admitted_before_the_crashes_does_not_close_the_breaker(
     advance_clock: Callable[[float], None], tmp_path: Path
 ) -> None:
+    """Half-open, a call admitted before the breaker opened completes (on a healthy
+    pool): that proves nothing, the breaker stays half-open; the first call admitted
+    since the cool-down that completes closes it."""
     breaker = CrashBreaker(max_crashes=2, window_seconds=60, cooldown_seconds=10)
     runs = str(tmp_path / "runs")
+    old_gate, trial_gate = tmp_path / "old", tmp_path / "trial"
 
     async def main() -> None:
         async with process_manager(max_pools=2, crash_breaker=breaker) as manager:
             healthy, crashing = await manager.acquire(), await manager.acquire()
-            await healthy.run(rf.pid)  # its workers predate the crashes
+            old = asyncio.ensure_future(healthy.run(rf.wait_for, str(old_gate)))
             for _ in range(2):
                 with pytest.raises(BrokenProcessPool):
                     await crashing.run(rf.die, runs, "exit")
+            assert manager.stats()["crash_breaker"]["state"] == "open"
             advance_clock(11)
-            await healthy.run(rf.pid)  # on trial, on an old worker: proves nothing
+            trial = asyncio.ensure_future(crashing.run(rf.wait_for, str(trial_gate)))
+            old_gate.touch()
+            await old
             assert manager.stats()["crash_breaker"]["state"] == "half_open"
-            await crashing.run(rf.pid)  # a worker started since: closes it
+            trial_gate.touch()
+            await trial
             assert manager.stats()["crash_breaker"]["state"] == "closed"
             await healthy.release()
             await crashing.release()

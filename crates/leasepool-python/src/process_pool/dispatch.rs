@@ -47,8 +47,6 @@ impl ProcessPool {
             .executor_cls
             .bind(py)
             .call((self.backend.workers,), Some(&kwargs))?;
-        // Its workers start now: a completion on them may close a half-open breaker.
-        let breaker_epoch = self.backend.breaker_epoch();
         let (winner, loser) = {
             let mut st = lock(&self.state);
             if let Some(existing) = st.generation.clone() {
@@ -57,7 +55,6 @@ impl ProcessPool {
                 st.next_generation += 1;
                 let generation = Arc::new(Generation {
                     id: st.next_generation,
-                    breaker_epoch,
                     executor: Some(executor.unbind()),
                     completed: AtomicBool::new(false),
                     crash: PyOnceLock::new(),
@@ -388,7 +385,8 @@ impl ProcessPool {
                 return;
             }
         };
-        self.chunk_completed(py, generation, value);
+        let epoch = items.iter().map(|item| item.breaker_epoch).max();
+        self.chunk_completed(py, generation, value, epoch.unwrap_or(0));
         let ran = outcomes.len();
         let loads = match pickle_loads(py) {
             Ok(loads) => loads.clone(),
@@ -436,12 +434,18 @@ impl ProcessPool {
     }
 
     /// A chunk came back: its executor works, and its worker survived it.
-    fn chunk_completed(&self, py: Python<'_>, generation: &Generation, value: &Bound<'_, PyAny>) {
+    fn chunk_completed(
+        &self,
+        py: Python<'_>,
+        generation: &Generation,
+        value: &Bound<'_, PyAny>,
+        breaker_epoch: u64,
+    ) {
         generation.completed.store(true, Ordering::Release);
         if !value.is_exact_instance_of::<PyList>() {
             self.worker_retired(py, value);
         }
-        self.backend.success_observed(py, generation.breaker_epoch);
+        self.backend.success_observed(py, breaker_epoch);
     }
 
     /// The worker that ran this chunk passed `max_worker_memory` and left after

@@ -16,14 +16,15 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit(&self, py: Python<'_>, job: Job) -> Result<(), (Job, PyErr)> {
-        if let Err(err) = self.backend.admit(py, 1) {
-            return Err((job, err));
-        }
+        let epoch = match self.backend.admit(py, 1) {
+            Ok(epoch) => epoch,
+            Err(err) => return Err((job, err)),
+        };
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
                 st.queue
-                    .push_back(Item::queued(job, self.backend.metrics.get()));
+                    .push_back(Item::queued(job, self.backend.metrics.get(), epoch));
                 None
             } else {
                 Some((job, st.mode, st.broken_message.clone()))
@@ -37,15 +38,18 @@ impl ExecutorPool for ProcessPool {
     }
 
     fn submit_many(&self, py: Python<'_>, jobs: Vec<Job>) -> Result<(), (Vec<Job>, PyErr)> {
-        if let Err(err) = self.backend.admit(py, jobs.len()) {
-            return Err((jobs, err));
-        }
+        let epoch = match self.backend.admit(py, jobs.len()) {
+            Ok(epoch) => epoch,
+            Err(err) => return Err((jobs, err)),
+        };
         let refused = {
             let mut st = lock(&self.state);
             if st.mode == Mode::Open {
                 let metrics = self.backend.metrics.get();
-                st.queue
-                    .extend(jobs.into_iter().map(|job| Item::queued(job, metrics)));
+                st.queue.extend(
+                    jobs.into_iter()
+                        .map(|job| Item::queued(job, metrics, epoch)),
+                );
                 None
             } else {
                 Some((jobs, st.mode, st.broken_message.clone()))

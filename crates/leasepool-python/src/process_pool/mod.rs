@@ -159,11 +159,13 @@ struct Item {
     metrics: Option<Arc<CallMetrics>>,
     /// Runs so far that a worker's death cut short, plus one (see `crash::retry`).
     attempts: u32,
+    /// The crash breaker's epoch when the call was admitted (`leasepool::breaker`).
+    breaker_epoch: u64,
 }
 
 impl Item {
     /// A call for `pool`'s queue; its queue time starts now if calls are counted.
-    fn queued(mut job: Job, metrics: Option<&Arc<CallMetrics>>) -> Self {
+    fn queued(mut job: Job, metrics: Option<&Arc<CallMetrics>>, breaker_epoch: u64) -> Self {
         if metrics.is_some() {
             job.queued_at(Instant::now());
         }
@@ -173,6 +175,7 @@ impl Item {
             started: None,
             metrics: metrics.cloned(),
             attempts: 1,
+            breaker_epoch,
         }
     }
 
@@ -311,8 +314,6 @@ struct Crash {
 /// One executor of a pool (a fresh one replaces it when it breaks).
 struct Generation {
     id: u64,
-    /// The crash breaker's epoch when its workers started (see `leasepool::breaker`).
-    breaker_epoch: u64,
     /// Always `Some` until dropped.
     executor: Option<Py<PyAny>>,
     completed: AtomicBool,

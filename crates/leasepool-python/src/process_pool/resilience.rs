@@ -128,10 +128,11 @@ impl ProcessBackend {
     }
 
     /// Whether `calls` new calls may go to worker processes (`WorkerCrashLoopError` if
-    /// the breaker is open; each counts as refused).
-    pub(crate) fn admit(&self, py: Python<'_>, calls: usize) -> PyResult<()> {
+    /// the breaker is open; each counts as refused), and the breaker epoch they are
+    /// admitted in (0 without a breaker).
+    pub(crate) fn admit(&self, py: Python<'_>, calls: usize) -> PyResult<u64> {
         let Some(breaker) = &self.resilience.breaker else {
-            return Ok(());
+            return Ok(0);
         };
         let (admitted, change, max) = {
             let mut breaker = lock(breaker);
@@ -167,21 +168,13 @@ impl ProcessBackend {
         }
     }
 
-    /// A chunk of calls completed on an executor stamped `epoch`: a half-open breaker
-    /// closes if that executor was started since it half-opened.
+    /// Calls completed, the latest admitted in `epoch`: a half-open breaker closes if
+    /// that was since it half-opened.
     pub(super) fn success_observed(&self, py: Python<'_>, epoch: u64) {
         if let Some(breaker) = &self.resilience.breaker {
             let change = lock(breaker).record_success(epoch);
             self.announce(py, change);
         }
-    }
-
-    /// The stamp of an executor started now (see `leasepool::breaker`).
-    pub(super) fn breaker_epoch(&self) -> u64 {
-        self.resilience
-            .breaker
-            .as_ref()
-            .map_or(0, |breaker| lock(breaker).epoch())
     }
 
     /// Whether the breaker refuses calls now.

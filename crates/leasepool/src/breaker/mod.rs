@@ -9,13 +9,14 @@
 //!   `retry_after` of the error). Crashes of calls that were already running are
 //!   counted but do not extend the cool-down: the pool is not being hammered by them.
 //! * **Half-open**: the first admission after the cool-down moves there and lets
-//!   calls through again. The first call that completes on a worker started since
-//!   then closes the breaker (and forgets the crashes); a completion on a worker that
-//!   predates the crashes proves nothing. The first crash re-opens it at once, for
-//!   another cool-down.
+//!   calls through again. The first call admitted since then that completes closes
+//!   the breaker (and forgets the crashes); a call admitted before the crashes that
+//!   completes late proves nothing. The first crash re-opens it at once, for another
+//!   cool-down.
 //!
-//! Workers are told apart by *epoch*: the front end stamps each executor it starts
-//! with [`CrashBreaker::epoch`], which changes each time the breaker half-opens.
+//! Calls are told apart by *epoch*: [`CrashBreaker::admit`] returns the epoch a call
+//! is admitted in, which changes each time the breaker half-opens; the front end
+//! passes it back with the completion.
 //!
 //! The breaker never reads a clock: callers pass `now` (any monotonic origin), so
 //! tests drive it with a synthetic clock.
@@ -172,10 +173,22 @@ impl CrashBreaker {
         }
     }
 
-    /// The stamp of executors started now (see the module docs).
+    /// The current epoch (see the module docs), without moving the state.
     #[must_use]
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// An open breaker whose cool-down ended becomes half-open.
+    fn cool_down_over(&mut self, now: Duration) -> Option<BreakerTransition> {
+        match self.state {
+            BreakerState::Open { until } if now >= until => {
+                self.state = BreakerState::HalfOpen;
+                self.epoch += 1;
+                Some(BreakerTransition::HalfOpened)
+            }
+            _ => None,
+        }
     }
 
     /// Its settings.
@@ -217,27 +230,29 @@ impl CrashBreaker {
 
     /// A worker process died at `now`.
     pub fn record_crash(&mut self, now: Duration) -> Option<BreakerTransition> {
+        // A cool-down that ended counts as half-open (as `snapshot` shows it), even
+        // before anything moved the state there.
+        let _ = self.cool_down_over(now);
         self.forget_before(now);
         self.crashes.push_back(now);
         match self.state {
             BreakerState::Closed if self.crash_count() >= self.policy.max_crashes => {
                 Some(self.open(now))
             }
-            // A cool-down that ended counts as half-open (as `snapshot` shows it), even
-            // before the next admission moved the state there.
             BreakerState::HalfOpen => Some(self.open(now)),
-            BreakerState::Open { until } if now >= until => Some(self.open(now)),
             _ => None,
         }
     }
 
-    /// Whether `calls` calls may go to workers at `now`; the first admission after the
-    /// cool-down half-opens the breaker (reported in the second value).
+    /// Whether `calls` calls may go to workers at `now`, and if so the epoch they are
+    /// admitted in; the first admission after the cool-down half-opens the breaker
+    /// (reported in the second value).
     pub fn admit(
         &mut self,
         now: Duration,
         calls: u64,
-    ) -> (Result<(), Refused>, Option<BreakerTransition>) {
+    ) -> (Result<u64, Refused>, Option<BreakerTransition>) {
+        let change = self.cool_down_over(now);
         match self.state {
             BreakerState::Open { until } if now < until => {
                 self.refused += calls;
@@ -248,12 +263,7 @@ impl CrashBreaker {
                 };
                 (Err(refused), None)
             }
-            BreakerState::Open { .. } => {
-                self.state = BreakerState::HalfOpen;
-                self.epoch += 1;
-                (Ok(()), Some(BreakerTransition::HalfOpened))
-            }
-            _ => (Ok(()), None),
+            _ => (Ok(self.epoch), change),
         }
     }
 
@@ -263,7 +273,7 @@ impl CrashBreaker {
         self.refused += calls;
     }
 
-    /// A call completed on a worker of an executor stamped `epoch` (it survived it).
+    /// A call admitted in `epoch` completed (its worker survived it).
     pub fn record_success(&mut self, epoch: u64) -> Option<BreakerTransition> {
         if self.state == BreakerState::HalfOpen && epoch == self.epoch {
             self.state = BreakerState::Closed;
