@@ -385,8 +385,7 @@ impl ProcessPool {
                 return;
             }
         };
-        let epoch = items.iter().map(|item| item.breaker_epoch).max();
-        self.chunk_completed(py, generation, value, epoch.unwrap_or(0));
+        self.chunk_completed(py, generation, value, &items);
         let ran = outcomes.len();
         let loads = match pickle_loads(py) {
             Ok(loads) => loads.clone(),
@@ -439,13 +438,15 @@ impl ProcessPool {
         py: Python<'_>,
         generation: &Generation,
         value: &Bound<'_, PyAny>,
-        breaker_epoch: u64,
+        items: &[Item],
     ) {
         generation.completed.store(true, Ordering::Release);
         if !value.is_exact_instance_of::<PyList>() {
             self.worker_retired(py, value);
         }
-        self.backend.success_observed(py, breaker_epoch);
+        // The latest admission among its calls (see `leasepool::breaker`).
+        let epoch = items.iter().map(|item| item.breaker_epoch).max();
+        self.backend.success_observed(py, epoch.unwrap_or(0));
     }
 
     /// The worker that ran this chunk passed `max_worker_memory` and left after
