@@ -72,7 +72,7 @@ while getopts 'n:r:d:c:m:l:s:o:h' opt; do
 done
 shift $((OPTIND - 1))
 SCENARIOS=("$@")
-((${#SCENARIOS[@]})) || SCENARIOS=(crash churn calls admission grinder stop interrupt sigint)
+((${#SCENARIOS[@]})) || SCENARIOS=(crash resilience churn calls admission grinder stop interrupt sigint)
 
 PY=${LEASEPOOL_PY:-}
 if [[ -z $PY ]]; then

@@ -206,3 +206,25 @@ def inherited_executor_wakeups() -> int:
     import concurrent.futures.process
 
     return len(concurrent.futures.process._threads_wakeups)
+
+
+_kept: list[bytearray] = []
+
+
+def record_token_leaking(path: str, token: str, mib: int, pause: float = 0.0) -> str:
+    """``record_token``, keeping ``mib`` MiB resident for good (a leaking worker), then
+    ``pause`` seconds (still running when a neighbour's crash breaks the pool)."""
+    if pause:
+        time.sleep(pause)
+    if mib:
+        block = bytearray(mib << 20)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
+        _kept.append(block)
+    return record_token(path, token)
+
+
+def record_token_then_raise(path: str, token: str) -> None:
+    """``record_token``, then raise: a call whose outcome is its exception."""
+    record_token(path, token)
+    raise ValueError(f"{token} raised")

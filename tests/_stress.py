@@ -19,6 +19,13 @@ Scenarios (``--rounds`` means what the list says):
     ``BrokenProcessPool``. At most once: no token may appear twice (checked after each
     round and again for every round at the end), and every returned token appears
     exactly once. N rounds.
+``resilience``
+    Rounds like ``crash`` (a worker killed in a third of them) with the long-running-worker
+    features on: ``max_worker_memory`` (calls keep 1-4 MiB each, so workers retire and
+    are replaced mid-chunk all the time), a ``crash_breaker`` that never opens, and a
+    random share of the calls marked ``idempotent(retries=2)``. A plain call runs at most once, an
+    idempotent one at most three times, one that raised exactly once; a call that
+    returned ran; across the run, workers were recycled and calls retried. N rounds.
 ``churn``
     ``backend="process", max_pools=3, min_pools=1, workers_per_pool=1``: each round
     acquires 1-3 leases at once, runs calls on each, releases them. Every call must
@@ -81,6 +88,7 @@ import collections
 import contextlib
 import dataclasses
 import faulthandler
+import functools
 import os
 import random
 import re
@@ -101,6 +109,7 @@ import _proc_funcs as f
 import uvloop
 
 from leasepool import ExecutorLease, LeasedExecutorManager
+from leasepool.resilience import CrashBreaker, idempotent
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -377,6 +386,92 @@ async def _crash(opts: Options, problems: Problems) -> None:
 
 def scenario_crash(opts: Options, problems: Problems) -> None:
     run_on(opts.loop, _crash(opts, problems))
+
+
+# ----------------------------------------------------------------- resilience
+
+
+async def _resilience_round(
+    lease: ExecutorLease, r: int, rng: random.Random, path: Path, problems: Problems
+) -> None:
+    """A crash round where calls leak, some are idempotent and one raises."""
+    n = rng.randint(2, 10)
+    # A crash in a third of the rounds: in between, workers live long enough to grow
+    # past the memory limit.
+    crash_at = rng.randint(0, n) if rng.random() < 1 / 3 else -1
+    raise_at = rng.randint(0, n - 1)
+    kind = rng.choice(("exit", "sigkill"))
+    where = f"round {r} ({kind} crash at {crash_at} of {n + 1} calls)"
+    calls: list[tuple[str | None, int, Any]] = []  # (token, runs allowed, future)
+    tokens = iter(range(n))
+    for position in range(n + 1 if crash_at >= 0 else n):
+        if position == crash_at:
+            crash = f.crash_exit if kind == "exit" else f.crash_sigkill
+            args: tuple[Any, ...] = (3, 0.005) if kind == "exit" else (0.005,)
+            calls.append((None, 0, lease.run(crash, *args)))
+            continue
+        i = next(tokens)
+        token = f"r{r}c{i}"
+        if i == raise_at:
+            fn = idempotent(functools.partial(f.record_token_then_raise), retries=2)
+            calls.append((token + "-raises", 1, lease.run(fn, str(path), token + "-raises")))
+        elif rng.random() < 0.5:
+            fn = idempotent(functools.partial(f.record_token_leaking), retries=2)
+            leak = rng.randint(1, 4)
+            calls.append((token, 3, lease.run(fn, str(path), token, leak, 0.01)))
+        else:
+            calls.append((token, 1, lease.run(f.record_token_leaking, str(path), token, 1)))
+    outcomes = await asyncio.gather(*(c for _, _, c in calls), return_exceptions=True)
+    counts = read_counts(path)
+    for (token, allowed, _), outcome in zip(calls, outcomes, strict=True):
+        if token is None:
+            if not isinstance(outcome, BrokenProcessPool):
+                problems.add("crash-not-reported", f"{where}: the crash call gave {outcome!r}")
+            continue
+        runs = counts[token]
+        if runs > allowed:
+            problems.add("too-many-runs", f"{where}: {token} ran {runs}x (allowed {allowed})")
+        if token.endswith("-raises"):
+            if isinstance(outcome, ValueError) and runs != 1:
+                problems.add("raised-rerun", f"{where}: {token} raised, ran {runs}x")
+        elif outcome == token and runs < 1:
+            problems.add("success-not-recorded", f"{where}: {token} returned, never ran")
+        elif outcome != token and not isinstance(outcome, BrokenProcessPool):
+            problems.add("unexpected-outcome", f"{where}: {token} gave {outcome!r}")
+
+
+async def _resilience(opts: Options, problems: Problems) -> None:
+    rng = random.Random(opts.seed)
+    STATUS.update(scenario="resilience", phase="start")
+    manager = LeasedExecutorManager(
+        backend="process",
+        max_pools=1,
+        workers_per_pool=2,
+        max_worker_memory="32MiB",
+        crash_breaker=CrashBreaker(max_crashes=10**6, window_seconds=60, cooldown_seconds=1),
+    )
+    await manager.start()
+    try:
+        lease = await manager.acquire(owner="stress-resilience", lease_seconds=LEASE_SECONDS)
+        try:
+            for r in range(opts.rounds):
+                STATUS.update(round=r, phase="calls")
+                await _resilience_round(lease, r, rng, opts.workdir / f"res-{r}", problems)
+        finally:
+            await lease.release()
+        metrics = manager.metrics()
+        if opts.rounds >= 20 and (metrics.workers_recycled == 0 or metrics.calls_retried == 0):
+            problems.add(
+                "not-exercised",
+                f"recycled {metrics.workers_recycled}, retried {metrics.calls_retried}",
+            )
+    finally:
+        STATUS.update(phase="stop()")
+        await manager.stop()
+
+
+def scenario_resilience(opts: Options, problems: Problems) -> None:
+    run_on(opts.loop, _resilience(opts, problems))
 
 
 # ---------------------------------------------------------------------- churn
@@ -1049,6 +1144,7 @@ def scenario_sigint(opts: Options, problems: Problems) -> None:
 
 SCENARIOS: dict[str, Callable[[Options, Problems], None]] = {
     "crash": scenario_crash,
+    "resilience": scenario_resilience,
     "churn": scenario_churn,
     "calls": scenario_calls,
     "admission": scenario_admission,
@@ -1060,6 +1156,7 @@ SCENARIOS: dict[str, Callable[[Options, Problems], None]] = {
 #: Rounds per run when --rounds is not given (scripts/stress.sh uses these too).
 DEFAULT_ROUNDS = {
     "crash": 500,
+    "resilience": 300,
     "churn": 300,
     "calls": 500,
     "admission": 400,

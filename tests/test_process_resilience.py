@@ -103,6 +103,30 @@ def test_a_limit_below_what_a_worker_needs_is_reported_once(
     assert len(tight) == 1 and tight[0].levelno == logging.WARNING
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_every_worker_that_retires_is_replaced(workers: int) -> None:
+    """Workers retire now and then amid ordinary results: the executor's own count of
+    idle workers (results minus submissions) would let such exits pass without a
+    replacement until no worker is left and every queued call hangs."""
+
+    async def main() -> None:
+        async with (
+            process_manager(max_worker_memory="40MiB", workers_per_pool=workers) as manager,
+            await manager.acquire() as lease,
+        ):
+            for burst in range(40):
+                # A partial per call: never measured, so one call per task, and the
+                # executor's count drifts by a task per call.
+                calls = [
+                    lease.run(functools.partial(rf.leak), 1 + i % 4, burst * 100 + i)
+                    for i in range(6)
+                ]
+                assert len(await asyncio.gather(*calls)) == 6
+            assert manager.metrics().workers_recycled >= 10
+
+    asyncio.run(main())
+
+
 def test_memory_recycling_works_with_max_tasks_per_child() -> None:
     """Both graceful exits use the stdlib's ``exit_pid`` path (CPython 3.11 can hang
     there when the executor is shut down from a callback: the manager never does)."""

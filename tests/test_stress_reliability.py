@@ -31,6 +31,7 @@ def _text(data: str | bytes | None) -> str:
     ("scenario", "rounds"),
     [
         ("crash", 25),
+        ("resilience", 25),
         ("churn", 25),
         ("calls", 60),
         ("admission", 80),

@@ -30,10 +30,12 @@ __all__ = [
     "ExecutorSettings",
     "describe_exit",
     "executor_processes",
+    "keep_workers_replaced",
     "executor_threads",
     "launch_processes",
     "resolve_executor_settings",
     "stop_broken_processes",
+    "submit_task",
     "wait_for_teardown",
 ]
 
@@ -223,6 +225,72 @@ def launch_processes(executor: Executor) -> None:
     with shutdown_lock:
         launch()
         start_manager()
+
+
+class _NeverIdle:
+    """Stands in for ``ProcessPoolExecutor``'s count of idle workers so that it never
+    sees one: every worker that leaves gracefully is replaced.
+
+    The executor replaces a worker that left through ``max_tasks_per_child`` only if it
+    believes no other worker is idle, from a count of results minus submissions (a
+    semaphore up to CPython 3.13, an integer from 3.14). Worker exits break that count:
+    a credit left by an earlier result lets the exit pass without a replacement, the
+    next submission spends another, and a pool whose workers all left this way runs
+    nothing again (seen with ``max_worker_memory``: every queued call hung, no worker
+    process alive). leasepool starts every worker up front anyway; this keeps it so.
+    """
+
+    # The semaphore's interface (3.11-3.13).
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        return False
+
+    def release(self, n: int = 1) -> None:
+        pass
+
+    # The integer's (3.14): `count > 0` is never true; `+= 1` and `-= 1` keep this.
+    def __gt__(self, other: object) -> bool:
+        return False
+
+    def __iadd__(self, other: object) -> _NeverIdle:
+        return self
+
+    def __isub__(self, other: object) -> _NeverIdle:
+        return self
+
+
+def keep_workers_replaced(executor: Executor) -> None:
+    """Make a fresh ``ProcessPoolExecutor`` replace every worker that leaves
+    gracefully (see ``_NeverIdle``); without the private attributes, nothing changes."""
+    for name in ("_idle_worker_semaphore", "_idle_worker_number"):
+        if hasattr(executor, name):
+            setattr(executor, name, _NeverIdle())
+
+
+def submit_task(executor: Executor, fn: Callable[..., Any], *args: Any) -> Any:
+    """``executor.submit(fn, *args)``, and a wake-up of its management thread if the
+    submission started a worker process.
+
+    ``ProcessPoolExecutor.submit`` (CPython 3.11 to 3.14) wakes the management thread
+    *before* it starts a replacement worker on demand (after one left through
+    ``max_tasks_per_child`` or ``max_worker_memory``). The woken thread may already be
+    waiting again, on the sentinels of the workers it knew, when the new worker appears:
+    if that worker dies on its first call, nothing wakes the thread, and the call's
+    future never completes. A second wake-up after the spawn makes it look again.
+    """
+    processes: dict[int, BaseProcess] | None = getattr(executor, "_processes", None)
+    before = len(processes) if processes is not None else 0
+    future = executor.submit(fn, *args)
+    processes = getattr(executor, "_processes", None)
+    if processes is not None and len(processes) != before:
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        lock = getattr(executor, "_shutdown_lock", None)
+        if wakeup is not None and lock is not None:
+            # Under the executor's lock, as submit() wakes it: the management thread
+            # closes the wake-up pipe under the same lock when it ends.
+            with lock:
+                if not getattr(executor, "_shutdown_thread", True):
+                    wakeup.wakeup()
+    return future
 
 
 def wait_for_teardown(executor: Executor, grace: float) -> None:

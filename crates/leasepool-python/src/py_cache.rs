@@ -101,6 +101,12 @@ cached_attr!(get_logger, "logging", "getLogger");
 // Process and interpreter backends.
 cached_attr!(worker_dumps, "leasepool._process_worker", "dumps");
 cached_attr!(worker_run_chunk, "leasepool._process_worker", "run_chunk");
+cached_attr!(submit_task, "leasepool._process_backend", "submit_task");
+cached_attr!(
+    keep_workers_replaced,
+    "leasepool._process_backend",
+    "keep_workers_replaced"
+);
 cached_attr!(worker_initialize, "leasepool._process_worker", "initialize");
 cached_attr!(pickle_loads, "pickle", "loads");
 cached_attr!(dask_dumps_call, "leasepool._dask", "dumps_call");

@@ -51,10 +51,16 @@ pub(super) fn submit<'py>(
     let calls = PyList::new(py, payload)?;
     let run_chunk = worker_run_chunk(py)?;
     match pickle_outcome {
-        None => executor.call_method1(
-            "submit",
-            (run_chunk, slot, seq, calls, CHUNK_BUDGET_SECONDS),
-        ),
+        // Through `_process_backend.submit_task`: it re-wakes the executor's management
+        // thread when the submission started a worker process.
+        None => crate::py_cache::submit_task(py)?.call1((
+            executor,
+            run_chunk,
+            slot,
+            seq,
+            calls,
+            CHUNK_BUDGET_SECONDS,
+        )),
         Some(pickler) => executor.call_method1(
             "submit",
             (run_chunk, slot, seq, calls, CHUNK_BUDGET_SECONDS, pickler),

@@ -56,9 +56,13 @@ impl ProcessPool {
     fn spawn_now(self: &Arc<Self>, py: Python<'_>) {
         let created = self.create_generation(py).and_then(|generation| {
             if self.kind().owns_processes() {
+                let executor = generation.executor(py);
+                // A worker that leaves gracefully is always replaced (see
+                // `leasepool._process_backend.keep_workers_replaced`).
+                crate::py_cache::keep_workers_replaced(py)?.call1((&executor,))?;
                 // Now, on this thread, instead of at the first `submit()` (see
                 // `leasepool._process_backend.launch_processes`).
-                launch_processes(py)?.call1((generation.executor(py),))?;
+                launch_processes(py)?.call1((executor,))?;
             }
             Ok(())
         });
