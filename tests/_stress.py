@@ -413,21 +413,22 @@ async def _resilience_round(
         i = next(tokens)
         token = f"r{r}c{i}"
         if i == raise_at:
-            fn = idempotent(functools.partial(f.record_token_then_raise), retries=2)
-            calls.append((token + "-raises", 1, lease.run(fn, str(path), token + "-raises")))
+            raiser = idempotent(functools.partial(f.record_token_then_raise), retries=2)
+            calls.append((token + "-raises", 1, lease.run(raiser, str(path), token + "-raises")))
         elif rng.random() < 0.5:
-            fn = idempotent(functools.partial(f.record_token_leaking), retries=2)
+            leaker = idempotent(functools.partial(f.record_token_leaking), retries=2)
             leak = rng.randint(1, 4)
-            calls.append((token, 3, lease.run(fn, str(path), token, leak, 0.01)))
+            calls.append((token, 3, lease.run(leaker, str(path), token, leak, 0.01)))
         else:
             calls.append((token, 1, lease.run(f.record_token_leaking, str(path), token, 1)))
     outcomes = await asyncio.gather(*(c for _, _, c in calls), return_exceptions=True)
     counts = read_counts(path)
-    for (token, allowed, _), outcome in zip(calls, outcomes, strict=True):
-        if token is None:
+    for (label, allowed, _), outcome in zip(calls, outcomes, strict=True):
+        if label is None:
             if not isinstance(outcome, BrokenProcessPool):
                 problems.add("crash-not-reported", f"{where}: the crash call gave {outcome!r}")
             continue
+        token = label
         runs = counts[token]
         if runs > allowed:
             problems.add("too-many-runs", f"{where}: {token} ran {runs}x (allowed {allowed})")
