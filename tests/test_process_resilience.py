@@ -10,15 +10,15 @@ import contextvars
 import functools
 import logging
 import multiprocessing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import _resilience_funcs as rf
 import pytest
-from _support import eventually
+from _support import eventually, started_manager
 
 from leasepool import (
     LeasedExecutorManager,
@@ -32,17 +32,23 @@ from leasepool.resilience import CrashBreaker, idempotent, retry_budget
 MiB = 1 << 20
 
 
-@asynccontextmanager
-async def process_manager(**kwargs: Any) -> AsyncIterator[LeasedExecutorManager]:
-    kwargs.setdefault("max_pools", 1)
+def process_manager(**kwargs: Any) -> AbstractAsyncContextManager[LeasedExecutorManager]:
+    """A started process-backend manager (one pool of one worker unless given)."""
     kwargs.setdefault("workers_per_pool", 1)
     kwargs.setdefault("backend", "process")
-    manager = LeasedExecutorManager(**kwargs)
-    await manager.start()
-    try:
-        yield manager
-    finally:
-        await manager.stop()
+    return started_manager(**kwargs)
+
+
+def forwarding_manager(**kwargs: Any) -> AbstractAsyncContextManager[LeasedExecutorManager]:
+    """``process_manager`` with ``request_id`` copied into workers and their WARNING
+    records forwarded to the ``resilience`` logger."""
+    return process_manager(
+        context_vars=[rf.request_id],
+        forward_process_logs=True,
+        process_log_level=logging.WARNING,
+        process_log_target_logger=logging.getLogger("resilience"),
+        **kwargs,
+    )
 
 
 # ------------------------------------------------------------------ memory recycling
@@ -557,12 +563,7 @@ def test_forwarded_log_records_carry_the_context_variables(
 
     async def main() -> None:
         async with (
-            process_manager(
-                context_vars=[rf.request_id],
-                forward_process_logs=True,
-                process_log_level=logging.WARNING,
-                process_log_target_logger=logging.getLogger("resilience"),
-            ) as manager,
+            forwarding_manager() as manager,
             await manager.acquire() as lease,
         ):
             rf.request_id.set("req-77")
@@ -760,12 +761,7 @@ def test_a_record_labelled_with_an_unpicklable_value_is_still_forwarded(
 
     async def main() -> None:
         async with (
-            process_manager(
-                context_vars=[rf.request_id],
-                forward_process_logs=True,
-                process_log_level=logging.WARNING,
-                process_log_target_logger=logging.getLogger("resilience"),
-            ) as manager,
+            forwarding_manager() as manager,
             await manager.acquire() as lease,
         ):
             rf.request_id.set("outer")
