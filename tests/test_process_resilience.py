@@ -640,7 +640,7 @@ def test_a_call_without_context_does_not_see_what_an_earlier_call_set() -> None:
 def test_a_call_that_raised_is_never_run_again(tmp_path: Path) -> None:
     """Calls of one chunk that raised, then a call that kills the worker: the exceptions
     died with the worker, but they were outcomes, so no retry runs them again."""
-    runs = tmp_path / "runs"
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
     raiser = idempotent(functools.partial(rf.maybe_raise), retries=2)
 
     async def main() -> None:
@@ -648,15 +648,23 @@ def test_a_call_that_raised_is_never_run_again(tmp_path: Path) -> None:
             for _ in range(20):  # measured fast: later calls share a chunk
                 await lease.run(raiser, str(runs), "warm", False)
                 await lease.run(rf.maybe_die, str(runs), False)
-            outcomes = await asyncio.gather(
-                *(lease.run(raiser, str(runs), f"r{i}", True) for i in range(3)),
-                lease.run(rf.maybe_die, str(runs), True),
-                return_exceptions=True,
-            )
+            # Two gated calls fill the pool's chunks in flight (two per worker; a
+            # submission dispatches at once), so the next four wait in its queue and
+            # leave together when the gate opens: the crash catches calls that raised.
+            gated = [lease.run(rf.wait_for, str(gate)) for _ in range(2)]
+            calls = [lease.run(raiser, str(runs), f"r{i}", True) for i in range(3)]
+            calls.append(lease.run(rf.maybe_die, str(runs), True))
+            gate.touch()
+            await asyncio.gather(*gated)
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            assert isinstance(outcomes[3], BrokenProcessPool)
             lost = [o for o in outcomes[:3] if isinstance(o, BrokenProcessPool)]
-            assert lost, f"the calls did not share a chunk: {outcomes}"
-            for outcome in lost:
-                assert "not run again: it had raised an exception" in str(outcome)
+            assert lost, f"no raised call shared the crash's chunk: {outcomes}"
+            for outcome in outcomes[:3]:
+                if isinstance(outcome, BrokenProcessPool):
+                    assert "not run again: it had raised an exception" in str(outcome)
+                else:
+                    assert isinstance(outcome, ValueError), outcome
             assert manager.metrics().calls_retried == 0
 
     asyncio.run(main())
