@@ -23,9 +23,10 @@ Scenarios (``--rounds`` means what the list says):
     Rounds like ``crash`` (a worker killed in a third of them) with the long-running-worker
     features on: ``max_worker_memory`` (calls keep 1-4 MiB each, so workers retire and
     are replaced mid-chunk all the time), a ``crash_breaker`` that never opens, and a
-    random share of the calls marked ``idempotent(retries=2)``. A plain call runs at most once, an
-    idempotent one at most three times, one that raised exactly once; a call that
-    returned ran; across the run, workers were recycled and calls retried. N rounds.
+    random share of the calls marked ``idempotent(retries=2)``. A plain call runs at most
+    once, an idempotent one at most three times, one that raised exactly once; a call
+    that returned ran. Workers must have been recycled (20 rounds or more) and calls
+    retried (200 rounds or more). N rounds.
 ``churn``
     ``backend="process", max_pools=3, min_pools=1, workers_per_pool=1``: each round
     acquires 1-3 leases at once, runs calls on each, releases them. Every call must
