@@ -74,6 +74,8 @@ pub(crate) fn lease_error(py: Python<'_>, err: &LeaseError) -> PyErr {
         LeaseError::Released => expired("Executor lease has been released"),
         LeaseError::ExpiredRevoked => expired("Executor lease expired and was revoked"),
         LeaseError::Draining => leasepool_error(py, "LeasePoolDrainingError", DRAINING.to_owned()),
+        // A refusal the engine learns later: its own (neutral) words, never a panic.
+        other => leasepool_error(py, "LeasePoolError", other.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 
 /// A rejected configuration value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A count option that is not an integer (a `bool`, a float, a string).
     NotAnInteger(&'static str),
@@ -57,6 +58,7 @@ impl std::error::Error for ConfigError {}
 
 /// Why a lease could not be granted or used.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LeaseError {
     /// The manager is not running.
     NotStarted,
@@ -109,9 +111,17 @@ impl fmt::Display for LeaseError {
 }
 
 impl LeaseError {
-    /// For a refusal that sheds load, the seconds until capacity is likely.
+    /// For a refusal that sheds load, how long until capacity is likely (e.g. for
+    /// an HTTP 503's `Retry-After`).
     #[must_use]
-    pub fn retry_after(&self) -> Option<f64> {
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_seconds()
+            .map(|seconds| std::time::Duration::try_from_secs_f64(seconds).unwrap_or_default())
+    }
+
+    /// [`retry_after`](Self::retry_after) in seconds, as the engine estimates it.
+    #[must_use]
+    pub fn retry_after_seconds(&self) -> Option<f64> {
         match self {
             Self::Unavailable { retry_after, .. } | Self::QueueFull { retry_after, .. } => {
                 Some(*retry_after)

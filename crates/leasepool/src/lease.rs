@@ -4,12 +4,43 @@
 //! ids of leasepool 0.1.1 but costing no randomness per lease: the first 16 digits
 //! are a salt drawn once per manager, the last 16 a counter. The counter is the
 //! lease's [`LeaseKey`], so turning an id back into a key is a parse, not a lookup.
+//! A [`LeaseId`] is two integers and is spelled out only when shown: granting a
+//! lease formats and allocates nothing.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// The engine's handle on a lease: unique within one manager for its whole life.
 pub type LeaseKey = u64;
+
+/// Live leases by key. A hash map that keeps its capacity: the steady state of
+/// grant/release allocates nothing (a `BTreeMap` allocates a node whenever it goes
+/// from empty to one entry, which is every uncontended lease). Iteration order is
+/// arbitrary: whoever reports leases in grant order sorts by key.
+pub(crate) type LeaseMap<V> = HashMap<LeaseKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// Hashes a [`LeaseKey`] (a counter the engine mints, not attacker-chosen) with one
+/// multiply: Fibonacci hashing spreads consecutive keys over the whole table.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else in byte by byte.
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// Mints lease ids for one manager.
 #[derive(Debug, Clone)]
@@ -38,27 +69,26 @@ impl LeaseIdMint {
         }
     }
 
-    /// The next key and its id string.
-    pub fn mint(&mut self) -> (LeaseKey, String) {
+    /// The next key and its id.
+    pub fn mint(&mut self) -> (LeaseKey, LeaseId) {
         let key = self.next;
         self.next += 1;
-        (key, self.format(key))
+        (key, self.id(key))
+    }
+
+    /// The id of `key`.
+    #[must_use]
+    pub fn id(&self, key: LeaseKey) -> LeaseId {
+        LeaseId {
+            salt: self.salt,
+            key,
+        }
     }
 
     /// The id string of `key`.
     #[must_use]
     pub fn format(&self, key: LeaseKey) -> String {
-        // Hand-rolled: `format!("{:016x}")` costs several hundred instructions per id
-        // on the acquire hot path; this is a table lookup per digit.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut id = [0u8; 32];
-        for (half, value) in [self.salt, key].into_iter().enumerate() {
-            for i in 0..16 {
-                let nibble = (value >> (60 - 4 * i)) & 0xf;
-                id[half * 16 + i] = DIGITS[usize::try_from(nibble).unwrap_or(0)];
-            }
-        }
-        id.iter().map(|&b| char::from(b)).collect()
+        self.id(key).hex().as_str().to_owned()
     }
 
     /// The key of an id minted here, or `None` for any other string.
@@ -71,7 +101,64 @@ impl LeaseIdMint {
         let salt_ok = u64::from_str_radix(salt, 16).ok() == Some(self.salt);
         let key = u64::from_str_radix(key, 16).ok()?;
         // Reject non-canonical spellings (upper case) so parse(format(k)) is the only way in.
-        (salt_ok && key < self.next && self.format(key) == id).then_some(key)
+        (salt_ok && key < self.next && self.id(key).hex().as_str() == id).then_some(key)
+    }
+}
+
+/// A lease's public id: 32 lowercase hex digits (a per-manager salt, then the
+/// lease's key), spelled out only when shown ([`hex`](Self::hex), `Display`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId {
+    salt: u64,
+    key: LeaseKey,
+}
+
+impl LeaseId {
+    /// The engine key this id names.
+    #[must_use]
+    pub fn key(self) -> LeaseKey {
+        self.key
+    }
+
+    /// The id's 32 hex digits, on the stack.
+    #[must_use]
+    pub fn hex(self) -> LeaseIdHex {
+        // Hand-rolled: `format!("{:016x}")` costs several hundred instructions per id;
+        // this is a table lookup per digit.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 32];
+        for (half, value) in [self.salt, self.key].into_iter().enumerate() {
+            for i in 0..16 {
+                let nibble = (value >> (60 - 4 * i)) & 0xf;
+                digits[half * 16 + i] = DIGITS[usize::try_from(nibble).unwrap_or(0)];
+            }
+        }
+        LeaseIdHex(digits)
+    }
+}
+
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.hex().as_str())
+    }
+}
+
+impl std::fmt::Debug for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeaseId({self})")
+    }
+}
+
+/// The spelled-out [`LeaseId`]: 32 ASCII hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LeaseIdHex([u8; 32]);
+
+impl LeaseIdHex {
+    /// The digits as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Every byte is one of `DIGITS` (ASCII), so this never fails.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -116,6 +203,8 @@ mod tests {
         let (k1, id1) = mint.mint();
         let (k2, id2) = mint.mint();
         assert_ne!(id1, id2);
+        assert_eq!((id1.key(), id2.key()), (k1, k2));
+        let (id1, id2) = (id1.to_string(), id2.to_string());
         assert_eq!(id1.len(), 32);
         assert_eq!(mint.parse(&id1), Some(k1));
         assert_eq!(mint.parse(&id2), Some(k2));

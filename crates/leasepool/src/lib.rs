@@ -42,7 +42,7 @@ pub use claim::{Claim, ClaimFlag};
 pub use drain::{Begin, CallTracker};
 pub use error::{ConfigError, LeaseError};
 pub use graceful::{DrainReport, RunningCalls};
-pub use lease::{LeaseKey, LeaseTiming};
+pub use lease::{LeaseId, LeaseKey, LeaseTiming};
 pub use manager::{Acquired, Effects, Event, Grant, Manager, SlotAcquired, Waiter};
 pub use sizing::{PoolLimits, PoolLimitsBuilder};
 pub use slots::SlotGrant;

@@ -8,13 +8,10 @@
 use std::collections::BTreeMap;
 
 use crate::admission::{Charge, ClassId, OwnerKey};
-use crate::lease::{LeaseKey, LeaseTiming};
+use crate::lease::{LeaseId, LeaseKey, LeaseTiming};
 
 /// A pool's sequence number (1, 2, ... over the manager's life): its identity.
 pub type PoolSeq = u64;
-
-/// Lease ids are immutable strings shared with the front end.
-type IdStr = std::sync::Arc<str>;
 
 /// A call slot just granted: run the call on `pool`, then end the slot with
 /// [`crate::Manager::end_slot`].
@@ -23,7 +20,7 @@ pub struct SlotGrant<P> {
     /// Engine key of the slot lease.
     pub key: LeaseKey,
     /// Public id string.
-    pub id: IdStr,
+    pub id: LeaseId,
     /// When it was granted and when it expires.
     pub timing: LeaseTiming,
     /// The shared pool the call runs on.
@@ -35,7 +32,7 @@ pub struct SlotGrant<P> {
 /// A live slot lease, as the manager tracks it.
 #[derive(Debug)]
 pub(crate) struct SlotHeld<M> {
-    pub(crate) id: IdStr,
+    pub(crate) id: LeaseId,
     pub(crate) meta: M,
     pub(crate) timing: LeaseTiming,
     pub(crate) seq: PoolSeq,

@@ -76,7 +76,7 @@ fn a_full_queue_sheds_with_a_retry_estimate() {
     assert!(m.release(held.key, 2.0, 1, &mut fx));
     let shed = m.acquire(2.0, 60.0, "d", None, &mut Fx::default());
     assert_eq!(
-        shed.err().and_then(|err| err.retry_after()),
+        shed.err().and_then(|err| err.retry_after_seconds()),
         Some(2.0 * 2.0)
     );
 }

@@ -62,8 +62,8 @@ fn served(fut: &mut Pending) -> Option<Lease<u64>> {
 fn assert_retry_after(error: &LeaseError) {
     let retry_after = error.retry_after().expect("a shedding error");
     assert!(
-        retry_after.is_finite() && retry_after > 0.0,
-        "{error:?}: retry_after {retry_after}"
+        retry_after > Duration::ZERO,
+        "{error:?}: retry_after {retry_after:?}"
     );
 }
 
@@ -73,14 +73,14 @@ async fn a_full_queue_sheds_with_a_finite_retry_after() {
     let held = m.acquire_as(owner(1), None).await.unwrap();
     let mut a = queued(&m, owner(2));
     let _b = queued(&m, owner(3));
-    let shed = m.acquire_as(owner(4), None).await.err().expect("shed");
+    let shed = m.acquire_as(owner(4), None).await.expect_err("shed");
     assert!(
         matches!(shed, LeaseError::QueueFull { max_waiters: 2, .. }),
         "{shed:?}"
     );
     assert_retry_after(&shed);
     assert_eq!(m.waiting(), 2, "the shed caller did not queue");
-    let refused = m.try_acquire_as(owner(4)).err().expect("nothing free");
+    let refused = m.try_acquire_as(owner(4)).expect_err("nothing free");
     assert!(
         matches!(refused, LeaseError::Unavailable { .. }),
         "{refused:?}"

@@ -94,7 +94,7 @@ async fn waiters_fail_with_draining_and_so_does_every_request_during_the_drain()
     let m = manager(1);
     let held = m.acquire().await.unwrap();
     let mut first = Box::pin(m.acquire());
-    let mut second = Box::pin(m.acquire_for(5.0));
+    let mut second = Box::pin(m.acquire_for(Duration::from_secs(5)));
     assert!(poll_once(first.as_mut()).is_pending());
     assert!(poll_once(second.as_mut()).is_pending());
     assert_eq!(m.waiting(), 2);

@@ -10,7 +10,7 @@ use leasepool::PoolLimits;
 async fn checker_revokes_a_lease_at_its_hard_expiry() {
     let m = LeaseManager::new(limits(1, 0.02), Duration::from_secs(60), |s| s);
     let checker = tokio::spawn(m.clone().run_checker(Duration::from_secs(60)));
-    let lease = m.acquire_for(0.02).await.unwrap();
+    let lease = m.acquire_for(Duration::from_secs_f64(0.02)).await.unwrap();
     assert!(lease.is_live());
     tokio::time::timeout(Duration::from_secs(5), async {
         while m.counts().1 != 0 {

@@ -145,7 +145,7 @@ async fn an_acquire_that_times_out_is_counted() {
     // tokio's paused clock runs to the deadline: the engine counts a timeout.
     let timed_out = m.acquire_timeout(Duration::from_secs(3)).await;
     match timed_out {
-        Err(AcquireError::TimedOut { retry_after }) => assert!(retry_after > 0.0),
+        Err(AcquireError::TimedOut { retry_after }) => assert!(retry_after > Duration::ZERO),
         Err(other) => panic!("expected a timeout, got {other}"),
         Ok(_) => panic!("expected a timeout, got a lease"),
     }
@@ -195,9 +195,9 @@ async fn a_grant_before_the_timeout_wins() {
 async fn release_revocation_and_stop_are_counted_apart() {
     let _clock = engine_clock().await;
     let m = LeaseManager::new(limits(3, 1.0), Duration::from_secs(60), |seq| seq).with_metrics(0);
-    let released = m.acquire_for(10.0).await.unwrap();
-    let revoked = m.acquire_for(10.0).await.unwrap();
-    let stopped = m.acquire_for(100.0).await.unwrap();
+    let released = m.acquire_for(Duration::from_secs_f64(10.0)).await.unwrap();
+    let revoked = m.acquire_for(Duration::from_secs_f64(10.0)).await.unwrap();
+    let stopped = m.acquire_for(Duration::from_secs_f64(100.0)).await.unwrap();
     set_clock_skew_for_tests(4.0);
     drop(released);
     set_clock_skew_for_tests(12.0);
@@ -250,7 +250,7 @@ async fn a_drain_counts_its_refusals_and_the_leases_its_deadline_stops() {
 async fn overdue_is_counted_once_by_check() {
     let _clock = engine_clock().await;
     let m = metered(2, 0);
-    let lease = m.acquire_for(10.0).await.unwrap();
+    let lease = m.acquire_for(Duration::from_secs_f64(10.0)).await.unwrap();
     set_clock_skew_for_tests(20.0);
     m.check();
     m.check();
@@ -263,7 +263,7 @@ async fn overdue_is_counted_once_by_check() {
 async fn the_checker_wakes_at_the_soft_expiry_to_count_overdue_leases() {
     let _clock = engine_clock().await;
     let m = metered(1, 0);
-    let _lease = m.acquire_for(10.0).await.unwrap();
+    let _lease = m.acquire_for(Duration::from_secs_f64(10.0)).await.unwrap();
     let checker = tokio::spawn(m.clone().run_checker(Duration::from_secs(3600)));
     // Its first check; it then sleeps until the lease's soft expiry, 10 s away
     // (not until the hard expiry, 110 s, or the hour).

@@ -99,7 +99,7 @@ impl ManagerCore {
                 "Leased executor backend=%s lease_id=%s owner=%s seconds=%s grace=%s",
                 (
                     backend,
-                    &*id,
+                    id.hex().as_str(),
                     meta.clone_ref(py),
                     lease_seconds,
                     grace_seconds,
@@ -110,14 +110,14 @@ impl ManagerCore {
                 py,
                 INFO,
                 "Released executor lease_id=%s owner=%s pending=%s draining=True",
-                (&*id, meta.clone_ref(py), pending),
+                (id.hex().as_str(), meta.clone_ref(py), pending),
                 None,
             ),
             Event::Released { id, meta, kept } => self.logger.log(
                 py,
                 INFO,
                 "Finalized released executor lease_id=%s owner=%s kept=%s",
-                (&*id, meta.clone_ref(py), kept),
+                (id.hex().as_str(), meta.clone_ref(py), kept),
                 None,
             ),
             event => self.log_slot_or_revocation(py, event),
@@ -130,14 +130,19 @@ impl ManagerCore {
                 py,
                 DEBUG,
                 "Leased executor slot backend=%s lease_id=%s owner=%s seq=%s",
-                (&self.cfg.backend_name, &*id, meta.clone_ref(py), seq),
+                (
+                    &self.cfg.backend_name,
+                    id.hex().as_str(),
+                    meta.clone_ref(py),
+                    seq,
+                ),
                 None,
             ),
             Event::SlotEnded { id, meta } => self.logger.log(
                 py,
                 DEBUG,
                 "Finished executor slot lease_id=%s owner=%s",
-                (&*id, meta.clone_ref(py)),
+                (id.hex().as_str(), meta.clone_ref(py)),
                 None,
             ),
             Event::Revoked {
@@ -149,33 +154,15 @@ impl ManagerCore {
                 py,
                 WARNING,
                 "Revoking expired executor lease_id=%s owner=%s lease_seconds=%s grace=%s",
-                (&*id, meta.clone_ref(py), lease_seconds, grace_seconds),
-                None,
-            ),
-            Event::Overdue {
-                id,
-                meta,
-                age,
-                lease_seconds,
-                until_revoked,
-                slot,
-            } => self.logger.log(
-                py,
-                WARNING,
-                "Executor lease held past its soft expiry lease_id=%s owner=%s kind=%s \
-                 age=%.3f lease_seconds=%s revoked_in=%.3f acquired_at=%s",
                 (
-                    &*id,
+                    id.hex().as_str(),
                     meta.clone_ref(py),
-                    if slot { "call" } else { "pool" },
-                    age,
                     lease_seconds,
-                    until_revoked,
-                    meta.site(py)
-                        .unwrap_or_else(|| String::from("? (track_acquire_site=False)")),
+                    grace_seconds,
                 ),
                 None,
             ),
+            overdue @ Event::Overdue { .. } => self.log_overdue(py, overdue),
             Event::Resized { from, to, reason } => self.logger.log(
                 py,
                 INFO,
@@ -185,6 +172,37 @@ impl ManagerCore {
             ),
             // Logged where it happens (with the pool's error): see `retire_broken`.
             _ => {}
+        }
+    }
+
+    /// The leak report: a lease held past its soft expiry.
+    fn log_overdue(&self, py: Python<'_>, event: Event<Owner>) {
+        if let Event::Overdue {
+            id,
+            meta,
+            age,
+            lease_seconds,
+            until_revoked,
+            slot,
+        } = event
+        {
+            self.logger.log(
+                py,
+                WARNING,
+                "Executor lease held past its soft expiry lease_id=%s owner=%s kind=%s \
+                 age=%.3f lease_seconds=%s revoked_in=%.3f acquired_at=%s",
+                (
+                    id.hex().as_str(),
+                    meta.clone_ref(py),
+                    if slot { "call" } else { "pool" },
+                    age,
+                    lease_seconds,
+                    until_revoked,
+                    meta.site(py)
+                        .unwrap_or_else(|| String::from("? (track_acquire_site=False)")),
+                ),
+                None,
+            );
         }
     }
 }

@@ -59,7 +59,7 @@ impl PyExecutorLease {
             Self {
                 core,
                 key: grant.key,
-                id: PyString::new(py, &grant.id).unbind(),
+                id: PyString::new(py, grant.id.hex().as_str()).unbind(),
                 owner,
                 timing: grant.timing,
                 link,

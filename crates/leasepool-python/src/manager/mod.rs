@@ -385,7 +385,7 @@ impl ManagerCore {
                     WARNING,
                     "Retiring broken executor lease_id=%s owner=%s exc_type=%s exc=%r",
                     (
-                        &**id,
+                        id.hex().as_str(),
                         meta.clone_ref(py),
                         exc_type.unwrap_or_default(),
                         exc.clone(),

@@ -273,7 +273,7 @@ impl ManagerCore {
             .into_iter()
             .map(|view| {
                 (
-                    view.id.clone(),
+                    view.id,
                     view.meta.clone(),
                     view.timing,
                     [view.slot, view.draining, view.overdue],
@@ -284,7 +284,7 @@ impl ManagerCore {
         let list = PyList::empty(py);
         for (id, tag, timing, [slot, draining, overdue], calls) in views {
             let kwargs = PyDict::new(py);
-            kwargs.set_item("lease_id", &*id)?;
+            kwargs.set_item("lease_id", id.hex().as_str())?;
             kwargs.set_item("owner", tag.owner.clone_ref(py))?;
             kwargs.set_item("kind", if slot { "call" } else { "pool" })?;
             kwargs.set_item("age_seconds", (now - timing.leased_at).max(0.0))?;

@@ -299,7 +299,7 @@ impl PyLeasedExecutorManager {
             let leases: Vec<_> = engine
                 .leases()
                 .into_iter()
-                .map(|(id, owner, timing)| (id.clone(), owner.clone(), timing))
+                .map(|(id, owner, timing)| (id, owner.clone(), timing))
                 .collect();
             (
                 engine.available_count(),
@@ -323,7 +323,7 @@ impl PyLeasedExecutorManager {
         let list = PyList::empty(py);
         for (id, owner, timing) in leases {
             let entry = PyDict::new(py);
-            entry.set_item("lease_id", &*id)?;
+            entry.set_item("lease_id", id.hex().as_str())?;
             entry.set_item("owner", owner.clone_ref(py))?;
             entry.set_item(
                 "seconds_until_soft_expiry",

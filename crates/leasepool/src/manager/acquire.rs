@@ -3,14 +3,12 @@
 //! "Hand-off").
 
 use super::admission::Verdict;
-use super::{Acquired, Effects, Event, Grant, Held, IdStr, Manager, Queued, Waiter, Want};
+use super::{Acquired, Effects, Event, Grant, Held, Manager, Queued, Waiter, Want};
 use crate::admission::Tenant;
-use crate::drain::CallTracker;
 use crate::error::LeaseError;
 use crate::lease::LeaseTiming;
 use crate::metrics::Refusal;
 use crate::slots::PoolSeq;
-use crate::sync::{Arc, AtomicBool};
 use crate::waiters::Ticket;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
@@ -246,23 +244,24 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         effects: &mut Effects<P, M, W>,
     ) -> Grant<P> {
         let (key, id) = self.ids.mint();
-        let id: IdStr = IdStr::from(id);
         let timing = LeaseTiming {
             leased_at: now,
             lease_seconds,
             grace_seconds: self.grace_seconds,
         };
-        let live = Arc::new(AtomicBool::new(true));
-        let calls = std::sync::Arc::new(CallTracker::new());
+        let (live, calls) = self.cells.fresh();
         let charge = self.tenancy.charge(tenant.class);
         self.tenancy.lease_began(tenant.owner);
         self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
-        effects.events.push(Event::Leased {
-            id: id.clone(),
-            meta: meta.clone(),
-            lease_seconds,
-            grace_seconds: self.grace_seconds,
-        });
+        self.emit(
+            effects,
+            Event::Leased {
+                id,
+                meta: meta.clone(),
+                lease_seconds,
+                grace_seconds: self.grace_seconds,
+            },
+        );
         self.leased.insert(
             key,
             Held {
@@ -270,7 +269,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 meta,
                 timing,
                 seq,
-                id: id.clone(),
+                id,
                 live: live.clone(),
                 calls: calls.clone(),
                 draining: false,

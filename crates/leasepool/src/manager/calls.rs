@@ -1,6 +1,6 @@
 //! The call-slot operations of the [`Manager`] (see the module docs, "Call slots").
 
-use super::{Effects, Event, IdStr, Manager, SlotAcquired, Waiter, Want};
+use super::{Effects, Event, Manager, SlotAcquired, Waiter, Want};
 use crate::admission::Tenant;
 use crate::error::LeaseError;
 use crate::lease::{LeaseKey, LeaseTiming};
@@ -87,10 +87,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let timing = slot.timing;
         self.lease_over(now, timing, slot.owner, false);
         let emptied = self.shared.end_slot(slot.seq, broken);
-        effects.events.push(Event::SlotEnded {
-            id: slot.id,
-            meta: slot.meta,
-        });
+        self.emit(
+            effects,
+            Event::SlotEnded {
+                id: slot.id,
+                meta: slot.meta,
+            },
+        );
         if let Some(emptied) = emptied {
             self.pool_discharged(emptied.charge);
             if emptied.tainted {
@@ -116,23 +119,28 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Revokes the call slots past their hard expiry; each taints its pool, which is
     /// revoked once its other slots have ended (see "Call slots").
     pub(super) fn revoke_expired_slots(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        let expired: Vec<LeaseKey> = self
+        let mut expired: Vec<LeaseKey> = self
             .slots
             .iter()
             .filter(|(_, slot)| slot.timing.is_hard_expired(now))
             .map(|(key, _)| *key)
             .collect();
+        // Revoked (and reported) in grant order.
+        expired.sort_unstable();
         for key in expired {
             let Some(slot) = self.slots.remove(&key) else {
                 continue;
             };
             self.lease_over(now, slot.timing, slot.owner, true);
-            effects.events.push(Event::Revoked {
-                id: slot.id,
-                meta: slot.meta,
-                lease_seconds: slot.timing.lease_seconds,
-                grace_seconds: slot.timing.grace_seconds,
-            });
+            self.emit(
+                effects,
+                Event::Revoked {
+                    id: slot.id,
+                    meta: slot.meta,
+                    lease_seconds: slot.timing.lease_seconds,
+                    grace_seconds: slot.timing.grace_seconds,
+                },
+            );
             if let Some(emptied) = self.shared.end_slot(slot.seq, true) {
                 self.pool_discharged(emptied.charge);
                 effects.revoked.push(emptied.pool);
@@ -160,22 +168,24 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         };
         self.tenancy.lease_began(tenant.owner);
         let (key, id) = self.ids.mint();
-        let id: IdStr = IdStr::from(id);
         let timing = LeaseTiming {
             leased_at: now,
             lease_seconds,
             grace_seconds: self.grace_seconds,
         };
         self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
-        effects.events.push(Event::SlotLeased {
-            id: id.clone(),
-            meta: meta.clone(),
-            seq,
-        });
+        self.emit(
+            effects,
+            Event::SlotLeased {
+                id,
+                meta: meta.clone(),
+                seq,
+            },
+        );
         self.slots.insert(
             key,
             SlotHeld {
-                id: id.clone(),
+                id,
                 meta,
                 timing,
                 seq,

@@ -135,9 +135,12 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     }
 
     fn pools_in_use(&self) -> Vec<P> {
-        self.leased
-            .values()
-            .map(|held| held.pool.clone())
+        let mut leased: Vec<_> = self.leased.iter().collect();
+        // In grant order.
+        leased.sort_unstable_by_key(|(key, _)| **key);
+        leased
+            .into_iter()
+            .map(|(_, held)| held.pool.clone())
             .chain(self.shared.pools().cloned())
             .collect()
     }

@@ -1,9 +1,8 @@
 //! What the [`Manager`](super::Manager) hands back: grants, log events and the
 //! effects its caller performs after releasing the lock.
 
-use super::IdStr;
 use crate::drain::CallTracker;
-use crate::lease::{LeaseKey, LeaseTiming};
+use crate::lease::{LeaseId, LeaseKey, LeaseTiming};
 use crate::slots::SlotGrant;
 use crate::sync::{Arc, AtomicBool};
 use crate::waiters::Ticket;
@@ -21,7 +20,7 @@ pub struct Grant<P> {
     /// Engine key of the lease.
     pub key: LeaseKey,
     /// Public id string.
-    pub id: IdStr,
+    pub id: LeaseId,
     /// When it was granted and when it expires.
     pub timing: LeaseTiming,
     /// The leased pool.
@@ -43,7 +42,7 @@ pub enum Event<M> {
     /// A lease was granted.
     Leased {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Soft lifetime.
@@ -54,7 +53,7 @@ pub enum Event<M> {
     /// A call slot was leased on the shared pool `seq`.
     SlotLeased {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Sequence number of the shared pool.
@@ -63,14 +62,14 @@ pub enum Event<M> {
     /// A call slot's call was finished with and the slot returned.
     SlotEnded {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
     },
     /// A lease was released while calls still run on its pool: it drains first.
     Draining {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Calls in flight at the release.
@@ -79,7 +78,7 @@ pub enum Event<M> {
     /// A released lease let go of its pool (at once, or when its drain finished).
     Released {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Whether the pool stayed in the manager (`false`: shut down).
@@ -88,7 +87,7 @@ pub enum Event<M> {
     /// A lease's pool was reported broken and retired (the lease ended with it).
     RetiredBroken {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
     },
@@ -96,7 +95,7 @@ pub enum Event<M> {
     /// lease, by the periodic check (see [`Manager::next_overdue`](super::Manager::next_overdue)).
     Overdue {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Seconds since the grant.
@@ -120,7 +119,7 @@ pub enum Event<M> {
     /// A lease passed its hard expiry and was revoked by a scan.
     Revoked {
         /// Lease id.
-        id: IdStr,
+        id: LeaseId,
         /// Caller metadata.
         meta: M,
         /// Soft lifetime.

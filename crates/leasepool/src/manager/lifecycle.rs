@@ -21,7 +21,10 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         effects
             .retired
             .extend(self.available.drain(..).map(|idle| idle.pool));
-        for (_, held) in std::mem::take(&mut self.leased) {
+        let mut leased: Vec<_> = self.leased.drain().collect();
+        // Shut down in grant order.
+        leased.sort_unstable_by_key(|(key, _)| *key);
+        for (_, held) in leased {
             held.live.store(false, Ordering::Release);
             let held_for = now - held.timing.leased_at;
             // Counted as stopped, not revoked: `leases_revoked` is the hard expiry's
@@ -30,7 +33,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             effects.retired.push(held.pool);
         }
         effects.retired.extend(self.shared.drain());
-        for (_, slot) in std::mem::take(&mut self.slots) {
+        let slots: Vec<_> = self.slots.drain().collect();
+        for (_, slot) in slots {
             let held_for = now - slot.timing.leased_at;
             self.note(|metrics| metrics.stopped(slot.owner, held_for));
         }

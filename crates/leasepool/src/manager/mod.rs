@@ -57,7 +57,7 @@
 //! * A pool whose lease passed its hard expiry, or that the front end reports broken,
 //!   never returns to `available`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::admission::{
     AdmissionPolicy, Charge, ClassId, OwnerKey, RetryEstimator, Tenancy, Tenant,
@@ -65,7 +65,7 @@ use crate::admission::{
 use crate::autoscale::AutoScaler;
 use crate::drain::CallTracker;
 use crate::error::ConfigError;
-use crate::lease::{LeaseIdMint, LeaseKey, LeaseTiming};
+use crate::lease::{LeaseId, LeaseIdMint, LeaseKey, LeaseMap, LeaseTiming};
 use crate::metrics::{LeaseMetrics, LeaseMetricsSnapshot};
 use crate::sizing::PoolLimits;
 use crate::slots::{PoolSeq, SharedPools, SlotHeld};
@@ -76,6 +76,7 @@ mod acquire;
 mod admission;
 mod autoscaling;
 mod calls;
+mod cells;
 mod closing;
 mod effects;
 mod lifecycle;
@@ -87,10 +88,6 @@ mod revocation;
 pub use closing::DrainBegun;
 pub use effects::{Acquired, Effects, Event, Grant, SlotAcquired, Waiter};
 pub use overdue::LeaseView;
-
-/// Lease ids are immutable strings shared with the front end; not a synchronisation
-/// primitive, so plain `std` even under loom.
-type IdStr = std::sync::Arc<str>;
 
 /// What a queued caller asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -145,7 +142,7 @@ struct Held<P, M> {
     meta: M,
     timing: LeaseTiming,
     seq: PoolSeq,
-    id: IdStr,
+    id: LeaseId,
     live: Arc<AtomicBool>,
     calls: std::sync::Arc<CallTracker>,
     /// Released with calls in flight; waiting for [`Manager::finish_drain`].
@@ -168,11 +165,11 @@ pub struct Manager<P, M, W> {
     /// Free pools, least recently released first, each with when it became free.
     available: VecDeque<Idle<P>>,
     idle_pool_seconds: f64,
-    leased: BTreeMap<LeaseKey, Held<P, M>>,
+    leased: LeaseMap<Held<P, M>>,
     /// Pools hosting call slots.
     shared: SharedPools<P>,
     /// Live call-slot leases.
-    slots: BTreeMap<LeaseKey, SlotHeld<M>>,
+    slots: LeaseMap<SlotHeld<M>>,
     waiters: WaiterQueue<Group, Queued<M, W>>,
     /// Leases per owner and pools per reserved class, against the admission policy.
     tenancy: Tenancy,
@@ -181,6 +178,8 @@ pub struct Manager<P, M, W> {
     overtakes: u32,
     retry: RetryEstimator,
     ids: LeaseIdMint,
+    /// Liveness flags and call trackers of ended leases, for reuse.
+    cells: cells::CellStore,
     pool_seq: u64,
     /// A lower bound on the earliest hard expiry among leases (`INFINITY` if none);
     /// lets acquire skip the expiry scan until something can actually have expired.
@@ -190,6 +189,8 @@ pub struct Manager<P, M, W> {
     closing: Option<closing::Closing>,
     /// Counts and timings, if the front end asked for them (`enable_metrics`).
     metrics: Option<LeaseMetrics>,
+    /// Whether log [`Event`]s are recorded (see [`record_events`](Self::record_events)).
+    events: bool,
     /// The built-in adaptive sizing, if enabled (`autoscaling.rs`).
     autoscaler: Option<AutoScaler>,
 }
@@ -234,19 +235,21 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             running: false,
             available: VecDeque::new(),
             idle_pool_seconds: limits.idle_pool_timeout().as_secs_f64(),
-            leased: BTreeMap::new(),
+            leased: LeaseMap::default(),
             shared: SharedPools::new(limits.slots_per_pool()),
-            slots: BTreeMap::new(),
+            slots: LeaseMap::default(),
             waiters: WaiterQueue::default(),
             tenancy: Tenancy::new(policy, limits.max_pools()),
             overtakes: 0,
             retry: RetryEstimator::default(),
             ids: LeaseIdMint::new(),
+            cells: cells::CellStore::default(),
             pool_seq: 0,
             expiry_floor: f64::INFINITY,
             factory,
             closing: None,
             metrics: None,
+            events: true,
             autoscaler: None,
         }
     }
@@ -262,6 +265,20 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         // pools (saturating at 0) for the rest of the manager's life.
         metrics.counting_from(self.total_count());
         self.metrics = Some(metrics);
+    }
+
+    /// Whether to record log [`Event`]s in the effects (the default). A front end
+    /// that logs nothing turns them off: a grant and a release then push nothing,
+    /// which spares an allocation each on the hot path.
+    pub fn record_events(&mut self, on: bool) {
+        self.events = on;
+    }
+
+    /// Records a log event, if events are on.
+    fn emit(&self, effects: &mut Effects<P, M, W>, event: Event<M>) {
+        if self.events {
+            effects.events.push(event);
+        }
     }
 
     /// The lease metrics, if enabled.
@@ -373,15 +390,15 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Live leases (pool leases and call slots) in grant order: `(id, meta, timing)`.
     #[must_use]
-    pub fn leases(&self) -> Vec<(&IdStr, &M, LeaseTiming)> {
+    pub fn leases(&self) -> Vec<(LeaseId, &M, LeaseTiming)> {
         let mut all: Vec<_> = self
             .leased
             .iter()
-            .map(|(key, held)| (*key, (&held.id, &held.meta, held.timing)))
+            .map(|(key, held)| (*key, (held.id, &held.meta, held.timing)))
             .chain(
                 self.slots
                     .iter()
-                    .map(|(key, slot)| (*key, (&slot.id, &slot.meta, slot.timing))),
+                    .map(|(key, slot)| (*key, (slot.id, &slot.meta, slot.timing))),
             )
             .collect();
         all.sort_unstable_by_key(|(key, _)| *key);

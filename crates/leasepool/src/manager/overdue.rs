@@ -2,15 +2,15 @@
 //! reported once each ([`Event::Overdue`]), so an operator can find the code that holds
 //! leases too long before the hard expiry revokes them.
 
-use super::{Effects, Event, IdStr, Manager, Waiter};
-use crate::lease::LeaseTiming;
+use super::{Effects, Event, Manager, Waiter};
+use crate::lease::{LeaseId, LeaseTiming};
 use crate::metrics::LeaseMetrics;
 
 /// One live lease as [`Manager::lease_views`] shows it.
 #[derive(Debug)]
 pub struct LeaseView<'a, M> {
     /// Lease id.
-    pub id: &'a IdStr,
+    pub id: LeaseId,
     /// Caller metadata.
     pub meta: &'a M,
     /// When it was granted and expires.
@@ -30,23 +30,26 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// of [`check`](Self::check); the front end's clock rings at
     /// [`next_overdue`](Self::next_overdue).
     pub(super) fn report_overdue(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        let before = effects.events.len();
-        for held in self.leased.values_mut() {
+        let mut reports = Vec::new();
+        for (&key, held) in &mut self.leased {
             if !held.overdue && !held.draining && now >= held.timing.soft_expires_at() {
                 held.overdue = true;
-                let event = overdue_event(&held.id, &held.meta, held.timing, now, false);
-                effects.events.push(event);
+                let event = overdue_event(held.id, &held.meta, held.timing, now, false);
+                reports.push((key, event));
             }
         }
-        for slot in self.slots.values_mut() {
+        for (&key, slot) in &mut self.slots {
             if !slot.overdue && now >= slot.timing.soft_expires_at() {
                 slot.overdue = true;
-                let event = overdue_event(&slot.id, &slot.meta, slot.timing, now, true);
-                effects.events.push(event);
+                let event = overdue_event(slot.id, &slot.meta, slot.timing, now, true);
+                reports.push((key, event));
             }
         }
-        for _ in before..effects.events.len() {
+        // Reported in grant order.
+        reports.sort_unstable_by_key(|(key, _)| *key);
+        for (_, event) in reports {
             self.note(LeaseMetrics::overdue);
+            self.emit(effects, event);
         }
     }
 
@@ -73,7 +76,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     pub fn lease_views(&self) -> Vec<LeaseView<'_, M>> {
         let leases = self.leased.iter().map(|(key, held)| {
             let view = LeaseView {
-                id: &held.id,
+                id: held.id,
                 meta: &held.meta,
                 timing: held.timing,
                 slot: false,
@@ -85,7 +88,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         });
         let slots = self.slots.iter().map(|(key, slot)| {
             let view = LeaseView {
-                id: &slot.id,
+                id: slot.id,
                 meta: &slot.meta,
                 timing: slot.timing,
                 slot: true,
@@ -103,14 +106,14 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
 /// The report of a lease (`slot`: a call slot) found past its soft expiry at `now`.
 fn overdue_event<M: Clone>(
-    id: &IdStr,
+    id: LeaseId,
     meta: &M,
     timing: LeaseTiming,
     now: f64,
     slot: bool,
 ) -> Event<M> {
     Event::Overdue {
-        id: id.clone(),
+        id,
         meta: meta.clone(),
         age: now - timing.leased_at,
         lease_seconds: timing.lease_seconds,

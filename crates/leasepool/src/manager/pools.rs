@@ -106,7 +106,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// [`PoolFactory`](super::PoolFactory)'s "cheap, must not block").
     fn create_pool(&mut self, effects: &mut Effects<P, M, W>) -> (P, PoolSeq) {
         self.pool_seq += 1;
-        effects.events.push(Event::Created { seq: self.pool_seq });
+        self.emit(effects, Event::Created { seq: self.pool_seq });
         self.note(crate::metrics::LeaseMetrics::pool_created);
         ((self.factory)(self.pool_seq), self.pool_seq)
     }

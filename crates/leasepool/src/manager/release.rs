@@ -27,11 +27,12 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         held.live.store(false, Ordering::Release);
         if !held.calls.release() {
             held.draining = true;
-            effects.events.push(Event::Draining {
-                id: held.id.clone(),
+            let draining = Event::Draining {
+                id: held.id,
                 meta: held.meta.clone(),
                 pending: held.calls.in_flight(),
-            });
+            };
+            self.emit(effects, draining);
             return true;
         }
         self.let_go(key, now, target, effects);
@@ -71,10 +72,13 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         held.live.store(false, Ordering::Release);
         self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
-        effects.events.push(Event::RetiredBroken {
-            id: held.id,
-            meta: held.meta,
-        });
+        self.emit(
+            effects,
+            Event::RetiredBroken {
+                id: held.id,
+                meta: held.meta,
+            },
+        );
         effects.retired.push(held.pool);
         if self.running {
             self.ensure_minimum(target, effects);
@@ -95,11 +99,15 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         self.pool_discharged(held.charge);
         let expired = held.timing.is_hard_expired(now);
         let kept = self.free_pool(held.pool, held.seq, expired, now, target, effects);
-        effects.events.push(Event::Released {
-            id: held.id,
-            meta: held.meta,
-            kept,
-        });
+        self.cells.recycle((held.live, held.calls));
+        self.emit(
+            effects,
+            Event::Released {
+                id: held.id,
+                meta: held.meta,
+                kept,
+            },
+        );
         if self.running {
             self.ensure_minimum(target, effects);
             self.serve_waiters(now, effects);

@@ -54,24 +54,29 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// expiry floor; then, if the manager runs, serves the waiters (a revoked lease
     /// frees a pool or, under an owner limit, its owner's turn).
     pub(super) fn revoke_expired(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
-        let expired: Vec<LeaseKey> = self
+        let mut expired: Vec<LeaseKey> = self
             .leased
             .iter()
             .filter(|(_, held)| held.timing.is_hard_expired(now))
             .map(|(key, _)| *key)
             .collect();
+        // Revoked (and reported) in grant order.
+        expired.sort_unstable();
         for key in expired {
             if let Some(held) = self.leased.remove(&key) {
                 held.live.store(false, Ordering::Release);
                 let timing = held.timing;
                 self.lease_over(now, timing, held.owner, true);
                 self.pool_discharged(held.charge);
-                effects.events.push(Event::Revoked {
-                    id: held.id,
-                    meta: held.meta,
-                    lease_seconds: timing.lease_seconds,
-                    grace_seconds: timing.grace_seconds,
-                });
+                self.emit(
+                    effects,
+                    Event::Revoked {
+                        id: held.id,
+                        meta: held.meta,
+                        lease_seconds: timing.lease_seconds,
+                        grace_seconds: timing.grace_seconds,
+                    },
+                );
                 effects.revoked.push(held.pool);
             }
         }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 use super::{lock, AcquireError, GrantResult, Shared};
 use crate::claim::ClaimFlag;
 use crate::expiry::monotonic;
-use crate::lease::LeaseTiming;
+use crate::lease::{LeaseId, LeaseTiming};
 use crate::manager::{Effects, Grant};
 use crate::waiters::Ticket;
 use crate::LeaseError;
@@ -66,7 +67,7 @@ impl<P: Clone + Send + 'static> Wait<P> {
     /// The caller's deadline passed: withdraws the waiter as timed out (the engine
     /// counts it in `acquire_timeouts` and serves the waiters it held back) and
     /// returns the retry estimate. `None` if the engine answered first.
-    fn time_out(&mut self, lease_seconds: f64) -> Option<f64> {
+    fn time_out(&mut self, lease_seconds: f64) -> Option<Duration> {
         let mut fx = Effects::default();
         let timed_out = {
             let mut engine = lock(&self.shared.engine);
@@ -85,7 +86,7 @@ impl<P: Clone + Send + 'static> Wait<P> {
         drop(waiter);
         // Withdrawn: nothing can arrive any more, nothing to give back on drop.
         self.grant_rx = None;
-        Some(retry_after)
+        Some(Duration::try_from_secs_f64(retry_after).unwrap_or_default())
     }
 }
 
@@ -116,6 +117,9 @@ impl<P: Clone + Send + 'static> Drop for Wait<P> {
 }
 
 /// The right to use one pool until released (dropped), expired or revoked.
+///
+/// Dropping it returns the pool at once (to the oldest waiter, if any).
+#[must_use = "dropping a lease returns its pool at once"]
 pub struct Lease<P: Clone + Send + 'static> {
     pub(super) grant: Option<Grant<P>>,
     pub(super) shared: Arc<Shared<P>>,
@@ -134,10 +138,10 @@ impl<P: Clone + Send + 'static> Lease<P> {
         &self.grant().pool
     }
 
-    /// The lease id (32 hex digits).
+    /// The lease id (shown as 32 hex digits).
     #[must_use]
-    pub fn id(&self) -> &str {
-        &self.grant().id
+    pub fn id(&self) -> LeaseId {
+        self.grant().id
     }
 
     /// When the lease was granted and when it expires.
@@ -155,14 +159,44 @@ impl<P: Clone + Send + 'static> Lease<P> {
         grant.live.load(Ordering::Acquire) && !grant.timing.is_hard_expired(monotonic())
     }
 
+    /// The lease time asked for (the soft expiry is this long after the grant; the
+    /// hard expiry, which revokes it, a grace period later).
+    #[must_use]
+    pub fn lease_time(&self) -> Duration {
+        Duration::try_from_secs_f64(self.grant().timing.lease_seconds).unwrap_or(Duration::MAX)
+    }
+
+    /// Time left until the hard expiry revokes the lease (zero once passed).
+    #[must_use]
+    pub fn remaining(&self) -> Duration {
+        let left = self.grant().timing.hard_expires_at() - monotonic();
+        Duration::try_from_secs_f64(left.max(0.0)).unwrap_or(Duration::MAX)
+    }
+
     /// Returns the pool (same as dropping the lease).
     pub fn release(self) {}
+}
+
+impl<P: Clone + Send + std::fmt::Debug + 'static> std::fmt::Debug for Lease<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let grant = self.grant();
+        f.debug_struct("Lease")
+            .field("id", &grant.id)
+            .field("pool", &grant.pool)
+            .field("live", &self.is_live())
+            .field("remaining", &self.remaining())
+            .finish()
+    }
 }
 
 impl<P: Clone + Send + 'static> Drop for Lease<P> {
     fn drop(&mut self) {
         if let Some(grant) = self.grant.take() {
-            self.shared.release(grant.key);
+            let key = grant.key;
+            // Given up first: the engine then holds the lease's only cells and can
+            // reuse them for the next grant (see `manager/cells.rs`).
+            drop(grant);
+            self.shared.release(key);
         }
     }
 }

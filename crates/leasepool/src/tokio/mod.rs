@@ -134,45 +134,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
-use crate::admission::{AdmissionPolicy, Tenant};
-use crate::claim::ClaimFlag;
+use crate::admission::AdmissionPolicy;
 use crate::error::ConfigError;
 use crate::expiry::monotonic;
 use crate::graceful::DrainReport;
 use crate::lease::LeaseKey;
-use crate::manager::{Acquired, Effects, Grant, Manager, Waiter};
+use crate::manager::{Effects, Grant, Manager};
 use crate::sizing::PoolLimits;
 use crate::LeaseError;
 
+mod acquire;
 mod autoscale;
+mod builder;
 mod drain;
 mod lease;
 mod metrics;
 mod timeout;
 
+use acquire::QueuedAcquire;
+pub use builder::{Builder, DEFAULT_LEASE_TIME};
 pub use lease::Lease;
-use lease::Wait;
 pub use metrics::Gauges;
 pub use timeout::AcquireError;
 
 /// What a queued `acquire()` receives: its grant, or why it was refused.
 type GrantResult<P> = Result<Grant<P>, LeaseError>;
-
-/// A queued `acquire()`: claimed by the engine (or cancelled) exactly once; the grant
-/// travels through a oneshot channel. Dropped unsent (the manager stopped), the
-/// caller gets [`LeaseError::NotStarted`].
-struct QueuedAcquire<P> {
-    claim: Arc<ClaimFlag>,
-    grant_tx: Option<oneshot::Sender<GrantResult<P>>>,
-}
-
-impl<P> Waiter for QueuedAcquire<P> {
-    fn try_claim(&self) -> bool {
-        self.claim.try_claim()
-    }
-}
 
 type Engine<P> = Manager<P, (), QueuedAcquire<P>>;
 type Fx<P> = Effects<P, (), QueuedAcquire<P>>;
@@ -225,6 +213,10 @@ impl<P: Clone + Send + 'static> Shared<P> {
     /// Performs effects outside the lock: grants travel to their waiters; a grant
     /// whose waiter is gone is released, which may grant the next waiter in turn.
     fn perform(&self, mut fx: Fx<P>) {
+        if fx.is_empty() {
+            // The uncontended grant and release: nothing to hand over or drop.
+            return;
+        }
         loop {
             let mut orphaned = Vec::new();
             for (mut waiter, grant) in fx.granted.drain(..) {
@@ -282,6 +274,31 @@ impl<P> Clone for LeaseManager<P> {
     }
 }
 
+impl<P: Clone + Send + 'static> std::fmt::Debug for LeaseManager<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = lock(&self.shared.engine);
+        f.debug_struct("LeaseManager")
+            .field("running", &engine.is_running())
+            .field("available", &engine.available_count())
+            .field("leased", &engine.leased_count())
+            .field("waiters", &engine.waiter_count())
+            .field(
+                "lease_time",
+                &Duration::from_secs_f64(self.shared.default_lease_seconds),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseManager<()> {
+    /// A [`Builder`] for a manager of at most `max_pools` pools: lease time, grace,
+    /// admission, metrics and autoscaling in one place, checked by
+    /// [`Builder::build`].
+    pub fn builder(max_pools: usize) -> Builder {
+        Builder::new(max_pools)
+    }
+}
+
 impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// A started manager that creates pools with `factory(seq)` (seq = 1, 2, ...).
     /// Leases last `default_lease` plus the limits' `lease_grace` before they are
@@ -320,6 +337,9 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         default_lease: std::time::Duration,
     ) -> Self {
         let default_lease_seconds = default_lease.as_secs_f64();
+        // Nothing here logs the engine's events: not recording them spares the
+        // hot path an allocation per grant and per release.
+        engine.record_events(false);
         let mut fx = Effects::default();
         engine.start(limits.desired(0), &mut fx);
         Self {
@@ -335,125 +355,6 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
         }
     }
 
-    /// Leases a free pool now, or fails with [`LeaseError::Unavailable`] (never
-    /// overtaking callers already waiting).
-    ///
-    /// # Errors
-    /// [`LeaseError::Unavailable`] or [`LeaseError::NotStarted`] (after `stop`).
-    pub fn try_acquire(&self) -> Result<Lease<P>, LeaseError> {
-        self.try_acquire_as(Tenant::default())
-    }
-
-    /// [`try_acquire`](Self::try_acquire) for `tenant` (owner, priority, reserved
-    /// class). A refusal carries [`LeaseError::retry_after`].
-    ///
-    /// # Errors
-    /// As [`try_acquire`](Self::try_acquire).
-    pub fn try_acquire_as(&self, tenant: Tenant) -> Result<Lease<P>, LeaseError> {
-        let mut fx = Effects::default();
-        let acquired = lock(&self.shared.engine).acquire_as(
-            monotonic(),
-            self.shared.default_lease_seconds,
-            tenant,
-            (),
-            None,
-            &mut fx,
-        );
-        self.shared.perform(fx);
-        match acquired? {
-            Acquired::Granted(grant) => Ok(self.lease(grant)),
-            Acquired::Queued(_) => unreachable!("no waiter was offered"),
-        }
-    }
-
-    /// Leases a pool for the default lease time, waiting in arrival order.
-    ///
-    /// # Errors
-    /// [`LeaseError::NotStarted`] if the manager is (or gets) stopped.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe: see the module docs.
-    pub async fn acquire(&self) -> Result<Lease<P>, LeaseError> {
-        self.acquire_for(self.shared.default_lease_seconds).await
-    }
-
-    /// Like [`acquire`](Self::acquire) with an explicit lease time in seconds.
-    ///
-    /// # Errors
-    /// [`LeaseError::InvalidLeaseSeconds`], [`LeaseError::NotStarted`].
-    pub async fn acquire_for(&self, lease_seconds: f64) -> Result<Lease<P>, LeaseError> {
-        self.acquire_as(Tenant::default(), Some(lease_seconds))
-            .await
-    }
-
-    /// Leases a pool for `tenant` (owner, priority, reserved class; see
-    /// [`crate::admission`]) for `lease_seconds` (the default lease time if `None`),
-    /// waiting in the order the admission policy gives.
-    ///
-    /// # Errors
-    /// As [`acquire_for`](Self::acquire_for), and [`LeaseError::QueueFull`] (with
-    /// [`LeaseError::retry_after`]) when the policy's waiter bound is reached.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe: see the module docs.
-    pub async fn acquire_as(
-        &self,
-        tenant: Tenant,
-        lease_seconds: Option<f64>,
-    ) -> Result<Lease<P>, LeaseError> {
-        match self.acquire_until(tenant, lease_seconds, None).await {
-            Ok(lease) => Ok(lease),
-            Err(AcquireError::Lease(error)) => Err(error),
-            Err(AcquireError::TimedOut { .. }) => unreachable!("no deadline, no timeout"),
-        }
-    }
-
-    /// [`acquire_as`](Self::acquire_as), timing out at `until` (tokio's clock) if
-    /// given: the one implementation of both (see `timeout.rs`).
-    async fn acquire_until(
-        &self,
-        tenant: Tenant,
-        lease_seconds: Option<f64>,
-        until: Option<tokio::time::Instant>,
-    ) -> Result<Lease<P>, AcquireError> {
-        let lease_seconds = lease_seconds.unwrap_or(self.shared.default_lease_seconds);
-        let claim = Arc::new(ClaimFlag::new());
-        let (grant_tx, grant_rx) = oneshot::channel();
-        let waiter = QueuedAcquire {
-            claim: claim.clone(),
-            grant_tx: Some(grant_tx),
-        };
-        let mut fx = Effects::default();
-        let acquired = lock(&self.shared.engine).acquire_as(
-            monotonic(),
-            lease_seconds,
-            tenant,
-            (),
-            Some(waiter),
-            &mut fx,
-        );
-        self.shared.perform(fx);
-        let ticket = match acquired? {
-            Acquired::Granted(grant) => return Ok(self.lease(grant)),
-            Acquired::Queued(ticket) => ticket,
-        };
-        let mut wait = Wait {
-            shared: self.shared.clone(),
-            claim,
-            ticket,
-            grant_rx: Some(grant_rx),
-        };
-        let grant = wait.outcome(until, lease_seconds).await?;
-        Ok(self.lease(grant))
-    }
-
-    fn lease(&self, grant: Grant<P>) -> Lease<P> {
-        Lease {
-            grant: Some(grant),
-            shared: self.shared.clone(),
-        }
-    }
-
     /// Sets the load signal; the target pool count becomes
     /// `min(max_pools, max(min_pools, ceil(load / units_per_pool)))` at the next
     /// [`check`](Self::check) (and for every release).
@@ -465,9 +366,11 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// past their soft expiry as overdue (once each, with metrics on), grows to the
     /// target, retires idle pools above it, serves waiters; ends a
     /// [`drain`](Self::drain) whose deadline has passed (even if nobody awaits it any
-    /// more). Returns when the next lease hard-expires (monotonic seconds), if any.
-    pub fn check(&self) -> Option<f64> {
-        self.check_deadlines().0
+    /// more). Returns how long until the next lease hard-expires, if any lease is
+    /// held.
+    pub fn check(&self) -> Option<Duration> {
+        let next = self.check_deadlines().0?;
+        Some(Duration::try_from_secs_f64((next - monotonic()).max(0.0)).unwrap_or(Duration::MAX))
     }
 
     /// [`check`](Self::check), returning when the next lease hard-expires and, with

@@ -15,21 +15,22 @@ use crate::LeaseError;
 
 /// Why [`LeaseManager::acquire_timeout`] returned without a lease.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AcquireError {
     /// Refused or failed as [`LeaseManager::acquire_as`] would be.
     Lease(LeaseError),
     /// No pool was granted in time; the request left the queue.
     TimedOut {
-        /// Seconds until capacity is likely (as [`LeaseError::retry_after`]).
-        retry_after: f64,
+        /// How long until capacity is likely (as [`LeaseError::retry_after`]).
+        retry_after: Duration,
     },
 }
 
 impl AcquireError {
-    /// For a timeout or a refusal that sheds load, the seconds until capacity is
+    /// For a timeout or a refusal that sheds load, how long until capacity is
     /// likely (e.g. for an HTTP 503's `Retry-After`).
     #[must_use]
-    pub fn retry_after(&self) -> Option<f64> {
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Lease(error) => error.retry_after(),
             Self::TimedOut { retry_after } => Some(*retry_after),
@@ -89,11 +90,11 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     pub async fn acquire_as_timeout(
         &self,
         tenant: Tenant,
-        lease_seconds: Option<f64>,
+        lease_time: Option<Duration>,
         timeout: Duration,
     ) -> Result<Lease<P>, AcquireError> {
         // Too far to represent: no deadline.
         let until = tokio::time::Instant::now().checked_add(timeout);
-        self.acquire_until(tenant, lease_seconds, until).await
+        self.acquire_until(tenant, lease_time, until).await
     }
 }
