@@ -84,12 +84,6 @@ impl CallTracker {
         before >> 1 == 0
     }
 
-    /// Back to a new lease's state (nothing in flight, not released), for a tracker
-    /// nobody else holds any more (see `manager/cells.rs`).
-    pub(crate) fn renew(&mut self) {
-        self.state.store(0, Ordering::Relaxed);
-    }
-
     /// Calls in flight now.
     #[must_use]
     pub fn in_flight(&self) -> u64 {

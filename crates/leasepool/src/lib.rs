@@ -9,6 +9,11 @@
 //! The state machine ([`manager::Manager`]) is runtime-agnostic: it is driven with
 //! explicit timestamps and returns [`manager::Effects`] for the caller to perform
 //! outside its lock.
+//!
+//! With the `tokio` feature, [`tokio::LeaseManager`] is an async front end of its own.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admission;
 pub mod autoscale;
@@ -33,6 +38,7 @@ pub mod sizing;
 pub mod slots;
 mod sync;
 #[cfg(all(feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 pub mod waiters;
 pub mod worker_pool;

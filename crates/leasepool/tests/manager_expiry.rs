@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use common::{started, Flag, Fx};
 use leasepool::{Acquired, Event, LeaseError};
 
@@ -21,7 +19,7 @@ fn check_revokes_expired_leases_restores_minimum_and_serves_waiters() {
 
     let mut fx = Fx::default();
     m.check(15.9, 1, &mut fx);
-    assert!(g.live.load(Ordering::Acquire));
+    assert!(g.is_live() == Some(true));
     assert!(
         matches!(&fx.events[..], [Event::Overdue { meta: "slow", .. }]),
         "past its soft expiry, not yet revoked: reported once as overdue"
@@ -29,7 +27,7 @@ fn check_revokes_expired_leases_restores_minimum_and_serves_waiters() {
 
     let mut fx = Fx::default();
     m.check(16.0, 1, &mut fx);
-    assert!(!g.live.load(Ordering::Acquire));
+    assert!(g.is_live() == Some(false));
     assert_eq!(
         fx.revoked,
         vec![1],
@@ -81,5 +79,5 @@ fn acquire_revokes_expired_leases_first() {
     let mut fx = Fx::default();
     let fresh = m.acquire(20.0, 1.0, "new", None, &mut fx);
     assert!(matches!(fresh, Ok(Acquired::Granted(_))));
-    assert!(!old.live.load(Ordering::Acquire));
+    assert!(old.is_live() == Some(false));
 }

@@ -142,7 +142,7 @@ fn release_revocation_and_stop_are_counted_apart() {
     assert!(m.release(released.key, 4.0, 1, &mut Fx::default()));
     // The periodic check revokes the one past its hard expiry (10 + 1 s).
     m.check(11.5, 1, &mut Fx::default());
-    assert!(!revoked.live.load(std::sync::atomic::Ordering::Acquire));
+    assert!(revoked.is_live() == Some(false));
     m.stop(30.0, &mut Fx::default());
     let s = snap(&m);
     assert_eq!(s.counts.leases_granted, 3);
@@ -182,10 +182,13 @@ fn release_revocation_and_stop_are_counted_apart() {
 fn a_draining_lease_is_counted_when_its_drain_ends() {
     let mut m = metered(limits(1, 1), 0);
     let lease = grant(&mut m, 0.0, 60.0);
-    let _ = lease.calls.begin();
+    let _ = lease.calls().expect("a lease with cells").begin();
     assert!(m.release(lease.key, 1.0, 1, &mut Fx::default()));
     assert_eq!(snap(&m).counts.leases_released, 0, "still draining");
-    assert!(lease.calls.end(), "the last call ends the drain");
+    assert!(
+        lease.calls().expect("a lease with cells").end(),
+        "the last call ends the drain"
+    );
     assert!(m.finish_drain(lease.key, 7.0, 1, &mut Fx::default()));
     let s = snap(&m);
     assert_eq!(s.counts.leases_released, 1);
@@ -344,7 +347,7 @@ fn overdue_is_reported_once_per_lease() {
     let short = grant(&mut m, 0.0, 5.0);
     let long = grant(&mut m, 0.0, 8.0);
     let draining = grant(&mut m, 0.0, 3.0);
-    let _ = draining.calls.begin();
+    let _ = draining.calls().expect("a lease with cells").begin();
     assert!(m.release(draining.key, 1.0, 1, &mut Fx::default()));
     assert_eq!(
         m.next_overdue(),

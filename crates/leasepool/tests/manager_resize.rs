@@ -42,7 +42,7 @@ fn stop_refuses_waiters_and_retires_everything() {
     assert_eq!(fx.refused.len(), 1);
     assert_eq!(fx.retired, vec![1]);
     assert_eq!(m.total_count(), 0);
-    assert!(!g.live.load(std::sync::atomic::Ordering::Acquire));
+    assert!(g.is_live() == Some(false));
     assert_eq!(
         m.acquire(0.0, 60.0, "late", None, &mut Fx::default()).err(),
         Some(LeaseError::NotStarted)

@@ -48,10 +48,13 @@ impl PyExecutorLease {
         owner: Owner,
         bridge: Arc<LoopBridge>,
     ) -> PyResult<Py<Self>> {
+        // The binding's manager always hands out cells (it never calls
+        // `lease_cells(false)`); fresh ones would only ever be a stand-in.
+        let cells = grant.cells.unwrap_or_default();
         let link = Arc::new(LeaseLink {
             core: Arc::downgrade(&core),
             key: grant.key,
-            calls: grant.calls,
+            calls: cells.calls,
             pool: grant.pool.clone(),
         });
         Py::new(
@@ -64,7 +67,7 @@ impl PyExecutorLease {
                 timing: grant.timing,
                 link,
                 pool: grant.pool,
-                live: grant.live,
+                live: cells.live,
                 released: AtomicBool::new(false),
                 bridge,
                 executor: PyOnceLock::new(),

@@ -3,7 +3,7 @@
 //! "Hand-off").
 
 use super::admission::Verdict;
-use super::{Acquired, Effects, Event, Grant, Held, Manager, Queued, Waiter, Want};
+use super::{Acquired, Effects, Event, Grant, Held, LeaseCells, Manager, Queued, Waiter, Want};
 use crate::admission::Tenant;
 use crate::error::LeaseError;
 use crate::lease::LeaseTiming;
@@ -249,7 +249,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             lease_seconds,
             grace_seconds: self.grace_seconds,
         };
-        let (live, calls) = self.cells.fresh();
+        let cells = self.cells.then(LeaseCells::new);
         let charge = self.tenancy.charge(tenant.class);
         self.tenancy.lease_began(tenant.owner);
         self.expiry_floor = self.expiry_floor.min(timing.hard_expires_at());
@@ -270,8 +270,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 timing,
                 seq,
                 id,
-                live: live.clone(),
-                calls: calls.clone(),
+                cells: cells.clone(),
                 draining: false,
                 owner: tenant.owner,
                 charge,
@@ -283,8 +282,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             id,
             timing,
             pool,
-            live,
-            calls,
+            cells,
         }
     }
 }

@@ -116,6 +116,10 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
 
     /// Hands what is free to the waiters in turn (see [`Self::next_waiter`]).
     pub(super) fn serve_waiters(&mut self, now: f64, effects: &mut Effects<P, M, W>) {
+        if self.waiters.is_empty() {
+            // Every uncontended release: nobody to serve.
+            return;
+        }
         while let Some(ticket) = self.next_waiter() {
             let Some(queued) = self.waiters.remove(ticket) else {
                 break;

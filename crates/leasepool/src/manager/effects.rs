@@ -25,10 +25,54 @@ pub struct Grant<P> {
     pub timing: LeaseTiming,
     /// The leased pool.
     pub pool: P,
+    /// The lease's shared cells; `None` from a manager that hands out bare leases
+    /// (see [`Manager::lease_cells`](super::Manager::lease_cells)).
+    pub cells: Option<LeaseCells>,
+}
+
+impl<P> Grant<P> {
+    /// Whether the lease is still live, by its cell; `None` for a bare lease (ask
+    /// [`Manager::holds`](super::Manager::holds)).
+    #[must_use]
+    pub fn is_live(&self) -> Option<bool> {
+        use crate::sync::Ordering;
+        self.cells
+            .as_ref()
+            .map(|cells| cells.live.load(Ordering::Acquire))
+    }
+
+    /// The lease's counter of calls in flight; `None` for a bare lease.
+    #[must_use]
+    pub fn calls(&self) -> Option<&CallTracker> {
+        self.cells.as_ref().map(|cells| &*cells.calls)
+    }
+}
+
+/// What a lease shares with its holder, lock-free: whether it is still live, and
+/// its calls in flight.
+#[derive(Debug, Clone)]
+pub struct LeaseCells {
     /// Cleared (with `Release` ordering) the moment the lease is released or revoked.
     pub live: Arc<AtomicBool>,
     /// Counts the lease's calls in flight (see the module docs, "Draining").
     pub calls: std::sync::Arc<CallTracker>,
+}
+
+impl LeaseCells {
+    /// Cells of a new lease: live, no call in flight.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            live: Arc::new(AtomicBool::new(true)),
+            calls: std::sync::Arc::new(CallTracker::new()),
+        }
+    }
+}
+
+impl Default for LeaseCells {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Something worth a log line, reported after the lock is dropped.

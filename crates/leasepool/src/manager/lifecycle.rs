@@ -3,7 +3,6 @@
 
 use super::{Effects, Manager, Waiter};
 use crate::metrics::Refusal;
-use crate::sync::Ordering;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Starts the manager (idempotent) and grows it to `target` pools.
@@ -25,7 +24,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         // Shut down in grant order.
         leased.sort_unstable_by_key(|(key, _)| *key);
         for (_, held) in leased {
-            held.live.store(false, Ordering::Release);
+            held.end();
             let held_for = now - held.timing.leased_at;
             // Counted as stopped, not revoked: `leases_revoked` is the hard expiry's
             // (a shutdown with leases held is not the holders' overrun).

@@ -63,20 +63,18 @@ use crate::admission::{
     AdmissionPolicy, Charge, ClassId, OwnerKey, RetryEstimator, Tenancy, Tenant,
 };
 use crate::autoscale::AutoScaler;
-use crate::drain::CallTracker;
 use crate::error::ConfigError;
 use crate::lease::{LeaseId, LeaseIdMint, LeaseKey, LeaseMap, LeaseTiming};
 use crate::metrics::{LeaseMetrics, LeaseMetricsSnapshot};
 use crate::sizing::PoolLimits;
 use crate::slots::{PoolSeq, SharedPools, SlotHeld};
-use crate::sync::{Arc, AtomicBool};
+use crate::sync::Ordering;
 use crate::waiters::WaiterQueue;
 
 mod acquire;
 mod admission;
 mod autoscaling;
 mod calls;
-mod cells;
 mod closing;
 mod effects;
 mod lifecycle;
@@ -86,7 +84,7 @@ mod release;
 mod revocation;
 
 pub use closing::DrainBegun;
-pub use effects::{Acquired, Effects, Event, Grant, SlotAcquired, Waiter};
+pub use effects::{Acquired, Effects, Event, Grant, LeaseCells, SlotAcquired, Waiter};
 pub use overdue::LeaseView;
 
 /// What a queued caller asked for.
@@ -129,6 +127,22 @@ impl Group {
     }
 }
 
+impl<P, M> Held<P, M> {
+    /// Marks the lease not live for its holder (released, revoked, stopped).
+    fn end(&self) {
+        if let Some(cells) = &self.cells {
+            cells.live.store(false, Ordering::Release);
+        }
+    }
+
+    /// Calls in flight through the lease (always 0 for a bare lease).
+    fn calls_in_flight(&self) -> u64 {
+        self.cells
+            .as_ref()
+            .map_or(0, |cells| cells.calls.in_flight())
+    }
+}
+
 /// A free pool and when it became free.
 struct Idle<P> {
     pool: P,
@@ -143,8 +157,8 @@ struct Held<P, M> {
     timing: LeaseTiming,
     seq: PoolSeq,
     id: LeaseId,
-    live: Arc<AtomicBool>,
-    calls: std::sync::Arc<CallTracker>,
+    /// Shared with the holder, unless the manager hands out bare leases.
+    cells: Option<LeaseCells>,
     /// Released with calls in flight; waiting for [`Manager::finish_drain`].
     draining: bool,
     owner: Option<OwnerKey>,
@@ -178,8 +192,8 @@ pub struct Manager<P, M, W> {
     overtakes: u32,
     retry: RetryEstimator,
     ids: LeaseIdMint,
-    /// Liveness flags and call trackers of ended leases, for reuse.
-    cells: cells::CellStore,
+    /// Whether grants carry [`LeaseCells`] (see [`lease_cells`](Self::lease_cells)).
+    cells: bool,
     pool_seq: u64,
     /// A lower bound on the earliest hard expiry among leases (`INFINITY` if none);
     /// lets acquire skip the expiry scan until something can actually have expired.
@@ -243,7 +257,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             overtakes: 0,
             retry: RetryEstimator::default(),
             ids: LeaseIdMint::new(),
-            cells: cells::CellStore::default(),
+            cells: true,
             pool_seq: 0,
             expiry_floor: f64::INFINITY,
             factory,
@@ -272,6 +286,22 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// which spares an allocation each on the hot path.
     pub fn record_events(&mut self, on: bool) {
         self.events = on;
+    }
+
+    /// Whether grants carry [`LeaseCells`] (the default): a liveness flag and a call
+    /// counter shared with the holder, so it can check and count lock-free. A front
+    /// end that runs no calls through its leases and asks
+    /// [`holds`](Self::holds) under the lock instead turns them off: a grant and a
+    /// release then allocate nothing and touch no reference count.
+    pub fn lease_cells(&mut self, on: bool) {
+        self.cells = on;
+    }
+
+    /// Whether the pool lease `key` is live (granted, not yet released, revoked or
+    /// ended by a stop); a draining lease is not.
+    #[must_use]
+    pub fn holds(&self, key: LeaseKey) -> bool {
+        self.leased.get(&key).is_some_and(|held| !held.draining)
     }
 
     /// Records a log event, if events are on.

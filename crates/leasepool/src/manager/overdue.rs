@@ -80,7 +80,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
                 meta: &held.meta,
                 timing: held.timing,
                 slot: false,
-                calls_in_flight: held.calls.in_flight(),
+                calls_in_flight: held.calls_in_flight(),
                 draining: held.draining,
                 overdue: held.overdue,
             };

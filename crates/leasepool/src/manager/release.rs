@@ -3,7 +3,6 @@
 
 use super::{Effects, Event, Manager, Waiter};
 use crate::lease::LeaseKey;
-use crate::sync::Ordering;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Releases a lease. With calls still in flight the lease starts draining (see
@@ -24,13 +23,17 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         if held.draining {
             return false;
         }
-        held.live.store(false, Ordering::Release);
-        if !held.calls.release() {
+        held.end();
+        let idle = held
+            .cells
+            .as_ref()
+            .is_none_or(|cells| cells.calls.release());
+        if !idle {
             held.draining = true;
             let draining = Event::Draining {
                 id: held.id,
                 meta: held.meta.clone(),
-                pending: held.calls.in_flight(),
+                pending: held.calls_in_flight(),
             };
             self.emit(effects, draining);
             return true;
@@ -69,7 +72,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let Some(held) = self.leased.remove(&key) else {
             return false;
         };
-        held.live.store(false, Ordering::Release);
+        held.end();
         self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
         self.emit(
@@ -94,12 +97,11 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         let Some(held) = self.leased.remove(&key) else {
             return;
         };
-        held.live.store(false, Ordering::Release);
+        held.end();
         self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
         let expired = held.timing.is_hard_expired(now);
         let kept = self.free_pool(held.pool, held.seq, expired, now, target, effects);
-        self.cells.recycle((held.live, held.calls));
         self.emit(
             effects,
             Event::Released {

@@ -4,7 +4,6 @@
 use super::{Effects, Event, Manager, Waiter};
 use crate::error::LeaseError;
 use crate::lease::LeaseKey;
-use crate::sync::Ordering;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// Revokes the lease `key` if it passed its hard expiry (the submit path).
@@ -26,7 +25,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             return Ok(());
         }
         if let Some(held) = self.leased.remove(&key) {
-            held.live.store(false, Ordering::Release);
+            held.end();
             self.lease_over(now, held.timing, held.owner, true);
             self.pool_discharged(held.charge);
             effects.revoked.push(held.pool);
@@ -64,7 +63,7 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         expired.sort_unstable();
         for key in expired {
             if let Some(held) = self.leased.remove(&key) {
-                held.live.store(false, Ordering::Release);
+                held.end();
                 let timing = held.timing;
                 self.lease_over(now, timing, held.owner, true);
                 self.pool_discharged(held.charge);

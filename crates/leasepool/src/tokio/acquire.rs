@@ -8,10 +8,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::lease::Wait;
-use super::{lock, AcquireError, GrantResult, Lease, LeaseManager};
+use super::{lock, AcquireError, GrantResult, Lease, LeaseManager, Locked};
 use crate::admission::Tenant;
 use crate::claim::ClaimFlag;
-use crate::expiry::monotonic;
 use crate::manager::{Acquired, Effects, Grant, Waiter};
 use crate::LeaseError;
 
@@ -70,7 +69,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     pub fn try_acquire_as(&self, tenant: Tenant) -> Result<Lease<P>, LeaseError> {
         let mut fx = Effects::default();
         let acquired = lock(&self.shared.engine).acquire_as(
-            monotonic(),
+            self.shared.stamp(),
             self.shared.default_lease_seconds,
             tenant,
             (),
@@ -205,11 +204,11 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// in the queue. The waiter is built only when needed, so the uncontended
     /// acquire allocates nothing.
     fn begin(&self, tenant: Tenant, lease_seconds: f64) -> Begun<P> {
-        let mut fx = Effects::default();
-        let begun = {
-            let mut engine = lock(&self.shared.engine);
-            let now = monotonic();
-            match engine.probe_as(now, lease_seconds, tenant, (), &mut fx) {
+        let (begun, fx) = {
+            let mut locked = lock(&self.shared.engine);
+            let now = self.shared.stamp();
+            let Locked { engine, effects } = &mut *locked;
+            let begun = match engine.probe_as(now, lease_seconds, tenant, (), effects) {
                 Ok(grant) => Begun::Answered(Ok(grant)),
                 Err(LeaseError::Unavailable { .. }) => {
                     let claim = Arc::new(ClaimFlag::new());
@@ -218,7 +217,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                         claim: claim.clone(),
                         grant_tx: Some(grant_tx),
                     };
-                    match engine.acquire_as(now, lease_seconds, tenant, (), Some(waiter), &mut fx) {
+                    match engine.acquire_as(now, lease_seconds, tenant, (), Some(waiter), effects) {
                         Ok(Acquired::Granted(grant)) => Begun::Answered(Ok(grant)),
                         Ok(Acquired::Queued(ticket)) => Begun::Queued(Wait {
                             shared: self.shared.clone(),
@@ -230,9 +229,12 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                     }
                 }
                 Err(error) => Begun::Answered(Err(error)),
-            }
+            };
+            (begun, locked.take_effects())
         };
-        self.shared.perform(fx);
+        if let Some(fx) = fx {
+            self.shared.perform(fx);
+        }
         begun
     }
 

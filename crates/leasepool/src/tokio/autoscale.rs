@@ -1,5 +1,7 @@
 //! Built-in adaptive sizing for the tokio front end (see [`crate::autoscale`]).
 
+use std::sync::atomic::Ordering;
+
 use super::{lock, LeaseManager};
 use crate::autoscale::{AutoScalePolicy, AutoScaleView};
 
@@ -29,6 +31,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     #[must_use]
     pub fn with_autoscale(self, policy: AutoScalePolicy) -> Self {
         lock(&self.shared.engine).enable_autoscale(policy);
+        self.shared.precise.store(true, Ordering::Relaxed);
         self
     }
 

@@ -1,7 +1,6 @@
 //! What a caller holds: a [`Lease`], and the guard ([`Wait`]) that keeps a queued
 //! `acquire` cancel-safe.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +155,7 @@ impl<P: Clone + Send + 'static> Lease<P> {
     #[must_use]
     pub fn is_live(&self) -> bool {
         let grant = self.grant();
-        grant.live.load(Ordering::Acquire) && !grant.timing.is_hard_expired(monotonic())
+        !grant.timing.is_hard_expired(monotonic()) && lock(&self.shared.engine).holds(grant.key)
     }
 
     /// The lease time asked for (the soft expiry is this long after the grant; the
@@ -192,11 +191,7 @@ impl<P: Clone + Send + std::fmt::Debug + 'static> std::fmt::Debug for Lease<P> {
 impl<P: Clone + Send + 'static> Drop for Lease<P> {
     fn drop(&mut self) {
         if let Some(grant) = self.grant.take() {
-            let key = grant.key;
-            // Given up first: the engine then holds the lease's only cells and can
-            // reuse them for the next grant (see `manager/cells.rs`).
-            drop(grant);
-            self.shared.release(key);
+            self.shared.release(grant.key);
         }
     }
 }
