@@ -45,6 +45,11 @@ pub const OVERTAKE_LIMIT: u32 = 8;
 /// would only say "not soon", and clients handle huge values badly.
 pub const MAX_RETRY_AFTER: f64 = 86_400.0;
 
+/// Shortest `retry_after` ever suggested, in seconds: a millisecond. A shed caller
+/// is never told to come straight back (nothing is free until a lease ends), even
+/// when holds are too short for the clock that stamps them to see.
+pub const MIN_RETRY_AFTER: f64 = 0.001;
+
 /// Who asks for a lease, as admission control sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tenant {
@@ -322,7 +327,7 @@ const ANONYMOUS: OwnerKey = 0x6c65_6173_6570_6f6f;
 /// slots for one-call requests), `C / H` leases end per second, so the caller's turn
 /// comes after about `H * (Q + 1) / C` seconds. Before the first lease has ended, `H`
 /// is the duration the caller asked for (an upper bound a well-behaved holder keeps).
-/// The result is finite, never negative and at most [`MAX_RETRY_AFTER`]; `O(1)`.
+/// The result is finite, between [`MIN_RETRY_AFTER`] and [`MAX_RETRY_AFTER`]; `O(1)`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RetryEstimator {
     mean_hold: Option<f64>,
@@ -365,9 +370,9 @@ impl RetryEstimator {
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
         let estimate = hold * (queued_ahead as f64 + 1.0) / capacity.max(1) as f64;
         if estimate.is_nan() {
-            return 0.0;
+            return MIN_RETRY_AFTER;
         }
-        estimate.clamp(0.0, MAX_RETRY_AFTER)
+        estimate.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
     }
 }
 
@@ -450,7 +455,14 @@ mod tests {
         estimator.observe(2.0);
         assert!((estimator.mean_hold().unwrap() - 1.2).abs() < 1e-9);
         assert_eq!(estimator.retry_after(0, 0, f64::NAN), 1.2);
-        assert_eq!(RetryEstimator::default().retry_after(0, 1, f64::NAN), 0.0);
+        assert_eq!(
+            RetryEstimator::default().retry_after(0, 1, f64::NAN),
+            MIN_RETRY_AFTER
+        );
+        assert_eq!(
+            RetryEstimator::default().retry_after(0, 1, 0.0),
+            MIN_RETRY_AFTER
+        );
         assert_eq!(
             RetryEstimator::default().retry_after(usize::MAX, 1, 1e300),
             MAX_RETRY_AFTER
