@@ -1,8 +1,13 @@
 //! Getting a lease: served at once (the hot path: one lock, no allocation), or
-//! queued for FIFO hand-off (a claim flag and a oneshot channel, built under the
-//! same lock, so nobody takes the caller's place in between).
+//! queued for FIFO hand-off (a oneshot channel, built under the same lock, so
+//! nobody takes the caller's place in between).
+//!
+//! Who answers a queued caller is decided by queue membership, under the engine
+//! lock: the engine answers only waiters it removes from its queue (granted, or
+//! refused by a drain or stop), and a caller that gives up (dropped, timed out)
+//! withdraws itself only if it is still queued. Exactly one side wins; no claim flag
+//! is needed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -10,21 +15,20 @@ use tokio::sync::oneshot;
 use super::lease::Wait;
 use super::{lock, AcquireError, GrantResult, Lease, LeaseManager, Locked};
 use crate::admission::Tenant;
-use crate::claim::ClaimFlag;
 use crate::manager::{Acquired, Effects, Grant, Waiter};
 use crate::LeaseError;
 
-/// A queued `acquire()`: claimed by the engine (or cancelled) exactly once; the grant
-/// travels through a oneshot channel. Dropped unsent (the manager stopped), the
-/// caller gets [`LeaseError::NotStarted`].
+/// A queued `acquire()`: the grant travels through a oneshot channel. Dropped
+/// unsent (the manager stopped), the caller gets [`LeaseError::NotStarted`].
 pub(super) struct QueuedAcquire<P> {
-    pub(super) claim: Arc<ClaimFlag>,
     pub(super) grant_tx: Option<oneshot::Sender<GrantResult<P>>>,
 }
 
 impl<P> Waiter for QueuedAcquire<P> {
+    /// A queued caller withdraws itself before it goes (see the module docs), so its
+    /// receiver is open; checked anyway, it costs one load.
     fn try_claim(&self) -> bool {
-        self.claim.try_claim()
+        self.grant_tx.as_ref().is_some_and(|tx| !tx.is_closed())
     }
 }
 
@@ -211,17 +215,14 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
             let begun = match engine.probe_as(now, lease_seconds, tenant, (), effects) {
                 Ok(grant) => Begun::Answered(Ok(grant)),
                 Err(LeaseError::Unavailable { .. }) => {
-                    let claim = Arc::new(ClaimFlag::new());
                     let (grant_tx, grant_rx) = oneshot::channel();
                     let waiter = QueuedAcquire {
-                        claim: claim.clone(),
                         grant_tx: Some(grant_tx),
                     };
                     match engine.acquire_as(now, lease_seconds, tenant, (), Some(waiter), effects) {
                         Ok(Acquired::Granted(grant)) => Begun::Answered(Ok(grant)),
                         Ok(Acquired::Queued(ticket)) => Begun::Queued(Wait {
                             shared: self.shared.clone(),
-                            claim,
                             ticket,
                             grant_rx: Some(grant_rx),
                         }),

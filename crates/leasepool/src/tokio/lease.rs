@@ -8,7 +8,6 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{lock, AcquireError, GrantResult, Shared};
-use crate::claim::ClaimFlag;
 use crate::expiry::monotonic;
 use crate::lease::{LeaseId, LeaseTiming};
 use crate::manager::{Effects, Grant};
@@ -18,7 +17,6 @@ use crate::LeaseError;
 /// Keeps an `acquire()` future cancel-safe (see the module docs).
 pub(super) struct Wait<P: Clone + Send + 'static> {
     pub(super) shared: Arc<Shared<P>>,
-    pub(super) claim: Arc<ClaimFlag>,
     pub(super) ticket: Ticket,
     pub(super) grant_rx: Option<oneshot::Receiver<GrantResult<P>>>,
 }
@@ -70,13 +68,9 @@ impl<P: Clone + Send + 'static> Wait<P> {
         let mut fx = Effects::default();
         let timed_out = {
             let mut engine = lock(&self.shared.engine);
-            // Claimed under the engine lock, so the engine is not halfway through a
-            // hand-off (it claims, then grants, under this lock): the waiter is either
-            // still queued and times out here, or was already granted (the claim
-            // fails) or refused by a drain or stop (not queued any more).
-            if !self.claim.try_claim() {
-                return None;
-            }
+            // Under the engine lock the waiter is either still queued (and times out
+            // here) or was already answered: granted, or refused by a drain or stop,
+            // and removed from the queue by the engine under this same lock.
             let removed = engine.time_out_waiter(self.ticket, monotonic(), &mut fx);
             removed.map(|waiter| (waiter, engine.retry_after(false, lease_seconds)))
         };
@@ -94,19 +88,18 @@ impl<P: Clone + Send + 'static> Drop for Wait<P> {
         let Some(mut rx) = self.grant_rx.take() else {
             return;
         };
-        // The dropped caller claims its own waiter: the engine can no longer grant it.
-        // Withdrawn (not just removed): under an admission policy the engine serves
-        // anyone its place in the queue held back.
-        if self.claim.try_claim() {
-            let mut fx = Effects::default();
-            let removed =
-                lock(&self.shared.engine).withdraw_waiter(self.ticket, monotonic(), &mut fx);
+        // Still queued: withdrawn under the engine lock, so the engine can no longer
+        // answer it (and, under an admission policy, serves anyone its place in the
+        // queue held back).
+        let mut fx = Effects::default();
+        let removed = lock(&self.shared.engine).withdraw_waiter(self.ticket, monotonic(), &mut fx);
+        if removed.is_some() {
             drop(removed);
             self.shared.perform(fx);
             return;
         }
-        // Claimed: the grant is in the channel or about to be sent. Closing first
-        // makes a later send fail (and the sender release the grant); anything
+        // Already answered: the grant is in the channel or about to be sent. Closing
+        // first makes a later send fail (and the sender release the grant); anything
         // already sent is taken back here and released.
         rx.close();
         if let Ok(Ok(grant)) = rx.try_recv() {
