@@ -96,6 +96,18 @@ test-rust: ## cargo test of the engine, with the tokio front end
 	$(call step,cargo test (engine with the tokio front end))
 	cargo test -p leasepool --all-features -q
 
+.PHONY: crate
+crate: ## The Rust crate as its users get it: examples run, benches run once, docs build without warnings, publish dry run
+	$(call step,crate examples)
+	cargo run -q -p leasepool --features tokio --example blocking_service
+	cargo run -q -p leasepool --features tokio --example load_resize
+	$(call step,crate benches (each once, as a test))
+	cargo test -q -p leasepool --features tokio --benches
+	$(call step,crate docs (warnings are errors))
+	RUSTDOCFLAGS="-D warnings" cargo doc -q -p leasepool --no-deps --all-features
+	$(call step,cargo publish --dry-run)
+	cargo publish -q -p leasepool --dry-run --allow-dirty
+
 .PHONY: loom
 loom: ## loom model tests of the engine (release, own target dir)
 	$(call step,loom model tests)
@@ -110,7 +122,7 @@ pytest: ## pytest on the installed package (from /tmp; PYTEST_ADDOPTS for more o
 	cd /tmp && $(PY) -m pytest '$(CURDIR)/tests' -q -p no:cacheprovider
 
 .PHONY: test
-test: install lint-rust test-rust loom lint-python typecheck pytest ## Fresh machine -> every check: install, Rust (fmt, clippy, tests, loom), Python (ruff, mypy, stubtest, pytest)
+test: install lint-rust test-rust crate loom lint-python typecheck pytest ## Fresh machine -> every check: install, Rust (fmt, clippy, tests, crate, loom), Python (ruff, mypy, stubtest, pytest)
 	$(call step,all checks passed)
 
 .PHONY: matrix

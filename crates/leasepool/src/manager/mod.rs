@@ -17,7 +17,7 @@
 //!
 //! # Draining
 //!
-//! A lease's calls in flight are counted by its [`CallTracker`]. Releasing a lease
+//! A lease's calls in flight are counted by its [`CallTracker`](crate::drain::CallTracker). Releasing a lease
 //! with calls still running makes it *draining*: it stops accepting work at once but
 //! keeps its pool (still counted as leased, still revoked at its hard expiry) until
 //! the last call ends and the front end calls [`Manager::finish_drain`]. Only then

@@ -25,7 +25,7 @@
 //!
 //! [`LeaseManager::with_admission`] takes an [`AdmissionPolicy`] (bounded waiting,
 //! per-owner limits, fair share, reserved pools; see [`crate::admission`]); requests
-//! name their [`Tenant`] with [`acquire_as`](LeaseManager::acquire_as) or
+//! name their [`Tenant`](crate::Tenant) with [`acquire_as`](LeaseManager::acquire_as) or
 //! [`try_acquire_as`](LeaseManager::try_acquire_as). A shed request's error carries
 //! [`LeaseError::retry_after`] (e.g. for an HTTP 503's `Retry-After`).
 //! [`LeaseManager::drain`] is the graceful shutdown: it grants nothing more, fails
