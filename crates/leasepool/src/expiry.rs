@@ -215,3 +215,27 @@ fn run(shared: &Shared, on_due: &dyn Fn()) {
         };
     }
 }
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_clock_is_the_monotonic_clock_rounded_up_to_its_tick() {
+        let resolution = coarse_resolution();
+        assert!(resolution > 0.0 && resolution <= 0.1, "{resolution}");
+        let mut last = monotonic_coarse();
+        for _ in 0..10_000 {
+            let before = monotonic();
+            let coarse = monotonic_coarse();
+            let after = monotonic();
+            assert!(coarse >= last, "never goes back");
+            // Seconds, on the same clock: a gross unit or offset error shows here.
+            assert!(
+                coarse > before - 1.0 && coarse < after + 1.0,
+                "{before} {coarse}"
+            );
+            last = coarse;
+        }
+    }
+}

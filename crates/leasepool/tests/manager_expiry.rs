@@ -81,3 +81,37 @@ fn acquire_revokes_expired_leases_first() {
     assert!(matches!(fresh, Ok(Acquired::Granted(_))));
     assert!(old.is_live() == Some(false));
 }
+
+/// Bare leases (no shared cells, no events): liveness is asked of the manager, and
+/// it follows the same lifecycle as a cell's flag.
+#[test]
+fn bare_leases_are_live_until_released_revoked_or_stopped() {
+    let mut m = started(2, 2);
+    m.lease_cells(false);
+    m.record_events(false);
+    let mut fx = Fx::default();
+    let Ok(Acquired::Granted(released)) = m.acquire(0.0, 1.0, "a", None, &mut fx) else {
+        panic!("a pool is free");
+    };
+    let Ok(Acquired::Granted(revoked)) = m.acquire(0.0, 1.0, "b", None, &mut fx) else {
+        panic!("a pool is free");
+    };
+    assert!(released.cells.is_none() && released.is_live().is_none());
+    assert!(m.holds(released.key) && m.holds(revoked.key));
+    assert!(fx.events.is_empty(), "no events recorded");
+
+    assert!(m.release(released.key, 0.5, 2, &mut fx));
+    assert!(!m.holds(released.key), "released");
+    assert!(!m.release(released.key, 0.5, 2, &mut fx), "once");
+
+    m.check(16.0, 2, &mut fx);
+    assert!(!m.holds(revoked.key), "revoked at its hard expiry");
+    assert_eq!(fx.revoked, vec![2]);
+    assert!(fx.events.is_empty());
+
+    let Ok(Acquired::Granted(stopped)) = m.acquire(17.0, 1.0, "c", None, &mut fx) else {
+        panic!("a pool is free");
+    };
+    m.stop(17.5, &mut fx);
+    assert!(!m.holds(stopped.key), "ended by the stop");
+}
