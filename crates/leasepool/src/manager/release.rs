@@ -1,7 +1,9 @@
 //! Ending a pool lease on its holder's word: release, the drain that may follow it
 //! (see the module docs, "Draining"), or retirement of a pool reported broken.
 
-use super::{Effects, Event, Manager, Waiter};
+use std::collections::hash_map::Entry;
+
+use super::{Effects, Event, Held, Manager, Waiter};
 use crate::lease::LeaseKey;
 
 impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
@@ -17,9 +19,11 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
         target: usize,
         effects: &mut Effects<P, M, W>,
     ) -> bool {
-        let Some(held) = self.leased.get_mut(&key) else {
+        // One lookup: the lease is taken out, or stays only to drain.
+        let Entry::Occupied(mut entry) = self.leased.entry(key) else {
             return false;
         };
+        let held = entry.get_mut();
         if held.draining {
             return false;
         }
@@ -38,7 +42,8 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
             self.emit(effects, draining);
             return true;
         }
-        self.let_go(key, now, target, effects);
+        let held = entry.remove();
+        self.free_lease(held, now, target, effects);
         true
     }
 
@@ -94,9 +99,19 @@ impl<P: Clone, M: Clone, W: Waiter> Manager<P, M, W> {
     /// [`release`](Self::release) (no calls in flight) and
     /// [`finish_drain`](Self::finish_drain).
     fn let_go(&mut self, key: LeaseKey, now: f64, target: usize, effects: &mut Effects<P, M, W>) {
-        let Some(held) = self.leased.remove(&key) else {
-            return;
-        };
+        if let Some(held) = self.leased.remove(&key) {
+            self.free_lease(held, now, target, effects);
+        }
+    }
+
+    /// Frees the pool of `held`, a lease just taken out of the table.
+    fn free_lease(
+        &mut self,
+        held: Held<P, M>,
+        now: f64,
+        target: usize,
+        effects: &mut Effects<P, M, W>,
+    ) {
         held.end();
         self.lease_over(now, held.timing, held.owner, false);
         self.pool_discharged(held.charge);
