@@ -162,6 +162,22 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// [`check`](Self::check), so by a running [`run_checker`](Self::run_checker),
     /// which wakes for it; without a checker, call `drain` again (it joins, with its
     /// own deadline) or [`stop`](Self::stop) (ends the drain at once).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use leasepool::tokio::LeaseManager;
+    ///
+    /// let manager = LeaseManager::builder(2).build(|seq| seq).unwrap();
+    /// let held = manager.acquire().await.unwrap();
+    /// // The lease is not given back: the drain revokes it at its deadline.
+    /// let report = manager.drain(Duration::from_secs(5)).await;
+    /// assert!(report.timed_out && report.leases_revoked == 1);
+    /// assert!(!held.is_live());
+    /// # }
+    /// ```
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
         let mut until = Instant::now().checked_add(deadline);
         let mut fx = Fx::default();

@@ -145,6 +145,9 @@ impl<P: Clone + Send + 'static> Lease<P> {
     /// Whether new work may still go through this lease: not revoked (at its hard
     /// expiry, by [`stop`](super::LeaseManager::stop), or at a drain's deadline) and
     /// not past its hard expiry.
+    ///
+    /// Asks the manager (a brief lock): its leases share no flag with their holders,
+    /// which keeps a grant free of allocations and reference counts.
     #[must_use]
     pub fn is_live(&self) -> bool {
         let grant = self.grant();

@@ -52,7 +52,7 @@
 //! let health = Tenant { class: Some(0), ..Tenant::default() };
 //! match manager.try_acquire_as(health) {
 //!     Ok(probe) => drop(probe),
-//!     Err(refused) => println!("retry after {:?} s", refused.retry_after()),
+//!     Err(refused) => println!("retry after {:?}", refused.retry_after()),
 //! }
 //!
 //! // Shutdown: leases held get up to 10 s to come back. When the last one does
@@ -466,6 +466,36 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// [`metrics`](Self::with_metrics) at each lease's soft expiry (to count it
     /// overdue). Spawn it
     /// (`tokio::spawn(manager.clone().run_checker(..))`); drop or abort it to stop.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: each wake-up runs one whole [`check`](Self::check) (synchronous,
+    /// under the manager's lock); dropping the future between them loses nothing, and
+    /// a new checker picks up where it left off.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use leasepool::tokio::LeaseManager;
+    ///
+    /// let manager = LeaseManager::builder(1)
+    ///     .lease_time(Duration::from_millis(20))
+    ///     .lease_grace(Duration::ZERO)
+    ///     .build(|seq| seq)
+    ///     .unwrap();
+    /// let checker = tokio::spawn(manager.clone().run_checker(Duration::from_secs(60)));
+    /// let overrun = manager.acquire().await.unwrap();
+    /// // Woken at the lease's hard expiry, not after the 60 s interval.
+    /// let revoked = tokio::time::timeout(Duration::from_secs(5), async {
+    ///     while overrun.is_live() {
+    ///         tokio::time::sleep(Duration::from_millis(5)).await;
+    ///     }
+    /// });
+    /// revoked.await.expect("revoked at its hard expiry");
+    /// checker.abort();
+    /// # }
+    /// ```
     pub async fn run_checker(self, interval: Duration) {
         loop {
             let mut drain_begun = std::pin::pin!(self.shared.drain_begun.notified());

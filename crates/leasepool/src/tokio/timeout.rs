@@ -73,6 +73,23 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// # Cancel safety
     /// Cancel-safe, as [`acquire`](Self::acquire). A grant that races the timeout
     /// wins: the lease is returned, not lost.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use leasepool::tokio::{AcquireError, LeaseManager};
+    ///
+    /// let manager = LeaseManager::builder(1).build(|seq| seq).unwrap();
+    /// let held = manager.acquire().await.unwrap();
+    /// match manager.acquire_timeout(Duration::from_millis(250)).await {
+    ///     Err(AcquireError::TimedOut { retry_after }) => assert!(retry_after > Duration::ZERO),
+    ///     other => panic!("the only pool is held: {other:?}"),
+    /// }
+    /// # drop(held);
+    /// # }
+    /// ```
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Lease<P>, AcquireError> {
         self.acquire_as_timeout(Tenant::default(), None, timeout)
             .await
@@ -86,7 +103,23 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// [`acquire_as`](Self::acquire_as) in [`AcquireError::Lease`].
     ///
     /// # Cancel safety
-    /// Cancel-safe: see the module docs.
+    /// Cancel-safe, as [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use leasepool::Tenant;
+    /// # let manager = leasepool::tokio::LeaseManager::builder(1).build(|seq| seq).unwrap();
+    /// let checkout = Tenant { owner: Some(7), priority: 1, ..Tenant::default() };
+    /// let lease = manager
+    ///     .acquire_as_timeout(checkout, Some(Duration::from_secs(5)), Duration::from_millis(250))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(lease.lease_time(), Duration::from_secs(5));
+    /// # }
+    /// ```
     pub async fn acquire_as_timeout(
         &self,
         tenant: Tenant,
