@@ -153,6 +153,12 @@ impl std::fmt::Debug for LeaseId {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LeaseIdHex([u8; 32]);
 
+impl std::fmt::Debug for LeaseIdHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeaseIdHex({:?})", self.as_str())
+    }
+}
+
 impl LeaseIdHex {
     /// The digits as a string slice.
     #[must_use]

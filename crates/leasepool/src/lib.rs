@@ -12,7 +12,7 @@
 //!
 //! With the `tokio` feature, [`tokio::LeaseManager`] is an async front end of its own.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admission;
