@@ -347,7 +347,7 @@ impl RetryEstimator {
             None => seconds,
         };
         // Below a nanosecond the mean says nothing, and a run of zero-length holds
-        // (two stamps within one tick of a coarse clock) would otherwise decay it into
+        // (two stamps within one tick of a clock that moves in ticks) would decay it into
         // subnormal numbers, on which every float operation costs ~100 cycles: a
         // release became twice as slow before this floor.
         self.mean_hold = Some(if mean < Self::FLOOR { 0.0 } else { mean });

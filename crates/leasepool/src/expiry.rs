@@ -62,53 +62,6 @@ pub fn monotonic() -> f64 {
     secs + f64::from_bits(TEST_SKEW.load(Ordering::Relaxed))
 }
 
-/// [`monotonic`] read from the kernel's coarse clock, rounded *up* to its
-/// resolution: never earlier than the precise time, at most one tick later (4 ms
-/// with the usual 250 Hz tick), at a quarter of the cost (about 4 ns against 15 ns
-/// for a vDSO read on x86-64 Linux). For stamps where a tick does not matter (a
-/// lease's grant, seconds before its expiry) on paths where 10 ns does (an
-/// uncontended acquire): a lease stamped with it expires up to a tick late, never
-/// early. Elsewhere (no coarse clock) it is [`monotonic`].
-#[must_use]
-pub fn monotonic_coarse() -> f64 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists
-        // on every Linux since 2.6.32.
-        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0 {
-            #[allow(clippy::cast_precision_loss)]
-            let secs = ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
-            return secs + coarse_resolution() + f64::from_bits(TEST_SKEW.load(Ordering::Relaxed));
-        }
-    }
-    monotonic()
-}
-
-/// The coarse clock's resolution in seconds, asked once.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn coarse_resolution() -> f64 {
-    static RESOLUTION: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *RESOLUTION.get_or_init(|| {
-        let mut res = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `res` is a valid, writable timespec.
-        if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0 {
-            #[allow(clippy::cast_precision_loss)]
-            let secs = res.tv_sec as f64 + res.tv_nsec as f64 * 1e-9;
-            secs
-        } else {
-            // Unknown: a generous tick (100 Hz).
-            0.01
-        }
-    })
-}
-
 impl CheckerClock {
     /// Starts the clock thread (named `thread_name`) with its first `deadline`.
     ///
@@ -213,29 +166,5 @@ fn run(shared: &Shared, on_due: &dyn Fn()) {
                 Err(poisoned) => poisoned.into_inner(),
             }
         };
-    }
-}
-
-#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_coarse_clock_is_the_monotonic_clock_rounded_up_to_its_tick() {
-        let resolution = coarse_resolution();
-        assert!(resolution > 0.0 && resolution <= 0.1, "{resolution}");
-        let mut last = monotonic_coarse();
-        for _ in 0..10_000 {
-            let before = monotonic();
-            let coarse = monotonic_coarse();
-            let after = monotonic();
-            assert!(coarse >= last, "never goes back");
-            // Seconds, on the same clock: a gross unit or offset error shows here.
-            assert!(
-                coarse > before - 1.0 && coarse < after + 1.0,
-                "{before} {coarse}"
-            );
-            last = coarse;
-        }
     }
 }

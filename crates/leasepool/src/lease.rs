@@ -21,7 +21,9 @@ pub type LeaseKey = u64;
 pub(crate) type LeaseMap<V> = HashMap<LeaseKey, V, BuildHasherDefault<KeyHasher>>;
 
 /// Hashes a [`LeaseKey`] (a counter the engine mints, not attacker-chosen) with one
-/// multiply: Fibonacci hashing spreads consecutive keys over the whole table.
+/// multiply and a fold: Fibonacci hashing spreads the keys over the table, and
+/// folding the high half down makes the low bits (which pick the bucket) depend on
+/// every bit of the key, so keys with a power-of-two stride do not collide.
 #[derive(Default)]
 pub(crate) struct KeyHasher(u64);
 
@@ -38,7 +40,8 @@ impl Hasher for KeyHasher {
     }
 
     fn write_u64(&mut self, key: u64) {
-        self.0 = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let product = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = product ^ (product >> 32);
     }
 }
 

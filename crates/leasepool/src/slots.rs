@@ -19,7 +19,7 @@ pub type PoolSeq = u64;
 pub struct SlotGrant<P> {
     /// Engine key of the slot lease.
     pub key: LeaseKey,
-    /// Public id string.
+    /// Public id (shown as 32 hex digits).
     pub id: LeaseId,
     /// When it was granted and when it expires.
     pub timing: LeaseTiming,

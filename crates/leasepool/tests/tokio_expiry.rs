@@ -45,3 +45,32 @@ fn limits(max: usize, grace_seconds: f64) -> PoolLimits {
         .build()
         .unwrap()
 }
+
+/// Expiry never comes early, whoever judges it (here: another caller's acquire,
+/// which scans for expired leases), checked against the engine's clock. (It caught a
+/// coarse clock whose lag exceeds its stated resolution: docs/performance.md.)
+#[test]
+fn a_lease_never_ends_early() {
+    use leasepool::expiry::monotonic;
+    let lease_time = Duration::from_millis(20);
+    for _ in 0..30 {
+        let m = LeaseManager::builder(1)
+            .lease_time(lease_time)
+            .lease_grace(Duration::ZERO)
+            .build(|seq| seq)
+            .expect("valid");
+        let before = monotonic();
+        let lease = m.try_acquire().expect("free");
+        // Until the true expiry, another caller's acquire (which scans for expired
+        // leases) must find the lease live.
+        while monotonic() < before + lease_time.as_secs_f64() {
+            let _ = m.try_acquire();
+            let live = lease.is_live();
+            let checked_at = monotonic();
+            if checked_at < before + lease_time.as_secs_f64() {
+                assert!(live, "revoked {} s early", before + 0.020 - checked_at);
+            }
+        }
+        drop(lease);
+    }
+}

@@ -19,7 +19,7 @@ pub trait Waiter {
 pub struct Grant<P> {
     /// Engine key of the lease.
     pub key: LeaseKey,
-    /// Public id string.
+    /// Public id (shown as 32 hex digits).
     pub id: LeaseId,
     /// When it was granted and when it expires.
     pub timing: LeaseTiming,

@@ -91,7 +91,11 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     ///
     /// # Errors
     /// [`LeaseError::NotStarted`] if the manager is (or gets) stopped,
-    /// [`LeaseError::Draining`] if a [`drain`](Self::drain) begins first.
+    /// [`LeaseError::Draining`] if a [`drain`](Self::drain) begins first,
+    /// [`LeaseError::QueueFull`] (with [`LeaseError::retry_after`]) when an
+    /// admission policy bounds the waiters and the bound is reached,
+    /// [`LeaseError::InvalidLeaseSeconds`] if the manager was made by
+    /// [`new`](Self::new) with a zero default lease time.
     ///
     /// # Cancel safety
     /// Cancel-safe: dropping the future while it waits removes the waiter, and a pool

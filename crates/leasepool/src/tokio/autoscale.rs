@@ -1,7 +1,5 @@
 //! Built-in adaptive sizing for the tokio front end (see [`crate::autoscale`]).
 
-use std::sync::atomic::Ordering;
-
 use super::{lock, LeaseManager};
 use crate::autoscale::{AutoScalePolicy, AutoScaleView};
 
@@ -31,7 +29,6 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     #[must_use]
     pub fn with_autoscale(self, policy: AutoScalePolicy) -> Self {
         lock(&self.shared.engine).enable_autoscale(policy);
-        self.shared.precise.store(true, Ordering::Relaxed);
         self
     }
 

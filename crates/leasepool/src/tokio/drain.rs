@@ -70,9 +70,9 @@ impl<P: Clone + Send + 'static> Shared<P> {
         let Some(pools_in_use) = engine.drain_due(f64::INFINITY) else {
             return false;
         };
-        // Opaque pools cannot be told to stop their work: `stop` clears their
-        // leases' `live` flags (`Lease::is_live` turns false) and retires the pools
-        // like every other.
+        // Opaque pools cannot be told to stop their work: `stop` ends their leases
+        // (`Lease::is_live` turns false: the manager no longer holds them) and
+        // retires the pools like every other.
         drop(pools_in_use);
         self.finish_drain(engine, fx);
         true

@@ -2,8 +2,6 @@
 //! engine under its own lock ([`crate::metrics`]), owner labels for the per-owner
 //! breakdown, and the gauges (the state at one moment), which need no opt-in.
 
-use std::sync::atomic::Ordering;
-
 use super::{lock, LeaseManager};
 use crate::admission::OwnerKey;
 use crate::metrics::LeaseMetricsSnapshot;
@@ -43,7 +41,6 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     #[must_use]
     pub fn with_metrics(self, owners: usize) -> Self {
         lock(&self.shared.engine).enable_metrics(owners);
-        self.shared.precise.store(true, Ordering::Relaxed);
         self
     }
 

@@ -130,7 +130,7 @@
 //! an [`acquire_timeout`](LeaseManager::acquire_timeout) on tokio's
 //! ([`tokio::time::Instant`]), so tests with a paused clock control them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -138,7 +138,7 @@ use tokio::sync::Notify;
 
 use crate::admission::AdmissionPolicy;
 use crate::error::ConfigError;
-use crate::expiry::{monotonic, monotonic_coarse};
+use crate::expiry::monotonic;
 use crate::graceful::DrainReport;
 use crate::lease::LeaseKey;
 use crate::manager::{Effects, Grant, Manager};
@@ -202,9 +202,6 @@ struct Shared<P> {
     default_lease_seconds: f64,
     /// The load signal for adaptive sizing (see [`LeaseManager::set_load`]).
     load: AtomicU64,
-    /// Whether grants and releases need the precise clock (metrics or autoscaling
-    /// measure durations with it); see [`Shared::stamp`].
-    precise: AtomicBool,
     /// The report of the drain that ended (set once, under the engine lock, by
     /// whoever ended it; see `drain.rs`).
     drained: OnceLock<DrainReport>,
@@ -245,15 +242,13 @@ impl<P: Clone + Send + 'static> Shared<P> {
             .map_or(by_load, |view| by_load.max(view.target))
     }
 
-    /// The time for a grant or a release: the coarse clock (a quarter of the cost;
-    /// a lease then expires up to one kernel tick late, never early), unless metrics
-    /// or autoscaling need exact durations.
+    /// The time for a grant or a release: the engine's monotonic clock. (The
+    /// kernel's coarse clock costs a quarter as much, but on this project's VM it
+    /// lags the precise one by up to two ticks, more than its stated resolution, so
+    /// no slack derived from that resolution keeps leases from ending early:
+    /// docs/performance.md.)
     fn stamp(&self) -> f64 {
-        if self.precise.load(Ordering::Relaxed) {
-            monotonic()
-        } else {
-            monotonic_coarse()
-        }
+        monotonic()
     }
 
     /// Performs effects outside the lock: grants travel to their waiters; a grant
@@ -352,6 +347,10 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     /// A started manager that creates pools with `factory(seq)` (seq = 1, 2, ...).
     /// Leases last `default_lease` plus the limits' `lease_grace` before they are
     /// revoked.
+    ///
+    /// Unchecked: a zero `default_lease` makes every acquire without its own lease
+    /// time fail with [`LeaseError::InvalidLeaseSeconds`]. [`builder`](LeaseManager::builder)
+    /// checks everything at `build`.
     pub fn new(
         limits: PoolLimits,
         default_lease: std::time::Duration,
@@ -401,7 +400,6 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
                 }),
                 default_lease_seconds,
                 load: AtomicU64::new(0),
-                precise: AtomicBool::new(false),
                 drained: OnceLock::new(),
                 drain_done: Notify::new(),
                 drain_until: Mutex::new(None),
