@@ -182,6 +182,61 @@ def test_no_worker_process_survives_stop() -> None:
     assert [pid for pid in pids if not f.process_gone(pid)] == []
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc")
+def test_no_worker_holds_another_workers_death_pipe() -> None:
+    """Pools start their workers on their own spawner threads. A worker forked while
+    another pool's worker was being started inherited that worker's death pipe (the
+    write end of its executor's sentinel), so the other worker's death went unseen and
+    its call hung (about one run in twenty of a crash-breaker test). Six pools started
+    at once, five times over: no worker holds another worker's pipe, and a worker that
+    dies while the others live fails its call."""
+    import gc
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    def pipe_of(fd_path: str) -> str:
+        try:
+            return os.readlink(fd_path)
+        except OSError:  # closed meanwhile
+            return ""
+
+    def writes(fdinfo_path: str) -> bool:
+        try:
+            with open(fdinfo_path) as info:
+                flags = next(line for line in info if line.startswith("flags:"))
+        except (OSError, StopIteration):  # closed meanwhile
+            return False
+        return int(flags.split()[1], 8) & os.O_ACCMODE != os.O_RDONLY
+
+    async def main() -> None:
+        async with process_manager(max_pools=6, min_pools=6, workers_per_pool=1) as manager:
+            leases = [await manager.acquire() for _ in range(6)]
+            pids = set(await asyncio.gather(*(lease.run(f.getpid) for lease in leases)))
+            assert len(pids) == 6
+            sentinel_pipe: dict[int, str] = {}
+            for executor in gc.get_objects():
+                if isinstance(executor, ProcessPoolExecutor):
+                    for pid, process in dict(getattr(executor, "_processes", None) or {}).items():
+                        if pid in pids:
+                            sentinel_pipe[pid] = pipe_of(f"/proc/self/fd/{process.sentinel}")
+            assert set(sentinel_pipe) == pids
+            for pid in pids:
+                # Write ends only: every later worker inherits the parent's read ends
+                # (harmless); a write end keeps the pipe from ever seeing end-of-file.
+                held = {
+                    pipe_of(f"/proc/{pid}/fd/{fd}")
+                    for fd in os.listdir(f"/proc/{pid}/fd")
+                    if writes(f"/proc/{pid}/fdinfo/{fd}")
+                }
+                others = {pipe for other, pipe in sentinel_pipe.items() if other != pid}
+                assert held & others == set(), f"worker {pid} holds another's death pipe"
+            with pytest.raises(BrokenProcessPool):
+                await leases[0].run(f.crash_exit, 3)
+
+    for _ in range(5):
+        asyncio.run(main())
+
+
 _EXIT_SCRIPT = """
 import asyncio, atexit, multiprocessing, os, sys
 sys.path.insert(0, {tests!r})

@@ -207,6 +207,10 @@ def executor_threads(executor: Executor) -> list[threading.Thread]:
     return list(threads) if threads else []
 
 
+# Held while one of leasepool's process pools starts its workers (``launch_processes``).
+_WORKER_START = threading.Lock()
+
+
 def launch_processes(executor: Executor) -> None:
     """Start every worker process of a fresh ``ProcessPoolExecutor`` now, on this
     thread, instead of at its first ``submit()`` (the stdlib starts them there: all
@@ -221,9 +225,16 @@ def launch_processes(executor: Executor) -> None:
     if launch is None or start_manager is None or shutdown_lock is None:
         return
     # As ``submit()`` does it: under the executor's lock, processes first (the stdlib
-    # refuses to fork once its manager thread runs).
+    # refuses to fork once its manager thread runs). One pool at a time: each pool
+    # starts its workers on its own spawner thread, and a forked worker inherits every
+    # descriptor open in the parent at the fork, including the write end of the pipe
+    # whose end-of-file tells another executor that *its* worker died, if that worker
+    # was being started at the same moment. The first worker's death then never shows
+    # and its call hangs (seen: a worker killed on its first call left a zombie and a
+    # future that never completed, about one run in twenty).
     with shutdown_lock:
-        launch()
+        with _WORKER_START:
+            launch()
         start_manager()
 
 
