@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::lease::Wait;
 use super::{lock, AcquireError, GrantResult, Lease, LeaseManager, Locked};
 use crate::admission::Tenant;
+use crate::expiry::monotonic;
 use crate::manager::{Acquired, Effects, Grant, Waiter};
 use crate::LeaseError;
 
@@ -73,7 +74,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     pub fn try_acquire_as(&self, tenant: Tenant) -> Result<Lease<P>, LeaseError> {
         let mut fx = Effects::default();
         let acquired = lock(&self.shared.engine).acquire_as(
-            self.shared.stamp(),
+            monotonic(),
             self.shared.default_lease_seconds,
             tenant,
             (),
@@ -214,7 +215,7 @@ impl<P: Clone + Send + 'static> LeaseManager<P> {
     fn begin(&self, tenant: Tenant, lease_seconds: f64) -> Begun<P> {
         let (begun, fx) = {
             let mut locked = lock(&self.shared.engine);
-            let now = self.shared.stamp();
+            let now = monotonic();
             let Locked { engine, effects } = &mut *locked;
             let begun = match engine.probe_as(now, lease_seconds, tenant, (), effects) {
                 Ok(grant) => Begun::Answered(Ok(grant)),

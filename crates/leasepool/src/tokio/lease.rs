@@ -71,7 +71,7 @@ impl<P: Clone + Send + 'static> Wait<P> {
             // Under the engine lock the waiter is either still queued (and times out
             // here) or was already answered: granted, or refused by a drain or stop,
             // and removed from the queue by the engine under this same lock.
-            let removed = engine.time_out_waiter(self.ticket, self.shared.stamp(), &mut fx);
+            let removed = engine.time_out_waiter(self.ticket, monotonic(), &mut fx);
             removed.map(|waiter| (waiter, engine.retry_after(false, lease_seconds)))
         };
         self.shared.perform(fx);
@@ -92,7 +92,7 @@ impl<P: Clone + Send + 'static> Drop for Wait<P> {
         // answer it (and, under an admission policy, serves anyone its place in the
         // queue held back).
         let mut fx = Effects::default();
-        let now = self.shared.stamp();
+        let now = monotonic();
         let removed = lock(&self.shared.engine).withdraw_waiter(self.ticket, now, &mut fx);
         if removed.is_some() {
             drop(removed);

@@ -126,7 +126,10 @@
 //! # Clocks
 //!
 //! Lease times and expiry (and the metrics' durations) are measured on the engine's
-//! monotonic clock (wall time, [`crate::expiry::monotonic`]); a drain's deadline and
+//! monotonic clock (wall time, [`crate::expiry::monotonic`]), read under the engine
+//! lock so no lease is stamped before its grant (the kernel's cheaper coarse clock
+//! lags by more than its resolution and would let leases end early:
+//! docs/performance.md); a drain's deadline and
 //! an [`acquire_timeout`](LeaseManager::acquire_timeout) on tokio's
 //! ([`tokio::time::Instant`]), so tests with a paused clock control them.
 
@@ -242,15 +245,6 @@ impl<P: Clone + Send + 'static> Shared<P> {
             .map_or(by_load, |view| by_load.max(view.target))
     }
 
-    /// The time for a grant or a release: the engine's monotonic clock. (The
-    /// kernel's coarse clock costs a quarter as much, but on this project's VM it
-    /// lags the precise one by up to two ticks, more than its stated resolution, so
-    /// no slack derived from that resolution keeps leases from ending early:
-    /// docs/performance.md.)
-    fn stamp(&self) -> f64 {
-        monotonic()
-    }
-
     /// Performs effects outside the lock: grants travel to their waiters; a grant
     /// whose waiter is gone is released, which may grant the next waiter in turn.
     fn perform(&self, mut fx: Fx<P>) {
@@ -277,7 +271,7 @@ impl<P: Clone + Send + 'static> Shared<P> {
                 let mut engine = lock(&self.engine);
                 let target = self.target(&engine);
                 for key in orphaned {
-                    engine.release(key, self.stamp(), target, &mut fx);
+                    engine.release(key, monotonic(), target, &mut fx);
                 }
                 self.settle_drain(&mut engine, &mut fx)
             };
@@ -292,7 +286,7 @@ impl<P: Clone + Send + 'static> Shared<P> {
             let mut locked = lock(&self.engine);
             let target = self.target(&locked);
             let Locked { engine, effects } = &mut *locked;
-            engine.release(key, self.stamp(), target, effects);
+            engine.release(key, monotonic(), target, effects);
             let ended = self.settle_drain(engine, effects);
             (locked.take_effects(), ended)
         };
